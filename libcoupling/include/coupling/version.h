@@ -1,0 +1,11 @@
+// The libcoupling version, for logs and for the metadata stored with every run.
+#pragma once
+
+#include <string>
+
+namespace coupling {
+
+/// Semantic version of this build of libcoupling, e.g. "0.1.0".
+std::string version();
+
+}  // namespace coupling

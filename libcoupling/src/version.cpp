@@ -1,0 +1,7 @@
+#include "coupling/version.h"
+
+namespace coupling {
+
+std::string version() { return COUPLING_VERSION_STRING; }
+
+}  // namespace coupling

@@ -1,0 +1,48 @@
+// Checkpoints of the bundled trainers: OUT/checkpoints/step_<N>/ holds
+//   model.pt      the module (LibTorch archive)
+//   optimizer.pt  the optimizer state
+//   state.pt      step, sampler RNG state, LibTorch RNG state, tokens seen, training seconds
+//   weights.pt    name -> tensor dict that Python's torch.load reads (names: docs/architecture.md)
+//   config.toml   the run's configuration
+// A checkpoint is written into a temporary directory and renamed into place, so a crash never
+// leaves a half-written step_<N>.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace torch {
+namespace nn {
+class Module;
+}
+namespace optim {
+class Optimizer;
+}
+}  // namespace torch
+
+namespace trainer {
+
+/// Everything besides the model and optimizer needed to continue a run exactly.
+struct TrainerState {
+  int64_t step = 0;            ///< optimizer steps completed
+  std::string sampler_rng;     ///< std::mt19937_64 state (operator<< text)
+  int64_t tokens_seen = 0;
+  double train_seconds = 0.0;  ///< wall time spent training, summed over resumed sessions
+};
+
+/// Directory of the checkpoint for `step` under run directory `out`.
+std::string checkpoint_dir(const std::string& out, int64_t step);
+
+/// The newest complete checkpoint under `out`/checkpoints, if any.
+std::optional<std::string> latest_checkpoint(const std::string& out);
+
+/// Writes a checkpoint atomically. Throws coupling::IoError.
+void save_checkpoint(const std::string& out, const TrainerState& state, const torch::nn::Module& model,
+                     const torch::optim::Optimizer& optimizer, const std::string& config_toml);
+
+/// Restores model, optimizer and the LibTorch default generator from checkpoint directory `dir`
+/// and returns the trainer state. Throws coupling::CheckpointError if anything is missing or corrupt.
+TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, torch::optim::Optimizer& optimizer);
+
+}  // namespace trainer

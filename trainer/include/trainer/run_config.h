@@ -1,0 +1,93 @@
+// The full configuration of a bundled-trainer run, and the one list of its fields.
+//
+// visit_fields() is the single place that names every option: the CLI registers flags from it,
+// config.toml is written from it, and resume compares a checkpoint's config with the flags a
+// user gave through it. Adding an option means adding one line there.
+#pragma once
+
+#include "trainer/gpt_config.h"
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace trainer {
+
+/// Options of the training loop shared by the bundled trainers.
+struct TrainConfig {
+  std::string data;              ///< corpus file; empty = the bundled default (data/kjv.txt)
+  std::string out = "runs/gpt";  ///< run directory
+  int64_t steps = 1200;
+  int64_t batch = 32;
+  double lr = 2e-3;
+  double min_lr_fraction = 0.1;  ///< cosine decay ends at lr * min_lr_fraction
+  double weight_decay = 0.1;
+  int64_t warmup = 100;
+  double grad_clip = 1.0;  ///< max global gradient L2 norm; 0 disables clipping
+  int64_t seed = 1337;
+  int64_t eval_every = 250;   ///< 0 = only at the end
+  int64_t eval_windows = 256;
+  int64_t ckpt_every = 500;  ///< 0 = only at the end
+  int64_t log_every = 50;
+  int64_t threads = 0;  ///< 0 = one per core
+
+  /// Throws coupling::ConfigError naming the offending flag.
+  void validate() const;
+};
+
+struct GptRunConfig {
+  TrainConfig train;
+  GptConfig model;
+  void validate() const;
+};
+
+/// How a field may differ between a checkpoint's config and a resumed run.
+enum class ResumePolicy {
+  kMustMatch,  ///< changes the computation: a different value on resume is an error
+  kMayChange,  ///< bookkeeping only (logging, threads, where to write)
+};
+
+/// Calls v(name, description, policy, field_of_c...) for every option of a GPT run, in a fixed
+/// order, passing the same field of each config given (so two configs can be compared or merged).
+/// `name` is the long flag without dashes and the key in config.toml.
+template <class Visitor, class... Configs>
+void visit_fields(Visitor&& v, Configs&... c) {
+  using P = ResumePolicy;
+  v("data", "Training text file (bytes are tokens); default: data/kjv.txt", P::kMustMatch, c.train.data...);
+  v("out", "Run directory (checkpoints, logs, summary.json)", P::kMayChange, c.train.out...);
+  v("steps", "Optimizer steps", P::kMustMatch, c.train.steps...);
+  v("batch", "Sequences per step", P::kMustMatch, c.train.batch...);
+  v("lr", "Peak learning rate (AdamW)", P::kMustMatch, c.train.lr...);
+  v("min-lr-fraction", "Final learning rate as a fraction of --lr", P::kMustMatch, c.train.min_lr_fraction...);
+  v("weight-decay", "AdamW weight decay (matrices and embeddings only)", P::kMustMatch, c.train.weight_decay...);
+  v("warmup", "Linear warm-up steps", P::kMustMatch, c.train.warmup...);
+  v("grad-clip", "Clip the global gradient norm to this (0 = off)", P::kMustMatch, c.train.grad_clip...);
+  v("seed", "Seed for initialisation, sampling and dropout", P::kMustMatch, c.train.seed...);
+  v("eval-every", "Evaluate every N steps (0 = at the end only)", P::kMayChange, c.train.eval_every...);
+  v("eval-windows", "Validation windows per evaluation", P::kMayChange, c.train.eval_windows...);
+  v("ckpt-every", "Checkpoint every N steps (0 = at the end only)", P::kMayChange, c.train.ckpt_every...);
+  v("log-every", "Progress line every N steps", P::kMayChange, c.train.log_every...);
+  v("threads", "Intra-op threads (0 = one per core)", P::kMayChange, c.train.threads...);
+  v("context", "Context length T (tokens)", P::kMustMatch, c.model.context...);
+  v("d-model", "Residual width d", P::kMustMatch, c.model.d_model...);
+  v("layers", "Number of transformer blocks L", P::kMustMatch, c.model.layers...);
+  v("heads", "Attention heads (must divide d-model)", P::kMustMatch, c.model.heads...);
+  v("dropout", "Dropout probability", P::kMustMatch, c.model.dropout...);
+}
+
+/// The config as TOML (`name = value` lines), readable by --config.
+std::string to_toml(const GptRunConfig& config);
+
+/// Parses a config.toml written by to_toml (or by hand) on top of the defaults.
+/// Throws coupling::ConfigError on unknown keys or bad values.
+GptRunConfig read_config_file(const std::string& path);
+
+/// For a resumed run: the checkpoint's config, with every field named in `explicit_flags` taken
+/// from `requested` when its policy allows a change. Throws coupling::ConfigError naming the first
+/// flag whose requested value conflicts with the checkpoint.
+GptRunConfig merge_for_resume(const GptRunConfig& saved, const GptRunConfig& requested,
+                              const std::set<std::string>& explicit_flags);
+
+}  // namespace trainer

@@ -1,0 +1,142 @@
+#include "trainer/checkpoint.h"
+
+#include "coupling/error.h"
+#include "trainer/files.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/GeneratorImpl.h>
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+#include <torch/serialize.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+namespace fs = std::filesystem;
+
+namespace trainer {
+namespace {
+
+constexpr const char* kStepPrefix = "step_";
+
+void save_weights_for_python(const torch::nn::Module& model, const std::string& path) {
+  c10::Dict<std::string, at::Tensor> weights;
+  for (const auto& item : model.named_parameters()) weights.insert(item.key(), item.value().detach().clone());
+  for (const auto& item : model.named_buffers()) weights.insert(item.key(), item.value().detach().clone());
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(weights));
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw coupling::IoError("cannot write " + path);
+}
+
+at::Generator default_generator() { return at::detail::getDefaultCPUGenerator(); }
+
+}  // namespace
+
+std::string checkpoint_dir(const std::string& out, int64_t step) {
+  return (fs::path(out) / "checkpoints" / (kStepPrefix + std::to_string(step))).string();
+}
+
+std::optional<std::string> latest_checkpoint(const std::string& out) {
+  const fs::path root = fs::path(out) / "checkpoints";
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return std::nullopt;
+  static const std::regex pattern("step_([0-9]+)");
+  int64_t best_step = -1;
+  std::optional<std::string> best;
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    std::smatch match;
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_directory() || !std::regex_match(name, match, pattern)) continue;
+    const int64_t step = std::stoll(match[1].str());
+    if (step > best_step) {
+      best_step = step;
+      best = entry.path().string();
+    }
+  }
+  return best;
+}
+
+void save_checkpoint(const std::string& out, const TrainerState& state, const torch::nn::Module& model,
+                     const torch::optim::Optimizer& optimizer, const std::string& config_toml) {
+  const fs::path final_dir = checkpoint_dir(out, state.step);
+  const fs::path temp_dir = final_dir.string() + ".tmp-" + std::to_string(::getpid());
+  std::error_code ec;
+  fs::remove_all(temp_dir, ec);
+  fs::create_directories(temp_dir, ec);
+  if (ec) throw coupling::IoError("cannot create checkpoint directory " + temp_dir.string() + ": " + ec.message());
+  try {
+    torch::serialize::OutputArchive model_archive;
+    model.save(model_archive);
+    model_archive.save_to((temp_dir / "model.pt").string());
+
+    torch::serialize::OutputArchive optimizer_archive;
+    optimizer.save(optimizer_archive);
+    optimizer_archive.save_to((temp_dir / "optimizer.pt").string());
+
+    torch::serialize::OutputArchive state_archive;
+    state_archive.write("step", c10::IValue(state.step));
+    state_archive.write("sampler_rng", c10::IValue(state.sampler_rng));
+    state_archive.write("torch_rng", c10::IValue(default_generator().get_state()));
+    state_archive.write("tokens_seen", c10::IValue(state.tokens_seen));
+    state_archive.write("train_seconds", c10::IValue(state.train_seconds));
+    state_archive.save_to((temp_dir / "state.pt").string());
+
+    save_weights_for_python(model, (temp_dir / "weights.pt").string());
+    write_file_atomic((temp_dir / "config.toml").string(), config_toml);
+  } catch (const c10::Error& e) {
+    fs::remove_all(temp_dir, ec);
+    throw coupling::IoError("cannot write checkpoint " + final_dir.string() + ": " + e.what_without_backtrace());
+  } catch (...) {
+    fs::remove_all(temp_dir, ec);
+    throw;
+  }
+  fs::remove_all(final_dir, ec);
+  fs::rename(temp_dir, final_dir, ec);
+  if (ec) throw coupling::IoError("cannot move checkpoint into " + final_dir.string() + ": " + ec.message());
+}
+
+TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, torch::optim::Optimizer& optimizer) {
+  for (const char* file : {"model.pt", "optimizer.pt", "state.pt", "config.toml"}) {
+    if (!fs::is_regular_file(fs::path(dir) / file)) {
+      throw coupling::CheckpointError("checkpoint " + dir + " is incomplete (no " + file +
+                                      "): delete it to resume from the previous checkpoint");
+    }
+  }
+  TrainerState state;
+  try {
+    torch::serialize::InputArchive model_archive;
+    model_archive.load_from((fs::path(dir) / "model.pt").string());
+    model.load(model_archive);
+
+    torch::serialize::InputArchive optimizer_archive;
+    optimizer_archive.load_from((fs::path(dir) / "optimizer.pt").string());
+    optimizer.load(optimizer_archive);
+
+    torch::serialize::InputArchive state_archive;
+    state_archive.load_from((fs::path(dir) / "state.pt").string());
+    c10::IValue value;
+    state_archive.read("step", value);
+    state.step = value.toInt();
+    state_archive.read("sampler_rng", value);
+    state.sampler_rng = value.toStringRef();
+    state_archive.read("torch_rng", value);
+    default_generator().set_state(value.toTensor());
+    state_archive.read("tokens_seen", value);
+    state.tokens_seen = value.toInt();
+    state_archive.read("train_seconds", value);
+    state.train_seconds = value.toDouble();
+  } catch (const c10::Error& e) {
+    throw coupling::CheckpointError("checkpoint " + dir + " is corrupt or from an incompatible model (" +
+                                    e.what_without_backtrace() +
+                                    "): delete it to resume from the previous checkpoint");
+  }
+  return state;
+}
+
+}  // namespace trainer

@@ -1,0 +1,273 @@
+#include "trainer/gpt_trainer.h"
+
+#include "coupling/error.h"
+#include "coupling/version.h"
+#include "trainer/byte_corpus.h"
+#include "trainer/checkpoint.h"
+#include "trainer/files.h"
+#include "trainer/gpt.h"
+#include "trainer/json_object.h"
+#include "trainer/lr_schedule.h"
+#include "trainer/runtime.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+#include <torch/utils.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace trainer {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string format_duration(double seconds) {
+  const auto total = static_cast<int64_t>(std::llround(seconds));
+  if (total >= 3600) return fmt::format("{}h{:02d}m", total / 3600, (total % 3600) / 60);
+  if (total >= 60) return fmt::format("{}m{:02d}s", total / 60, total % 60);
+  return fmt::format("{}s", total);
+}
+
+/// AdamW with weight decay on matrices and embeddings only (not on biases or LayerNorm gains).
+std::unique_ptr<torch::optim::AdamW> make_optimizer(GptImpl& model, const TrainConfig& train) {
+  std::vector<at::Tensor> decayed, not_decayed;
+  for (const auto& p : model.parameters()) (p.dim() >= 2 ? decayed : not_decayed).push_back(p);
+  auto options = torch::optim::AdamWOptions(train.lr).betas({0.9, 0.95}).eps(1e-8);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decayed, std::make_unique<torch::optim::AdamWOptions>(
+                                   torch::optim::AdamWOptions(options).weight_decay(train.weight_decay)));
+  groups.emplace_back(not_decayed, std::make_unique<torch::optim::AdamWOptions>(
+                                       torch::optim::AdamWOptions(options).weight_decay(0.0)));
+  return std::make_unique<torch::optim::AdamW>(std::move(groups), options);
+}
+
+void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+}
+
+/// Mean loss (nats/token) of the model over fixed windows, in eval mode, in chunks of `batch`.
+double evaluate(GptImpl& model, const TokenBatch& windows, int64_t batch) {
+  at::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  double total = 0.0;
+  const int64_t count = windows.inputs.size(0);
+  for (int64_t start = 0; start < count; start += batch) {
+    const int64_t n = std::min(batch, count - start);
+    auto logits = model.forward(windows.inputs.narrow(0, start, n));
+    total += next_token_loss(logits, windows.targets.narrow(0, start, n)).item<double>() * static_cast<double>(n);
+  }
+  model.train(was_training);
+  return total / static_cast<double>(count);
+}
+
+/// Appends lines to a CSV log, writing the header when the file is new; flushed per line.
+class CsvLog {
+ public:
+  CsvLog(const std::string& path, const std::string& header) {
+    const bool fresh = !fs::exists(path);
+    out_.open(path, std::ios::app);
+    if (!out_) throw coupling::IoError("cannot open log " + path + " for appending");
+    if (fresh) out_ << header << '\n' << std::flush;
+  }
+  void line(const std::string& text) { out_ << text << '\n' << std::flush; }
+
+ private:
+  std::ofstream out_;
+};
+
+int64_t count_parameters(const GptImpl& model) {
+  int64_t n = 0;
+  for (const auto& p : model.parameters()) n += p.numel();
+  return n;
+}
+
+}  // namespace
+
+RunPaths::RunPaths(const std::string& out_dir)
+    : out(out_dir),
+      config((fs::path(out_dir) / "config.toml").string()),
+      train_log((fs::path(out_dir) / "train_log.csv").string()),
+      eval_log((fs::path(out_dir) / "eval_log.csv").string()),
+      summary((fs::path(out_dir) / "summary.json").string()) {}
+
+std::string resolve_default_corpus() {
+  const fs::path candidates[] = {fs::path("data") / "kjv.txt", fs::path(COUPLING_SOURCE_DIR) / "data" / "kjv.txt"};
+  for (const auto& candidate : candidates) {
+    if (fs::is_regular_file(candidate)) return fs::absolute(candidate).lexically_normal().string();
+  }
+  throw coupling::DataError("default corpus data/kjv.txt not found: run scripts/setup.sh, or pass --data FILE");
+}
+
+GptRunConfig config_for_resume(const std::string& run_dir, const GptRunConfig& requested,
+                               const std::set<std::string>& explicit_flags) {
+  if (explicit_flags.count("out") > 0 && requested.train.out != run_dir) {
+    throw coupling::ConfigError("--out " + requested.train.out + " differs from --resume " + run_dir +
+                                ": a resumed run continues in its own directory; drop --out");
+  }
+  const auto checkpoint = latest_checkpoint(run_dir);
+  if (!checkpoint) {
+    throw coupling::CheckpointError("--resume " + run_dir + ": no checkpoint under " + run_dir +
+                                    "/checkpoints; start a new run with --out instead");
+  }
+  GptRunConfig config = merge_for_resume(read_config_file((fs::path(*checkpoint) / "config.toml").string()),
+                                         requested, explicit_flags);
+  config.train.out = run_dir;
+  return config;
+}
+
+TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
+  GptRunConfig config = requested;
+  if (config.train.data.empty()) config.train.data = resolve_default_corpus();
+  config.validate();
+  const TrainConfig& train = config.train;
+  const GptConfig& model_config = config.model;
+
+  // Everything that can fail on bad input is checked before the first file is written.
+  const ByteCorpus corpus = ByteCorpus::from_file(train.data);
+  corpus.require_context(model_config.context);
+  const RunPaths paths(train.out);
+  const std::optional<std::string> resume_from = latest_checkpoint(train.out);
+  if (resume && !resume_from) {
+    throw coupling::CheckpointError("--resume " + train.out + ": no checkpoint under " + train.out +
+                                    "/checkpoints; start a new run with --out instead");
+  }
+  if (!resume && resume_from) {
+    throw coupling::ConfigError("--out " + train.out + " already holds a run (" + *resume_from +
+                                "): continue it with --resume " + train.out + ", or choose a new --out");
+  }
+  ensure_writable_directory(train.out);
+  setup_compute(train.threads);
+
+  at::manual_seed(static_cast<uint64_t>(train.seed));
+  Gpt model(model_config);
+  auto optimizer = make_optimizer(*model, train);
+  std::mt19937_64 sampler(static_cast<uint64_t>(train.seed));
+  TrainerState state;
+  if (resume_from) {
+    state = load_checkpoint(*resume_from, *model, *optimizer);
+    std::istringstream(state.sampler_rng) >> sampler;
+    truncate_csv_log(paths.train_log, state.step + 1);
+    truncate_csv_log(paths.eval_log, state.step + 1);
+    spdlog::info("resumed from {} at step {}", *resume_from, state.step);
+  } else {
+    for (const auto& stale : {paths.train_log, paths.eval_log}) fs::remove(stale);
+  }
+  fs::remove(paths.summary);  // rewritten at the end; a stale one would describe another run
+  const std::string config_toml = to_toml(config);
+  write_file_atomic(paths.config, config_toml);
+
+  const int64_t parameters = count_parameters(*model);
+  spdlog::info("libcoupling {} | GPT: {} layers, d={}, {} heads, context {}, {:.2f}M parameters", coupling::version(),
+               model_config.layers, model_config.d_model, model_config.heads, model_config.context, parameters / 1e6);
+  spdlog::info("data: {} ({} bytes: {} train, {} validation)", train.data, corpus.size(), corpus.train_size(),
+               corpus.validation_size());
+  const double bigram = corpus.bigram_validation_loss();
+  spdlog::info("byte-bigram baseline: {:.4f} nats/byte on validation", bigram);
+
+  const auto val_windows = corpus.evaluation_windows(Split::kValidation, model_config.context, train.eval_windows);
+  const LrSchedule schedule{train.lr, train.min_lr_fraction, train.warmup, train.steps};
+  CsvLog train_log(paths.train_log, "step,loss,lr,grad_norm,tokens_seen,train_seconds");
+  CsvLog eval_log(paths.eval_log, "step,val_loss,tokens_seen,train_seconds");
+  const int64_t tokens_per_step = train.batch * model_config.context;
+
+  const auto session_start = Clock::now();
+  const double seconds_before = state.train_seconds;
+  const int64_t first_step = state.step;
+  double val_loss = std::nan("");
+  model->train();
+  while (state.step < train.steps) {
+    const int64_t step = state.step;
+    const double lr = schedule.at(step);
+    set_learning_rate(*optimizer, lr);
+    const TokenBatch batch = corpus.sample_train(train.batch, model_config.context, sampler);
+    optimizer->zero_grad();
+    auto loss = next_token_loss(model->forward(batch.inputs), batch.targets);
+    const double loss_value = loss.item<double>();
+    if (!std::isfinite(loss_value)) {
+      throw coupling::DivergenceError(fmt::format(
+          "training loss is {} at step {}: the run stopped without saving; lower --lr or raise --warmup "
+          "and resume from the last checkpoint",
+          loss_value, step));
+    }
+    loss.backward();
+    // With clipping off, an infinite bound makes clip_grad_norm_ just measure the norm.
+    const double grad_norm = torch::nn::utils::clip_grad_norm_(
+        model->parameters(), train.grad_clip > 0.0 ? train.grad_clip : std::numeric_limits<double>::infinity());
+    if (!std::isfinite(grad_norm)) {
+      throw coupling::DivergenceError(fmt::format(
+          "gradient norm is {} at step {}: the run stopped without saving; lower --lr and resume", grad_norm, step));
+    }
+    optimizer->step();
+    state.step = step + 1;
+    state.tokens_seen += tokens_per_step;
+    state.train_seconds = seconds_before + seconds_since(session_start);
+    train_log.line(fmt::format("{},{:.6f},{:.6e},{:.6f},{},{:.3f}", step, loss_value, lr, grad_norm,
+                               state.tokens_seen, state.train_seconds));
+
+    const bool last = state.step == train.steps;
+    if (state.step % train.log_every == 0 || last) {
+      const double elapsed = seconds_since(session_start);
+      const double rate = static_cast<double>((state.step - first_step) * tokens_per_step) / elapsed;
+      const double eta = elapsed / static_cast<double>(state.step - first_step) * static_cast<double>(train.steps - state.step);
+      spdlog::info("step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {:.1f}k tok/s | ETA {}", state.step,
+                   train.steps, loss_value, lr, grad_norm, rate / 1e3, format_duration(eta));
+    }
+    if ((train.eval_every > 0 && state.step % train.eval_every == 0) || last) {
+      val_loss = evaluate(*model, val_windows, train.batch);
+      eval_log.line(fmt::format("{},{:.6f},{},{:.3f}", state.step, val_loss, state.tokens_seen, state.train_seconds));
+      spdlog::info("eval step {}: val_loss {:.4f} nats/byte (bigram {:.4f})", state.step, val_loss, bigram);
+    }
+    if ((train.ckpt_every > 0 && state.step % train.ckpt_every == 0) || last) {
+      std::ostringstream rng_text;
+      rng_text << sampler;
+      state.sampler_rng = rng_text.str();
+      save_checkpoint(train.out, state, *model, *optimizer, config_toml);
+      spdlog::info("checkpoint: {}", checkpoint_dir(train.out, state.step));
+    }
+  }
+
+  TrainSummary summary;
+  summary.final_step = state.step;
+  summary.parameters = parameters;
+  summary.bigram_val_loss = bigram;
+  summary.val_loss = std::isnan(val_loss) ? evaluate(*model, val_windows, train.batch) : val_loss;
+  summary.train_loss =
+      evaluate(*model, corpus.evaluation_windows(Split::kTrain, model_config.context, train.eval_windows), train.batch);
+  summary.wall_seconds = state.train_seconds;
+  const double session_seconds = seconds_since(session_start);
+  summary.tokens_per_second =
+      session_seconds > 0.0 ? static_cast<double>((state.step - first_step) * tokens_per_step) / session_seconds : 0.0;
+  write_file_atomic(paths.summary, JsonObject()
+                                        .add("final_step", summary.final_step)
+                                        .add("train_loss", summary.train_loss)
+                                        .add("val_loss", summary.val_loss)
+                                        .add("bigram_val_loss", summary.bigram_val_loss)
+                                        .add("tokens_per_second", summary.tokens_per_second)
+                                        .add("wall_seconds", summary.wall_seconds)
+                                        .add("parameters", summary.parameters)
+                                        .add("model", std::string("gpt"))
+                                        .add("data", train.data)
+                                        .add("libcoupling_version", coupling::version())
+                                        .str());
+  spdlog::info("summary: step {} | train_loss {:.4f} | val_loss {:.4f} | bigram_val_loss {:.4f} | {:.0f} tok/s | {}",
+               summary.final_step, summary.train_loss, summary.val_loss, summary.bigram_val_loss,
+               summary.tokens_per_second, format_duration(summary.wall_seconds));
+  return summary;
+}
+
+}  // namespace trainer

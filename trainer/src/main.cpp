@@ -1,0 +1,59 @@
+// coupling-train: the bundled trainers' command line.
+//   coupling-train gpt [--config FILE] [--resume DIR] [--flag value ...]
+// Errors print one line naming the problem and the fix, and exit with status 2.
+#include "coupling/error.h"
+#include "trainer/gpt_trainer.h"
+#include "trainer/run_config.h"
+#include "trainer/runtime.h"
+
+#include <CLI/CLI.hpp>
+#include <c10/util/Exception.h>
+#include <spdlog/spdlog.h>
+
+#include <set>
+#include <string>
+
+namespace {
+
+constexpr int kUserErrorExit = 2;
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  trainer::reexec_with_tuned_openblas(argv);
+  CLI::App app("coupling-train: train the bundled models (with libcoupling instrumentation)");
+  app.require_subcommand(1);
+  spdlog::set_pattern("[%H:%M:%S] [%^%l%$] %v");
+
+  trainer::GptRunConfig gpt_config;
+  std::string resume_dir;
+  auto* gpt = app.add_subcommand("gpt", "Train the byte-level GPT on a text corpus (default: the KJV Bible)");
+  trainer::visit_fields([&](const char* name, const char* description, trainer::ResumePolicy, auto& value) {
+    gpt->add_option(std::string("--") + name, value, description)->capture_default_str();
+  }, gpt_config);
+  gpt->add_option("--resume", resume_dir, "Continue the run in this directory from its newest checkpoint");
+  gpt->set_config("--config", "", "Read options from this TOML file (e.g. a run's config.toml)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    std::set<std::string> explicit_flags;
+    trainer::visit_fields([&](const char* name, const char*, trainer::ResumePolicy, auto&) {
+      if (gpt->count(std::string("--") + name) > 0) explicit_flags.insert(name);
+    }, gpt_config);
+    const bool resume = !resume_dir.empty();
+    trainer::train_gpt(resume ? trainer::config_for_resume(resume_dir, gpt_config, explicit_flags) : gpt_config,
+                       resume);
+    return 0;
+  } catch (const coupling::Error& e) {
+    spdlog::error("{}", e.what());
+    return kUserErrorExit;
+  } catch (const c10::Error& e) {
+    spdlog::error("LibTorch error: {}", e.what_without_backtrace());
+    return 1;
+  }
+}

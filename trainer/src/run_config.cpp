@@ -1,0 +1,101 @@
+#include "trainer/run_config.h"
+
+#include "coupling/error.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <sstream>
+#include <type_traits>
+
+namespace trainer {
+namespace {
+
+template <class T>
+std::string format_value(const T& value) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    std::string quoted = "\"";
+    for (char ch : value) {
+      if (ch == '"' || ch == '\\') quoted += '\\';
+      quoted += ch;
+    }
+    return quoted + "\"";
+  } else {
+    return fmt::format("{}", value);
+  }
+}
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw coupling::ConfigError(message);
+}
+
+}  // namespace
+
+void TrainConfig::validate() const {
+  require(steps > 0, fmt::format("--steps must be positive (got {})", steps));
+  require(batch > 0, fmt::format("--batch must be positive (got {})", batch));
+  require(lr > 0.0, fmt::format("--lr must be positive (got {})", lr));
+  require(min_lr_fraction >= 0.0 && min_lr_fraction <= 1.0,
+          fmt::format("--min-lr-fraction must be in [0, 1] (got {})", min_lr_fraction));
+  require(weight_decay >= 0.0, fmt::format("--weight-decay must be >= 0 (got {})", weight_decay));
+  require(warmup >= 0, fmt::format("--warmup must be >= 0 (got {})", warmup));
+  require(grad_clip >= 0.0, fmt::format("--grad-clip must be >= 0 (got {})", grad_clip));
+  require(eval_every >= 0, fmt::format("--eval-every must be >= 0 (got {})", eval_every));
+  require(eval_windows > 0, fmt::format("--eval-windows must be positive (got {})", eval_windows));
+  require(ckpt_every >= 0, fmt::format("--ckpt-every must be >= 0 (got {})", ckpt_every));
+  require(log_every > 0, fmt::format("--log-every must be positive (got {})", log_every));
+  require(threads >= 0, fmt::format("--threads must be >= 0 (got {})", threads));
+  require(!out.empty(), "--out must name a directory");
+}
+
+void GptRunConfig::validate() const {
+  train.validate();
+  model.validate();
+}
+
+std::string to_toml(const GptRunConfig& config) {
+  std::ostringstream toml;
+  toml << "# coupling-train gpt configuration; repeat this run with --config <this file>\n";
+  visit_fields([&](const char* name, const char*, ResumePolicy, const auto& value) {
+    toml << name << " = " << format_value(value) << "\n";
+  }, config);
+  return toml.str();
+}
+
+GptRunConfig read_config_file(const std::string& path) {
+  if (!std::filesystem::is_regular_file(path)) {
+    throw coupling::ConfigError("config file " + path + " does not exist");
+  }
+  GptRunConfig config;
+  CLI::App app("config reader");
+  visit_fields([&](const char* name, const char* description, ResumePolicy, auto& value) {
+    app.add_option(std::string("--") + name, value, description);
+  }, config);
+  app.set_config("--config");
+  app.allow_config_extras(false);
+  try {
+    app.parse(std::vector<std::string>{path, "--config"});
+  } catch (const CLI::Error& e) {
+    throw coupling::ConfigError("cannot read config file " + path + ": " + e.what());
+  }
+  return config;
+}
+
+GptRunConfig merge_for_resume(const GptRunConfig& saved, const GptRunConfig& requested,
+                              const std::set<std::string>& explicit_flags) {
+  GptRunConfig merged = saved;
+  visit_fields([&](const char* name, const char*, ResumePolicy policy, auto& merged_value, const auto& wanted) {
+    if (explicit_flags.count(name) == 0 || wanted == merged_value) return;
+    if (policy == ResumePolicy::kMustMatch) {
+      throw coupling::ConfigError(fmt::format(
+          "--{} {} conflicts with the checkpoint being resumed ({} = {}): drop --{} to resume, "
+          "or start a new run in another --out directory",
+          name, format_value(wanted), name, format_value(merged_value), name));
+    }
+    merged_value = wanted;
+  }, merged, requested);
+  return merged;
+}
+
+}  // namespace trainer
