@@ -24,6 +24,10 @@ namespace {
 
 constexpr const char* kStepPrefix = "step_";
 
+at::Generator default_generator() { return at::detail::getDefaultCPUGenerator(); }
+
+}  // namespace
+
 void save_weights_for_python(const torch::nn::Module& model, const std::string& path) {
   c10::Dict<std::string, at::Tensor> weights;
   for (const auto& item : model.named_parameters()) weights.insert(item.key(), item.value().detach().clone());
@@ -33,10 +37,6 @@ void save_weights_for_python(const torch::nn::Module& model, const std::string& 
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   if (!out) throw coupling::IoError("cannot write " + path);
 }
-
-at::Generator default_generator() { return at::detail::getDefaultCPUGenerator(); }
-
-}  // namespace
 
 std::string checkpoint_dir(const std::string& out, int64_t step) {
   return (fs::path(out) / "checkpoints" / (kStepPrefix + std::to_string(step))).string();

@@ -9,6 +9,7 @@
 #include "trainer/json_object.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/runtime.h"
+#include "source_tree.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -106,7 +107,7 @@ RunPaths::RunPaths(const std::string& out_dir)
       summary((fs::path(out_dir) / "summary.json").string()) {}
 
 std::string resolve_default_corpus() {
-  const fs::path candidates[] = {fs::path("data") / "kjv.txt", fs::path(COUPLING_SOURCE_DIR) / "data" / "kjv.txt"};
+  const fs::path candidates[] = {fs::path("data") / "kjv.txt", fs::path(kSourceTreeDir) / "data" / "kjv.txt"};
   for (const auto& candidate : candidates) {
     if (fs::is_regular_file(candidate)) return fs::absolute(candidate).lexically_normal().string();
   }
@@ -161,7 +162,8 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
   if (resume_from) {
     state = load_checkpoint(*resume_from, *model, *optimizer);
     std::istringstream(state.sampler_rng) >> sampler;
-    truncate_csv_log(paths.train_log, state.step + 1);
+    // train_log rows are keyed by the update's 0-based index, eval_log rows by updates completed.
+    truncate_csv_log(paths.train_log, state.step);
     truncate_csv_log(paths.eval_log, state.step + 1);
     spdlog::info("resumed from {} at step {}", *resume_from, state.step);
   } else {

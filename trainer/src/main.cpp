@@ -21,23 +21,37 @@ constexpr int kUserErrorExit = 2;
 
 int main(int argc, char** argv) {
   trainer::reexec_with_tuned_openblas(argv);
+  spdlog::set_pattern("[%H:%M:%S] [%^%l%$] %v");
   CLI::App app("coupling-train: train the bundled models (with libcoupling instrumentation)");
   app.require_subcommand(1);
-  spdlog::set_pattern("[%H:%M:%S] [%^%l%$] %v");
 
+  // Precedence: flags on the command line > values in --config FILE > built-in defaults. The
+  // config file is read first and its values become the defaults of the flags.
   trainer::GptRunConfig gpt_config;
+  std::string config_file;
   std::string resume_dir;
   auto* gpt = app.add_subcommand("gpt", "Train the byte-level GPT on a text corpus (default: the KJV Bible)");
   trainer::visit_fields([&](const char* name, const char* description, trainer::ResumePolicy, auto& value) {
-    gpt->add_option(std::string("--") + name, value, description)->capture_default_str();
+    gpt->add_option(std::string("--") + name, value, description)
+        ->capture_default_str()
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }, gpt_config);
   gpt->add_option("--resume", resume_dir, "Continue the run in this directory from its newest checkpoint");
-  gpt->set_config("--config", "", "Read options from this TOML file (e.g. a run's config.toml)");
+  gpt->add_option("--config", config_file, "Read options from this TOML file (e.g. a run's config.toml)");
+  gpt->preparse_callback([&](size_t) {
+    // Runs before any flag is stored: find --config in the raw arguments and load it as defaults.
+    for (int i = 1; i + 1 < argc; ++i) {
+      if (std::string(argv[i]) == "--config") gpt_config = trainer::read_config_file(argv[i + 1]);
+    }
+  });
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const coupling::Error& e) {
+    spdlog::error("{}", e.what());
+    return kUserErrorExit;
   }
 
   try {
@@ -45,6 +59,12 @@ int main(int argc, char** argv) {
     trainer::visit_fields([&](const char* name, const char*, trainer::ResumePolicy, auto&) {
       if (gpt->count(std::string("--") + name) > 0) explicit_flags.insert(name);
     }, gpt_config);
+    if (!config_file.empty()) {
+      // Values from the config file count as given: a resume must agree with them too.
+      trainer::visit_fields([&](const char* name, const char*, trainer::ResumePolicy, auto&) {
+        explicit_flags.insert(name);
+      }, gpt_config);
+    }
     const bool resume = !resume_dir.empty();
     trainer::train_gpt(resume ? trainer::config_for_resume(resume_dir, gpt_config, explicit_flags) : gpt_config,
                        resume);

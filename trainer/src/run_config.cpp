@@ -15,9 +15,12 @@ namespace {
 template <class T>
 std::string format_value(const T& value) {
   if constexpr (std::is_same_v<T, std::string>) {
+    // A TOML literal string keeps backslashes as they are; the --config reader has no escapes
+    // for them. Only a value containing a single quote needs a basic (double-quoted) string.
+    if (value.find('\'') == std::string::npos) return "'" + value + "'";
     std::string quoted = "\"";
     for (char ch : value) {
-      if (ch == '"' || ch == '\\') quoted += '\\';
+      if (ch == '"') quoted += '\\';
       quoted += ch;
     }
     return quoted + "\"";

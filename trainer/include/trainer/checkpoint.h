@@ -31,6 +31,10 @@ struct TrainerState {
   double train_seconds = 0.0;  ///< wall time spent training, summed over resumed sessions
 };
 
+/// Writes every parameter and buffer of `model` as a name -> tensor dict that Python's
+/// torch.load reads (torch::pickle_save of a c10::Dict). Throws coupling::IoError.
+void save_weights_for_python(const torch::nn::Module& model, const std::string& path);
+
 /// Directory of the checkpoint for `step` under run directory `out`.
 std::string checkpoint_dir(const std::string& out, int64_t step);
 

@@ -18,6 +18,9 @@ void reexec_with_tuned_openblas(char** argv);
 /// The OpenBLAS kernel in use ("SkylakeX", ...), or "none" when LibTorch does not use OpenBLAS.
 std::string openblas_core();
 
+/// True for OpenBLAS kernel names that mean "CPU not recognised, pre-AVX code" (e.g. Prescott).
+bool is_generic_openblas_core(const std::string& core);
+
 /// Sets LibTorch's intra-op thread count (which OpenBLAS-openmp shares) to `requested`, or to
 /// the number of cores when `requested` is 0. Returns the count in effect.
 int64_t configure_threads(int64_t requested);
@@ -26,7 +29,7 @@ int64_t configure_threads(int64_t requested);
 double measure_matmul_gflops();
 
 /// Below this rate the BLAS in use is almost certainly the reference implementation.
-constexpr double kReferenceBlasGflops = 20.0;
+constexpr double kReferenceBlasGflops = 10.0;
 
 /// configure_threads + measure_matmul_gflops, logging both (and a warning on slow BLAS).
 void setup_compute(int64_t requested_threads);

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# coupling-train on bad input: each case must exit with status 2, print exactly one error line
+# naming the problem, and leave no config.toml/summary.json/checkpoint behind.
+# Usage: cli_errors.sh path/to/coupling-train
+set -uo pipefail
+bin=$1
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+passed=0
+
+for i in $(seq 450); do echo "the quick brown fox jumps over the lazy dog."; done > "$work/tiny.txt"
+: > "$work/empty.txt"
+echo "short" > "$work/short.txt"
+echo "not a directory" > "$work/plainfile"
+tiny=(--data "$work/tiny.txt" --d-model 16 --layers 1 --heads 2 --context 16 --batch 4 --threads 1 --eval-windows 4)
+
+# expect_error NAME REGEX OUTDIR ARGS...
+expect_error() {
+  local name=$1 regex=$2 out=$3
+  shift 3
+  local log="$work/$name.log"
+  "$bin" gpt "$@" > "$log" 2>&1
+  local status=$?
+  local errors
+  errors=$(grep -c "\[error\]" "$log")
+  if [[ $status -ne 2 ]]; then
+    echo "FAIL $name: exit status $status, expected 2"; cat "$log"; failures=$((failures + 1)); return
+  fi
+  if [[ $errors -ne 1 ]] || ! grep "\[error\]" "$log" | grep -Eq -- "$regex"; then
+    echo "FAIL $name: expected one error line matching /$regex/"; cat "$log"; failures=$((failures + 1)); return
+  fi
+  if [[ -n $out ]] && { [[ -e $out/summary.json ]] || [[ -e $out/config.toml && $name != resume_* ]]; }; then
+    echo "FAIL $name: files left in $out"; ls -la "$out"; failures=$((failures + 1)); return
+  fi
+  echo "ok   $name: $(grep '\[error\]' "$log" | sed 's/.*\[error\] //')"
+  passed=$((passed + 1))
+}
+
+expect_error missing_data "cannot open data file" "$work/o1" "${tiny[@]}" --data "$work/nope.txt" --out "$work/o1"
+expect_error empty_data "is empty" "$work/o2" "${tiny[@]}" --data "$work/empty.txt" --out "$work/o2"
+expect_error short_data "too short for --context" "$work/o3" "${tiny[@]}" --data "$work/short.txt" --out "$work/o3"
+expect_error context_too_long "too short for --context 50000" "$work/o4" "${tiny[@]}" --context 50000 --out "$work/o4"
+expect_error heads "not divisible by --heads" "$work/o5" "${tiny[@]}" --d-model 30 --heads 4 --out "$work/o5"
+expect_error unwritable_out "cannot create output directory" "" "${tiny[@]}" --out "$work/plainfile/run"
+expect_error resume_empty "no checkpoint" "$work/o6" "${tiny[@]}" --resume "$work/o6"
+
+# A real (2-step) run to resume from.
+"$bin" gpt "${tiny[@]}" --steps 2 --out "$work/run" > "$work/run.log" 2>&1 || { echo "FAIL: setup run"; cat "$work/run.log"; exit 1; }
+rm -f "$work/run/summary.json"
+expect_error resume_conflict "--lr 0.5 conflicts with the checkpoint" "$work/run" --resume "$work/run" --lr 0.5
+expect_error overwrite_run "already holds a run" "" "${tiny[@]}" --steps 2 --out "$work/run"
+head -c 100 "$work/run/checkpoints/step_2/model.pt" > "$work/truncated" && mv "$work/truncated" "$work/run/checkpoints/step_2/model.pt"
+expect_error resume_corrupt "is corrupt" "$work/run" --resume "$work/run"
+
+# CLI11 parse errors are non-zero too.
+"$bin" gpt --no-such-flag > "$work/flag.log" 2>&1
+if [[ $? -eq 0 ]]; then echo "FAIL unknown_flag: exit 0"; failures=$((failures + 1)); else echo "ok   unknown_flag"; passed=$((passed + 1)); fi
+
+echo "$passed passed, $failures failed"
+[[ $failures -eq 0 ]]

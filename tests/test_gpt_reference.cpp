@@ -1,0 +1,47 @@
+// Reference check (llm.c style): an independent PyTorch re-implementation of the GPT written from
+// docs/architecture.md (tests/python/gpt_reference.py) must reproduce this model's logits from
+// the exported weights.pt.
+#include "test_paths.h"
+#include "test_support.h"
+#include "trainer/checkpoint.h"
+#include "trainer/gpt.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/serialize.h>
+
+#include <cstdlib>
+#include <fstream>
+
+namespace {
+
+void save_tensor(const at::Tensor& tensor, const std::string& path) {
+  const auto bytes = torch::pickle_save(tensor);
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+TEST(GptReference, PythonReimplementationReproducesLogits) {
+  test_support::TempDir dir;
+  at::manual_seed(5);
+  trainer::GptConfig config;
+  config.context = 24;
+  config.d_model = 48;
+  config.layers = 3;
+  config.heads = 4;
+  trainer::Gpt model(config);
+  {
+    // Perturb every parameter so LayerNorm gains, biases and positional rows all matter.
+    at::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) p.add_(at::randn_like(p) * 0.05);
+  }
+  model->eval();
+  auto idx = at::randint(256, {2, 20}, at::kLong);
+  save_tensor(idx, dir.file("tokens.pt"));
+  save_tensor(model->forward(idx).detach(), dir.file("logits.pt"));
+  trainer::save_weights_for_python(*model, dir.file("weights.pt"));
+  const std::string command = std::string(test_paths::kPython) + " " + test_paths::kTestSourceDir +
+                              "/python/gpt_reference.py " + dir.path().string() + " --heads 4";
+  EXPECT_EQ(std::system(command.c_str()), 0) << command;
+}
+
+}  // namespace

@@ -1,0 +1,66 @@
+// Helpers shared by the tests: a self-deleting temporary directory and tiny corpora/configs.
+#pragma once
+
+#include "trainer/run_config.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace test_support {
+
+/// A fresh directory under the system temp dir, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "coupling-test-XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data());
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// Writes `text` repeated `repeats` times to `path` and returns the path.
+inline std::string write_text(const std::string& path, const std::string& text, int repeats = 1) {
+  std::ofstream out(path, std::ios::binary);
+  for (int i = 0; i < repeats; ++i) out << text;
+  return path;
+}
+
+/// A corpus a tiny model learns quickly: an English pangram sentence, repeated (about 9 KB).
+inline std::string write_tiny_corpus(const TempDir& dir) {
+  return write_text(dir.file("tiny.txt"), "the quick brown fox jumps over the lazy dog. ", 200);
+}
+
+/// A very small GPT run (d=32, 2 layers, context 16) writing into `out`.
+inline trainer::GptRunConfig tiny_run(const std::string& data, const std::string& out) {
+  trainer::GptRunConfig config;
+  config.train.data = data;
+  config.train.out = out;
+  config.train.steps = 40;
+  config.train.batch = 8;
+  config.train.lr = 3e-3;
+  config.train.warmup = 5;
+  config.train.eval_every = 20;
+  config.train.eval_windows = 16;
+  config.train.ckpt_every = 20;
+  config.train.log_every = 20;
+  config.train.threads = 1;
+  config.model.context = 16;
+  config.model.d_model = 32;
+  config.model.layers = 2;
+  config.model.heads = 2;
+  return config;
+}
+
+}  // namespace test_support
