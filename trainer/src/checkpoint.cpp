@@ -101,6 +101,19 @@ void save_checkpoint(const std::string& out, const TrainerState& state, const to
   if (ec) throw coupling::IoError("cannot move checkpoint into " + final_dir.string() + ": " + ec.message());
 }
 
+void load_model(const std::string& dir, torch::nn::Module& model) {
+  const auto path = (fs::path(dir) / "model.pt").string();
+  if (!fs::is_regular_file(path)) throw coupling::CheckpointError("no model.pt in checkpoint " + dir);
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    model.load(archive);
+  } catch (const c10::Error& e) {
+    throw coupling::CheckpointError("cannot load " + path + " (" + e.what_without_backtrace() +
+                                    "): the checkpoint is corrupt or from a model of another shape");
+  }
+}
+
 TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, torch::optim::Optimizer& optimizer) {
   for (const char* file : {"model.pt", "optimizer.pt", "state.pt", "config.toml"}) {
     if (!fs::is_regular_file(fs::path(dir) / file)) {

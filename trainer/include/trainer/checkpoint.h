@@ -45,6 +45,10 @@ std::optional<std::string> latest_checkpoint(const std::string& out);
 void save_checkpoint(const std::string& out, const TrainerState& state, const torch::nn::Module& model,
                      const torch::optim::Optimizer& optimizer, const std::string& config_toml);
 
+/// Restores only the model's parameters from checkpoint directory `dir` (for analysis).
+/// Throws coupling::CheckpointError if model.pt is missing, corrupt or of another shape.
+void load_model(const std::string& dir, torch::nn::Module& model);
+
 /// Restores model, optimizer and the LibTorch default generator from checkpoint directory `dir`
 /// and returns the trainer state. Throws coupling::CheckpointError if anything is missing or corrupt.
 TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, torch::optim::Optimizer& optimizer);

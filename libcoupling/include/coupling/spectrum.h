@@ -1,0 +1,55 @@
+// Top-K singular structure J ~ U_K S_K V_K^T of (batches of) Jacobians (SPEC.md section 2).
+//
+// Two estimators that must agree: the exact one (full SVD of the materialised J, fp32 or fp64)
+// and the randomized one of Halko, Martinsson & Tropp (2011, Alg. 4.4 + 5.1): a Gaussian test
+// matrix with K + p columns, q power iterations re-orthonormalised by QR after every product,
+// then an SVD of the small projected matrix, so u_k and v_k come from ONE decomposition and are
+// paired consistently. The randomized estimator only needs products J X and J^T Y, so it works
+// matrix-free through LinearOperator.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+namespace coupling {
+
+/// Leading singular triplets, singular values descending. Shapes for a batch [..., m, n] of
+/// matrices: u [..., m, K], s [..., K], v [..., n, K] (columns are the singular vectors).
+struct TopK {
+  at::Tensor u;
+  at::Tensor s;
+  at::Tensor v;
+};
+
+enum class SvdPrecision { kFloat32, kFloat64 };
+
+/// Exact top-K of `matrices` ([..., m, n]) from a full SVD computed in `precision`; results are
+/// returned in float32. Throws coupling::ConfigError when k exceeds min(m, n).
+TopK exact_topk(const at::Tensor& matrices, int64_t k, SvdPrecision precision = SvdPrecision::kFloat32);
+
+/// A batch of linear maps given only through products: multiply(X) = J X for X [..., cols, r]
+/// and multiply_transpose(Y) = J^T Y for Y [..., rows, r]. `batch` is the leading shape.
+struct LinearOperator {
+  std::vector<int64_t> batch;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  std::function<at::Tensor(const at::Tensor&)> multiply;
+  std::function<at::Tensor(const at::Tensor&)> multiply_transpose;
+};
+
+/// The operator of materialised matrices [..., m, n].
+LinearOperator dense_operator(const at::Tensor& matrices);
+
+struct RandomizedOptions {
+  int64_t oversample = 10;       ///< p: extra test vectors beyond K
+  int64_t power_iterations = 2;  ///< q: passes through (J J^T)
+  uint64_t seed = 0;             ///< test-matrix seed (a local generator: global RNG untouched)
+};
+
+/// Randomized top-K (float32). Throws coupling::ConfigError when k exceeds min(rows, cols).
+TopK randomized_topk(const LinearOperator& op, int64_t k, const RandomizedOptions& options = {});
+
+}  // namespace coupling

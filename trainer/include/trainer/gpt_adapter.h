@@ -1,0 +1,32 @@
+// The bundled GPT seen through libcoupling's ModelAdapter: probe inputs are token ids [B, T],
+// the residual states are X^0..X^L, and block l's residual branch is TransformerBlock::
+// residual_branch. Measurements run in eval mode (no dropout); the previous mode is restored.
+#pragma once
+
+#include "coupling/model_adapter.h"
+#include "trainer/gpt.h"
+
+namespace trainer {
+
+class GptAdapter : public coupling::ModelAdapter {
+ public:
+  explicit GptAdapter(Gpt model) : model_(std::move(model)) {}
+
+  int64_t num_blocks() const override { return model_->num_blocks(); }
+  bool causal() const override { return true; }
+  std::vector<at::Tensor> residual_states(const at::Tensor& inputs) override { return model_->residual_states(inputs); }
+  at::Tensor residual_branch(int64_t block, const at::Tensor& x) override {
+    return model_->block(block)->residual_branch(x);
+  }
+  void begin_measurement() override {
+    was_training_ = model_->is_training();
+    model_->eval();
+  }
+  void end_measurement() override { model_->train(was_training_); }
+
+ private:
+  Gpt model_;
+  bool was_training_ = false;
+};
+
+}  // namespace trainer
