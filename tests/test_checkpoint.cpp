@@ -18,14 +18,7 @@ namespace {
 using test_support::TempDir;
 namespace fs = std::filesystem;
 
-trainer::GptConfig tiny_model() {
-  trainer::GptConfig config;
-  config.context = 8;
-  config.d_model = 16;
-  config.layers = 2;
-  config.heads = 2;
-  return config;
-}
+trainer::GptConfig tiny_model() { return test_support::gpt_config(8, 16, 2, 2); }
 
 /// One optimizer step so that AdamW has moment buffers to save.
 void take_step(trainer::Gpt& model, torch::optim::AdamW& optimizer) {

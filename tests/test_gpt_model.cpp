@@ -1,5 +1,6 @@
 // The GPT model: shapes, causality, weight tying, the residual-branch API and parameter names.
 #include "coupling/error.h"
+#include "test_support.h"
 #include "trainer/gpt.h"
 
 #include <ATen/ATen.h>
@@ -10,14 +11,7 @@
 
 namespace {
 
-trainer::GptConfig small_config() {
-  trainer::GptConfig config;
-  config.context = 12;
-  config.d_model = 32;
-  config.layers = 3;
-  config.heads = 4;
-  return config;
-}
+trainer::GptConfig small_config() { return test_support::gpt_config(12, 32, 3, 4); }
 
 at::Tensor random_tokens(int64_t batch, int64_t tokens, uint64_t seed) {
   auto generator = at::detail::createCPUGenerator(seed);

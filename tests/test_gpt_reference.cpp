@@ -22,18 +22,7 @@ void save_tensor(const at::Tensor& tensor, const std::string& path) {
 
 TEST(GptReference, PythonReimplementationReproducesLogits) {
   test_support::TempDir dir;
-  at::manual_seed(5);
-  trainer::GptConfig config;
-  config.context = 24;
-  config.d_model = 48;
-  config.layers = 3;
-  config.heads = 4;
-  trainer::Gpt model(config);
-  {
-    // Perturb every parameter so LayerNorm gains, biases and positional rows all matter.
-    at::NoGradGuard no_grad;
-    for (auto& p : model->parameters()) p.add_(at::randn_like(p) * 0.05);
-  }
+  auto model = test_support::perturbed_gpt(5, test_support::gpt_config(24, 48, 3, 4), 0.05);
   model->eval();
   auto idx = at::randint(256, {2, 20}, at::kLong);
   save_tensor(idx, dir.file("tokens.pt"));

@@ -3,6 +3,7 @@
 #include "coupling/error.h"
 #include "coupling/jacobian.h"
 #include "engine_support.h"
+#include "test_support.h"
 #include "trainer/gpt.h"
 #include "trainer/gpt_adapter.h"
 
@@ -11,15 +12,7 @@
 namespace {
 
 trainer::Gpt tiny_gpt() {
-  at::manual_seed(11);
-  trainer::GptConfig config;
-  config.context = 8;
-  config.d_model = 16;
-  config.layers = 2;
-  config.heads = 2;
-  trainer::Gpt model(config);
-  at::NoGradGuard no_grad;
-  for (auto& p : model->parameters()) p.add_(at::randn_like(p) * 0.1);  // non-trivial LN gains and biases
+  auto model = test_support::perturbed_gpt(11, test_support::gpt_config(8, 16, 2, 2), 0.1);
   model->eval();
   return model;
 }

@@ -5,6 +5,7 @@
 #include "coupling/measurement.h"
 #include "coupling/trajectory.h"
 #include "engine_support.h"
+#include "test_support.h"
 #include "trainer/gpt.h"
 #include "trainer/gpt_adapter.h"
 
@@ -46,18 +47,7 @@ TEST(Measurement, DistinctLinearBlocksMatchThePairReference) {
   }
 }
 
-trainer::Gpt tiny_gpt() {
-  at::manual_seed(31);
-  trainer::GptConfig config;
-  config.context = 6;
-  config.d_model = 16;
-  config.layers = 3;
-  config.heads = 2;
-  trainer::Gpt model(config);
-  at::NoGradGuard no_grad;
-  for (auto& p : model->parameters()) p.add_(at::randn_like(p) * 0.1);
-  return model;
-}
+trainer::Gpt tiny_gpt() { return test_support::perturbed_gpt(31, test_support::gpt_config(6, 16, 3, 2), 0.1); }
 
 TEST(Measurement, GptMatchesBruteForcePipeline) {
   auto model = tiny_gpt();

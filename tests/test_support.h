@@ -1,7 +1,10 @@
 // Helpers shared by the tests: a self-deleting temporary directory and tiny corpora/configs.
 #pragma once
 
+#include "trainer/gpt.h"
 #include "trainer/run_config.h"
+
+#include <ATen/ATen.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -61,6 +64,26 @@ inline trainer::GptRunConfig tiny_run(const std::string& data, const std::string
   config.model.layers = 2;
   config.model.heads = 2;
   return config;
+}
+
+/// A GPT shape for tests.
+inline trainer::GptConfig gpt_config(int64_t context, int64_t d_model, int64_t layers, int64_t heads) {
+  trainer::GptConfig config;
+  config.context = context;
+  config.d_model = d_model;
+  config.layers = layers;
+  config.heads = heads;
+  return config;
+}
+
+/// A GPT initialised from `seed`, every parameter then perturbed by N(0, perturbation^2) so that
+/// LayerNorm gains, biases and positional rows all matter.
+inline trainer::Gpt perturbed_gpt(uint64_t seed, const trainer::GptConfig& config, double perturbation) {
+  at::manual_seed(seed);
+  trainer::Gpt model(config);
+  at::NoGradGuard no_grad;
+  for (auto& p : model->parameters()) p.add_(at::randn_like(p) * perturbation);
+  return model;
 }
 
 }  // namespace test_support

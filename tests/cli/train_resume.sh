@@ -22,7 +22,7 @@ test -d "$work/a/checkpoints/step_3" && test -d "$work/a/checkpoints/step_6"
 
 # The saved config repeats the run exactly (same loss curve).
 sed "s|^out = .*|out = \"$work/b\"|" "$work/a/config.toml" > "$work/b.toml"
-"$bin" gpt --config "$work/b.toml"
+"$bin" gpt --config="$work/b.toml"
 cmp <(cut -d, -f1-2 "$work/a/train_log.csv") <(cut -d, -f1-2 "$work/b/train_log.csv")
 
 # Python reads weights.pt as a dict with the documented names.

@@ -40,8 +40,11 @@ int main(int argc, char** argv) {
   gpt->add_option("--config", config_file, "Read options from this TOML file (e.g. a run's config.toml)");
   gpt->preparse_callback([&](size_t) {
     // Runs before any flag is stored: find --config in the raw arguments and load it as defaults.
-    for (int i = 1; i + 1 < argc; ++i) {
-      if (std::string(argv[i]) == "--config") gpt_config = trainer::read_config_file(argv[i + 1]);
+    const std::string flag = "--config", flag_eq = "--config=";
+    for (int i = 1; i < argc; ++i) {
+      const std::string arg = argv[i];
+      if (arg == flag && i + 1 < argc) gpt_config = trainer::read_config_file(argv[i + 1]);
+      if (arg.rfind(flag_eq, 0) == 0) gpt_config = trainer::read_config_file(arg.substr(flag_eq.size()));
     }
   });
 

@@ -1,0 +1,99 @@
+// Measure a bundled-trainer GPT run at random initialisation (step 0, re-created from the run's
+// seed) and at its newest checkpoint, on fixed validation windows, and print coupling, LSS and
+// norm growth side by side.
+//
+//   build/bin/measure_gpt RUN_DIR [PROBES=8]
+#include "coupling/error.h"
+#include "coupling/measurement.h"
+#include "trainer/byte_corpus.h"
+#include "trainer/checkpoint.h"
+#include "trainer/gpt.h"
+#include "trainer/gpt_adapter.h"
+#include "trainer/run_config.h"
+#include "trainer/runtime.h"
+
+#include <ATen/ATen.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <string>
+
+namespace {
+
+struct Column {
+  std::string name;
+  coupling::Measurement m;
+};
+
+double average(const at::Tensor& t) { return t.mean().item<double>(); }
+
+void print_report(const std::vector<Column>& columns) {
+  const auto& k_grid = columns.front().m.k_grid;
+  std::printf("\n%-44s", "metric (mean over probes)");
+  for (const auto& c : columns) std::printf(" %14s", c.name.c_str());
+  std::printf("\n");
+  auto row = [&](const std::string& label, auto&& value) {
+    std::printf("%-44s", label.c_str());
+    for (const auto& c : columns) std::printf(" %14.4f", value(c.m));
+    std::printf("\n");
+  };
+  for (size_t k = 0; k < k_grid.size(); ++k) {
+    const auto ki = static_cast<int64_t>(k);
+    row("depth m_K ujv/norm, mean off-diag, K=" + std::to_string(k_grid[k]),
+        [&](const coupling::Measurement& m) { return coupling::depth_coupling_summary(m)[ki].item<double>(); });
+    row("depth m_K ujv/norm, |i-j|=1, K=" + std::to_string(k_grid[k]),
+        [&](const coupling::Measurement& m) { return average(m.depth_mean_adjacent.select(2, 0).select(2, 0).select(2, ki)); });
+    row("depth m_K ujv/trace, mean off-diag, K=" + std::to_string(k_grid[k]), [&](const coupling::Measurement& m) {
+      return coupling::depth_coupling_summary(m, coupling::Orientation::kUJV, coupling::Normalisation::kTrace)[ki]
+          .item<double>();
+    });
+  }
+  row("line-shape score (1 = straight)", [](const coupling::Measurement& m) { return average(m.line_shape_score); });
+  row("norm growth factor per block exp(b)", [](const coupling::Measurement& m) { return average(m.norm_growth_factor); });
+  row("norm growth fit R^2", [](const coupling::Measurement& m) { return average(m.norm_growth_r2); });
+  row("||x^0||", [](const coupling::Measurement& m) { return average(m.residual_norms.select(2, 0)); });
+  row("||x^L||", [](const coupling::Measurement& m) { return average(m.residual_norms.select(2, m.blocks)); });
+  row("step CV(d_l)", [](const coupling::Measurement& m) { return average(m.step_cv); });
+  for (int64_t l = 0; l < columns.front().m.blocks; ++l) {
+    row("s_1(J^" + std::to_string(l + 1) + ")",
+        [l](const coupling::Measurement& m) { return average(m.singular_values.select(2, l).select(2, 0)); });
+  }
+  row("1/s_1 vs depth: slope", [](const coupling::Measurement& m) { return average(m.inverse_sigma_slope); });
+  row("measurement seconds", [](const coupling::Measurement& m) { return m.timings.total; });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  trainer::reexec_with_tuned_openblas(argv);
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s RUN_DIR [PROBES=8]\n", argv[0]);
+    return 2;
+  }
+  try {
+    const std::string run = argv[1];
+    const int64_t probes = argc > 2 ? std::stoll(argv[2]) : 8;
+    trainer::setup_compute(0);
+    const auto checkpoint = trainer::latest_checkpoint(run);
+    if (!checkpoint) throw coupling::CheckpointError("no checkpoint under " + run + "/checkpoints");
+    const auto config = trainer::read_config_file(*checkpoint + "/config.toml");
+    const auto corpus = trainer::ByteCorpus::from_file(config.train.data);
+    const auto windows = corpus.evaluation_windows(trainer::Split::kValidation, config.model.context, probes);
+
+    at::manual_seed(static_cast<uint64_t>(config.train.seed));  // the trainer's exact initial weights
+    trainer::Gpt model(config.model);
+    trainer::GptAdapter adapter(model);
+    std::vector<Column> columns;
+    columns.push_back({"step 0", coupling::measure(adapter, windows.inputs)});
+    trainer::load_model(*checkpoint, *model);
+    const std::string step = checkpoint->substr(checkpoint->rfind("step_") + 5);
+    columns.push_back({"step " + step, coupling::measure(adapter, windows.inputs)});
+    std::printf("run %s: %lld probes of %lld tokens, last token (t1 = t2 = T-1), exact SVD\n", run.c_str(),
+                static_cast<long long>(windows.inputs.size(0)), static_cast<long long>(config.model.context));
+    print_report(columns);
+    return 0;
+  } catch (const coupling::Error& e) {
+    spdlog::error("{}", e.what());
+    return 2;
+  }
+}
