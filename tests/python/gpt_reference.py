@@ -1,9 +1,12 @@
-"""Independent re-implementation of the bundled GPT from docs/architecture.md.
+"""Independent re-implementation of the bundled GPT (docs/architecture.md) and of the coupling
+measurements (docs/metrics.md), for cross-checking the C++ numbers.
 
-Usage: gpt_reference.py DIR --heads H
+Usage: gpt_reference.py DIR --heads H [--coupling]
 DIR holds weights.pt (name -> tensor dict written by the C++ trainer), tokens.pt ([B, T] int64)
-and logits.pt (the C++ model's logits). Exits 0 when the logits agree to 1e-4 (relative to
-their scale), 1 otherwise. Uses only torch.nn.functional: no code is shared with the C++ side.
+and logits.pt (the C++ model's logits). With --coupling it also holds the C++ measurement of the
+last token: depth.pt ([B, L, L] m_K, ujv, norm, K = 4), sigma.pt ([B, L, K]) and lss.pt ([B]).
+Exits 0 when everything agrees (logits to 1e-4 relative, measurements to 1e-3), 1 otherwise.
+Uses only torch and torch.nn.functional: no code is shared with the C++ side.
 """
 import argparse
 import math
@@ -36,22 +39,70 @@ def mlp(x, p, prefix):
     return h @ p[prefix + "proj.weight"].T + p[prefix + "proj.bias"]
 
 
-def gpt_logits(p, idx, heads):
+def num_layers(p):
+    return 1 + max(int(k.split(".")[1]) for k in p if k.startswith("blocks."))
+
+
+def residual_branch(p, l, x, heads):
+    b = f"blocks.{l}."
+    a = attention(layer_norm(x, p[b + "ln1.weight"], p[b + "ln1.bias"]), p, b + "attn.", heads)
+    m = mlp(layer_norm(x + a, p[b + "ln2.weight"], p[b + "ln2.bias"]), p, b + "mlp.")
+    return a + m
+
+
+def residual_states(p, idx, heads):
     T = idx.shape[1]
-    x = p["wte.weight"][idx] + p["wpe.weight"][:T]
-    layers = 1 + max(int(k.split(".")[1]) for k in p if k.startswith("blocks."))
-    for l in range(layers):
-        b = f"blocks.{l}."
-        a = attention(layer_norm(x, p[b + "ln1.weight"], p[b + "ln1.bias"]), p, b + "attn.", heads)
-        m = mlp(layer_norm(x + a, p[b + "ln2.weight"], p[b + "ln2.bias"]), p, b + "mlp.")
-        x = x + a + m
+    states = [p["wte.weight"][idx] + p["wpe.weight"][:T]]
+    for l in range(num_layers(p)):
+        states.append(states[-1] + residual_branch(p, l, states[-1], heads))
+    return states
+
+
+def gpt_logits(p, idx, heads):
+    x = residual_states(p, idx, heads)[-1]
     return layer_norm(x, p["ln_f.weight"], p["ln_f.bias"]) @ p["wte.weight"].T
+
+
+def coupling_ujv_norm(j1, j2, k):
+    """m_K(J1, J2) = || |U2^T J1 V2| - S1 ||_F / ||S1||_F with top-K factors, float64."""
+    u2, _, v2h = torch.linalg.svd(j2)
+    s1 = torch.linalg.svdvals(j1)[:k]
+    m = (u2[:, :k].T @ j1 @ v2h[:k].T).abs()
+    return ((m - torch.diag(s1)).norm() / s1.norm()).item()
+
+
+def check_coupling(args, weights, idx):
+    k = 4
+    depth = torch.load(f"{args.dir}/depth.pt")
+    sigma = torch.load(f"{args.dir}/sigma.pt")
+    lss = torch.load(f"{args.dir}/lss.pt")
+    p64 = {name: t.double() for name, t in weights.items()}
+    states = residual_states(p64, idx, args.heads)
+    L, T = num_layers(p64), idx.shape[1]
+    worst = 0.0
+    for b in range(idx.shape[0]):
+        jac = []
+        for l in range(L):
+            f = lambda x: residual_branch(p64, l, x.unsqueeze(0), args.heads)[0, T - 1]
+            jac.append(torch.autograd.functional.jacobian(f, states[l][b].detach())[:, T - 1, :])
+        for i in range(L):
+            worst = max(worst, (torch.linalg.svdvals(jac[i])[:k] - sigma[b, i].double()).abs().max().item()
+                        / sigma[b, i, 0].item())
+            for j in range(L):
+                worst = max(worst, abs(coupling_ujv_norm(jac[i], jac[j], k) - depth[b, i, j].item()))
+        path = torch.stack([s[b, T - 1] for s in states])
+        steps = path[1:] - path[:-1]
+        unit = steps / steps.norm(dim=1, keepdim=True)
+        worst = max(worst, abs(L / unit.sum(0).norm().item() - lss[b].item()))
+    print(f"gpt_reference: worst coupling/sigma/LSS difference {worst:.3e}")
+    return worst < 1e-3
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("dir")
     parser.add_argument("--heads", type=int, required=True)
+    parser.add_argument("--coupling", action="store_true")
     args = parser.parse_args()
     weights = torch.load(f"{args.dir}/weights.pt")
     idx = torch.load(f"{args.dir}/tokens.pt")
@@ -60,7 +111,10 @@ def main():
         got = gpt_logits(weights, idx, args.heads)
     err = (got - expected).abs().max().item() / expected.abs().max().item()
     print(f"gpt_reference: max relative logit difference {err:.3e} over {tuple(got.shape)}")
-    sys.exit(0 if err < 1e-4 else 1)
+    ok = err < 1e-4
+    if args.coupling:
+        ok = check_coupling(args, weights, idx) and ok
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":
