@@ -39,6 +39,12 @@ class CheckpointError : public Error {
   using Error::Error;
 };
 
+/// A file is not a libcoupling log, is corrupt, has a newer schema, or belongs to another run.
+class LogError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// Training produced a non-finite value; the run stopped without saving it.
 class DivergenceError : public Error {
  public:

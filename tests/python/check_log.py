@@ -1,0 +1,56 @@
+"""Reads a coupling log the way users do (h5py, SWMR) and checks its structure.
+
+Usage: check_log.py LOG STEPS [--train-rows N]
+STEPS: the comma-separated measurement steps the log must hold, in order. Checks the schema
+attributes, that every /measurement dataset has step as axis 0 and named dimension scales on
+every axis, and the /train row count when given. Exits 0 when all holds.
+"""
+import argparse
+import sys
+
+import h5py
+import numpy as np
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("log")
+    parser.add_argument("steps")
+    parser.add_argument("--train-rows", type=int)
+    args = parser.parse_args()
+    want = [int(s) for s in args.steps.split(",") if s]
+    problems = []
+    with h5py.File(args.log, "r", swmr=True, libver="latest") as f:
+        if f.attrs["schema_version"] != 1:
+            problems.append(f"schema_version {f.attrs['schema_version']}")
+        for key in ("libcoupling_version", "model", "model_config", "engine_config"):
+            if not isinstance(f.attrs[key], str):
+                problems.append(f"attribute {key} is not a str")
+        steps = list(f["measurement/step"][:])
+        if steps != want:
+            problems.append(f"steps {steps} != {want}")
+        for name, ds in f["measurement"].items():
+            if ds.ndim == 0 or name in ("step",) or ds.dims[0].label == "":
+                pass
+            if name in ("probe", "token", "orientation", "normalisation", "k", "layer", "basis_layer", "state", "rank",
+                        "step"):
+                continue
+            if ds.shape[0] != len(want):
+                problems.append(f"{name} has {ds.shape[0]} rows")
+            for axis in range(ds.ndim):
+                if len(ds.dims[axis]) != 1:
+                    problems.append(f"{name} axis {axis} has no dimension scale")
+            if ds.dims[0][0].name != "/measurement/step":
+                problems.append(f"{name} axis 0 is {ds.dims[0][0].name}")
+        if len(want) and not np.isfinite(f["measurement/depth_coupling"][:]).all():
+            problems.append("non-finite depth_coupling")
+        if args.train_rows is not None and f["train/loss"].shape[0] != args.train_rows:
+            problems.append(f"train rows {f['train/loss'].shape[0]} != {args.train_rows}")
+    for p in problems:
+        print("check_log:", p)
+    print(f"check_log: {args.log}: {len(want)} measurements, {'ok' if not problems else 'FAILED'}")
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+// The HDF5 coupling log: layout read back by h5py, refusal to overwrite, resume truncation,
+// identity checks that leave foreign/mismatched files untouched, and survival of SIGKILL.
+#include "coupling/coupling_log.h"
+#include "coupling/error.h"
+#include "engine_support.h"
+#include "test_paths.h"
+#include "test_support.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <fstream>
+#include <sstream>
+
+namespace {
+
+using test_support::TempDir;
+
+struct Fixture {
+  std::unique_ptr<coupling::LambdaAdapter> adapter;
+  at::Tensor probes;
+  coupling::MeasurementOptions options;
+  coupling::LogMetadata metadata;
+};
+
+Fixture make_fixture() {
+  auto g = at::detail::createCPUGenerator(41);
+  Fixture f;
+  f.adapter = engine_support::linear_blocks({at::randn({8, 8}, g, at::TensorOptions()) * 0.3,
+                                             at::randn({8, 8}, g, at::TensorOptions()) * 0.3});
+  f.probes = at::randn({2, 4, 8}, g, at::TensorOptions());
+  f.options.k_grid = {2, 4};
+  f.metadata = {"linear", "d = 8", coupling::describe(f.options), 7, 1, f.probes};
+  return f;
+}
+
+void append_steps(coupling::CouplingLog& log, Fixture& f, const std::vector<int64_t>& steps) {
+  for (int64_t step : steps) {
+    const auto m = coupling::measure(*f.adapter, f.probes, f.options);
+    log.append({step, step * 100, 1.0 * step, m.timings.total, 0.5}, m);
+  }
+}
+
+int run_python(const std::string& args) {
+  const std::string command =
+      std::string(test_paths::kPython) + " " + test_paths::kTestSourceDir + "/python/check_log.py " + args;
+  return std::system(command.c_str());
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+TEST(CouplingLog, WritesAReadableSelfDescribingFile) {
+  TempDir dir;
+  auto f = make_fixture();
+  {
+    auto log = coupling::CouplingLog::create(dir.file("c.h5"), f.metadata);
+    for (int64_t s = 0; s < 5; ++s) log.append_training({s, 3.0 - 0.1 * s, 1e-3, s * 64, 0.1 * s});
+    append_steps(log, f, {0, 5, 10});
+    log.append_eval(10, 2.5);
+    EXPECT_EQ(log.measured_steps(), (std::vector<int64_t>{0, 5, 10}));
+  }
+  EXPECT_EQ(run_python(dir.file("c.h5") + " 0,5,10 --train-rows 5"), 0);
+}
+
+TEST(CouplingLog, NeverOverwritesAndRejectsBadPaths) {
+  TempDir dir;
+  auto f = make_fixture();
+  coupling::CouplingLog::create(dir.file("c.h5"), f.metadata);
+  EXPECT_THROW(coupling::CouplingLog::create(dir.file("c.h5"), f.metadata), coupling::IoError);
+  EXPECT_THROW(coupling::CouplingLog::create(dir.path().string(), f.metadata), coupling::IoError);
+  EXPECT_THROW(coupling::CouplingLog::create(dir.file("missing/c.h5"), f.metadata), coupling::IoError);
+}
+
+TEST(CouplingLog, ResumeDropsRowsAfterTheCheckpointAndContinues) {
+  TempDir dir;
+  auto f = make_fixture();
+  {
+    auto log = coupling::CouplingLog::create(dir.file("c.h5"), f.metadata);
+    for (int64_t s = 0; s < 25; ++s) log.append_training({s, 1.0, 1e-3, s, 0.0});
+    append_steps(log, f, {0, 10, 20});
+  }
+  {
+    auto log = coupling::CouplingLog::resume(dir.file("c.h5"), f.metadata, 10);
+    EXPECT_EQ(log.measured_steps(), (std::vector<int64_t>{0, 10}));
+    for (int64_t s = 10; s < 30; ++s) log.append_training({s, 1.0, 1e-3, s, 0.0});
+    append_steps(log, f, {20, 30});
+    EXPECT_THROW(append_steps(log, f, {30}), coupling::ConfigError);  // steps must increase
+  }
+  EXPECT_EQ(run_python(dir.file("c.h5") + " 0,10,20,30 --train-rows 30"), 0);
+}
+
+TEST(CouplingLog, ResumeRefusesForeignCorruptOrMismatchedFilesAndLeavesThemUntouched) {
+  TempDir dir;
+  auto f = make_fixture();
+  {
+    auto log = coupling::CouplingLog::create(dir.file("c.h5"), f.metadata);
+    append_steps(log, f, {0});
+  }
+  const auto before = file_bytes(dir.file("c.h5"));
+  auto other = f.metadata;
+  other.engine_config = "k_grid=3";
+  try {
+    coupling::CouplingLog::resume(dir.file("c.h5"), other, 0);
+    FAIL() << "engine mismatch accepted";
+  } catch (const coupling::LogError& e) {
+    EXPECT_NE(std::string(e.what()).find("different engine_config"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(file_bytes(dir.file("c.h5")), before);
+
+  test_support::write_text(dir.file("text.h5"), "not hdf5 at all", 100);
+  EXPECT_THROW(coupling::CouplingLog::resume(dir.file("text.h5"), f.metadata, 0), coupling::LogError);
+  const std::string make_foreign = std::string(test_paths::kPython) + " -c \"import h5py; h5py.File('" +
+                                   dir.file("foreign.h5") + "', 'w')['x'] = [1, 2]\"";
+  ASSERT_EQ(std::system(make_foreign.c_str()), 0);
+  const auto foreign = file_bytes(dir.file("foreign.h5"));
+  try {
+    coupling::CouplingLog::resume(dir.file("foreign.h5"), f.metadata, 0);
+    FAIL() << "foreign file accepted";
+  } catch (const coupling::LogError& e) {
+    EXPECT_NE(std::string(e.what()).find("not a libcoupling log"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(file_bytes(dir.file("foreign.h5")), foreign);
+}
+
+TEST(CouplingLog, SurvivesSigkillAndResumes) {
+  TempDir dir;
+  for (int completed : {1, 3}) {
+    const auto path = dir.file("killed-" + std::to_string(completed) + ".h5");
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      auto f = make_fixture();
+      auto log = coupling::CouplingLog::create(path, f.metadata);
+      std::vector<int64_t> steps;
+      for (int i = 0; i < completed; ++i) steps.push_back(10 * i);
+      append_steps(log, f, steps);
+      for (int64_t s = 0; s < 7; ++s) log.append_training({s, 1.0, 1e-3, s, 0.0});
+      std::raise(SIGKILL);  // no destructor, no close: as a crash
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    std::string expected;
+    for (int i = 0; i < completed; ++i) expected += (i ? "," : "") + std::to_string(10 * i);
+    EXPECT_EQ(run_python(path + " " + expected + " --train-rows 7"), 0) << "after kill, " << completed;
+    auto f = make_fixture();
+    {
+      auto log = coupling::CouplingLog::resume(path, f.metadata, 10 * (completed - 1));
+      append_steps(log, f, {10 * completed});
+    }
+    EXPECT_EQ(run_python(path + " " + expected + "," + std::to_string(10 * completed)), 0) << "after resume";
+  }
+}
+
+}  // namespace
