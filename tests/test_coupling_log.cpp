@@ -39,7 +39,7 @@ Fixture make_fixture() {
 void append_steps(coupling::CouplingLog& log, Fixture& f, const std::vector<int64_t>& steps) {
   for (int64_t step : steps) {
     const auto m = coupling::measure(*f.adapter, f.probes, f.options);
-    log.append({step, step * 100, 1.0 * step, m.timings.total, 0.5}, m);
+    log.append({step, step, step * 100, 1.0 * step, m.timings.total, 0.5}, m);
   }
 }
 

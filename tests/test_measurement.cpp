@@ -11,6 +11,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+
 namespace {
 
 using coupling::MeasurementOptions;
@@ -132,6 +135,24 @@ TEST(Measurement, LeavesModelUntouched) {
     EXPECT_TRUE(at::equal(after[i], before[i]));
     EXPECT_TRUE(at::equal(after[i].grad(), at::full_like(after[i], -1.0)));
   }
+}
+
+TEST(Measurement, NonFiniteJacobianGivesNaNOnlyWhereItBelongs) {
+  auto g = at::detail::createCPUGenerator(23);
+  auto broken = at::randn({6, 6}, g, at::TensorOptions());
+  broken[2][3] = std::numeric_limits<float>::quiet_NaN();
+  auto adapter = engine_support::linear_blocks(
+      {at::randn({6, 6}, g, at::TensorOptions()), broken, at::randn({6, 6}, g, at::TensorOptions())});
+  MeasurementOptions options;
+  options.k_grid = {3};
+  const auto m = coupling::measure(*adapter, at::randn({1, 3, 6}, g, at::TensorOptions()), options);
+  const auto depth = m.depth_coupling[0][0][0][0][0];  // ujv, norm, K = 3: [L, L]
+  EXPECT_TRUE(at::isnan(m.singular_values[0][0][1]).all().item<bool>());
+  EXPECT_TRUE(at::isfinite(m.singular_values[0][0][0]).all().item<bool>());
+  EXPECT_TRUE(std::isnan(depth[1][0].item<double>()));
+  EXPECT_TRUE(std::isnan(depth[0][1].item<double>()));
+  EXPECT_TRUE(std::isfinite(depth[0][2].item<double>()));
+  EXPECT_TRUE(std::isfinite(depth[2][0].item<double>()));
 }
 
 TEST(Measurement, BadOptionsAreRejected) {

@@ -153,11 +153,18 @@ const std::vector<Field>& fields() {
   return table;
 }
 
-const std::vector<std::pair<const char*, const char*>> kRecordColumns = {
-    {"tokens_seen", "training tokens seen at the measurement"},
-    {"wall_seconds", "run wall time when the measurement started (s)"},
-    {"measure_seconds", "wall time of the measurement (s)"},
-    {"train_seconds", "training wall time since the previous measurement (s)"},
+/// Bookkeeping columns beside /measurement/step: name, integer?, description.
+struct RecordColumn {
+  const char* name;
+  bool integer;
+  const char* description;
+};
+const std::vector<RecordColumn> kRecordColumns = {
+    {"scheduled_step", true, "step the schedule asked for; < step when the overhead budget deferred it"},
+    {"tokens_seen", true, "training tokens seen at the measurement"},
+    {"wall_seconds", false, "run wall time when the measurement started (s)"},
+    {"measure_seconds", false, "wall time of the measurement (s)"},
+    {"train_seconds", false, "training wall time since the previous measurement (s)"},
 };
 
 }  // namespace
@@ -196,10 +203,13 @@ struct CouplingLog::Impl {
     datasets[name] = GrowingDataset::open(file.get(), name, type);
   }
 
-  /// After every append: SWMR flushes the datasets, otherwise flush the whole file.
-  void flush() {
+  /// After every append: in SWMR mode flush the datasets under `group` (what was written),
+  /// otherwise the whole file. Either way every completed row survives a crash.
+  void flush(const std::string& group = "/") {
     if (swmr) {
-      for (auto& [name, d] : datasets) d.flush();
+      for (auto& [name, d] : datasets) {
+        if (name.rfind(group, 0) == 0) d.flush();
+      }
     } else {
       check(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "flushing " + path);
     }
@@ -214,9 +224,8 @@ struct CouplingLog::Impl {
 
   void open_measurement_datasets() {
     open_existing("/measurement/step", H5T_NATIVE_INT64);
-    open_existing("/measurement/tokens_seen", H5T_NATIVE_INT64);
-    for (const auto& [column, description] : kRecordColumns) {
-      if (std::string(column) != "tokens_seen") open_existing(std::string("/measurement/") + column, H5T_NATIVE_DOUBLE);
+    for (const auto& c : kRecordColumns) {
+      open_existing(std::string("/measurement/") + c.name, c.integer ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE);
     }
     open_existing("/measurement/nonfinite", H5T_NATIVE_INT8);
     for (const auto& f : fields()) open_existing(std::string("/measurement/") + f.name, H5T_NATIVE_DOUBLE);
@@ -240,12 +249,11 @@ struct CouplingLog::Impl {
     check(H5DSset_scale(step.id(), "step"), "H5DSset_scale step");
     write_string_attribute(step.id(), "description", "optimizer updates completed at the measurement");
     datasets["/measurement/step"] = std::move(step);
-    for (const auto& [column, description] : kRecordColumns) {
-      const bool integer = std::string(column) == "tokens_seen";
-      auto d = GrowingDataset::create(g, column, integer ? H5T_STD_I64LE : H5T_IEEE_F64LE, {});
-      write_string_attribute(d.id(), "description", description);
+    for (const auto& c : kRecordColumns) {
+      auto d = GrowingDataset::create(g, c.name, c.integer ? H5T_STD_I64LE : H5T_IEEE_F64LE, {});
+      write_string_attribute(d.id(), "description", c.description);
       attach(d.id(), g, {"step"});
-      datasets[std::string("/measurement/") + column] = std::move(d);
+      datasets[std::string("/measurement/") + c.name] = std::move(d);
     }
     auto nonfinite = GrowingDataset::create(g, "nonfinite", H5T_STD_I8LE, {});
     write_string_attribute(nonfinite.id(), "description", "1 when some value of this measurement is NaN or infinite");
@@ -305,7 +313,7 @@ std::vector<std::string> columns_of(const std::string& group) {
 
 std::vector<std::string> measurement_columns() {
   std::vector<std::string> names = {"/measurement/nonfinite"};
-  for (const auto& [column, description] : kRecordColumns) names.push_back(std::string("/measurement/") + column);
+  for (const auto& c : kRecordColumns) names.push_back(std::string("/measurement/") + c.name);
   for (const auto& f : fields()) names.push_back(std::string("/measurement/") + f.name);
   return names;
 }
@@ -449,6 +457,7 @@ void CouplingLog::append(const MeasurementRecord& record, const Measurement& m) 
     values.push_back(value);
   }
   impl.ds("/measurement/step").append(&record.step);
+  impl.ds("/measurement/scheduled_step").append(&record.scheduled_step);
   impl.ds("/measurement/tokens_seen").append(&record.tokens_seen);
   impl.ds("/measurement/wall_seconds").append(&record.wall_seconds);
   impl.ds("/measurement/measure_seconds").append(&record.measure_seconds);
@@ -458,7 +467,7 @@ void CouplingLog::append(const MeasurementRecord& record, const Measurement& m) 
   for (size_t i = 0; i < values.size(); ++i) {
     impl.ds(std::string("/measurement/") + fields()[i].name).append(values[i].data_ptr<double>());
   }
-  impl.flush();
+  impl.flush("/measurement/");
 }
 
 void CouplingLog::append_training(const TrainingRecord& r) {
@@ -467,13 +476,13 @@ void CouplingLog::append_training(const TrainingRecord& r) {
   impl_->ds("/train/lr").append(&r.lr);
   impl_->ds("/train/tokens_seen").append(&r.tokens_seen);
   impl_->ds("/train/wall_seconds").append(&r.wall_seconds);
-  impl_->flush();
+  impl_->flush("/train/");
 }
 
 void CouplingLog::append_eval(int64_t step, double val_loss) {
   impl_->ds("/eval/step").append(&step);
   impl_->ds("/eval/val_loss").append(&val_loss);
-  impl_->flush();
+  impl_->flush("/eval/");
 }
 
 std::vector<int64_t> CouplingLog::measured_steps() const {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -55,9 +56,22 @@ TopK reshape_factors(const TopK& f, int64_t p, int64_t n) {
           f.v.reshape({p, n, f.v.size(-2), f.v.size(-1)})};
 }
 
+/// Top-K factors of a batch of Jacobians. A Jacobian with a non-finite entry (a diverging model)
+/// gets all-NaN factors, so its coupling entries and summaries read NaN and the others are exact.
 TopK top_singular(const at::Tensor& jacobians, int64_t k, const MeasurementOptions& options) {
-  if (options.spectrum == SpectrumMethod::kExact) return exact_topk(jacobians, k, options.precision);
-  return randomized_topk(dense_operator(jacobians), k, options.randomized);
+  const auto finite = at::isfinite(jacobians).flatten(-2).all(-1);  // [...]
+  const bool all_finite = finite.all().item<bool>();
+  const auto input = all_finite ? jacobians : at::where(finite.unsqueeze(-1).unsqueeze(-1), jacobians, at::zeros_like(jacobians));
+  TopK f = options.spectrum == SpectrumMethod::kExact ? exact_topk(input, k, options.precision)
+                                                       : randomized_topk(dense_operator(input), k, options.randomized);
+  if (!all_finite) {
+    const auto bad = finite.logical_not();
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    f.u = f.u.masked_fill(bad.unsqueeze(-1).unsqueeze(-1), nan);
+    f.v = f.v.masked_fill(bad.unsqueeze(-1).unsqueeze(-1), nan);
+    f.s = f.s.masked_fill(bad.unsqueeze(-1), nan);
+  }
+  return f;
 }
 
 }  // namespace

@@ -76,6 +76,23 @@ TokenBatch ByteCorpus::evaluation_windows(Split split, int64_t context, int64_t 
   return windows(base, offsets, context);
 }
 
+at::Tensor ByteCorpus::probe_windows(int64_t count, int64_t context, uint64_t seed) const {
+  const int64_t slots = validation_size() / (context + 1);
+  if (count > slots) {
+    throw coupling::DataError("--probes " + std::to_string(count) + " is more than the validation split of " + name_ +
+                              " holds: it has room for " + std::to_string(slots) + " windows of " +
+                              std::to_string(context) + " tokens; lower --probes or --context");
+  }
+  std::vector<int64_t> slot_ids(static_cast<size_t>(slots));
+  for (int64_t i = 0; i < slots; ++i) slot_ids[static_cast<size_t>(i)] = i;
+  std::mt19937_64 rng(seed);
+  std::shuffle(slot_ids.begin(), slot_ids.end(), rng);
+  std::vector<int64_t> offsets(slot_ids.begin(), slot_ids.begin() + count);
+  std::sort(offsets.begin(), offsets.end());
+  for (auto& o : offsets) o *= context + 1;
+  return windows(split_, offsets, context).inputs;
+}
+
 double ByteCorpus::bigram_validation_loss() const {
   std::vector<std::array<double, 256>> counts(256);
   for (auto& row : counts) row.fill(1.0);  // add-one smoothing

@@ -85,6 +85,9 @@ void save_checkpoint(const std::string& out, const TrainerState& state, const to
     state_archive.write("torch_rng", c10::IValue(default_generator().get_state()));
     state_archive.write("tokens_seen", c10::IValue(state.tokens_seen));
     state_archive.write("train_seconds", c10::IValue(state.train_seconds));
+    c10::Dict<std::string, std::string> callback_state;
+    for (const auto& [key, value] : state.callback_state) callback_state.insert(key, value);
+    state_archive.write("callback_state", c10::IValue(callback_state));
     state_archive.save_to((temp_dir / "state.pt").string());
 
     save_weights_for_python(model, (temp_dir / "weights.pt").string());
@@ -144,6 +147,10 @@ TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, t
     state.tokens_seen = value.toInt();
     state_archive.read("train_seconds", value);
     state.train_seconds = value.toDouble();
+    state_archive.read("callback_state", value);
+    for (const auto& entry : value.toGenericDict()) {
+      state.callback_state[entry.key().toStringRef()] = entry.value().toStringRef();
+    }
   } catch (const c10::Error& e) {
     throw coupling::CheckpointError("checkpoint " + dir + " is corrupt or from an incompatible model (" +
                                     e.what_without_backtrace() +

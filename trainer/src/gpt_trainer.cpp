@@ -1,11 +1,14 @@
 #include "trainer/gpt_trainer.h"
 
+#include "coupling/callback.h"
+#include "coupling/coupling_callback.h"
 #include "coupling/error.h"
 #include "coupling/version.h"
 #include "trainer/byte_corpus.h"
 #include "trainer/checkpoint.h"
 #include "trainer/files.h"
 #include "trainer/gpt.h"
+#include "trainer/gpt_adapter.h"
 #include "trainer/json_object.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/runtime.h"
@@ -91,6 +94,44 @@ class CsvLog {
   std::ofstream out_;
 };
 
+std::vector<int64_t> parse_int_list(const std::string& text, const std::string& flag) {
+  std::vector<int64_t> values;
+  std::istringstream list(text);
+  std::string item;
+  while (std::getline(list, item, ',')) {
+    try {
+      size_t used = 0;
+      values.push_back(std::stoll(item, &used));
+      if (used != item.size()) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      throw coupling::ConfigError(flag + " '" + text + "' is not a comma-separated list of integers");
+    }
+  }
+  if (values.empty()) throw coupling::ConfigError(flag + " is empty: give at least one value");
+  return values;
+}
+
+coupling::MeasurementOptions measurement_options(const CouplingConfig& c) {
+  coupling::MeasurementOptions options;
+  options.k_grid = parse_int_list(c.k, "--k");
+  if (c.tokens == "last") {
+    options.tokens.mode = coupling::TokenSelection::Mode::kLast;
+  } else if (c.tokens == "all") {
+    options.tokens.mode = coupling::TokenSelection::Mode::kAll;
+  } else {
+    options.tokens.mode = coupling::TokenSelection::Mode::kList;
+    options.tokens.tokens = parse_int_list(c.tokens, "--tokens");
+  }
+  options.spectrum = c.spectrum == "randomized" ? coupling::SpectrumMethod::kRandomized : coupling::SpectrumMethod::kExact;
+  return options;
+}
+
+coupling::MeasurementSchedule measurement_schedule(const CouplingConfig& c) {
+  auto schedule = coupling::MeasurementSchedule::parse(c.measure_schedule);
+  if (c.measure_every > 0) schedule.every = c.measure_every;
+  return schedule;
+}
+
 int64_t count_parameters(const GptImpl& model) {
   int64_t n = 0;
   for (const auto& p : model.parameters()) n += p.numel();
@@ -104,7 +145,8 @@ RunPaths::RunPaths(const std::string& out_dir)
       config((fs::path(out_dir) / "config.toml").string()),
       train_log((fs::path(out_dir) / "train_log.csv").string()),
       eval_log((fs::path(out_dir) / "eval_log.csv").string()),
-      summary((fs::path(out_dir) / "summary.json").string()) {}
+      summary((fs::path(out_dir) / "summary.json").string()),
+      coupling_log((fs::path(out_dir) / "coupling.h5").string()) {}
 
 std::string resolve_default_corpus() {
   const fs::path candidates[] = {fs::path("data") / "kjv.txt", fs::path(kSourceTreeDir) / "data" / "kjv.txt"};
@@ -142,6 +184,19 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
   const ByteCorpus corpus = ByteCorpus::from_file(train.data);
   corpus.require_context(model_config.context);
   const RunPaths paths(train.out);
+  const CouplingConfig& instrument = config.coupling;
+  at::Tensor probes;
+  coupling::CouplingCallbackOptions coupling_options;
+  if (instrument.enabled()) {
+    probes = corpus.probe_windows(instrument.probes, model_config.context, static_cast<uint64_t>(train.seed) + 1);
+    coupling_options.log_path = instrument.log.empty() ? paths.coupling_log : instrument.log;
+    coupling_options.measurement = measurement_options(instrument);
+    coupling_options.schedule = measurement_schedule(instrument);
+    coupling_options.max_overhead = instrument.max_overhead;
+    if (fs::is_directory(coupling_options.log_path)) {
+      throw coupling::IoError("--log " + coupling_options.log_path + " is a directory: give a file name");
+    }
+  }
   const std::optional<std::string> resume_from = latest_checkpoint(train.out);
   if (resume && !resume_from) {
     throw coupling::CheckpointError("--resume " + train.out + ": no checkpoint under " + train.out +
@@ -150,6 +205,10 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
   if (!resume && resume_from) {
     throw coupling::ConfigError("--out " + train.out + " already holds a run (" + *resume_from +
                                 "): continue it with --resume " + train.out + ", or choose a new --out");
+  }
+  if (instrument.enabled() && !resume && fs::exists(coupling_options.log_path)) {
+    throw coupling::ConfigError("coupling log " + coupling_options.log_path +
+                                " already exists: resume its run with --resume, or choose another --log");
   }
   ensure_writable_directory(train.out);
   setup_compute(train.threads);
@@ -172,6 +231,22 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
   fs::remove(paths.summary);  // rewritten at the end; a stale one would describe another run
   const std::string config_toml = to_toml(config);
   write_file_atomic(paths.config, config_toml);
+
+  // Instrumentation through the same public API a user's loop would use.
+  coupling::CallbackList callbacks;
+  std::shared_ptr<coupling::CouplingCallback> coupling_callback;
+  if (instrument.enabled()) {
+    coupling_options.model = "gpt";
+    coupling_options.model_config = fmt::format("context={} d_model={} layers={} heads={} vocab={} probes={}",
+                                                model_config.context, model_config.d_model, model_config.layers,
+                                                model_config.heads, model_config.vocab, instrument.probes);
+    coupling_options.seed = train.seed;
+    coupling_callback = std::make_shared<coupling::CouplingCallback>(std::make_shared<GptAdapter>(model), probes,
+                                                                     coupling_options);
+    callbacks.add(coupling_callback);
+  }
+  if (resume_from) callbacks.on_checkpoint_load(state.step, state.callback_state);
+  callbacks.on_train_begin({state.step, train.steps, resume_from.has_value()});
 
   const int64_t parameters = count_parameters(*model);
   spdlog::info("libcoupling {} | GPT: {} layers, d={}, {} heads, context {}, {:.2f}M parameters", coupling::version(),
@@ -222,6 +297,9 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
                                state.tokens_seen, state.train_seconds));
 
     const bool last = state.step == train.steps;
+    const bool checkpoint_now = (train.ckpt_every > 0 && state.step % train.ckpt_every == 0) || last;
+    callbacks.on_step_end(
+        {state.step, train.steps, loss_value, lr, state.tokens_seen, state.train_seconds, checkpoint_now});
     if (state.step % train.log_every == 0 || last) {
       const double elapsed = seconds_since(session_start);
       const double rate = static_cast<double>((state.step - first_step) * tokens_per_step) / elapsed;
@@ -233,8 +311,11 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
       val_loss = evaluate(*model, val_windows, train.batch);
       eval_log.line(fmt::format("{},{:.6f},{},{:.3f}", state.step, val_loss, state.tokens_seen, state.train_seconds));
       spdlog::info("eval step {}: val_loss {:.4f} nats/byte (bigram {:.4f})", state.step, val_loss, bigram);
+      callbacks.on_eval({state.step, val_loss});
     }
-    if ((train.ckpt_every > 0 && state.step % train.ckpt_every == 0) || last) {
+    if (checkpoint_now) {
+      state.callback_state.clear();
+      callbacks.on_checkpoint_save(state.step, state.callback_state);
       std::ostringstream rng_text;
       rng_text << sampler;
       state.sampler_rng = rng_text.str();
@@ -243,8 +324,15 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
     }
   }
 
+  state.train_seconds = seconds_before + seconds_since(session_start);
+  callbacks.on_train_end({state.step, train.steps, 0.0, schedule.at(state.step), state.tokens_seen,
+                          state.train_seconds, false});
   TrainSummary summary;
   summary.final_step = state.step;
+  if (coupling_callback) {
+    summary.measure_seconds = coupling_callback->measure_seconds();
+    summary.overhead_fraction = coupling_callback->overhead_fraction(state.train_seconds);
+  }
   summary.parameters = parameters;
   summary.bigram_val_loss = bigram;
   summary.val_loss = std::isnan(val_loss) ? evaluate(*model, val_windows, train.batch) : val_loss;
@@ -262,6 +350,10 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
                                         .add("tokens_per_second", summary.tokens_per_second)
                                         .add("wall_seconds", summary.wall_seconds)
                                         .add("parameters", summary.parameters)
+                                        .add("measure_seconds", summary.measure_seconds)
+                                        .add("overhead_fraction", summary.overhead_fraction)
+                                        .add("coupling_log", instrument.enabled() ? coupling_options.log_path
+                                                                                  : std::string("none"))
                                         .add("model", std::string("gpt"))
                                         .add("data", train.data)
                                         .add("libcoupling_version", coupling::version())

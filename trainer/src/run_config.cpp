@@ -52,9 +52,19 @@ void TrainConfig::validate() const {
   require(!out.empty(), "--out must name a directory");
 }
 
+void CouplingConfig::validate() const {
+  if (!enabled()) return;
+  require(probes > 0, fmt::format("--probes must be positive (got {})", probes));
+  require(measure_every >= 0, fmt::format("--measure-every must be >= 0 (got {})", measure_every));
+  require(max_overhead >= 0.0, fmt::format("--max-overhead must be >= 0 (got {})", max_overhead));
+  require(spectrum == "exact" || spectrum == "randomized",
+          "--spectrum must be 'exact' or 'randomized' (got '" + spectrum + "')");
+}
+
 void GptRunConfig::validate() const {
   train.validate();
   model.validate();
+  coupling.validate();
 }
 
 std::string to_toml(const GptRunConfig& config) {

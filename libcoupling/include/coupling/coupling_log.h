@@ -36,6 +36,7 @@ std::string describe(const MeasurementOptions& options);
 /// Per-measurement bookkeeping stored beside the metrics.
 struct MeasurementRecord {
   int64_t step = 0;             ///< optimizer updates completed
+  int64_t scheduled_step = 0;   ///< when the schedule asked for it (< step when the overhead budget deferred it)
   int64_t tokens_seen = 0;
   double wall_seconds = 0.0;    ///< run wall time when the measurement started
   double measure_seconds = 0.0; ///< wall time of this measurement

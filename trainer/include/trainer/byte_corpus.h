@@ -49,6 +49,11 @@ class ByteCorpus {
   /// evaluation set, identical for every call with the same arguments.
   TokenBatch evaluation_windows(Split split, int64_t context, int64_t max_windows) const;
 
+  /// `count` distinct, non-overlapping validation windows chosen at random with `seed`: the fixed
+  /// probe inputs of the coupling measurements. Throws coupling::DataError when the validation
+  /// split holds fewer than `count` windows of `context` tokens.
+  at::Tensor probe_windows(int64_t count, int64_t context, uint64_t seed) const;
+
   /// Validation cross-entropy (nats/byte) of an add-one smoothed byte-bigram model counted on the
   /// training split, over every transition inside the validation split.
   double bigram_validation_loss() const;

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -29,6 +30,7 @@ struct TrainerState {
   std::string sampler_rng;     ///< std::mt19937_64 state (operator<< text)
   int64_t tokens_seen = 0;
   double train_seconds = 0.0;  ///< wall time spent training, summed over resumed sessions
+  std::map<std::string, std::string> callback_state;  ///< what the training callbacks saved
 };
 
 /// Writes every parameter and buffer of `model` as a name -> tensor dict that Python's

@@ -19,12 +19,14 @@ struct TrainSummary {
   double tokens_per_second = 0.0;
   double wall_seconds = 0.0;  ///< training wall time, summed over resumed sessions
   int64_t parameters = 0;
+  double measure_seconds = 0.0;    ///< coupling measurements, whole run
+  double overhead_fraction = 0.0;  ///< measure_seconds / (wall_seconds - measure_seconds)
 };
 
 /// Where the training files of a run live.
 struct RunPaths {
   explicit RunPaths(const std::string& out);
-  std::string out, config, train_log, eval_log, summary;
+  std::string out, config, train_log, eval_log, summary, coupling_log;
 };
 
 /// Trains a GPT as `config` says, in config.train.out. With `resume`, continues from the newest

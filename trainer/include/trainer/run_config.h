@@ -37,9 +37,26 @@ struct TrainConfig {
   void validate() const;
 };
 
+/// The coupling instrumentation of a bundled-trainer run (libcoupling's CouplingCallback).
+struct CouplingConfig {
+  std::string log;                           ///< HDF5 log; empty = OUT/coupling.h5; "none" = off
+  std::string measure_schedule = "log:12";   ///< coupling::MeasurementSchedule text
+  int64_t measure_every = 0;                 ///< shorthand for "every:N" in the schedule
+  int64_t probes = 8;                        ///< probe sequences (seeded choice of validation windows)
+  std::string k = "10,30,50";                ///< K grid (capped at d)
+  std::string tokens = "last";               ///< "last", "all", or a comma list (negative = from the end)
+  std::string spectrum = "exact";            ///< "exact" or "randomized"
+  double max_overhead = 0.0;                 ///< measurement/training time cap (0 = none)
+
+  bool enabled() const { return log != "none"; }
+  /// Throws coupling::ConfigError naming the flag.
+  void validate() const;
+};
+
 struct GptRunConfig {
   TrainConfig train;
   GptConfig model;
+  CouplingConfig coupling;
   void validate() const;
 };
 
@@ -75,6 +92,18 @@ void visit_fields(Visitor&& v, Configs&... c) {
   v("layers", "Number of transformer blocks L", P::kMustMatch, c.model.layers...);
   v("heads", "Attention heads (must divide d-model)", P::kMustMatch, c.model.heads...);
   v("dropout", "Dropout probability", P::kMustMatch, c.model.dropout...);
+  v("log", "Coupling log (HDF5); default OUT/coupling.h5, 'none' = no instrumentation", P::kMustMatch,
+    c.coupling.log...);
+  v("measure-schedule", "When to measure: every:N log:N steps:A,B checkpoints (plus step 0 and the end)",
+    P::kMayChange, c.coupling.measure_schedule...);
+  v("measure-every", "Also measure every N steps (0 = off)", P::kMayChange, c.coupling.measure_every...);
+  v("probes", "Probe sequences (fixed, seeded choice of validation windows)", P::kMustMatch, c.coupling.probes...);
+  v("k", "K grid for m_K, comma-separated (capped at d-model)", P::kMustMatch, c.coupling.k...);
+  v("tokens", "Measured tokens: last, all, or a comma list (negative = from the end)", P::kMustMatch,
+    c.coupling.tokens...);
+  v("spectrum", "Top-K estimator: exact or randomized", P::kMustMatch, c.coupling.spectrum...);
+  v("max-overhead", "Defer measurements beyond this measurement/training time ratio (0 = never)", P::kMayChange,
+    c.coupling.max_overhead...);
 }
 
 /// The config as TOML (`name = value` lines), readable by --config.

@@ -1,0 +1,71 @@
+// CouplingCallback: the training-time instrument. Add it to a loop's callbacks and it measures
+// the model (through its ModelAdapter) on fixed probe inputs at the scheduled steps, writing
+// every measurement and the training scalars to a crash-safe HDF5 log (coupling_log.h).
+//
+//   auto cb = std::make_shared<coupling::CouplingCallback>(adapter, probes, options);
+//   callbacks.add(cb);          // then call the hooks from the loop (docs/callbacks.md)
+//
+// Overhead accounting: each measurement's wall time and the training time between measurements
+// go into the log. With max_overhead > 0, a due measurement whose cost would push the total
+// measurement time above max_overhead x the training time is deferred to a later step (the log
+// records the step it was scheduled for); step 0 and the final step are never deferred.
+#pragma once
+
+#include "coupling/callback.h"
+#include "coupling/coupling_log.h"
+#include "coupling/measurement.h"
+#include "coupling/model_adapter.h"
+#include "coupling/schedule.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace coupling {
+
+struct CouplingCallbackOptions {
+  std::string log_path;              ///< the HDF5 log (created fresh, or resumed with the run)
+  MeasurementOptions measurement;
+  MeasurementSchedule schedule;
+  double max_overhead = 0.0;         ///< measurement time / training time cap (0 = no cap)
+  std::string model = "model";       ///< stored in the log
+  std::string model_config;          ///< stored in the log; must match on resume
+  int64_t seed = 0;
+  int64_t world_size = 1;
+};
+
+class CouplingCallback : public TrainingCallback {
+ public:
+  /// Throws coupling::ConfigError when probe_inputs is empty.
+  CouplingCallback(std::shared_ptr<ModelAdapter> adapter, at::Tensor probe_inputs, CouplingCallbackOptions options);
+
+  void on_train_begin(const TrainBegin& begin) override;
+  void on_step_end(const StepEnd& step) override;
+  void on_eval(const EvalResult& eval) override;
+  void on_checkpoint_save(int64_t step, CallbackState& state) override;
+  void on_checkpoint_load(int64_t step, const CallbackState& state) override;
+
+  /// The first and the latest measurement of this session (for summaries), if any.
+  const std::optional<Measurement>& first() const { return first_; }
+  const std::optional<Measurement>& latest() const { return latest_; }
+  /// Total measurement seconds and the training seconds they compare with (whole run).
+  double measure_seconds() const { return measure_seconds_; }
+  double overhead_fraction(double train_wall_seconds) const;
+
+ private:
+  void measure_now(int64_t step, int64_t scheduled_step, int64_t tokens_seen, double wall_seconds);
+
+  std::shared_ptr<ModelAdapter> adapter_;
+  at::Tensor probes_;
+  CouplingCallbackOptions options_;
+  std::optional<CouplingLog> log_;
+  std::optional<Measurement> first_, latest_;
+  double measure_seconds_ = 0.0;         ///< summed over the run (restored on resume)
+  double last_measure_seconds_ = 0.0;    ///< cost estimate for the next one
+  double wall_at_last_measurement_ = 0.0;
+  int64_t pending_since_ = -1;           ///< scheduled step of a deferred measurement, or -1
+};
+
+}  // namespace coupling
