@@ -53,6 +53,23 @@ expect_error overwrite_run "already holds a run" "" "${tiny[@]}" --steps 2 --out
 head -c 100 "$work/run/checkpoints/step_2/model.pt" > "$work/truncated" && mv "$work/truncated" "$work/run/checkpoints/step_2/model.pt"
 expect_error resume_corrupt "is corrupt" "$work/run" --resume "$work/run"
 
+# Coupling-log inputs.
+mkdir -p "$work/logdir"
+expect_error log_is_directory "is a directory" "$work/o7" "${tiny[@]}" --out "$work/o7" --log "$work/logdir"
+expect_error log_unwritable "cannot create output directory .*choose another --log" "$work/o8" "${tiny[@]}" \
+  --out "$work/o8" --log "$work/plainfile/c.h5"
+expect_error too_many_probes "--probes 5000 is more than the validation split" "$work/o9" "${tiny[@]}" \
+  --out "$work/o9" --probes 5000
+expect_error bad_schedule "bad measurement schedule item 'often'" "$work/o10" "${tiny[@]}" --out "$work/o10" \
+  --measure-schedule often
+"$bin" gpt "${tiny[@]}" --steps 2 --out "$work/logrun" > "$work/logrun.log" 2>&1 || { echo "FAIL: log setup run"; cat "$work/logrun.log"; exit 1; }
+rm -f "$work/logrun/summary.json"
+expect_error log_exists "coupling log .* already exists" "$work/o11" "${tiny[@]}" --steps 2 --out "$work/o11" \
+  --log "$work/logrun/coupling.h5"
+expect_error resume_other_k "--k '4' conflicts with the checkpoint" "$work/logrun" --resume "$work/logrun" --k 4
+echo "not an hdf5 file" > "$work/logrun/coupling.h5"
+expect_error resume_foreign_log "not an HDF5 file" "$work/logrun" --resume "$work/logrun"
+
 # CLI11 parse errors are non-zero too.
 "$bin" gpt --no-such-flag > "$work/flag.log" 2>&1
 if [[ $? -eq 0 ]]; then echo "FAIL unknown_flag: exit 0"; failures=$((failures + 1)); else echo "ok   unknown_flag"; passed=$((passed + 1)); fi

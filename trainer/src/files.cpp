@@ -35,20 +35,20 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
   }
 }
 
-void ensure_writable_directory(const std::string& dir) {
+void ensure_writable_directory(const std::string& dir, const std::string& flag) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec || !fs::is_directory(dir)) {
     throw coupling::IoError("cannot create output directory " + dir + ": " +
                             (ec ? ec.message() : std::string("a file with that name exists")) +
-                            "; choose another --out");
+                            "; choose another " + flag);
   }
   const std::string probe = (fs::path(dir) / (".write-test-" + std::to_string(::getpid()))).string();
   {
     std::ofstream out(probe);
     if (!out) {
       throw coupling::IoError("output directory " + dir + " is not writable (" + std::strerror(errno) +
-                              "); fix its permissions or choose another --out");
+                              "); fix its permissions or choose another " + flag);
     }
   }
   fs::remove(probe, ec);

@@ -211,6 +211,9 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
                                 " already exists: resume its run with --resume, or choose another --log");
   }
   ensure_writable_directory(train.out);
+  if (instrument.enabled()) {
+    ensure_writable_directory(fs::absolute(coupling_options.log_path).parent_path().string(), "--log");
+  }
   setup_compute(train.threads);
 
   at::manual_seed(static_cast<uint64_t>(train.seed));
@@ -221,18 +224,11 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
   if (resume_from) {
     state = load_checkpoint(*resume_from, *model, *optimizer);
     std::istringstream(state.sampler_rng) >> sampler;
-    // train_log rows are keyed by the update's 0-based index, eval_log rows by updates completed.
-    truncate_csv_log(paths.train_log, state.step);
-    truncate_csv_log(paths.eval_log, state.step + 1);
-    spdlog::info("resumed from {} at step {}", *resume_from, state.step);
-  } else {
-    for (const auto& stale : {paths.train_log, paths.eval_log}) fs::remove(stale);
   }
-  fs::remove(paths.summary);  // rewritten at the end; a stale one would describe another run
   const std::string config_toml = to_toml(config);
-  write_file_atomic(paths.config, config_toml);
 
-  // Instrumentation through the same public API a user's loop would use.
+  // Instrumentation through the same public API a user's loop would use. It starts before any
+  // run file is touched, so a log that cannot be resumed leaves the run directory as it was.
   coupling::CallbackList callbacks;
   std::shared_ptr<coupling::CouplingCallback> coupling_callback;
   if (instrument.enabled()) {
@@ -247,6 +243,17 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
   }
   if (resume_from) callbacks.on_checkpoint_load(state.step, state.callback_state);
   callbacks.on_train_begin({state.step, train.steps, resume_from.has_value()});
+
+  if (resume_from) {
+    // train_log rows are keyed by the update's 0-based index, eval_log rows by updates completed.
+    truncate_csv_log(paths.train_log, state.step);
+    truncate_csv_log(paths.eval_log, state.step + 1);
+    spdlog::info("resumed from {} at step {}", *resume_from, state.step);
+  } else {
+    for (const auto& stale : {paths.train_log, paths.eval_log}) fs::remove(stale);
+  }
+  fs::remove(paths.summary);  // rewritten at the end; a stale one would describe another run
+  write_file_atomic(paths.config, config_toml);
 
   const int64_t parameters = count_parameters(*model);
   spdlog::info("libcoupling {} | GPT: {} layers, d={}, {} heads, context {}, {:.2f}M parameters", coupling::version(),

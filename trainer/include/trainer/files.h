@@ -12,8 +12,8 @@ namespace trainer {
 void write_file_atomic(const std::string& path, const std::string& contents);
 
 /// Creates `dir` (and parents) if needed and checks that a file can be created in it.
-/// Throws coupling::IoError naming the directory and the fix.
-void ensure_writable_directory(const std::string& dir);
+/// Throws coupling::IoError naming the directory and the flag (`flag`) to change.
+void ensure_writable_directory(const std::string& dir, const std::string& flag = "--out");
 
 /// Keeps only the lines of a CSV log (after its header) whose first field, an integer step, is
 /// below `step_limit`; atomic. Does nothing if the file does not exist. Used on resume so the
