@@ -4,64 +4,18 @@
 //
 //   build/bin/custom_model
 #include "coupling/measurement.h"
+#include "mixer_model.h"
 
 #include <ATen/ATen.h>
-#include <torch/nn/module.h>
-#include <torch/nn/modules/container/modulelist.h>
-#include <torch/nn/modules/embedding.h>
-#include <torch/nn/modules/linear.h>
-#include <torch/nn/modules/normalization.h>
 
 #include <cstdio>
-
-namespace {
-
-// --- the user's model (nothing libcoupling-specific) ---------------------------------------
-struct MixerBlockImpl : torch::nn::Module {
-  explicit MixerBlockImpl(int64_t d)
-      : norm(register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})))),
-        up(register_module("up", torch::nn::Linear(d, 2 * d))),
-        down(register_module("down", torch::nn::Linear(2 * d, d))) {}
-  at::Tensor branch(const at::Tensor& x) {
-    const auto h = norm(x);
-    const auto counts = at::arange(1, x.size(1) + 1, x.options()).view({1, -1, 1});
-    return down(at::gelu(up(h.cumsum(1) / counts)));
-  }
-  at::Tensor forward(const at::Tensor& x) { return x + branch(x); }
-  torch::nn::LayerNorm norm;
-  torch::nn::Linear up, down;
-};
-TORCH_MODULE(MixerBlock);
-
-struct MixerModelImpl : torch::nn::Module {
-  MixerModelImpl(int64_t vocab, int64_t d, int64_t layers)
-      : embedding(register_module("embedding", torch::nn::Embedding(vocab, d))),
-        blocks(register_module("blocks", torch::nn::ModuleList())) {
-    for (int64_t l = 0; l < layers; ++l) blocks->push_back(MixerBlock(d));
-  }
-  MixerBlock block(int64_t l) { return MixerBlock(blocks->ptr<MixerBlockImpl>(static_cast<size_t>(l))); }
-  torch::nn::Embedding embedding;
-  torch::nn::ModuleList blocks;
-};
-TORCH_MODULE(MixerModel);
-
-}  // namespace
 
 int main() {
   at::manual_seed(0);
   const int64_t layers = 4, d = 32;
   MixerModel model(/*vocab=*/64, d, layers);
-
-  // --- the adapter: a few lines of user code ------------------------------------------------
-  coupling::LambdaAdapter adapter(
-      layers, /*causal=*/true,
-      [&](const at::Tensor& ids) {  // residual states X^0..X^L
-        std::vector<at::Tensor> states{model->embedding(ids)};
-        for (int64_t l = 0; l < layers; ++l) states.push_back(model->block(l)->forward(states.back()));
-        return states;
-      },
-      [&](int64_t l, const at::Tensor& x) { return model->block(l)->branch(x); },  // f^l, no skip
-      [&] { model->eval(); }, [&] { model->train(); });
+  auto adapter_ptr = mixer_adapter(model);  // the few lines of adapter code: see mixer_model.h
+  auto& adapter = *adapter_ptr;
 
   // --- measure ---------------------------------------------------------------------------------
   coupling::MeasurementOptions options;

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Packaging: `cmake --install` the build, configure and build examples/custom_trainer as a
+# separate project with find_package(coupling), run it, and check its log with h5py.
+# Usage: install_package.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+build=$1
+source=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cmake --install "$build" --prefix "$work/prefix" > "$work/install.log"
+test -f "$work/prefix/lib/cmake/coupling/couplingConfig.cmake"
+test -f "$work/prefix/include/coupling/coupling_callback.h"
+generator=()
+command -v ninja > /dev/null && generator=(-G Ninja)
+cmake -S "$source/examples/custom_trainer" -B "$work/build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$work/prefix" > "$work/configure.log" || { cat "$work/configure.log"; exit 1; }
+cmake --build "$work/build" > "$work/build.log" || { cat "$work/build.log"; exit 1; }
+"$work/build/custom_trainer" "$work/log.h5" 40
+/usr/bin/python3 "$source/tests/python/check_log.py" "$work/log.h5" 0,20,40 --train-rows 40
+echo "1 passed, 0 failed"
