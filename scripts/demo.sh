@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
-# The main job: set up, build, then train the default GPT on the King James Bible and print the
-# run's summary. Extra arguments go to `coupling-train gpt` (e.g. --steps 300 for a quick look).
-# Output: runs/demo-<timestamp>/ (checkpoints, train/eval logs, config.toml, summary.json).
+# The main job: set up, build, train the default GPT on the King James Bible with the coupling
+# callback on a log-spaced schedule (about 10 minutes here), then plot the log and print the
+# step-0 vs final table. Extra arguments go to `coupling-train gpt` (e.g. --steps 300).
+# Output: runs/demo/ (coupling.h5, PNGs, checkpoints, CSV logs, config.toml, summary.json);
+# a previous runs/demo is kept as runs/demo-<its time>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
-out=runs/demo-$(date +%Y%m%d-%H%M%S)
+out=runs/demo
+if [[ -e $out ]]; then
+  kept="$out-$(date -r "$out" +%Y%m%d-%H%M%S)"
+  mv "$out" "$kept"
+  echo "demo: the previous demo run is now $kept"
+fi
 build/bin/coupling-train gpt --out "$out" "$@"
+echo
+/usr/bin/python3 scripts/plot_coupling.py "$out/coupling.h5" --summary "$out/summary.json"
 echo
 echo "== $out/summary.json"
 cat "$out/summary.json"

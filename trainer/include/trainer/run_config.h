@@ -40,7 +40,7 @@ struct TrainConfig {
 /// The coupling instrumentation of a bundled-trainer run (libcoupling's CouplingCallback).
 struct CouplingConfig {
   std::string log;                           ///< HDF5 log; empty = OUT/coupling.h5; "none" = off
-  std::string measure_schedule = "log:12";   ///< coupling::MeasurementSchedule text
+  std::string measure_schedule = "log:8";    ///< coupling::MeasurementSchedule text
   int64_t measure_every = 0;                 ///< shorthand for "every:N" in the schedule
   int64_t probes = 8;                        ///< probe sequences (seeded choice of validation windows)
   std::string k = "10,30,50";                ///< K grid (capped at d)
