@@ -47,6 +47,12 @@ def pick_steps(steps, count=4):
     return idx
 
 
+def save(fig, out, name):
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, name), dpi=90)
+    plt.close(fig)
+
+
 def step_axis(ax):
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlabel("training step (updates, symlog)")
@@ -70,9 +76,7 @@ def plot_all(d, out, title):
             axes[r][c].set_yticks(range(L), d["layer"])
             fig.colorbar(im, ax=axes[r][c], fraction=0.046, label="m_K (lower = more coupled)")
     fig.suptitle(f"{title}: depth coupling m_K (ujv, norm)")
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "depth_heatmaps.png"), dpi=90)
-    plt.close(fig)
+    save(fig, out, "depth_heatmaps.png")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for name, ax, label in (("depth_mean_offdiag_avg", axes[0], "mean off-diagonal"),
@@ -85,9 +89,7 @@ def plot_all(d, out, title):
         ax.set_title(f"depth coupling, {label}")
         ax.legend(fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "coupling_vs_step.png"), dpi=90)
-    plt.close(fig)
+    save(fig, out, "coupling_vs_step.png")
 
     lss = d["line_shape_score"].reshape(len(steps), -1)
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -97,9 +99,7 @@ def plot_all(d, out, title):
     ax.set_ylabel("line-shape score (1 = straight)")
     ax.set_title(f"{title}: trajectory linearity")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "lss_vs_step.png"), dpi=90)
-    plt.close(fig)
+    save(fig, out, "lss_vs_step.png")
 
     norms = d["residual_norms"].mean(axis=(1, 2))  # [S, L+1]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -114,9 +114,7 @@ def plot_all(d, out, title):
     ax.set_ylabel("||x^l|| (mean over probes)")
     ax.set_title(f"{title}: norm growth with depth")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "norms_vs_depth.png"), dpi=90)
-    plt.close(fig)
+    save(fig, out, "norms_vs_depth.png")
 
     sigma = d["singular_values"][..., 0].mean(axis=(1, 2))  # [S, L]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -126,9 +124,7 @@ def plot_all(d, out, title):
     ax.set_ylabel("s_1(J^l) (mean over probes)")
     ax.set_title(f"{title}: top singular value by depth")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "sigma_vs_depth.png"), dpi=90)
-    plt.close(fig)
+    save(fig, out, "sigma_vs_depth.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
     if len(d["train"]["step"]):
@@ -139,9 +135,7 @@ def plot_all(d, out, title):
     ax.set_ylabel("loss (nats per token)")
     ax.set_title(f"{title}: loss")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "loss_vs_step.png"), dpi=90)
-    plt.close(fig)
+    save(fig, out, "loss_vs_step.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.bar(range(len(steps)), d["measure_seconds"], label="measurement (s)")
@@ -151,9 +145,7 @@ def plot_all(d, out, title):
     ax.set_ylabel("seconds")
     ax.set_title(f"{title}: measurement overhead")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "overhead.png"), dpi=90)
-    plt.close(fig)
+    save(fig, out, "overhead.png")
 
 
 def table(d, summary):

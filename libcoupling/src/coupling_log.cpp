@@ -353,6 +353,7 @@ CouplingLog CouplingLog::create(const std::string& path, const LogMetadata& meta
 
   write_int_attribute(file, "schema_version", kSchemaVersion);
   write_string_attribute(file, "libcoupling_version", version());
+  write_string_attribute(file, "git_revision", git_revision());
   write_string_attribute(file, "model", metadata.model);
   write_string_attribute(file, "model_config", metadata.model_config);
   write_string_attribute(file, "engine_config", metadata.engine_config);

@@ -23,7 +23,7 @@ def main():
     with h5py.File(args.log, "r", swmr=True, libver="latest") as f:
         if f.attrs["schema_version"] != 1:
             problems.append(f"schema_version {f.attrs['schema_version']}")
-        for key in ("libcoupling_version", "model", "model_config", "engine_config"):
+        for key in ("libcoupling_version", "git_revision", "model", "model_config", "engine_config"):
             if not isinstance(f.attrs[key], str):
                 problems.append(f"attribute {key} is not a str")
         steps = list(f["measurement/step"][:])
