@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <limits>
 #include <fstream>
 #include <sstream>
 
@@ -127,6 +128,41 @@ TEST(CouplingLog, ResumeRefusesForeignCorruptOrMismatchedFilesAndLeavesThemUntou
     EXPECT_NE(std::string(e.what()).find("not a libcoupling log"), std::string::npos) << e.what();
   }
   EXPECT_EQ(file_bytes(dir.file("foreign.h5")), foreign);
+}
+
+TEST(CouplingLog, RefusesANewerSchema) {
+  TempDir dir;
+  auto f = make_fixture();
+  coupling::CouplingLog::create(dir.file("c.h5"), f.metadata);
+  const std::string bump = std::string(test_paths::kPython) + " -c \"import h5py; h5py.File('" + dir.file("c.h5") +
+                           "', 'r+').attrs['schema_version'] = 99\"";
+  ASSERT_EQ(std::system(bump.c_str()), 0);
+  try {
+    coupling::CouplingLog::resume(dir.file("c.h5"), f.metadata, 0);
+    FAIL() << "newer schema accepted";
+  } catch (const coupling::LogError& e) {
+    EXPECT_NE(std::string(e.what()).find("schema version 99"), std::string::npos) << e.what();
+  }
+}
+
+TEST(CouplingLog, FlagsNonFiniteMeasurements) {
+  TempDir dir;
+  auto f = make_fixture();
+  auto g = at::detail::createCPUGenerator(42);
+  auto broken = at::randn({8, 8}, g, at::TensorOptions());
+  broken[0][0] = std::numeric_limits<float>::infinity();
+  auto adapter = engine_support::linear_blocks({at::randn({8, 8}, g, at::TensorOptions()), broken});
+  {
+    auto log = coupling::CouplingLog::create(dir.file("c.h5"), f.metadata);
+    append_steps(log, f, {0});
+    const auto m = coupling::measure(*adapter, f.probes, f.options);
+    log.append({5, 5, 0, 0.0, 0.0, 0.0}, m);
+  }
+  const std::string check = std::string(test_paths::kPython) + " -c \"import h5py, numpy as np; f = h5py.File('" +
+                            dir.file("c.h5") + "', 'r', swmr=True, libver='latest'); m = f['measurement']; " +
+                            "assert list(m['nonfinite'][:]) == [0, 1]; " +
+                            "assert np.isnan(m['depth_coupling'][1]).any() and np.isfinite(m['depth_coupling'][0]).all()\"";
+  EXPECT_EQ(std::system(check.c_str()), 0);
 }
 
 TEST(CouplingLog, SurvivesSigkillAndResumes) {

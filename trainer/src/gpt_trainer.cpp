@@ -132,6 +132,33 @@ coupling::MeasurementSchedule measurement_schedule(const CouplingConfig& c) {
   return schedule;
 }
 
+/// The coupling instrumentation of a run, prepared and checked before any file is written.
+struct Instrumentation {
+  at::Tensor probes;
+  coupling::CouplingCallbackOptions options;
+};
+
+Instrumentation prepare_instrumentation(const GptRunConfig& config, const ByteCorpus& corpus, const RunPaths& paths) {
+  const CouplingConfig& c = config.coupling;
+  const GptConfig& m = config.model;
+  Instrumentation result;
+  if (!c.enabled()) return result;
+  result.probes = corpus.probe_windows(c.probes, m.context, static_cast<uint64_t>(config.train.seed) + 1);
+  auto& options = result.options;
+  options.log_path = c.log.empty() ? paths.coupling_log : c.log;
+  if (fs::is_directory(options.log_path)) {
+    throw coupling::IoError("--log " + options.log_path + " is a directory: give a file name");
+  }
+  options.measurement = measurement_options(c);
+  options.schedule = measurement_schedule(c);
+  options.max_overhead = c.max_overhead;
+  options.model = "gpt";
+  options.model_config = fmt::format("context={} d_model={} layers={} heads={} vocab={} probes={}", m.context,
+                                     m.d_model, m.layers, m.heads, m.vocab, c.probes);
+  options.seed = config.train.seed;
+  return result;
+}
+
 int64_t count_parameters(const GptImpl& model) {
   int64_t n = 0;
   for (const auto& p : model.parameters()) n += p.numel();
@@ -185,18 +212,8 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
   corpus.require_context(model_config.context);
   const RunPaths paths(train.out);
   const CouplingConfig& instrument = config.coupling;
-  at::Tensor probes;
-  coupling::CouplingCallbackOptions coupling_options;
-  if (instrument.enabled()) {
-    probes = corpus.probe_windows(instrument.probes, model_config.context, static_cast<uint64_t>(train.seed) + 1);
-    coupling_options.log_path = instrument.log.empty() ? paths.coupling_log : instrument.log;
-    coupling_options.measurement = measurement_options(instrument);
-    coupling_options.schedule = measurement_schedule(instrument);
-    coupling_options.max_overhead = instrument.max_overhead;
-    if (fs::is_directory(coupling_options.log_path)) {
-      throw coupling::IoError("--log " + coupling_options.log_path + " is a directory: give a file name");
-    }
-  }
+  Instrumentation instrumentation = prepare_instrumentation(config, corpus, paths);
+  coupling::CouplingCallbackOptions& coupling_options = instrumentation.options;
   const std::optional<std::string> resume_from = latest_checkpoint(train.out);
   if (resume && !resume_from) {
     throw coupling::CheckpointError("--resume " + train.out + ": no checkpoint under " + train.out +
@@ -232,13 +249,8 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
   coupling::CallbackList callbacks;
   std::shared_ptr<coupling::CouplingCallback> coupling_callback;
   if (instrument.enabled()) {
-    coupling_options.model = "gpt";
-    coupling_options.model_config = fmt::format("context={} d_model={} layers={} heads={} vocab={} probes={}",
-                                                model_config.context, model_config.d_model, model_config.layers,
-                                                model_config.heads, model_config.vocab, instrument.probes);
-    coupling_options.seed = train.seed;
-    coupling_callback = std::make_shared<coupling::CouplingCallback>(std::make_shared<GptAdapter>(model), probes,
-                                                                     coupling_options);
+    coupling_callback = std::make_shared<coupling::CouplingCallback>(std::make_shared<GptAdapter>(model),
+                                                                     instrumentation.probes, coupling_options);
     callbacks.add(coupling_callback);
   }
   if (resume_from) callbacks.on_checkpoint_load(state.step, state.callback_state);
