@@ -50,11 +50,14 @@ TEST(Jacobian, ChunkingDoesNotChangeTheResult) {
   trainer::GptAdapter adapter(model);
   const auto x = at::randn({8, 16});
   const auto whole = coupling::jacobians_at_output(adapter, 0, x, 7, {7, 2});
-  for (int64_t rows : {1, 3, 5}) {
-    coupling::JacobianOptions options;
-    options.max_bytes = rows * coupling::replica_bytes(8, 16);
-    ASSERT_EQ(coupling::jacobian_chunk_rows(8, 16, options.max_bytes), rows);
-    EXPECT_TRUE(at::allclose(coupling::jacobians_at_output(adapter, 0, x, 7, {7, 2}, options), whole, 1e-6, 1e-7));
+  for (auto method : {coupling::JacobianOptions::Method::kGeneric, coupling::JacobianOptions::Method::kTokenLocal}) {
+    for (int64_t rows : {1, 3, 5}) {
+      coupling::JacobianOptions options;
+      options.method = method;
+      options.max_bytes = rows * coupling::replica_bytes(8, 16);
+      ASSERT_EQ(coupling::jacobian_chunk_rows(8, 16, options.max_bytes), rows);
+      EXPECT_TRUE(at::allclose(coupling::jacobians_at_output(adapter, 0, x, 7, {7, 2}, options), whole, 1e-5, 1e-7));
+    }
   }
 }
 
@@ -71,6 +74,64 @@ TEST(Jacobian, NonCausalBlockGivesEveryPair) {
   EXPECT_GT(later.abs().max().item<double>(), 1e-4);  // a later token does influence an earlier one
   EXPECT_TRUE(at::allclose(j[0], later, 1e-5, 1e-6));
   EXPECT_TRUE(at::allclose(j[1], engine_support::brute_force_jacobian(branch, x, 1, 1), 1e-5, 1e-6));
+}
+
+/// A single bundled block (causal or not) with both the generic and the token-local path.
+class BlockAdapter : public coupling::ModelAdapter {
+ public:
+  explicit BlockAdapter(trainer::TransformerBlock block) : block_(std::move(block)) {}
+  int64_t num_blocks() const override { return 1; }
+  bool causal() const override { return block_->causal(); }
+  std::vector<at::Tensor> residual_states(const at::Tensor& x) override { return {x, block_->forward(x)}; }
+  at::Tensor residual_branch(int64_t, const at::Tensor& x) override { return block_->residual_branch(x); }
+  bool supports_token_local() const override { return true; }
+  at::Tensor residual_branch_at_token(int64_t, const at::Tensor& x, int64_t t1, const at::Tensor& replaced,
+                                      int64_t t2) override {
+    return block_->residual_branch_at_token(x, t1, replaced, t2);
+  }
+
+ private:
+  trainer::TransformerBlock block_;
+};
+
+TEST(Jacobian, TokenLocalAgreesWithGenericCausalAndNonCausal) {
+  for (bool causal : {true, false}) {
+    at::manual_seed(causal ? 5 : 6);
+    trainer::TransformerBlock block(trainer::BlockConfig{32, 4, 0.0, causal});
+    {
+      at::NoGradGuard no_grad;
+      for (auto& p : block->parameters()) p.add_(at::randn_like(p) * 0.1);
+    }
+    BlockAdapter adapter(block);
+    const auto x = at::randn({9, 32});
+    coupling::JacobianOptions generic, local;
+    generic.method = coupling::JacobianOptions::Method::kGeneric;
+    local.method = coupling::JacobianOptions::Method::kTokenLocal;
+    for (int64_t t2 : {8, 4}) {
+      std::vector<int64_t> inputs = {t2, 0, t2 - 1};
+      if (!causal) inputs.push_back(8 - (t2 == 8));  // a later token: only non-causal blocks see it
+      const auto a = coupling::jacobians_at_output(adapter, 0, x, t2, inputs, generic);
+      const auto b = coupling::jacobians_at_output(adapter, 0, x, t2, inputs, local);
+      for (size_t r = 0; r < inputs.size(); ++r) {
+        const auto i = static_cast<int64_t>(r);
+        const double scale = a[i].abs().max().item<double>();
+        EXPECT_GT(scale, 1e-4);
+        EXPECT_LT((a[i] - b[i]).abs().max().item<double>(), 1e-5 * scale)
+            << (causal ? "causal" : "non-causal") << " t1=" << inputs[r] << " t2=" << t2;
+      }
+    }
+  }
+}
+
+TEST(Jacobian, TokenLocalNeedsTheCapability) {
+  coupling::LambdaAdapter adapter(
+      1, true, [](const at::Tensor& x) { return std::vector<at::Tensor>{x, x}; },
+      [](int64_t, const at::Tensor& x) { return x * 2; });
+  coupling::JacobianOptions local;
+  local.method = coupling::JacobianOptions::Method::kTokenLocal;
+  EXPECT_THROW(coupling::jacobians_at_output(adapter, 0, at::randn({3, 4}), 2, {2}, local), coupling::ConfigError);
+  // kAuto falls back to the generic path: J of 2x is 2I.
+  EXPECT_TRUE(at::allclose(coupling::jacobians_at_output(adapter, 0, at::randn({3, 4}), 2, {2})[0], 2 * at::eye(4)));
 }
 
 TEST(Jacobian, LeavesParametersAndGradientsUntouched) {

@@ -16,6 +16,35 @@ int64_t jacobian_chunk_rows(int64_t tokens, int64_t d, int64_t max_bytes) {
   return std::clamp<int64_t>(max_bytes / std::max<int64_t>(1, replica_bytes(tokens, d)), 1, d);
 }
 
+namespace {
+
+/// J_{t1 t2} through the adapter's token-local evaluation: d replicas of token t1's input, one
+/// backward pass per chunk of replicas.
+at::Tensor token_local_jacobian(ModelAdapter& adapter, int64_t block, const at::Tensor& x, int64_t input_token,
+                                int64_t output_token, int64_t max_bytes) {
+  const int64_t d = x.size(1);
+  const auto base = x.select(0, input_token);
+  auto result = at::empty({d, d}, x.options());
+  // Per replica: one token's activations plus its attention row (replica_bytes with T = 1 token).
+  const int64_t chunk = std::clamp<int64_t>(max_bytes / std::max<int64_t>(1, replica_bytes(1, d) + 4 * 16 * x.size(0)),
+                                            1, d);
+  for (int64_t row0 = 0; row0 < d; row0 += chunk) {
+    const int64_t rows = std::min(chunk, d - row0);
+    auto replicated = base.unsqueeze(0).expand({rows, d}).clone().requires_grad_(true);
+    auto output = adapter.residual_branch_at_token(block, x, input_token, replicated, output_token);
+    if (!output.defined() || !output.sizes().equals(replicated.sizes())) {
+      throw ConfigError("residual_branch_at_token of block " + std::to_string(block) +
+                        " must map [B, d] to [B, d]; or make supports_token_local() return false");
+    }
+    auto cotangent = at::zeros_like(output);
+    cotangent.narrow(1, row0, rows).diagonal().fill_(1.0);
+    result.narrow(0, row0, rows).copy_(torch::autograd::grad({output}, {replicated}, {cotangent})[0]);
+  }
+  return result;
+}
+
+}  // namespace
+
 at::Tensor jacobians_at_output(ModelAdapter& adapter, int64_t block, const at::Tensor& x, int64_t output_token,
                                const std::vector<int64_t>& input_tokens, const JacobianOptions& options) {
   if (x.dim() != 2) throw ConfigError("jacobians_at_output expects one sequence's block input [T, d]");
@@ -36,14 +65,26 @@ at::Tensor jacobians_at_output(ModelAdapter& adapter, int64_t block, const at::T
                         "} is a causal zero (input token after output token): request pairs with t1 <= t2");
     }
   }
+  const bool token_local = options.method == JacobianOptions::Method::kTokenLocal ||
+                           (options.method == JacobianOptions::Method::kAuto && adapter.supports_token_local());
+  at::AutoGradMode grad_on(true);
+  if (token_local) {
+    if (!adapter.supports_token_local()) {
+      throw ConfigError("the token-local Jacobian method was requested but this adapter does not support it");
+    }
+    const auto input = x.detach().to(at::kFloat);
+    std::vector<at::Tensor> per_input;
+    for (int64_t t1 : input_tokens) {
+      per_input.push_back(token_local_jacobian(adapter, block, input, t1, output_token, options.max_bytes));
+    }
+    return at::stack(per_input);
+  }
   // A causal block's output at t2 cannot see later tokens: feed only 0..t2.
   const int64_t used = adapter.causal() ? output_token + 1 : tokens;
   const auto input = x.narrow(0, 0, used).detach().to(at::kFloat);
   const auto index = at::tensor(input_tokens, at::kLong);
   auto result = at::empty({static_cast<int64_t>(input_tokens.size()), d, d}, input.options());
   const int64_t chunk = jacobian_chunk_rows(used, d, options.max_bytes);
-
-  at::AutoGradMode grad_on(true);
   for (int64_t row0 = 0; row0 < d; row0 += chunk) {
     const int64_t rows = std::min(chunk, d - row0);
     auto replicated = input.unsqueeze(0).expand({rows, used, d}).clone().requires_grad_(true);

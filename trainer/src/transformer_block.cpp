@@ -75,6 +75,39 @@ at::Tensor TransformerBlockImpl::residual_branch(const at::Tensor& x) {
 
 at::Tensor TransformerBlockImpl::forward(const at::Tensor& x) { return x + residual_branch(x); }
 
+at::Tensor TransformerBlockImpl::residual_branch_at_token(const at::Tensor& x, int64_t input_token,
+                                                          const at::Tensor& replaced, int64_t output_token) {
+  const int64_t d = x.size(1), batch = replaced.size(0);
+  const int64_t heads = attn->heads(), head_dim = d / heads;
+  // Keys/values visible from the output token: tokens 0..t2 (causal) or all of them.
+  const int64_t visible = causal_ ? output_token + 1 : x.size(0);
+  const auto fixed_qkv = attn->qkv->forward(ln1->forward(x.narrow(0, 0, visible)));  // [n, 3d], constant
+  const auto varied_qkv = attn->qkv->forward(ln1->forward(replaced));                  // [B, 3d]
+  auto split_heads = [&](const at::Tensor& t, int64_t part) {                          // -> [..., H, hd]
+    auto sizes = t.sizes().vec();
+    sizes.back() = heads;
+    sizes.push_back(head_dim);
+    return t.narrow(-1, part * d, d).reshape(sizes);
+  };
+  // Keys and values of the visible tokens, with the input token's row replaced: [B, n, H, hd].
+  auto with_replacement = [&](int64_t part) {
+    auto fixed = split_heads(fixed_qkv, part).unsqueeze(0).expand({batch, visible, heads, head_dim});
+    if (input_token >= visible) return fixed;  // the replaced token is not visible (cannot happen when causal)
+    return at::cat({fixed.narrow(1, 0, input_token), split_heads(varied_qkv, part).unsqueeze(1),
+                    fixed.narrow(1, input_token + 1, visible - input_token - 1)},
+                   1);
+  };
+  const auto keys = with_replacement(1), values = with_replacement(2);
+  const auto query = input_token == output_token
+                         ? split_heads(varied_qkv, 0)                                          // [B, H, hd]
+                         : split_heads(fixed_qkv.narrow(0, output_token, 1), 0).expand({batch, heads, head_dim});
+  const auto scores = at::einsum("bhe,bnhe->bhn", {query, keys}) * (1.0 / std::sqrt(static_cast<double>(head_dim)));
+  const auto mixed = at::einsum("bhn,bnhe->bhe", {at::softmax(scores, -1), values}).reshape({batch, d});
+  const auto a = attn->proj->forward(mixed);
+  const auto x_out = input_token == output_token ? replaced : x.select(0, output_token).unsqueeze(0).expand({batch, d});
+  return a + mlp->forward(ln2->forward(x_out + a));
+}
+
 void init_block_gpt2(TransformerBlockImpl& block, int64_t total_layers) {
   at::NoGradGuard no_grad;
   const double proj_std = kInitStd / std::sqrt(2.0 * static_cast<double>(total_layers));

@@ -5,6 +5,11 @@
 // t2, and one backward pass yields row r of J_{t1 t2} for EVERY input token t1 at once. The d
 // replicas are processed in chunks sized to a memory budget. For a causal model only tokens
 // 0..t2 are fed (later tokens cannot influence t2) and J_{t1 t2} with t1 > t2 is never computed.
+//
+// Token-local method, for adapters that support it (ModelAdapter::residual_branch_at_token):
+// only token t1's input is perturbed, the other tokens' keys/values are held fixed, so each
+// J_{t1 t2} costs d replicas of ONE token (about 24 d^3 flops for a GPT block) instead of d
+// replicas of the whole sequence. The engine uses it automatically when available.
 // Parameters are not modified and no parameter .grad is touched (torch::autograd::grad is asked
 // for input gradients only).
 #pragma once
@@ -19,6 +24,9 @@
 namespace coupling {
 
 struct JacobianOptions {
+  enum class Method { kAuto, kGeneric, kTokenLocal };
+  /// kAuto: token-local when the adapter supports it, else generic.
+  Method method = Method::kAuto;
   /// Budget for the replicated activations of one backward sweep (bytes). Default 1 GiB.
   int64_t max_bytes = int64_t{1} << 30;
 };

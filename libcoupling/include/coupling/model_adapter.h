@@ -34,6 +34,16 @@ class ModelAdapter {
   /// Optional: called around a measurement, e.g. to switch dropout off (eval mode) and back.
   virtual void begin_measurement() {}
   virtual void end_measurement() {}
+
+  /// Optional capability, the token-local fast path: true when residual_branch_at_token works.
+  virtual bool supports_token_local() const { return false; }
+  /// f^l(X)_{output_token} for one sequence `x` ([T, d]) whose row `input_token` is replaced by
+  /// each row of `replaced` ([B, d]) -> [B, d], differentiable with respect to `replaced`. Lets the
+  /// engine build J_{t1 t2} from the work of one token instead of the whole sequence.
+  virtual at::Tensor residual_branch_at_token(int64_t /*block*/, const at::Tensor& /*x*/, int64_t /*input_token*/,
+                                              const at::Tensor& /*replaced*/, int64_t /*output_token*/) {
+    return {};
+  }
 };
 
 /// Calls begin_measurement() now and end_measurement() on scope exit.

@@ -1,6 +1,7 @@
 // The bundled GPT seen through libcoupling's ModelAdapter: probe inputs are token ids [B, T],
 // the residual states are X^0..X^L, and block l's residual branch is TransformerBlock::
 // residual_branch. Measurements run in eval mode (no dropout); the previous mode is restored.
+// It supports the engine's token-local fast path (TransformerBlock::residual_branch_at_token).
 #pragma once
 
 #include "coupling/model_adapter.h"
@@ -23,6 +24,11 @@ class GptAdapter : public coupling::ModelAdapter {
     model_->eval();
   }
   void end_measurement() override { model_->train(was_training_); }
+  bool supports_token_local() const override { return true; }
+  at::Tensor residual_branch_at_token(int64_t block, const at::Tensor& x, int64_t input_token, const at::Tensor& replaced,
+                                      int64_t output_token) override {
+    return model_->block(block)->residual_branch_at_token(x, input_token, replaced, output_token);
+  }
 
  private:
   Gpt model_;

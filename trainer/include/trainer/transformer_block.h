@@ -30,6 +30,7 @@ class SelfAttentionImpl : public torch::nn::Module {
   explicit SelfAttentionImpl(const BlockConfig& config);
   /// [B, T, d] -> [B, T, d]: the attention output after the output projection.
   at::Tensor forward(const at::Tensor& x);
+  int64_t heads() const { return heads_; }
 
   torch::nn::Linear qkv{nullptr};
   torch::nn::Linear proj{nullptr};
@@ -62,6 +63,12 @@ class TransformerBlockImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x);
   /// The residual branch f(x) alone (what the coupling engine differentiates).
   at::Tensor residual_branch(const at::Tensor& x);
+  /// Token-local evaluation for the coupling engine's fast Jacobians: f(X)_{output_token} for one
+  /// sequence `x` ([T, d]) whose row `input_token` is replaced by each row of `replaced` ([B, d]);
+  /// returns [B, d]. Only that token's LN/QKV (and, when it is the output token, its attention
+  /// and MLP) are recomputed; every other token's keys and values come from `x`.
+  at::Tensor residual_branch_at_token(const at::Tensor& x, int64_t input_token, const at::Tensor& replaced,
+                                      int64_t output_token);
   bool causal() const { return causal_; }
 
   torch::nn::LayerNorm ln1{nullptr};
