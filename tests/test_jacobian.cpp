@@ -4,6 +4,7 @@
 #include "coupling/jacobian.h"
 #include "engine_support.h"
 #include "test_support.h"
+#include "trainer/block_adapter.h"
 #include "trainer/gpt.h"
 #include "trainer/gpt_adapter.h"
 
@@ -58,6 +59,12 @@ TEST(Jacobian, ChunkingDoesNotChangeTheResult) {
       ASSERT_EQ(coupling::jacobian_chunk_rows(8, 16, options.max_bytes), rows);
       EXPECT_TRUE(at::allclose(coupling::jacobians_at_output(adapter, 0, x, 7, {7, 2}, options), whole, 1e-5, 1e-7));
     }
+    coupling::JacobianOptions options;
+    options.method = method;
+    EXPECT_TRUE(at::allclose(coupling::jacobian_rows(adapter, 0, x, 7, {7, 2}, 3, 11, options), whole.narrow(1, 3, 8),
+                             1e-5, 1e-7));
+    EXPECT_THROW(coupling::jacobian_rows(adapter, 0, x, 7, {7}, 5, 5, options), coupling::ConfigError);
+    EXPECT_THROW(coupling::jacobian_rows(adapter, 0, x, 7, {7}, 0, 17, options), coupling::ConfigError);
   }
 }
 
@@ -76,24 +83,6 @@ TEST(Jacobian, NonCausalBlockGivesEveryPair) {
   EXPECT_TRUE(at::allclose(j[1], engine_support::brute_force_jacobian(branch, x, 1, 1), 1e-5, 1e-6));
 }
 
-/// A single bundled block (causal or not) with both the generic and the token-local path.
-class BlockAdapter : public coupling::ModelAdapter {
- public:
-  explicit BlockAdapter(trainer::TransformerBlock block) : block_(std::move(block)) {}
-  int64_t num_blocks() const override { return 1; }
-  bool causal() const override { return block_->causal(); }
-  std::vector<at::Tensor> residual_states(const at::Tensor& x) override { return {x, block_->forward(x)}; }
-  at::Tensor residual_branch(int64_t, const at::Tensor& x) override { return block_->residual_branch(x); }
-  bool supports_token_local() const override { return true; }
-  at::Tensor residual_branch_at_token(int64_t, const at::Tensor& x, int64_t t1, const at::Tensor& replaced,
-                                      int64_t t2) override {
-    return block_->residual_branch_at_token(x, t1, replaced, t2);
-  }
-
- private:
-  trainer::TransformerBlock block_;
-};
-
 TEST(Jacobian, TokenLocalAgreesWithGenericCausalAndNonCausal) {
   for (bool causal : {true, false}) {
     at::manual_seed(causal ? 5 : 6);
@@ -102,7 +91,7 @@ TEST(Jacobian, TokenLocalAgreesWithGenericCausalAndNonCausal) {
       at::NoGradGuard no_grad;
       for (auto& p : block->parameters()) p.add_(at::randn_like(p) * 0.1);
     }
-    BlockAdapter adapter(block);
+    trainer::BlockAdapter adapter(block);
     const auto x = at::randn({9, 32});
     coupling::JacobianOptions generic, local;
     generic.method = coupling::JacobianOptions::Method::kGeneric;

@@ -81,6 +81,10 @@ at::Tensor TransformerBlockImpl::residual_branch_at_token(const at::Tensor& x, i
   const int64_t heads = attn->heads(), head_dim = d / heads;
   // Keys/values visible from the output token: tokens 0..t2 (causal) or all of them.
   const int64_t visible = causal_ ? output_token + 1 : x.size(0);
+  if (input_token < 0 || input_token >= visible) {
+    throw coupling::ConfigError("token " + std::to_string(input_token) + " cannot influence token " +
+                                std::to_string(output_token) + " in this block (causal zero or out of range)");
+  }
   const auto fixed_qkv = attn->qkv->forward(ln1->forward(x.narrow(0, 0, visible)));  // [n, 3d], constant
   const auto varied_qkv = attn->qkv->forward(ln1->forward(replaced));                  // [B, 3d]
   auto split_heads = [&](const at::Tensor& t, int64_t part) {                          // -> [..., H, hd]
@@ -89,20 +93,24 @@ at::Tensor TransformerBlockImpl::residual_branch_at_token(const at::Tensor& x, i
     sizes.push_back(head_dim);
     return t.narrow(-1, part * d, d).reshape(sizes);
   };
-  // Keys and values of the visible tokens, with the input token's row replaced: [B, n, H, hd].
-  auto with_replacement = [&](int64_t part) {
-    auto fixed = split_heads(fixed_qkv, part).unsqueeze(0).expand({batch, visible, heads, head_dim});
-    if (input_token >= visible) return fixed;  // the replaced token is not visible (cannot happen when causal)
-    return at::cat({fixed.narrow(1, 0, input_token), split_heads(varied_qkv, part).unsqueeze(1),
-                    fixed.narrow(1, input_token + 1, visible - input_token - 1)},
-                   1);
-  };
-  const auto keys = with_replacement(1), values = with_replacement(2);
+  // Scores and mixing against the fixed keys/values with one GEMM per head, then the input
+  // token's column swapped for its varied key/value: no [B, n, d] tensor is ever built.
+  const auto fixed_keys = split_heads(fixed_qkv, 1), fixed_values = split_heads(fixed_qkv, 2);  // [n, H, hd]
+  const auto varied_keys = split_heads(varied_qkv, 1), varied_values = split_heads(varied_qkv, 2);  // [B, H, hd]
   const auto query = input_token == output_token
                          ? split_heads(varied_qkv, 0)                                          // [B, H, hd]
                          : split_heads(fixed_qkv.narrow(0, output_token, 1), 0).expand({batch, heads, head_dim});
-  const auto scores = at::einsum("bhe,bnhe->bhn", {query, keys}) * (1.0 / std::sqrt(static_cast<double>(head_dim)));
-  const auto mixed = at::einsum("bhn,bnhe->bhe", {at::softmax(scores, -1), values}).reshape({batch, d});
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  const auto fixed_scores = at::einsum("bhe,nhe->bhn", {query, fixed_keys}) * scale;        // [B, H, n]
+  const auto varied_score = (query * varied_keys).sum(-1, /*keepdim=*/true) * scale;         // [B, H, 1]
+  const auto scores = at::cat({fixed_scores.narrow(2, 0, input_token), varied_score,
+                               fixed_scores.narrow(2, input_token + 1, visible - input_token - 1)},
+                              2);
+  const auto weights = at::softmax(scores, -1);
+  const auto weight_at_input = weights.narrow(2, input_token, 1);                           // [B, H, 1]
+  const auto mixed = (at::einsum("bhn,nhe->bhe", {weights, fixed_values}) +
+                      weight_at_input * (varied_values - fixed_values.select(0, input_token)))
+                         .reshape({batch, d});
   const auto a = attn->proj->forward(mixed);
   const auto x_out = input_token == output_token ? replaced : x.select(0, output_token).unsqueeze(0).expand({batch, d});
   return a + mlp->forward(ln2->forward(x_out + a));

@@ -39,6 +39,14 @@ int64_t replica_bytes(int64_t tokens, int64_t d);
 /// Replicas per backward sweep under `max_bytes` (at least 1, at most d).
 int64_t jacobian_chunk_rows(int64_t tokens, int64_t d, int64_t max_bytes);
 
+/// Rows [row_begin, row_end) of J^block_{t1, output_token} for every t1 in `input_tokens`:
+/// [input_tokens.size(), row_end - row_begin, d]. The cost is proportional to the number of rows,
+/// so work can be split by rows (e.g. across ranks). Same errors as jacobians_at_output, plus a
+/// coupling::ConfigError for an empty or out-of-range row range.
+at::Tensor jacobian_rows(ModelAdapter& adapter, int64_t block, const at::Tensor& x, int64_t output_token,
+                         const std::vector<int64_t>& input_tokens, int64_t row_begin, int64_t row_end,
+                         const JacobianOptions& options = {});
+
 /// J^block_{t1, output_token} for every t1 in `input_tokens`, for one sequence whose block input
 /// is `x` ([T, d]). Returns [input_tokens.size(), d, d] float32. Throws coupling::ConfigError for
 /// tokens out of range, or t1 > output_token in a causal model (a causal zero).

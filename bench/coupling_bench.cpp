@@ -1,0 +1,302 @@
+// coupling-bench: libcoupling's performance, every comparison measured side by side in one run
+// (the machine is shared and noisy: ratios and medians). Results and the command that produced
+// them are in docs/performance.md.
+//
+//   build/bin/coupling-bench [--quick] [--repeats N] [--train-steps N] [--json FILE]
+//                            [--skip-training] [--skip-python]
+//
+// 1. Block Jacobian of a GPT block, d x T grid: the paper's algorithm (one forward, then one
+//    backward per output coordinate of the last token over the whole sequence), our generic path
+//    (replicated batch), our token-local path, and the GEMM bound 24 d^3 / sgemm rate. Each
+//    method runs in its own child process, whose peak RSS is reported. The paper's and the
+//    generic path are timed on their first 64 rows and scaled by d / 64 (their cost is linear in
+//    the rows; marked "x").
+// 2. One full measurement of a 12-layer d=768 T=128 GPT on 8 probes, K {10, 30, 50}.
+// 3. Training overhead: the default GPT for N steps with and without the coupling log.
+// 4. C++ trainer step vs the same model and batch in PyTorch eager (bench/pytorch_reference.py).
+// 5. Randomized vs exact top-K on the Jacobians of case 2.
+#include "bench_paths.h"
+#include "bench_support.h"
+#include "coupling/coupling_metric.h"
+#include "coupling/measurement.h"
+#include "trainer/block_adapter.h"
+#include "trainer/gpt.h"
+#include "trainer/gpt_adapter.h"
+#include "trainer/json_object.h"
+#include "trainer/runtime.h"
+
+#include <ATen/ATen.h>
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/optim/adamw.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int64_t kTimedRows = 64;
+
+/// The number after `prefix` (a regex) in `text`.
+double parse_value(const std::string& text, const std::string& prefix) {
+  std::smatch match;
+  if (!std::regex_search(text, match, std::regex(prefix + "([0-9.eE+-]+)"))) {
+    throw std::runtime_error("no '" + prefix + "' in child output: " + text);
+  }
+  return std::stod(match[1].str());
+}
+
+// ---- worker: one Jacobian method on one block, in its own process -------------------------------
+int jacobian_worker(const std::string& method, int64_t d, int64_t tokens, int repeats) {
+  trainer::configure_threads(0);
+  at::manual_seed(0);
+  trainer::TransformerBlock block(trainer::BlockConfig{d, std::max<int64_t>(1, d / 64), 0.0, /*causal=*/true});
+  block->eval();
+  trainer::BlockAdapter adapter(block);
+  const auto x = at::randn({tokens, d});
+  const int64_t t2 = tokens - 1;
+  const int64_t rows = method == "token-local" ? d : std::min(d, kTimedRows);
+  std::function<void()> run;
+  if (method == "paper") {
+    run = [&] {
+      at::AutoGradMode grad_on(true);
+      auto input = x.unsqueeze(0).clone().requires_grad_(true);
+      auto output = block->residual_branch(input);
+      for (int64_t i = 0; i < rows; ++i) {
+        torch::autograd::grad({output[0][t2][i]}, {input}, {}, /*retain_graph=*/true);
+      }
+    };
+  } else {
+    coupling::JacobianOptions options;
+    options.method = method == "generic" ? coupling::JacobianOptions::Method::kGeneric
+                                         : coupling::JacobianOptions::Method::kTokenLocal;
+    run = [&] { coupling::jacobian_rows(adapter, 0, x, t2, {t2}, 0, rows, options); };
+  }
+  const double seconds = bench::median_seconds(run, repeats);
+  std::printf("seconds=%.9f scale=%.6f\n", seconds, static_cast<double>(d) / static_cast<double>(rows));
+  return 0;
+}
+
+std::string self_path() { return fs::read_symlink("/proc/self/exe").string(); }
+
+struct Report {
+  std::vector<std::string> rows;  // JSON objects
+  void add(const trainer::JsonObject& row) { rows.push_back(row.str()); }
+  std::string json() const {
+    std::string out = "[\n";
+    for (size_t i = 0; i < rows.size(); ++i) out += rows[i] + (i + 1 < rows.size() ? ",\n" : "\n");
+    return out + "]\n";
+  }
+};
+
+// ---- 1. Jacobians ------------------------------------------------------------------------------
+void bench_jacobians(Report& report, bool quick, int repeats, double gflops) {
+  std::printf("\n1. Block Jacobian J_{T-1,T-1} of a causal GPT block (heads = d/64), median of %d\n", repeats);
+  std::printf("   sgemm rate %.0f GFLOP/s; bound = 24 d^3 flops at that rate; x = scaled from %lld rows\n", gflops,
+              static_cast<long long>(kTimedRows));
+  std::printf("   %5s %5s %-12s %12s %12s %10s %10s\n", "d", "T", "method", "seconds", "vs paper", "of bound",
+              "peak MiB");
+  const std::vector<int64_t> widths = quick ? std::vector<int64_t>{128, 256} : std::vector<int64_t>{128, 256, 512, 768};
+  const std::vector<int64_t> lengths = quick ? std::vector<int64_t>{64} : std::vector<int64_t>{64, 128, 256};
+  for (int64_t d : widths) {
+    for (int64_t t : lengths) {
+      const double bound = 24.0 * std::pow(static_cast<double>(d), 3) / (gflops * 1e9);
+      double paper_seconds = 0.0;
+      for (const std::string method : {"paper", "generic", "token-local"}) {
+        const auto child = bench::run_child({self_path(), "--worker", method, std::to_string(d), std::to_string(t),
+                                             "--repeats", std::to_string(repeats)});
+        if (child.status != 0) throw std::runtime_error("worker failed: " + child.output);
+        const double scale = parse_value(child.output, "scale=");
+        const double seconds = parse_value(child.output, "seconds=") * scale;
+        if (method == "paper") paper_seconds = seconds;
+        std::printf("   %5lld %5lld %-12s %11.4f%s %11.1fx %9.1f%% %10.0f\n", static_cast<long long>(d),
+                    static_cast<long long>(t), method.c_str(), seconds, scale > 1.0 ? "x" : " ", paper_seconds / seconds,
+                    100.0 * bound / seconds, child.peak_mib);
+        report.add(trainer::JsonObject()
+                       .add("case", std::string("jacobian"))
+                       .add("d", d)
+                       .add("T", t)
+                       .add("method", std::string(method))
+                       .add("seconds", seconds)
+                       .add("scaled_from_rows", scale > 1.0 ? kTimedRows : d)
+                       .add("speedup_vs_paper", paper_seconds / seconds)
+                       .add("fraction_of_gemm_bound", bound / seconds)
+                       .add("peak_rss_mib", child.peak_mib));
+      }
+    }
+  }
+}
+
+// ---- 2 + 5. Full measurement and spectra -----------------------------------------------------------
+void bench_measurement(Report& report, bool quick, int repeats) {
+  const int64_t d = quick ? 256 : 768, layers = quick ? 4 : 12, tokens = 128, probes = 8;
+  std::printf("\n2. Full measurement: %lld-layer GPT, d=%lld, T=%lld, %lld probes, K {10,30,50}, last token\n",
+              static_cast<long long>(layers), static_cast<long long>(d), static_cast<long long>(tokens),
+              static_cast<long long>(probes));
+  at::manual_seed(0);
+  trainer::GptConfig config;
+  config.context = tokens;
+  config.d_model = d;
+  config.layers = layers;
+  config.heads = d / 64;
+  trainer::Gpt model(config);
+  trainer::GptAdapter adapter(model);
+  const auto inputs = at::randint(256, {probes, tokens}, at::kLong);
+  std::printf("   %-11s %8s %8s %9s %8s %8s %8s\n", "spectrum", "total s", "forward", "jacobians", "spectra", "coupling",
+              "traject.");
+  coupling::Measurement kept;
+  for (const auto spectrum : {coupling::SpectrumMethod::kExact, coupling::SpectrumMethod::kRandomized}) {
+    coupling::MeasurementOptions options;
+    options.spectrum = spectrum;
+    options.keep_jacobians = spectrum == coupling::SpectrumMethod::kExact;
+    coupling::Measurement m;
+    bench::median_seconds([&] { m = coupling::measure(adapter, inputs, options); }, quick ? 1 : std::max(1, repeats - 2),
+                          /*warm_up=*/false);
+    const auto& t = m.timings;
+    const std::string name = spectrum == coupling::SpectrumMethod::kExact ? "exact" : "randomized";
+    std::printf("   %-11s %8.2f %8.2f %9.2f %8.2f %8.2f %8.2f\n", name.c_str(), t.total, t.forward, t.jacobians,
+                t.spectra, t.coupling, t.trajectories);
+    report.add(trainer::JsonObject()
+                   .add("case", std::string("measurement"))
+                   .add("spectrum", name)
+                   .add("layers", layers)
+                   .add("d", d)
+                   .add("T", tokens)
+                   .add("probes", probes)
+                   .add("total_seconds", t.total)
+                   .add("forward_seconds", t.forward)
+                   .add("jacobian_seconds", t.jacobians)
+                   .add("spectra_seconds", t.spectra)
+                   .add("coupling_seconds", t.coupling)
+                   .add("trajectory_seconds", t.trajectories));
+    if (options.keep_jacobians) kept = std::move(m);
+  }
+
+  std::printf("\n5. Randomized vs exact top-50 on the %lld Jacobians above (d=%lld)\n",
+              static_cast<long long>(probes * layers), static_cast<long long>(d));
+  std::printf("   %4s %4s %10s %10s %14s %14s\n", "p", "q", "seconds", "vs exact", "max rel err s", "max |dm_K|");
+  const auto jac = kept.jacobians.select(1, 0);  // [P, L, d, d]
+  coupling::TopK exact;
+  const double exact_seconds = bench::median_seconds([&] { exact = coupling::exact_topk(jac, 50); }, 1, false);
+  const auto exact_m = coupling::coupling_matrices(jac, exact, {10, 30, 50});
+  for (const auto& [p, q] : std::vector<std::pair<int64_t, int64_t>>{{10, 2}, {10, 4}, {20, 4}}) {
+    coupling::RandomizedOptions options;
+    options.oversample = p;
+    options.power_iterations = q;
+    coupling::TopK approx;
+    const double seconds = bench::median_seconds(
+        [&] { approx = coupling::randomized_topk(coupling::dense_operator(jac), 50, options); }, 1, false);
+    const double s_error = ((approx.s - exact.s).abs() / exact.s).max().item<double>();
+    const double m_error = (coupling::coupling_matrices(jac, approx, {10, 30, 50}) - exact_m).abs().max().item<double>();
+    std::printf("   %4lld %4lld %10.3f %9.1fx %14.2e %14.2e\n", static_cast<long long>(p), static_cast<long long>(q),
+                seconds, exact_seconds / seconds, s_error, m_error);
+    report.add(trainer::JsonObject()
+                   .add("case", std::string("spectra"))
+                   .add("oversample", p)
+                   .add("power_iterations", q)
+                   .add("seconds", seconds)
+                   .add("exact_seconds", exact_seconds)
+                   .add("max_rel_error_s", s_error)
+                   .add("max_abs_error_m", m_error));
+  }
+  std::printf("   exact (full SVD, fp32): %.3f s\n", exact_seconds);
+}
+
+// ---- 3. Training overhead ----------------------------------------------------------------------------
+void bench_training_overhead(Report& report, int64_t steps) {
+  std::printf("\n3. Training overhead: default GPT, %lld steps, default schedule vs --log none\n",
+              static_cast<long long>(steps));
+  const auto train = (fs::path(self_path()).parent_path() / "coupling-train").string();
+  const auto dir = fs::temp_directory_path() / ("coupling-bench-" + std::to_string(::getpid()));
+  double wall[2] = {0, 0}, measured = 0;
+  for (int instrumented = 0; instrumented < 2; ++instrumented) {
+    const auto out = (dir / (instrumented ? "instrumented" : "plain")).string();
+    std::vector<std::string> argv = {train, "gpt", "--steps", std::to_string(steps), "--out", out, "--log-every", "1000"};
+    if (!instrumented) argv.insert(argv.end(), {"--log", "none"});
+    const auto child = bench::run_child(argv);
+    std::ifstream in(out + "/summary.json");
+    std::stringstream summary;
+    summary << in.rdbuf();
+    if (child.status != 0 || summary.str().empty()) throw std::runtime_error("coupling-train failed");
+    wall[instrumented] = parse_value(summary.str(), "\"wall_seconds\": ");
+    if (instrumented) measured = parse_value(summary.str(), "\"measure_seconds\": ");
+  }
+  fs::remove_all(dir);
+  std::printf("   plain %.1f s, instrumented %.1f s (%.1f s measuring): ratio %.3f\n", wall[0], wall[1], measured,
+              wall[1] / wall[0]);
+  report.add(trainer::JsonObject()
+                 .add("case", std::string("training_overhead"))
+                 .add("steps", steps)
+                 .add("plain_seconds", wall[0])
+                 .add("instrumented_seconds", wall[1])
+                 .add("measure_seconds", measured)
+                 .add("ratio", wall[1] / wall[0]));
+}
+
+// ---- 4. C++ vs PyTorch step --------------------------------------------------------------------------
+void bench_step_time(Report& report, int repeats) {
+  std::printf("\n4. Training step, default GPT (4x128, context 128, batch 32), AdamW: C++ vs PyTorch eager\n");
+  at::manual_seed(0);
+  trainer::Gpt model(trainer::GptConfig{});
+  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-3));
+  const auto ids = at::randint(256, {32, 129}, at::kLong);
+  const auto inputs = ids.narrow(1, 0, 128), targets = ids.narrow(1, 1, 128);
+  const double cpp = bench::median_seconds(
+      [&] {
+        optimizer.zero_grad();
+        trainer::next_token_loss(model->forward(inputs), targets).backward();
+        optimizer.step();
+      },
+      std::max(repeats, 10));
+  const auto child = bench::run_child({"/usr/bin/python3", std::string(bench_paths::kSourceDir) + "/bench/pytorch_reference.py",
+                                       "--steps", std::to_string(std::max(repeats, 10)), "--threads",
+                                       std::to_string(at::get_num_threads())});
+  const double python = child.status == 0 ? parse_value(child.output, "step_seconds=") : std::nan("");
+  std::printf("   C++ %.4f s/step, PyTorch %.4f s/step: C++ / PyTorch = %.3f\n", cpp, python, cpp / python);
+  report.add(trainer::JsonObject()
+                 .add("case", std::string("step_time"))
+                 .add("cpp_seconds", cpp)
+                 .add("pytorch_seconds", python)
+                 .add("ratio", cpp / python));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress shows line by line
+  CLI::App app("coupling-bench: side-by-side performance of libcoupling");
+  bool quick = false, skip_training = false, skip_python = false;
+  int repeats = 3;
+  int64_t train_steps = 300;
+  std::string json = "bench_results.json";
+  std::vector<std::string> worker;
+  app.add_flag("--quick", quick, "Small grid, for a smoke test");
+  app.add_option("--repeats", repeats, "Timed repeats per case (median)")->capture_default_str();
+  app.add_option("--train-steps", train_steps, "Steps for the training-overhead case")->capture_default_str();
+  app.add_option("--json", json, "Where to write the results")->capture_default_str();
+  app.add_flag("--skip-training", skip_training, "Skip case 3");
+  app.add_flag("--skip-python", skip_python, "Skip case 4");
+  app.add_option("--worker", worker, "(internal) METHOD D T")->expected(3);
+  CLI11_PARSE(app, argc, argv);
+  if (!worker.empty()) return jacobian_worker(worker[0], std::stoll(worker[1]), std::stoll(worker[2]), repeats);
+
+  trainer::reexec_with_tuned_openblas(argv);
+  const int64_t threads = trainer::configure_threads(0);
+  const double gflops = bench::sgemm_gflops(1024);
+  std::printf("coupling-bench: %lld threads, OpenBLAS core %s, sgemm(1024) %.0f GFLOP/s%s\n",
+              static_cast<long long>(threads), trainer::openblas_core().c_str(), gflops, quick ? ", --quick" : "");
+  Report report;
+  report.add(trainer::JsonObject().add("case", std::string("machine")).add("threads", threads).add("sgemm_gflops", gflops));
+  bench_jacobians(report, quick, repeats, gflops);
+  bench_measurement(report, quick, repeats);
+  if (!skip_training) bench_training_overhead(report, quick ? 40 : train_steps);
+  if (!skip_python) bench_step_time(report, repeats);
+  std::ofstream(json) << report.json();
+  std::printf("\nresults: %s\n", json.c_str());
+  return 0;
+}
