@@ -107,6 +107,7 @@ TEST(Measurement, AllTokensAndRandomizedSpectra) {
   const auto probes = at::randint(256, {1, 6}, at::kLong);
   MeasurementOptions exact;
   exact.k_grid = {4};
+  exact.spectrum = coupling::SpectrumMethod::kExact;
   exact.tokens.mode = coupling::TokenSelection::Mode::kAll;
   const auto a = coupling::measure(adapter, probes, exact);
   EXPECT_EQ(a.tokens.size(), 6u);
@@ -117,6 +118,23 @@ TEST(Measurement, AllTokensAndRandomizedSpectra) {
   EXPECT_LT((a.singular_values - b.singular_values).abs().max().item<double>(),
             1e-3 * a.singular_values.max().item<double>());
   EXPECT_LT((a.depth_mean_offdiag - b.depth_mean_offdiag).abs().max().item<double>(), 1e-2);
+}
+
+TEST(Measurement, AutoSpectrumIsRandomizedOnlyWhenKIsWellBelowD) {
+  auto model = tiny_gpt();  // d = 16
+  trainer::GptAdapter adapter(model);
+  const auto probes = at::randint(256, {1, 6}, at::kLong);
+  auto measure_with = [&](coupling::SpectrumMethod method, int64_t k) {
+    MeasurementOptions options;
+    options.k_grid = {k};
+    options.spectrum = method;
+    return coupling::measure(adapter, probes, options).singular_values;
+  };
+  // K = 4 (4K <= d): auto is the randomized estimator, bit for bit; K = 5: exact.
+  EXPECT_TRUE(at::equal(measure_with(coupling::SpectrumMethod::kAuto, 4),
+                        measure_with(coupling::SpectrumMethod::kRandomized, 4)));
+  EXPECT_TRUE(at::equal(measure_with(coupling::SpectrumMethod::kAuto, 5),
+                        measure_with(coupling::SpectrumMethod::kExact, 5)));
 }
 
 TEST(Measurement, LeavesModelUntouched) {

@@ -182,9 +182,10 @@ std::string describe(const MeasurementOptions& o) {
   for (size_t i = 0; i < o.tokens.context_pairs.size(); ++i) {
     out << (i ? "," : "") << o.tokens.context_pairs[i].input << ":" << o.tokens.context_pairs[i].output;
   }
-  out << " spectrum=" << (o.spectrum == SpectrumMethod::kExact ? "exact" : "randomized")
+  const char* spectra[] = {"auto", "exact", "randomized"};
+  out << " spectrum=" << spectra[static_cast<int>(o.spectrum)]
       << " precision=" << (o.precision == SvdPrecision::kFloat64 ? "fp64" : "fp32");
-  if (o.spectrum == SpectrumMethod::kRandomized) {
+  if (o.spectrum != SpectrumMethod::kExact) {
     out << " oversample=" << o.randomized.oversample << " power_iterations=" << o.randomized.power_iterations
         << " seed=" << o.randomized.seed;
   }

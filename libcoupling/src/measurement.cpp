@@ -62,8 +62,10 @@ TopK top_singular(const at::Tensor& jacobians, int64_t k, const MeasurementOptio
   const auto finite = at::isfinite(jacobians).flatten(-2).all(-1);  // [...]
   const bool all_finite = finite.all().item<bool>();
   const auto input = all_finite ? jacobians : at::where(finite.unsqueeze(-1).unsqueeze(-1), jacobians, at::zeros_like(jacobians));
-  TopK f = options.spectrum == SpectrumMethod::kExact ? exact_topk(input, k, options.precision)
-                                                       : randomized_topk(dense_operator(input), k, options.randomized);
+  const bool randomized = options.spectrum == SpectrumMethod::kRandomized ||
+                          (options.spectrum == SpectrumMethod::kAuto && 4 * k <= jacobians.size(-1));
+  TopK f = randomized ? randomized_topk(dense_operator(input), k, options.randomized)
+                      : exact_topk(input, k, options.precision);
   if (!all_finite) {
     const auto bad = finite.logical_not();
     const double nan = std::numeric_limits<double>::quiet_NaN();

@@ -122,7 +122,9 @@ coupling::MeasurementOptions measurement_options(const CouplingConfig& c) {
     options.tokens.mode = coupling::TokenSelection::Mode::kList;
     options.tokens.tokens = parse_int_list(c.tokens, "--tokens");
   }
-  options.spectrum = c.spectrum == "randomized" ? coupling::SpectrumMethod::kRandomized : coupling::SpectrumMethod::kExact;
+  options.spectrum = c.spectrum == "randomized" ? coupling::SpectrumMethod::kRandomized
+                     : c.spectrum == "exact"    ? coupling::SpectrumMethod::kExact
+                                                : coupling::SpectrumMethod::kAuto;
   return options;
 }
 

@@ -57,8 +57,8 @@ void CouplingConfig::validate() const {
   require(probes > 0, fmt::format("--probes must be positive (got {})", probes));
   require(measure_every >= 0, fmt::format("--measure-every must be >= 0 (got {})", measure_every));
   require(max_overhead >= 0.0, fmt::format("--max-overhead must be >= 0 (got {})", max_overhead));
-  require(spectrum == "exact" || spectrum == "randomized",
-          "--spectrum must be 'exact' or 'randomized' (got '" + spectrum + "')");
+  require(spectrum == "auto" || spectrum == "exact" || spectrum == "randomized",
+          "--spectrum must be 'auto', 'exact' or 'randomized' (got '" + spectrum + "')");
 }
 
 void GptRunConfig::validate() const {

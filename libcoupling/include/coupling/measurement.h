@@ -29,13 +29,15 @@ struct TokenSelection {
   std::vector<TokenPair> context_pairs;  ///< (t1, t2) pairs for context coupling (may be empty)
 };
 
-enum class SpectrumMethod { kExact, kRandomized };
+/// kAuto: randomized when K_max is well below d (4 K_max <= d), where it is several times faster
+/// than a full SVD at the accuracy measured in docs/performance.md; exact otherwise.
+enum class SpectrumMethod { kAuto, kExact, kRandomized };
 
 struct MeasurementOptions {
   std::vector<int64_t> k_grid{10, 30, 50};  ///< K values, capped at d (duplicates removed)
   std::vector<double> k_fractions;          ///< more K values as fractions of d (rounded, >= 1)
   TokenSelection tokens;
-  SpectrumMethod spectrum = SpectrumMethod::kExact;
+  SpectrumMethod spectrum = SpectrumMethod::kAuto;
   SvdPrecision precision = SvdPrecision::kFloat32;  ///< exact SVD precision
   RandomizedOptions randomized;
   JacobianOptions jacobian;

@@ -45,7 +45,7 @@ struct CouplingConfig {
   int64_t probes = 8;                        ///< probe sequences (seeded choice of validation windows)
   std::string k = "10,30,50";                ///< K grid (capped at d)
   std::string tokens = "last";               ///< "last", "all", or a comma list (negative = from the end)
-  std::string spectrum = "exact";            ///< "exact" or "randomized"
+  std::string spectrum = "auto";             ///< "auto", "exact" or "randomized"
   double max_overhead = 0.0;                 ///< measurement/training time cap (0 = none)
 
   bool enabled() const { return log != "none"; }
@@ -101,7 +101,8 @@ void visit_fields(Visitor&& v, Configs&... c) {
   v("k", "K grid for m_K, comma-separated (capped at d-model)", P::kMustMatch, c.coupling.k...);
   v("tokens", "Measured tokens: last, all, or a comma list (negative = from the end)", P::kMustMatch,
     c.coupling.tokens...);
-  v("spectrum", "Top-K estimator: exact or randomized", P::kMustMatch, c.coupling.spectrum...);
+  v("spectrum", "Top-K estimator: auto (randomized when 4 K <= d), exact or randomized", P::kMustMatch,
+    c.coupling.spectrum...);
   v("max-overhead", "Defer measurements beyond this measurement/training time ratio (0 = never)", P::kMayChange,
     c.coupling.max_overhead...);
 }
