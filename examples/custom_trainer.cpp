@@ -49,9 +49,11 @@ int main(int argc, char** argv) {
   options.model_config = "vocab=32 d=32 layers=3";
   auto probe_rng = at::detail::createCPUGenerator(2);
   coupling::CallbackList callbacks;
+  std::shared_ptr<coupling::CouplingCallback> coupling_callback;
   try {
-    callbacks.add(std::make_shared<coupling::CouplingCallback>(mixer_adapter(model),
-                                                               counting_batch(4, tokens, vocab, probe_rng), options));
+    coupling_callback = std::make_shared<coupling::CouplingCallback>(
+        mixer_adapter(model), counting_batch(4, tokens, vocab, probe_rng), options);
+    callbacks.add(coupling_callback);
     callbacks.on_train_begin({0, steps, false});
   } catch (const coupling::Error& e) {
     std::fprintf(stderr, "custom_trainer: %s\n", e.what());
@@ -74,5 +76,12 @@ int main(int argc, char** argv) {
   callbacks.on_train_end({steps, steps, loss_value, 3e-3, steps * batch * tokens, 0.0, false});
   std::printf("custom_trainer: %lld steps, final loss %.4f, coupling log %s\n", static_cast<long long>(steps), loss_value,
               argv[1]);
+  const auto first = coupling::depth_coupling_summary(*coupling_callback->first());
+  const auto last = coupling::depth_coupling_summary(*coupling_callback->latest());
+  for (size_t k = 0; k < options.measurement.k_grid.size(); ++k) {
+    std::printf("  depth m_K, K=%lld: %.4f at step 0 -> %.4f at step %lld\n",
+                static_cast<long long>(options.measurement.k_grid[k]), first[static_cast<int64_t>(k)].item<double>(),
+                last[static_cast<int64_t>(k)].item<double>(), static_cast<long long>(steps));
+  }
   return 0;
 }

@@ -415,7 +415,10 @@ CouplingLog CouplingLog::resume(const std::string& path, const LogMetadata& meta
   auto impl = std::make_unique<Impl>();
   impl->path = path;
   const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.get());
-  if (file < 0) throw LogError("cannot reopen " + path + " for writing (permissions?)");
+  if (file < 0) {
+    throw LogError("cannot reopen " + path + " for writing: check its permissions; if a crashed writer left it "
+                   "locked, `h5clear -s -i " + path + "` (hdf5-tools) repairs it");
+  }
   impl->file = Handle(file, H5Fclose);
   check(H5Fincrement_filesize(file, 0), "repairing the end-of-allocation mark of " + path);
 
