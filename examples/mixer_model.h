@@ -37,6 +37,8 @@ struct MixerModelImpl : torch::nn::Module {
       : embedding(register_module("embedding", torch::nn::Embedding(vocab, d))),
         blocks(register_module("blocks", torch::nn::ModuleList())) {
     for (int64_t l = 0; l < layers; ++l) blocks->push_back(MixerBlock(d));
+    at::NoGradGuard no_grad;
+    embedding->weight.normal_(0.0, 0.1);  // small logits at init through the tied head
   }
   MixerBlock block(int64_t l) { return MixerBlock(blocks->ptr<MixerBlockImpl>(static_cast<size_t>(l))); }
   torch::nn::Embedding embedding;
