@@ -70,6 +70,9 @@ expect_error resume_other_k "--k '4' conflicts with the checkpoint" "$work/logru
 echo "not an hdf5 file" > "$work/logrun/coupling.h5"
 expect_error resume_foreign_log "not an HDF5 file" "$work/logrun" --resume "$work/logrun"
 
+# A multi-process launch (torchrun's variables) is refused until data-parallel training exists.
+RANK=1 WORLD_SIZE=2 expect_error multi_process "launched as rank 1 of 2 \\(torchrun\\)" "$work/o12" "${tiny[@]}" --out "$work/o12"
+
 # CLI11 parse errors are non-zero too.
 "$bin" gpt --no-such-flag > "$work/flag.log" 2>&1
 if [[ $? -eq 0 ]]; then echo "FAIL unknown_flag: exit 0"; failures=$((failures + 1)); else echo "ok   unknown_flag"; passed=$((passed + 1)); fi

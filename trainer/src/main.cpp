@@ -1,6 +1,7 @@
 // coupling-train: the bundled trainers' command line.
 //   coupling-train gpt [--config FILE] [--resume DIR] [--flag value ...]
 // Errors print one line naming the problem and the fix, and exit with status 2.
+#include "coupling/dist_env.h"
 #include "coupling/error.h"
 #include "trainer/gpt_trainer.h"
 #include "trainer/run_config.h"
@@ -67,6 +68,14 @@ int main(int argc, char** argv) {
       trainer::visit_fields([&](const char* name, const char*, trainer::ResumePolicy, auto&) {
         explicit_flags.insert(name);
       }, gpt_config);
+    }
+    // Launched by torchrun/SLURM/mpirun with several processes? They would each train the
+    // same model into the same directory: refuse, clearly, until data-parallel training exists.
+    const auto job = coupling::resolve_dist_env();
+    if (job.distributed()) {
+      throw coupling::ConfigError("launched as rank " + std::to_string(job.rank) + " of " +
+                                  std::to_string(job.world_size) + " (" + job.launcher +
+                                  "), but coupling-train trains in one process for now: launch a single process");
     }
     const bool resume = !resume_dir.empty();
     trainer::train_gpt(resume ? trainer::config_for_resume(resume_dir, gpt_config, explicit_flags) : gpt_config,
