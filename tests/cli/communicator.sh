@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Communicator with real processes on 127.0.0.1: 2 ranks run every collective; a rank that dies
+# makes the survivor's collective fail with a message naming it; a rank that never arrives times
+# out with a clear message; a port already in use is reported.
+# Usage: communicator.sh path/to/dist_worker
+set -uo pipefail
+worker=$1
+work=$(mktemp -d)
+trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+port=$(( 20000 + RANDOM % 20000 ))
+failures=0
+export MASTER_ADDR=127.0.0.1 WORLD_SIZE=2
+
+MASTER_PORT=$port RANK=0 "$worker" 10000 > "$work/r0.log" 2>&1 &
+p0=$!
+MASTER_PORT=$port RANK=1 "$worker" 10000 > "$work/r1.log" 2>&1 &
+p1=$!
+wait $p0; s0=$?
+wait $p1; s1=$?
+if [[ $s0 -eq 0 && $s1 -eq 0 ]] && grep -q "rank 0 ok" "$work/r0.log" && grep -q "rank 1 ok" "$work/r1.log"; then
+  echo "ok   two ranks: all-reduce, broadcast, all-gather, barrier"
+else
+  echo "FAIL two ranks"; cat "$work"/r*.log; failures=$((failures + 1))
+fi
+
+port=$((port + 1))
+MASTER_PORT=$port RANK=0 timeout 60 "$worker" 5000 peer-exits > "$work/d0.log" 2>&1 &
+p0=$!
+MASTER_PORT=$port RANK=1 timeout 60 "$worker" 5000 peer-exits > "$work/d1.log" 2>&1
+wait $p0; s0=$?
+if [[ $s0 -eq 2 ]] && grep -q "all-reduce of a test vector failed on rank 0 of 2" "$work/d0.log"; then
+  echo "ok   peer died: $(grep -o 'all-reduce of a test vector failed on rank 0 of 2 ([a-z]*)' "$work/d0.log")"
+else
+  echo "FAIL peer died (status $s0)"; cat "$work"/d*.log; failures=$((failures + 1))
+fi
+
+port=$((port + 1))
+start=$(date +%s)
+MASTER_PORT=$port RANK=0 timeout 60 "$worker" 2000 > "$work/alone.log" 2>&1
+status=$?
+if [[ $status -eq 2 ]] && grep -q "rendezvous at 127.0.0.1:$port failed for rank 0 of 2" "$work/alone.log" \
+   && (( $(date +%s) - start < 30 )); then
+  echo "ok   missing rank: $(grep -o 'rendezvous at .* of 2' "$work/alone.log")"
+else
+  echo "FAIL missing rank (status $status)"; cat "$work/alone.log"; failures=$((failures + 1))
+fi
+
+port=$((port + 1))
+/usr/bin/python3 -c "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', $port)); s.listen(); time.sleep(30)" &
+sleep 0.5
+MASTER_PORT=$port RANK=0 timeout 60 "$worker" 2000 > "$work/busy.log" 2>&1
+status=$?
+if [[ $status -eq 2 ]] && grep -q "rendezvous at 127.0.0.1:$port failed" "$work/busy.log"; then
+  echo "ok   port in use: $(grep -o 'errno: 98[^)]*' "$work/busy.log" | head -1)"
+else
+  echo "FAIL port in use (status $status)"; cat "$work/busy.log"; failures=$((failures + 1))
+fi
+echo "$((4 - failures)) passed, $failures failed"
+[[ $failures -eq 0 ]]
