@@ -1,6 +1,7 @@
 #include "coupling/dist_env.h"
 
 #include "coupling/error.h"
+#include "parse_integer.h"
 
 #include <cctype>
 #include <cstdlib>
@@ -9,12 +10,7 @@ namespace coupling {
 namespace {
 
 int64_t parse_integer(const std::string& name, const std::string& value) {
-  try {
-    size_t used = 0;
-    const long long parsed = std::stoll(value, &used);
-    if (used == value.size()) return parsed;
-  } catch (const std::exception&) {
-  }
+  if (const auto parsed = detail::parse_int64(value)) return *parsed;
   throw ConfigError("environment variable " + name + "='" + value + "' is not an integer");
 }
 

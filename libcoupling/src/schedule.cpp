@@ -1,6 +1,7 @@
 #include "coupling/schedule.h"
 
 #include "coupling/error.h"
+#include "parse_integer.h"
 
 #include <algorithm>
 #include <cmath>
@@ -11,12 +12,8 @@ namespace coupling {
 namespace {
 
 int64_t parse_count(const std::string& item, const std::string& value) {
-  try {
-    size_t used = 0;
-    const long long n = std::stoll(value, &used);
-    if (used == value.size() && n >= 0) return n;
-  } catch (const std::exception&) {
-  }
+  const auto n = detail::parse_int64(value);
+  if (n && *n >= 0) return *n;
   throw ConfigError("bad measurement schedule item '" + item + "': expected a non-negative integer after ':'");
 }
 
