@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
     trainer::load_model(*checkpoint, *model);
     const std::string step = checkpoint->substr(checkpoint->rfind("step_") + 5);
     columns.push_back({"step " + step, coupling::measure(adapter, windows.inputs)});
-    std::printf("run %s: %lld probes of %lld tokens, last token (t1 = t2 = T-1), exact SVD\n", run.c_str(),
+    std::printf("run %s: %lld probes of %lld tokens, last token (t1 = t2 = T-1), default engine options\n", run.c_str(),
                 static_cast<long long>(windows.inputs.size(0)), static_cast<long long>(config.model.context));
     print_report(columns);
     return 0;
