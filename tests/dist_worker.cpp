@@ -1,14 +1,18 @@
 // One rank of the 2-process communicator tests (tests/cli/communicator.sh): connects through the
 // launcher environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), runs each collective and
 // checks its result. Prints "rank R ok" and exits 0, or prints the error and exits 2.
-//   dist_worker [TIMEOUT_MS] [peer-exits]     (peer-exits: rank 1 leaves right after connecting)
+//   dist_worker [TIMEOUT_MS] [peer-exits|measure]
+//   peer-exits: rank 1 leaves right after connecting; measure: a measurement shared across the
+//   ranks must equal the single-process one.
 #include "coupling/communicator.h"
+#include "coupling/measurement.h"
 
 #include <ATen/ATen.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <tuple>
 
 int main(int argc, char** argv) {
   try {
@@ -16,15 +20,51 @@ int main(int argc, char** argv) {
     coupling::CommunicatorOptions options;
     if (argc > 1) options.timeout = std::chrono::milliseconds(std::stoll(argv[1]));
     auto comm = coupling::Communicator::connect(env, options);
+    if (argc > 2 && std::string(argv[2]) == "measure") {
+      auto g = at::detail::createCPUGenerator(7);  // the same small token-mixing model on every rank
+      std::vector<at::Tensor> matrices;
+      for (int l = 0; l < 3; ++l) matrices.push_back(at::randn({12, 12}, g, at::TensorOptions()) * 0.3);
+      coupling::LambdaAdapter adapter(
+          3, /*causal=*/false,
+          [&](const at::Tensor& x0) {
+            std::vector<at::Tensor> states{x0};
+            for (const auto& a : matrices) {
+              const auto& x = states.back();
+              states.push_back(x + at::matmul(at::tanh(x + x.mean(-2, true)), a.t()));
+            }
+            return states;
+          },
+          [&](int64_t l, const at::Tensor& x) {
+            return at::matmul(at::tanh(x + x.mean(-2, true)), matrices[static_cast<size_t>(l)].t());
+          });
+      const auto probes = at::randn({3, 5, 12}, g, at::TensorOptions());
+      coupling::MeasurementOptions options;
+      options.k_grid = {4, 12};
+      options.tokens.mode = coupling::TokenSelection::Mode::kList;
+      options.tokens.tokens = {4, 2};
+      options.tokens.context_pairs = {{1, 4}, {3, 2}};
+      const auto shared = coupling::measure(adapter, probes, options, comm);
+      const auto local = coupling::measure(adapter, probes, options);
+      for (const auto& [name, a, b] : {std::tuple{"depth", shared.depth_coupling, local.depth_coupling},
+                                       std::tuple{"context", shared.context_coupling, local.context_coupling},
+                                       std::tuple{"sigma", shared.singular_values, local.singular_values},
+                                       std::tuple{"lss", shared.line_shape_score, local.line_shape_score}}) {
+        if (!at::isfinite(a).all().item<bool>() || !at::allclose(a, b, 1e-6, 1e-7)) throw std::runtime_error(std::string("shared measurement differs: ") + name);
+      }
+      std::printf("rank %lld measure ok\n", static_cast<long long>(comm.rank()));
+      return 0;
+    }
     if (argc > 2 && std::string(argv[2]) == "peer-exits" && comm.rank() == 1) {
       std::printf("rank 1 leaving\n");
       std::_Exit(0);  // vanish without closing anything, like a crash
     }
     const auto r = static_cast<double>(comm.rank());
-    std::vector<at::Tensor> sum{at::full({3}, r + 1.0)};
+    std::vector<at::Tensor> sum{at::full({3}, r + 1.0), at::full({2, 2}, 2.0 * (r + 1.0))};  // two shapes
     comm.all_reduce_sum(sum, "a test vector");
     const double expected = comm.world_size() * (comm.world_size() + 1) / 2.0;
-    if (!at::allclose(sum[0], at::full({3}, expected))) throw std::runtime_error("all-reduce gave a wrong sum");
+    if (!at::allclose(sum[0], at::full({3}, expected)) || !at::allclose(sum[1], at::full({2, 2}, 2.0 * expected))) {
+      throw std::runtime_error("all-reduce gave a wrong sum");
+    }
     std::vector<at::Tensor> shared{at::full({2}, r)};
     comm.broadcast(shared, 0, "rank 0's vector");
     if (!at::equal(shared[0], at::zeros({2}))) throw std::runtime_error("broadcast did not copy rank 0's data");

@@ -108,14 +108,43 @@ Communicator Communicator::connect(const DistEnv& env, const CommunicatorOptions
   return Communicator(std::move(impl));
 }
 
+namespace {
+
+/// c10d's tensor lists are one tensor per device, so several tensors travel as ONE flat buffer
+/// (one collective, not one per tensor): `collective` runs on the buffer, results are copied back.
+template <class Collective>
+void on_flat_buffer(std::vector<at::Tensor>& tensors, const std::string& what, Collective&& collective) {
+  if (tensors.empty()) return;
+  std::vector<at::Tensor> flat_parts;
+  for (const auto& t : tensors) {
+    if (t.scalar_type() != tensors.front().scalar_type()) {
+      throw ConfigError("the tensors of " + what + " must share one dtype to travel in one buffer");
+    }
+    flat_parts.push_back(t.reshape({-1}));
+  }
+  std::vector<at::Tensor> buffer{at::cat(flat_parts)};
+  collective(buffer);
+  int64_t offset = 0;
+  for (auto& t : tensors) {
+    t.copy_(buffer[0].narrow(0, offset, t.numel()).view(t.sizes()));
+    offset += t.numel();
+  }
+}
+
+}  // namespace
+
 void Communicator::all_reduce_sum(std::vector<at::Tensor>& tensors, const std::string& what) {
-  impl_->run("all-reduce", what, [&](auto& group) { return group.allreduce(tensors); });
+  on_flat_buffer(tensors, what, [&](std::vector<at::Tensor>& buffer) {
+    impl_->run("all-reduce", what, [&](auto& group) { return group.allreduce(buffer); });
+  });
 }
 
 void Communicator::broadcast(std::vector<at::Tensor>& tensors, int64_t root, const std::string& what) {
   c10d::BroadcastOptions options;
   options.rootRank = root;
-  impl_->run("broadcast", what, [&](auto& group) { return group.broadcast(tensors, options); });
+  on_flat_buffer(tensors, what, [&](std::vector<at::Tensor>& buffer) {
+    impl_->run("broadcast", what, [&](auto& group) { return group.broadcast(buffer, options); });
+  });
 }
 
 std::vector<at::Tensor> Communicator::all_gather(const at::Tensor& tensor, const std::string& what) {

@@ -1,5 +1,6 @@
 #include "coupling/measurement.h"
 
+#include "coupling/communicator.h"
 #include "coupling/error.h"
 #include "coupling/trajectory.h"
 
@@ -78,7 +79,9 @@ TopK top_singular(const at::Tensor& jacobians, int64_t k, const MeasurementOptio
 
 }  // namespace
 
-Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options) {
+/// measure() with the Jacobian sweeps shared across `communicator`'s ranks (null: all local).
+static Measurement measure_shared(ModelAdapter& adapter, const at::Tensor& probe_inputs,
+                                  const MeasurementOptions& options, Communicator* communicator) {
   const auto start = Clock::now();
   MeasurementScope scope(adapter);
   Measurement m;
@@ -139,12 +142,15 @@ Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const
 
   // 3. Jacobians.
   auto t0 = Clock::now();
-  auto diag = at::empty({P, n, L, d, d}, at::kFloat);
-  auto context = np > 0 ? at::empty({P, L, np, d, d}, at::kFloat) : at::Tensor();
+  // Zero-filled so that, shared across ranks, one all-reduce of the per-rank parts assembles them.
+  auto diag = at::zeros({P, n, L, d, d}, at::kFloat);
+  auto context = np > 0 ? at::zeros({P, L, np, d, d}, at::kFloat) : at::Tensor();
+  int64_t sweep = 0;
   for (int64_t p = 0; p < P; ++p) {
     for (int64_t l = 0; l < L; ++l) {
       const auto x = stacked.select(0, p).select(1, l);  // block l's input X^l of probe p: [T, d]
       for (const auto& [output, targets] : by_output) {
+        if (communicator && sweep++ % communicator->world_size() != communicator->rank()) continue;
         std::vector<int64_t> inputs;
         for (const auto& target : targets) inputs.push_back(target.input);
         const auto j = jacobians_at_output(adapter, l, x, output, inputs, options.jacobian);
@@ -155,6 +161,11 @@ Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const
         }
       }
     }
+  }
+  if (communicator) {
+    std::vector<at::Tensor> parts{diag};
+    if (np > 0) parts.push_back(context);
+    communicator->all_reduce_sum(parts, "the measurement's Jacobians");
   }
   m.timings.jacobians = seconds_since(t0);
 
@@ -229,6 +240,15 @@ Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const
   if (options.keep_jacobians) m.jacobians = diag;
   m.timings.total = seconds_since(start);
   return m;
+}
+
+Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options) {
+  return measure_shared(adapter, probe_inputs, options, nullptr);
+}
+
+Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options,
+                    Communicator& communicator) {
+  return measure_shared(adapter, probe_inputs, options, &communicator);
 }
 
 at::Tensor depth_coupling_summary(const Measurement& m, Orientation orientation, Normalisation normalisation) {

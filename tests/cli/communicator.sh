@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Communicator with real processes on 127.0.0.1: 2 ranks run every collective; a rank that dies
+# Communicator with real processes on 127.0.0.1: 2 ranks run every collective and share a
+# measurement (equal to the single-process one); a rank that dies
 # makes the survivor's collective fail with a message naming it; a rank that never arrives times
 # out with a clear message; a port already in use is reported.
 # Usage: communicator.sh path/to/dist_worker
@@ -21,6 +22,18 @@ if [[ $s0 -eq 0 && $s1 -eq 0 ]] && grep -q "rank 0 ok" "$work/r0.log" && grep -q
   echo "ok   two ranks: all-reduce, broadcast, all-gather, barrier"
 else
   echo "FAIL two ranks"; cat "$work"/r*.log; failures=$((failures + 1))
+fi
+
+port=$((port + 1))
+MASTER_PORT=$port RANK=0 timeout 60 "$worker" 10000 measure > "$work/m0.log" 2>&1 &
+p0=$!
+MASTER_PORT=$port RANK=1 timeout 60 "$worker" 10000 measure > "$work/m1.log" 2>&1
+s1=$?
+wait $p0; s0=$?
+if [[ $s0 -eq 0 && $s1 -eq 0 ]] && grep -q "rank 0 measure ok" "$work/m0.log" && grep -q "rank 1 measure ok" "$work/m1.log"; then
+  echo "ok   measurement shared by 2 ranks equals the single-process one"
+else
+  echo "FAIL shared measurement"; cat "$work"/m*.log; failures=$((failures + 1))
 fi
 
 port=$((port + 1))
@@ -55,5 +68,5 @@ if [[ $status -eq 2 ]] && grep -q "rendezvous at 127.0.0.1:$port failed" "$work/
 else
   echo "FAIL port in use (status $status)"; cat "$work/busy.log"; failures=$((failures + 1))
 fi
-echo "$((4 - failures)) passed, $failures failed"
+echo "$((5 - failures)) passed, $failures failed"
 [[ $failures -eq 0 ]]

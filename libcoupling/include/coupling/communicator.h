@@ -46,9 +46,9 @@ class Communicator {
   int64_t rank() const;
   int64_t world_size() const;
 
-  /// In-place element-wise sum over ranks.
+  /// In-place element-wise sum over ranks. Several tensors (one dtype) travel as one flat buffer.
   void all_reduce_sum(std::vector<at::Tensor>& tensors, const std::string& what);
-  /// In-place copy of rank `root`'s tensors to every rank.
+  /// In-place copy of rank `root`'s tensors to every rank (one flat buffer, as above).
   void broadcast(std::vector<at::Tensor>& tensors, int64_t root, const std::string& what);
   /// Every rank's `tensor` (same shape on all ranks), in rank order.
   std::vector<at::Tensor> all_gather(const at::Tensor& tensor, const std::string& what);

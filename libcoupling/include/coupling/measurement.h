@@ -15,6 +15,8 @@
 
 namespace coupling {
 
+class Communicator;
+
 /// A Jacobian J_{t1 t2}: input token t1, output token t2 (negative = counted from the end).
 struct TokenPair {
   int64_t input = -1;
@@ -85,6 +87,13 @@ struct Measurement {
 /// The model's parameters and their .grad are left untouched. Throws coupling::ConfigError on
 /// inconsistent options or a misbehaving adapter.
 Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options = {});
+
+/// The same measurement shared across the ranks of `communicator` (every rank calls it with the
+/// same model and probes): the (probe, block, output token) Jacobian sweeps are dealt round-robin
+/// to the ranks, summed into place with one all-reduce, and every rank then finishes the (cheap)
+/// spectra and metrics itself, so all ranks return the single-process result.
+Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options,
+                    Communicator& communicator);
 
 /// Mean over probes and tokens of depth_mean_offdiag for one variant: [nK] float64.
 at::Tensor depth_coupling_summary(const Measurement& m, Orientation orientation = Orientation::kUJV,
