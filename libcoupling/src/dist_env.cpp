@@ -41,6 +41,27 @@ void validate(const DistEnv& e, const std::string& rank_name, const std::string&
   }
 }
 
+/// The variable names of a launcher that sets rank, world size and their local counterparts.
+struct LauncherVariables {
+  const char* launcher;
+  const char* rank;
+  const char* world_size;
+  const char* local_rank;
+  const char* local_world_size;
+};
+
+/// Ranks from a launcher's variables; local values default to the global ones (one node).
+DistEnv read_ranks(const EnvLookup& env, const LauncherVariables& v) {
+  DistEnv e;
+  e.launcher = v.launcher;
+  e.rank = integer_or(env, v.rank, 0);
+  e.world_size = integer_or(env, v.world_size, 1);
+  e.local_rank = integer_or(env, v.local_rank, e.rank);
+  e.local_world_size = integer_or(env, v.local_world_size, e.world_size);
+  validate(e, v.rank, v.world_size);
+  return e;
+}
+
 }  // namespace
 
 EnvLookup process_environment() {
@@ -75,12 +96,7 @@ std::string first_slurm_host(const std::string& nodelist) {
 DistEnv resolve_dist_env(const EnvLookup& env) {
   DistEnv e;
   if (env("RANK") && env("WORLD_SIZE")) {
-    e.launcher = "torchrun";
-    e.rank = integer_or(env, "RANK", 0);
-    e.world_size = integer_or(env, "WORLD_SIZE", 1);
-    e.local_rank = integer_or(env, "LOCAL_RANK", e.rank);
-    e.local_world_size = integer_or(env, "LOCAL_WORLD_SIZE", e.world_size);
-    validate(e, "RANK", "WORLD_SIZE");
+    e = read_ranks(env, {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"});
   } else if (env("SLURM_PROCID") && env("SLURM_NTASKS")) {
     e.launcher = "slurm";
     e.rank = integer_or(env, "SLURM_PROCID", 0);
@@ -94,12 +110,8 @@ DistEnv resolve_dist_env(const EnvLookup& env) {
     }
     validate(e, "SLURM_PROCID", "SLURM_NTASKS");
   } else if (env("OMPI_COMM_WORLD_RANK") && env("OMPI_COMM_WORLD_SIZE")) {
-    e.launcher = "openmpi";
-    e.rank = integer_or(env, "OMPI_COMM_WORLD_RANK", 0);
-    e.world_size = integer_or(env, "OMPI_COMM_WORLD_SIZE", 1);
-    e.local_rank = integer_or(env, "OMPI_COMM_WORLD_LOCAL_RANK", e.rank);
-    e.local_world_size = integer_or(env, "OMPI_COMM_WORLD_LOCAL_SIZE", e.world_size);
-    validate(e, "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE");
+    e = read_ranks(env, {"openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+                         "OMPI_COMM_WORLD_LOCAL_SIZE"});
   }
   if (const auto addr = env("MASTER_ADDR")) e.master_addr = *addr;
   e.master_port = integer_or(env, "MASTER_PORT", e.master_port);

@@ -12,12 +12,20 @@ port=$(( 20000 + RANDOM % 20000 ))
 failures=0
 export MASTER_ADDR=127.0.0.1 WORLD_SIZE=2
 
-MASTER_PORT=$port RANK=0 "$worker" 10000 > "$work/r0.log" 2>&1 &
-p0=$!
-MASTER_PORT=$port RANK=1 "$worker" 10000 > "$work/r1.log" 2>&1 &
-p1=$!
-wait $p0; s0=$?
-wait $p1; s1=$?
+# two_ranks TAG TIMEOUT_MS [MODE]: runs ranks 0 and 1 on $port, logs in $work/TAG{0,1}.log,
+# exit statuses in s0 and s1.
+two_ranks() {
+  local tag=$1
+  shift
+  MASTER_PORT=$port RANK=0 timeout 60 "$worker" "$@" > "$work/${tag}0.log" 2>&1 &
+  local p0=$!
+  MASTER_PORT=$port RANK=1 timeout 60 "$worker" "$@" > "$work/${tag}1.log" 2>&1
+  s1=$?
+  wait $p0
+  s0=$?
+}
+
+two_ranks r 10000
 if [[ $s0 -eq 0 && $s1 -eq 0 ]] && grep -q "rank 0 ok" "$work/r0.log" && grep -q "rank 1 ok" "$work/r1.log"; then
   echo "ok   two ranks: all-reduce, broadcast, all-gather, barrier"
 else
@@ -25,11 +33,7 @@ else
 fi
 
 port=$((port + 1))
-MASTER_PORT=$port RANK=0 timeout 60 "$worker" 10000 measure > "$work/m0.log" 2>&1 &
-p0=$!
-MASTER_PORT=$port RANK=1 timeout 60 "$worker" 10000 measure > "$work/m1.log" 2>&1
-s1=$?
-wait $p0; s0=$?
+two_ranks m 10000 measure
 if [[ $s0 -eq 0 && $s1 -eq 0 ]] && grep -q "rank 0 measure ok" "$work/m0.log" && grep -q "rank 1 measure ok" "$work/m1.log"; then
   echo "ok   measurement shared by 2 ranks equals the single-process one"
 else
@@ -37,10 +41,7 @@ else
 fi
 
 port=$((port + 1))
-MASTER_PORT=$port RANK=0 timeout 60 "$worker" 5000 peer-exits > "$work/d0.log" 2>&1 &
-p0=$!
-MASTER_PORT=$port RANK=1 timeout 60 "$worker" 5000 peer-exits > "$work/d1.log" 2>&1
-wait $p0; s0=$?
+two_ranks d 5000 peer-exits
 if [[ $s0 -eq 2 ]] && grep -q "all-reduce of a test vector failed on rank 0 of 2" "$work/d0.log"; then
   echo "ok   peer died: $(grep -o 'all-reduce of a test vector failed on rank 0 of 2 ([a-z]*)' "$work/d0.log")"
 else
