@@ -43,13 +43,19 @@ int main(int argc, char** argv) {
       options.tokens.mode = coupling::TokenSelection::Mode::kList;
       options.tokens.tokens = {4, 2};
       options.tokens.context_pairs = {{1, 4}, {3, 2}};
-      const auto shared = coupling::measure(adapter, probes, options, comm);
-      const auto local = coupling::measure(adapter, probes, options);
-      for (const auto& [name, a, b] : {std::tuple{"depth", shared.depth_coupling, local.depth_coupling},
-                                       std::tuple{"context", shared.context_coupling, local.context_coupling},
-                                       std::tuple{"sigma", shared.singular_values, local.singular_values},
-                                       std::tuple{"lss", shared.line_shape_score, local.line_shape_score}}) {
-        if (!at::isfinite(a).all().item<bool>() || !at::allclose(a, b, 1e-6, 1e-7)) throw std::runtime_error(std::string("shared measurement differs: ") + name);
+      // 3 probes on 2 ranks: uneven slices. Exact and randomized (seeded per probe) spectra.
+      for (auto spectrum : {coupling::SpectrumMethod::kExact, coupling::SpectrumMethod::kRandomized}) {
+        options.spectrum = spectrum;
+        const auto shared = coupling::measure(adapter, probes, options, comm);
+        const auto local = coupling::measure(adapter, probes, options);
+        for (const auto& [name, a, b] : {std::tuple{"depth", shared.depth_coupling, local.depth_coupling},
+                                         std::tuple{"context", shared.context_coupling, local.context_coupling},
+                                         std::tuple{"sigma", shared.singular_values, local.singular_values},
+                                         std::tuple{"lss", shared.line_shape_score, local.line_shape_score}}) {
+          if (a.sizes() != b.sizes() || !at::isfinite(a).all().item<bool>() || !at::allclose(a, b, 1e-6, 1e-7)) {
+            throw std::runtime_error(std::string("shared measurement differs: ") + name);
+          }
+        }
       }
       std::printf("rank %lld measure ok\n", static_cast<long long>(comm.rank()));
       return 0;

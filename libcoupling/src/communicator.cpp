@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef USE_C10D_NCCL
@@ -22,6 +23,7 @@ struct Communicator::Impl {
   int64_t rank = 0;
   int64_t world_size = 1;
   std::string backend;
+  at::Device device{at::kCPU};  ///< where collective buffers live: NCCL needs this rank's GPU
   c10::intrusive_ptr<c10d::Store> store;
   // ProcessGroupGloo/NCCL are ProcessGroups in LibTorch 1.13 and Backends in 2.x; both expose
   // the collectives used here with the same signatures.
@@ -82,11 +84,14 @@ Communicator Communicator::connect(const DistEnv& env, const CommunicatorOptions
   try {
     c10d::TCPStoreOptions store_options;
     store_options.port = static_cast<std::uint16_t>(env.master_port);
-    store_options.isServer = env.rank == 0;
+    store_options.isServer = env.rank == 0 && !env.launcher_hosts_store;
     store_options.numWorkers = static_cast<std::size_t>(env.world_size);
-    store_options.waitWorkers = true;
+    store_options.waitWorkers = store_options.isServer;
     store_options.timeout = options.timeout;
-    impl->store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, store_options);
+    auto tcp_store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, store_options);
+    // A store shared with torchrun's agent (and its earlier attempts) gets a key space of our own.
+    impl->store = c10::make_intrusive<c10d::PrefixStore>(
+        "libcoupling/attempt_" + std::to_string(env.restart_count), tcp_store);
   } catch (const std::exception& e) {
     throw rendezvous_error(e);
   }
@@ -95,6 +100,7 @@ Communicator Communicator::connect(const DistEnv& env, const CommunicatorOptions
     if (options.backend == "nccl") {
       auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
       nccl_options->timeout = options.timeout;
+      impl->device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
       impl->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl->store, env.rank, env.world_size, nccl_options);
       return Communicator(std::move(impl));
     }
@@ -113,7 +119,8 @@ namespace {
 /// c10d's tensor lists are one tensor per device, so several tensors travel as ONE flat buffer
 /// (one collective, not one per tensor): `collective` runs on the buffer, results are copied back.
 template <class Collective>
-void on_flat_buffer(std::vector<at::Tensor>& tensors, const std::string& what, Collective&& collective) {
+void on_flat_buffer(std::vector<at::Tensor>& tensors, const std::string& what, at::Device device,
+                    Collective&& collective) {
   if (tensors.empty()) return;
   std::vector<at::Tensor> flat_parts;
   for (const auto& t : tensors) {
@@ -122,7 +129,7 @@ void on_flat_buffer(std::vector<at::Tensor>& tensors, const std::string& what, C
     }
     flat_parts.push_back(t.reshape({-1}));
   }
-  std::vector<at::Tensor> buffer{at::cat(flat_parts)};
+  std::vector<at::Tensor> buffer{at::cat(flat_parts).to(device)};
   collective(buffer);
   int64_t offset = 0;
   for (auto& t : tensors) {
@@ -134,7 +141,7 @@ void on_flat_buffer(std::vector<at::Tensor>& tensors, const std::string& what, C
 }  // namespace
 
 void Communicator::all_reduce_sum(std::vector<at::Tensor>& tensors, const std::string& what) {
-  on_flat_buffer(tensors, what, [&](std::vector<at::Tensor>& buffer) {
+  on_flat_buffer(tensors, what, impl_->device, [&](std::vector<at::Tensor>& buffer) {
     impl_->run("all-reduce", what, [&](auto& group) { return group.allreduce(buffer); });
   });
 }
@@ -142,16 +149,17 @@ void Communicator::all_reduce_sum(std::vector<at::Tensor>& tensors, const std::s
 void Communicator::broadcast(std::vector<at::Tensor>& tensors, int64_t root, const std::string& what) {
   c10d::BroadcastOptions options;
   options.rootRank = root;
-  on_flat_buffer(tensors, what, [&](std::vector<at::Tensor>& buffer) {
+  on_flat_buffer(tensors, what, impl_->device, [&](std::vector<at::Tensor>& buffer) {
     impl_->run("broadcast", what, [&](auto& group) { return group.broadcast(buffer, options); });
   });
 }
 
 std::vector<at::Tensor> Communicator::all_gather(const at::Tensor& tensor, const std::string& what) {
-  std::vector<at::Tensor> input{tensor.contiguous()};
+  std::vector<at::Tensor> input{tensor.contiguous().to(impl_->device)};
   std::vector<std::vector<at::Tensor>> output(1);
   for (int64_t r = 0; r < impl_->world_size; ++r) output[0].push_back(at::empty_like(input[0]));
   impl_->run("all-gather", what, [&](auto& group) { return group.allgather(output, input); });
+  for (auto& t : output[0]) t = t.to(tensor.device());
   return output[0];
 }
 

@@ -23,8 +23,13 @@ double CouplingCallback::overhead_fraction(double train_wall_seconds) const {
 }
 
 void CouplingCallback::on_train_begin(const TrainBegin& begin) {
+  if (!writes_log()) {
+    if (!begin.resumed) measure_now(0, 0, 0, 0.0);
+    return;
+  }
+  const int64_t world_size = options_.communicator ? options_.communicator->world_size() : 1;
   const LogMetadata metadata{options_.model, options_.model_config, describe(options_.measurement), options_.seed,
-                             options_.world_size, probes_};
+                             world_size, probes_};
   if (begin.resumed) {
     log_.emplace(CouplingLog::resume(options_.log_path, metadata, begin.start_step));
     spdlog::info("coupling: resumed log {} at step {} ({} measurements kept)", options_.log_path, begin.start_step,
@@ -39,40 +44,49 @@ void CouplingCallback::on_train_begin(const TrainBegin& begin) {
 
 void CouplingCallback::measure_now(int64_t step, int64_t scheduled_step, int64_t tokens_seen, double wall_seconds) {
   const auto start = std::chrono::steady_clock::now();
-  Measurement m = measure(*adapter_, probes_, options_.measurement);
+  Measurement m = options_.communicator ? measure(*adapter_, probes_, options_.measurement, *options_.communicator)
+                                        : measure(*adapter_, probes_, options_.measurement);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   MeasurementRecord record{step, scheduled_step, tokens_seen, wall_seconds, seconds,
                            wall_seconds - wall_at_last_measurement_};
-  log_->append(record, m);
+  if (log_) log_->append(record, m);
   measure_seconds_ += seconds;
   last_measure_seconds_ = seconds;
   wall_at_last_measurement_ = wall_seconds;
   pending_since_ = -1;
   const auto summary = depth_coupling_summary(m);
-  spdlog::info("coupling step {}: depth m_K={} {:.4f} (ujv/norm), LSS {:.3f}, norm growth x{:.3f}/block, {:.1f} s{}",
+  if (writes_log()) spdlog::info("coupling step {}: depth m_K={} {:.4f} (ujv/norm), LSS {:.3f}, norm growth x{:.3f}/block, {:.1f} s{}",
                step, m.k_grid.front(), summary[0].item<double>(), m.line_shape_score.mean().item<double>(),
                m.norm_growth_factor.mean().item<double>(), seconds,
                scheduled_step < step ? " (deferred from step " + std::to_string(scheduled_step) + ")" : "");
-  if (!at::isfinite(m.depth_coupling).all().item<bool>()) {
+  if (writes_log() && !at::isfinite(m.depth_coupling).all().item<bool>()) {
     spdlog::warn("coupling step {}: non-finite values in the measurement (recorded as NaN, flagged in the log)", step);
   }
   if (!first_) first_ = m;
   latest_ = std::move(m);
 }
 
+bool CouplingCallback::defer(const StepEnd& s) {
+  const double training = s.wall_seconds - measure_seconds_;
+  const bool over_budget = measure_seconds_ + last_measure_seconds_ > options_.max_overhead * training;
+  if (!options_.communicator) return over_budget;
+  std::vector<at::Tensor> decision{at::full({1}, over_budget ? 1.0 : 0.0)};
+  options_.communicator->broadcast(decision, 0, "rank 0's measurement deferral decision");
+  return decision[0].item<double>() != 0.0;
+}
+
 void CouplingCallback::on_step_end(const StepEnd& s) {
-  log_->append_training({s.step - 1, s.loss, s.lr, s.tokens_seen, s.wall_seconds});
+  if (log_) log_->append_training({s.step - 1, s.loss, s.lr, s.tokens_seen, s.wall_seconds});
   if (options_.schedule.due(s.step, s.total_steps, s.checkpoint) && pending_since_ < 0) pending_since_ = s.step;
   if (pending_since_ < 0) return;
   const bool must = s.step == s.total_steps;
-  if (!must && options_.max_overhead > 0.0) {
-    const double training = s.wall_seconds - measure_seconds_;
-    if (measure_seconds_ + last_measure_seconds_ > options_.max_overhead * training) return;  // defer
-  }
+  if (!must && options_.max_overhead > 0.0 && defer(s)) return;
   measure_now(s.step, pending_since_, s.tokens_seen, s.wall_seconds);
 }
 
-void CouplingCallback::on_eval(const EvalResult& eval) { log_->append_eval(eval.step, eval.val_loss); }
+void CouplingCallback::on_eval(const EvalResult& eval) {
+  if (log_) log_->append_eval(eval.step, eval.val_loss);
+}
 
 void CouplingCallback::on_checkpoint_save(int64_t, CallbackState& state) {
   state["measure_seconds"] = std::to_string(measure_seconds_);

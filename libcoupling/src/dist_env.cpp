@@ -97,6 +97,8 @@ DistEnv resolve_dist_env(const EnvLookup& env) {
   DistEnv e;
   if (env("RANK") && env("WORLD_SIZE")) {
     e = read_ranks(env, {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"});
+    e.launcher_hosts_store = env("TORCHELASTIC_USE_AGENT_STORE") == std::optional<std::string>("True");
+    e.restart_count = integer_or(env, "TORCHELASTIC_RESTART_COUNT", 0);
   } else if (env("SLURM_PROCID") && env("SLURM_NTASKS")) {
     e.launcher = "slurm";
     e.rank = integer_or(env, "SLURM_PROCID", 0);

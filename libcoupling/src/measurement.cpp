@@ -59,13 +59,14 @@ TopK reshape_factors(const TopK& f, int64_t p, int64_t n) {
 
 /// Top-K factors of a batch of Jacobians. A Jacobian with a non-finite entry (a diverging model)
 /// gets all-NaN factors, so its coupling entries and summaries read NaN and the others are exact.
-TopK top_singular(const at::Tensor& jacobians, int64_t k, const MeasurementOptions& options) {
+TopK top_singular(const at::Tensor& jacobians, int64_t k, const MeasurementOptions& options,
+                  const RandomizedOptions& randomized_options) {
   const auto finite = at::isfinite(jacobians).flatten(-2).all(-1);  // [...]
   const bool all_finite = finite.all().item<bool>();
   const auto input = all_finite ? jacobians : at::where(finite.unsqueeze(-1).unsqueeze(-1), jacobians, at::zeros_like(jacobians));
   const bool randomized = options.spectrum == SpectrumMethod::kRandomized ||
                           (options.spectrum == SpectrumMethod::kAuto && 4 * k <= jacobians.size(-1));
-  TopK f = randomized ? randomized_topk(dense_operator(input), k, options.randomized)
+  TopK f = randomized ? randomized_topk(dense_operator(input), k, randomized_options)
                       : exact_topk(input, k, options.precision);
   if (!all_finite) {
     const auto bad = finite.logical_not();
@@ -77,11 +78,39 @@ TopK top_singular(const at::Tensor& jacobians, int64_t k, const MeasurementOptio
   return f;
 }
 
-}  // namespace
+/// Top-K factors of [P, ...] Jacobians, one probe at a time: the randomized estimator's test
+/// matrix of probe p is seeded with seed + first_probe + p, so a probe's result does not depend
+/// on which other probes share the call (or the rank).
+TopK top_singular_per_probe(const at::Tensor& jacobians, int64_t k, const MeasurementOptions& options,
+                            int64_t first_probe) {
+  std::vector<at::Tensor> u, s, v;
+  for (int64_t p = 0; p < jacobians.size(0); ++p) {
+    RandomizedOptions randomized = options.randomized;
+    randomized.seed += static_cast<uint64_t>(first_probe + p);
+    const TopK f = top_singular(jacobians.select(0, p), k, options, randomized);
+    u.push_back(f.u);
+    s.push_back(f.s);
+    v.push_back(f.v);
+  }
+  return {at::stack(u), at::stack(s), at::stack(v)};
+}
 
-/// measure() with the Jacobian sweeps shared across `communicator`'s ranks (null: all local).
-static Measurement measure_shared(ModelAdapter& adapter, const at::Tensor& probe_inputs,
-                                  const MeasurementOptions& options, Communicator* communicator) {
+
+/// The fields of a Measurement that have a leading probe axis (the ones shared ranks gather).
+constexpr at::Tensor Measurement::*kProbeFields[] = {
+    &Measurement::trajectories,       &Measurement::singular_values,     &Measurement::jacobians,
+    &Measurement::depth_coupling,     &Measurement::depth_mean_offdiag,  &Measurement::depth_mean_adjacent,
+    &Measurement::token_coupling,     &Measurement::token_mean_offdiag,  &Measurement::block_token_coupling,
+    &Measurement::block_token_mean_offdiag, &Measurement::context_coupling, &Measurement::context_same_input,
+    &Measurement::context_same_output, &Measurement::residual_norms,     &Measurement::step_lengths,
+    &Measurement::line_shape_score,   &Measurement::norm_growth_rate,    &Measurement::norm_growth_factor,
+    &Measurement::norm_growth_r2,     &Measurement::step_cv,             &Measurement::step_ratio_cv,
+    &Measurement::log_step_rate,      &Measurement::log_step_r2,         &Measurement::inverse_sigma_slope,
+    &Measurement::inverse_sigma_r2};
+
+/// measure() of probes first_probe.. (their global indices seed the randomized spectra).
+Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options,
+                           int64_t first_probe) {
   const auto start = Clock::now();
   MeasurementScope scope(adapter);
   Measurement m;
@@ -142,15 +171,12 @@ static Measurement measure_shared(ModelAdapter& adapter, const at::Tensor& probe
 
   // 3. Jacobians.
   auto t0 = Clock::now();
-  // Zero-filled so that, shared across ranks, one all-reduce of the per-rank parts assembles them.
-  auto diag = at::zeros({P, n, L, d, d}, at::kFloat);
-  auto context = np > 0 ? at::zeros({P, L, np, d, d}, at::kFloat) : at::Tensor();
-  int64_t sweep = 0;
+  auto diag = at::empty({P, n, L, d, d}, at::kFloat);
+  auto context = np > 0 ? at::empty({P, L, np, d, d}, at::kFloat) : at::Tensor();
   for (int64_t p = 0; p < P; ++p) {
     for (int64_t l = 0; l < L; ++l) {
       const auto x = stacked.select(0, p).select(1, l);  // block l's input X^l of probe p: [T, d]
       for (const auto& [output, targets] : by_output) {
-        if (communicator && sweep++ % communicator->world_size() != communicator->rank()) continue;
         std::vector<int64_t> inputs;
         for (const auto& target : targets) inputs.push_back(target.input);
         const auto j = jacobians_at_output(adapter, l, x, output, inputs, options.jacobian);
@@ -162,17 +188,12 @@ static Measurement measure_shared(ModelAdapter& adapter, const at::Tensor& probe
       }
     }
   }
-  if (communicator) {
-    std::vector<at::Tensor> parts{diag};
-    if (np > 0) parts.push_back(context);
-    communicator->all_reduce_sum(parts, "the measurement's Jacobians");
-  }
   m.timings.jacobians = seconds_since(t0);
 
   // 4. Spectra.
   t0 = Clock::now();
-  const TopK diag_factors = top_singular(diag, k_max, options);  // [P, n, L, ...]
-  const TopK context_factors = np > 0 ? top_singular(context, k_max, options) : TopK{};
+  const TopK diag_factors = top_singular_per_probe(diag, k_max, options, first_probe);  // [P, n, L, ...]
+  const TopK context_factors = np > 0 ? top_singular_per_probe(context, k_max, options, first_probe) : TopK{};
   m.singular_values = diag_factors.s;
   m.timings.spectra = seconds_since(t0);
 
@@ -242,13 +263,62 @@ static Measurement measure_shared(ModelAdapter& adapter, const at::Tensor& probe
   return m;
 }
 
+/// Every rank measures its own contiguous slice of the probes; the per-probe results travel back
+/// in one all-gather (each field flattened into one float64 buffer, padded to the largest slice).
+/// A rank without probes of its own measures probe 0 and its rows are dropped.
+Measurement measure_split_by_probe(ModelAdapter& adapter, const at::Tensor& probe_inputs,
+                                   const MeasurementOptions& options, Communicator& communicator) {
+  const auto start = Clock::now();
+  const int64_t P = probe_inputs.size(0), ranks = communicator.world_size();
+  const int64_t slice = (P + ranks - 1) / ranks;
+  std::vector<int64_t> first(ranks), count(ranks);
+  for (int64_t r = 0; r < ranks; ++r) {
+    first[r] = std::min(P, r * slice);
+    count[r] = std::min(P, first[r] + slice) - first[r];
+  }
+  const int64_t rank = communicator.rank();
+  const int64_t own_first = count[rank] > 0 ? first[rank] : 0;
+  Measurement m = measure_probes(adapter, probe_inputs.narrow(0, own_first, std::max<int64_t>(count[rank], 1)),
+                                 options, own_first);
+
+  std::vector<at::Tensor> parts;
+  for (auto field : kProbeFields) {
+    const at::Tensor& t = m.*field;
+    if (!t.defined()) continue;
+    auto rows = t.to(at::kDouble).reshape({t.size(0), -1});
+    parts.push_back(at::cat({rows, at::zeros({slice - rows.size(0), rows.size(1)}, rows.options())}).reshape({-1}));
+  }
+  const auto gathered = communicator.all_gather(at::cat(parts), "the measurement's per-probe results");
+  int64_t offset = 0;
+  for (auto field : kProbeFields) {
+    at::Tensor& t = m.*field;
+    if (!t.defined()) continue;
+    const int64_t row_size = t.numel() / t.size(0);
+    std::vector<at::Tensor> pieces;
+    for (int64_t r = 0; r < ranks; ++r) {
+      if (count[r] == 0) continue;
+      pieces.push_back(gathered[r].narrow(0, offset, count[r] * row_size));
+    }
+    auto shape = t.sizes().vec();
+    shape[0] = P;
+    t = at::cat(pieces).reshape(shape).to(t.scalar_type());
+    offset += slice * row_size;
+  }
+  m.probes = P;
+  m.timings.total = seconds_since(start);
+  return m;
+}
+
+}  // namespace
+
 Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options) {
-  return measure_shared(adapter, probe_inputs, options, nullptr);
+  return measure_probes(adapter, probe_inputs, options, 0);
 }
 
 Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options,
                     Communicator& communicator) {
-  return measure_shared(adapter, probe_inputs, options, &communicator);
+  if (communicator.world_size() == 1) return measure(adapter, probe_inputs, options);
+  return measure_split_by_probe(adapter, probe_inputs, options, communicator);
 }
 
 at::Tensor depth_coupling_summary(const Measurement& m, Orientation orientation, Normalisation normalisation) {

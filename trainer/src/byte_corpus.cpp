@@ -57,11 +57,17 @@ TokenBatch ByteCorpus::windows(int64_t base, const std::vector<int64_t>& offsets
   return {tokens.narrow(1, 0, context).contiguous(), tokens.narrow(1, 1, context).contiguous()};
 }
 
-TokenBatch ByteCorpus::sample_train(int64_t batch, int64_t context, std::mt19937_64& rng) const {
+TokenBatch ByteCorpus::sample_train(int64_t batch, int64_t context, std::mt19937_64& rng, int64_t shard,
+                                    int64_t shards) const {
+  if (shards < 1 || shard < 0 || shard >= shards || batch % shards != 0) {
+    throw coupling::ConfigError("a batch of " + std::to_string(batch) + " cannot be split into " +
+                                std::to_string(shards) + " equal shards: make --batch a multiple of the world size");
+  }
   std::uniform_int_distribution<int64_t> offset(0, train_size() - context - 1);
   std::vector<int64_t> offsets(static_cast<size_t>(batch));
   for (auto& o : offsets) o = offset(rng);
-  return windows(0, offsets, context);
+  const int64_t per_shard = batch / shards;
+  return windows(0, {offsets.begin() + shard * per_shard, offsets.begin() + (shard + 1) * per_shard}, context);
 }
 
 TokenBatch ByteCorpus::evaluation_windows(Split split, int64_t context, int64_t max_windows) const {

@@ -82,7 +82,8 @@ void save_checkpoint(const std::string& out, const TrainerState& state, const to
     torch::serialize::OutputArchive state_archive;
     state_archive.write("step", c10::IValue(state.step));
     state_archive.write("sampler_rng", c10::IValue(state.sampler_rng));
-    state_archive.write("torch_rng", c10::IValue(default_generator().get_state()));
+    const auto rng = state.torch_rng.defined() ? state.torch_rng : default_generator().get_state().unsqueeze(0);
+    state_archive.write("torch_rng", c10::IValue(rng));
     state_archive.write("tokens_seen", c10::IValue(state.tokens_seen));
     state_archive.write("train_seconds", c10::IValue(state.train_seconds));
     c10::Dict<std::string, std::string> callback_state;
@@ -117,7 +118,8 @@ void load_model(const std::string& dir, torch::nn::Module& model) {
   }
 }
 
-TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, torch::optim::Optimizer& optimizer) {
+TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
+                             int64_t rank, int64_t world_size) {
   for (const char* file : {"model.pt", "optimizer.pt", "state.pt", "config.toml"}) {
     if (!fs::is_regular_file(fs::path(dir) / file)) {
       throw coupling::CheckpointError("checkpoint " + dir + " is incomplete (no " + file +
@@ -142,7 +144,7 @@ TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, t
     state_archive.read("sampler_rng", value);
     state.sampler_rng = value.toStringRef();
     state_archive.read("torch_rng", value);
-    default_generator().set_state(value.toTensor());
+    state.torch_rng = value.toTensor().dim() == 1 ? value.toTensor().unsqueeze(0) : value.toTensor();
     state_archive.read("tokens_seen", value);
     state.tokens_seen = value.toInt();
     state_archive.read("train_seconds", value);
@@ -156,6 +158,13 @@ TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, t
                                     e.what_without_backtrace() +
                                     "): delete it to resume from the previous checkpoint");
   }
+  if (state.torch_rng.size(0) != world_size) {
+    throw coupling::CheckpointError("checkpoint " + dir + " was written by a job of " +
+                                    std::to_string(state.torch_rng.size(0)) + " rank(s); resume it with " +
+                                    std::to_string(state.torch_rng.size(0)) + " (this launch has " +
+                                    std::to_string(world_size) + ")");
+  }
+  default_generator().set_state(state.torch_rng.select(0, rank).contiguous());
   return state;
 }
 

@@ -2,6 +2,7 @@
 
 #include "coupling/callback.h"
 #include "coupling/coupling_callback.h"
+#include "coupling/data_parallel.h"
 #include "coupling/error.h"
 #include "coupling/version.h"
 #include "trainer/byte_corpus.h"
@@ -15,6 +16,7 @@
 #include "source_tree.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <torch/nn/utils/clip_grad.h>
@@ -26,6 +28,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <sstream>
 
 namespace fs = std::filesystem;
@@ -64,19 +67,35 @@ void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
 }
 
 /// Mean loss (nats/token) of the model over fixed windows, in eval mode, in chunks of `batch`.
-double evaluate(GptImpl& model, const TokenBatch& windows, int64_t batch) {
+/// Data-parallel ranks each take a contiguous share of the windows and sum their totals.
+double evaluate(GptImpl& model, const TokenBatch& windows, int64_t batch, coupling::Communicator* communicator) {
   at::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
-  double total = 0.0;
   const int64_t count = windows.inputs.size(0);
-  for (int64_t start = 0; start < count; start += batch) {
-    const int64_t n = std::min(batch, count - start);
+  const int64_t ranks = communicator ? communicator->world_size() : 1;
+  const int64_t share = (count + ranks - 1) / ranks;
+  const int64_t own_start = std::min(count, (communicator ? communicator->rank() : 0) * share);
+  const int64_t own_end = std::min(count, own_start + share);
+  double total = 0.0;
+  for (int64_t start = own_start; start < own_end; start += batch) {
+    const int64_t n = std::min(batch, own_end - start);
     auto logits = model.forward(windows.inputs.narrow(0, start, n));
     total += next_token_loss(logits, windows.targets.narrow(0, start, n)).item<double>() * static_cast<double>(n);
   }
   model.train(was_training);
+  if (communicator) {
+    std::vector<at::Tensor> sum{at::full({1}, total, at::kDouble)};
+    communicator->all_reduce_sum(sum, "the evaluation loss");
+    total = sum[0].item<double>();
+  }
   return total / static_cast<double>(count);
+}
+
+/// [ranks, S]: every rank's LibTorch generator state (each rank draws its own dropout masks).
+at::Tensor every_rank_generator_state(coupling::Communicator* communicator) {
+  const auto own = at::detail::getDefaultCPUGenerator().get_state();
+  return communicator ? at::stack(communicator->all_gather(own, "the ranks' generator states")) : own.unsqueeze(0);
 }
 
 /// Appends lines to a CSV log, writing the header when the file is new; flushed per line.
@@ -202,47 +221,78 @@ GptRunConfig config_for_resume(const std::string& run_dir, const GptRunConfig& r
   return config;
 }
 
-TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
+TrainSummary train_gpt(const GptRunConfig& requested, bool resume, coupling::Communicator* communicator) {
   GptRunConfig config = requested;
   if (config.train.data.empty()) config.train.data = resolve_default_corpus();
-  config.validate();
+  const int64_t rank = communicator ? communicator->rank() : 0;
+  const int64_t world_size = communicator ? communicator->world_size() : 1;
+  const bool writer = rank == 0;  // rank 0 alone writes the run's files
+  if (communicator) coupling::check_same_config(config_fields(config), *communicator);
   const TrainConfig& train = config.train;
   const GptConfig& model_config = config.model;
-
-  // Everything that can fail on bad input is checked before the first file is written.
-  const ByteCorpus corpus = ByteCorpus::from_file(train.data);
-  corpus.require_context(model_config.context);
   const RunPaths paths(train.out);
   const CouplingConfig& instrument = config.coupling;
-  Instrumentation instrumentation = prepare_instrumentation(config, corpus, paths);
+
+  // Everything that can fail on bad input is checked before the first file is written, and no
+  // rank goes on unless every rank passed.
+  std::optional<ByteCorpus> corpus_holder;
+  Instrumentation instrumentation;
+  std::optional<std::string> resume_from;
+  std::exception_ptr setup_failure;
+  try {
+    config.validate();
+    if (train.batch % world_size != 0) {
+      throw coupling::ConfigError(fmt::format("--batch {} is the global batch and must be a multiple of the {} ranks",
+                                              train.batch, world_size));
+    }
+    corpus_holder.emplace(ByteCorpus::from_file(train.data));
+    corpus_holder->require_context(model_config.context);
+    instrumentation = prepare_instrumentation(config, *corpus_holder, paths);
+    resume_from = latest_checkpoint(train.out);
+    if (resume && !resume_from) {
+      throw coupling::CheckpointError("--resume " + train.out + ": no checkpoint under " + train.out +
+                                      "/checkpoints; start a new run with --out instead");
+    }
+    if (!resume && resume_from) {
+      throw coupling::ConfigError("--out " + train.out + " already holds a run (" + *resume_from +
+                                  "): continue it with --resume " + train.out + ", or choose a new --out");
+    }
+    if (writer) {
+      if (instrument.enabled() && !resume && fs::exists(instrumentation.options.log_path)) {
+        throw coupling::ConfigError("coupling log " + instrumentation.options.log_path +
+                                    " already exists: resume its run with --resume, or choose another --log");
+      }
+      ensure_writable_directory(train.out);
+      if (instrument.enabled()) {
+        ensure_writable_directory(fs::absolute(instrumentation.options.log_path).parent_path().string(), "--log");
+      }
+    }
+  } catch (const std::exception&) {
+    setup_failure = std::current_exception();
+  }
+  coupling::rethrow_if_any_rank_failed(setup_failure, "the run's setup", communicator);
+  const ByteCorpus& corpus = *corpus_holder;
   coupling::CouplingCallbackOptions& coupling_options = instrumentation.options;
-  const std::optional<std::string> resume_from = latest_checkpoint(train.out);
-  if (resume && !resume_from) {
-    throw coupling::CheckpointError("--resume " + train.out + ": no checkpoint under " + train.out +
-                                    "/checkpoints; start a new run with --out instead");
-  }
-  if (!resume && resume_from) {
-    throw coupling::ConfigError("--out " + train.out + " already holds a run (" + *resume_from +
-                                "): continue it with --resume " + train.out + ", or choose a new --out");
-  }
-  if (instrument.enabled() && !resume && fs::exists(coupling_options.log_path)) {
-    throw coupling::ConfigError("coupling log " + coupling_options.log_path +
-                                " already exists: resume its run with --resume, or choose another --log");
-  }
-  ensure_writable_directory(train.out);
-  if (instrument.enabled()) {
-    ensure_writable_directory(fs::absolute(coupling_options.log_path).parent_path().string(), "--log");
-  }
+  coupling_options.communicator = communicator;
   setup_compute(train.threads);
 
   at::manual_seed(static_cast<uint64_t>(train.seed));
   Gpt model(model_config);
   auto optimizer = make_optimizer(*model, train);
-  std::mt19937_64 sampler(static_cast<uint64_t>(train.seed));
+  std::mt19937_64 sampler(static_cast<uint64_t>(train.seed));  // the same global stream on every rank
   TrainerState state;
   if (resume_from) {
-    state = load_checkpoint(*resume_from, *model, *optimizer);
+    state = load_checkpoint(*resume_from, *model, *optimizer, rank, world_size);
     std::istringstream(state.sampler_rng) >> sampler;
+  } else if (rank > 0) {
+    at::manual_seed(static_cast<uint64_t>(train.seed) + static_cast<uint64_t>(rank));  // own dropout masks
+  }
+  const std::vector<at::Tensor> parameters = model->parameters();
+  std::optional<coupling::GradientAverager> averager;
+  if (communicator) {
+    auto values = coupling::detached(parameters);
+    communicator->broadcast(values, 0, "rank 0's parameters");
+    averager.emplace(parameters, *communicator);
   }
   const std::string config_toml = to_toml(config);
 
@@ -256,46 +306,70 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
     callbacks.add(coupling_callback);
   }
   if (resume_from) callbacks.on_checkpoint_load(state.step, state.callback_state);
-  callbacks.on_train_begin({state.step, train.steps, resume_from.has_value()});
-
-  if (resume_from) {
-    // train_log rows are keyed by the update's 0-based index, eval_log rows by updates completed.
-    truncate_csv_log(paths.train_log, state.step);
-    truncate_csv_log(paths.eval_log, state.step + 1);
-    spdlog::info("resumed from {} at step {}", *resume_from, state.step);
-  } else {
-    for (const auto& stale : {paths.train_log, paths.eval_log}) fs::remove(stale);
+  std::exception_ptr begin_failure;  // e.g. rank 0 cannot resume the log
+  try {
+    callbacks.on_train_begin({state.step, train.steps, resume_from.has_value()});
+  } catch (const coupling::Error&) {
+    begin_failure = std::current_exception();
   }
-  fs::remove(paths.summary);  // rewritten at the end; a stale one would describe another run
-  write_file_atomic(paths.config, config_toml);
+  coupling::rethrow_if_any_rank_failed(begin_failure, "the start of the instrumentation", communicator);
 
-  const int64_t parameters = count_parameters(*model);
+  if (writer) {
+    if (resume_from) {
+      // train_log rows are keyed by the update's 0-based index, eval_log rows by updates completed.
+      truncate_csv_log(paths.train_log, state.step);
+      truncate_csv_log(paths.eval_log, state.step + 1);
+    } else {
+      for (const auto& stale : {paths.train_log, paths.eval_log}) fs::remove(stale);
+    }
+    fs::remove(paths.summary);  // rewritten at the end; a stale one would describe another run
+    write_file_atomic(paths.config, config_toml);
+  }
+  if (resume_from) spdlog::info("resumed from {} at step {}", *resume_from, state.step);
+
+  const int64_t parameter_count = count_parameters(*model);
   spdlog::info("libcoupling {} | GPT: {} layers, d={}, {} heads, context {}, {:.2f}M parameters", coupling::version(),
-               model_config.layers, model_config.d_model, model_config.heads, model_config.context, parameters / 1e6);
+               model_config.layers, model_config.d_model, model_config.heads, model_config.context,
+               parameter_count / 1e6);
   spdlog::info("data: {} ({} bytes: {} train, {} validation)", train.data, corpus.size(), corpus.train_size(),
                corpus.validation_size());
+  if (communicator) {
+    spdlog::info("data-parallel: {} ranks ({}), {} sequences per rank per step, gradients in {} bucket(s)",
+                 world_size, train.backend, train.batch / world_size, averager->buckets());
+  }
   const double bigram = corpus.bigram_validation_loss();
   spdlog::info("byte-bigram baseline: {:.4f} nats/byte on validation", bigram);
 
   const auto val_windows = corpus.evaluation_windows(Split::kValidation, model_config.context, train.eval_windows);
   const LrSchedule schedule{train.lr, train.min_lr_fraction, train.warmup, train.steps};
-  CsvLog train_log(paths.train_log, "step,loss,lr,grad_norm,tokens_seen,train_seconds");
-  CsvLog eval_log(paths.eval_log, "step,val_loss,tokens_seen,train_seconds");
+  std::optional<CsvLog> train_log, eval_log;
+  if (writer) {
+    train_log.emplace(paths.train_log, "step,loss,lr,grad_norm,tokens_seen,train_seconds");
+    eval_log.emplace(paths.eval_log, "step,val_loss,tokens_seen,train_seconds");
+  }
   const int64_t tokens_per_step = train.batch * model_config.context;
 
   const auto session_start = Clock::now();
   const double seconds_before = state.train_seconds;
   const int64_t first_step = state.step;
   double val_loss = std::nan("");
+  double loss_reduce_seconds = 0.0;
   model->train();
   while (state.step < train.steps) {
     const int64_t step = state.step;
     const double lr = schedule.at(step);
     set_learning_rate(*optimizer, lr);
-    const TokenBatch batch = corpus.sample_train(train.batch, model_config.context, sampler);
+    const TokenBatch batch = corpus.sample_train(train.batch, model_config.context, sampler, rank, world_size);
     optimizer->zero_grad();
     auto loss = next_token_loss(model->forward(batch.inputs), batch.targets);
-    const double loss_value = loss.item<double>();
+    double loss_value = loss.item<double>();
+    if (communicator) {  // the global batch's loss, so every rank sees (and stops on) the same value
+      const auto reduce_start = Clock::now();
+      std::vector<at::Tensor> total{at::full({1}, loss_value, at::kDouble)};
+      communicator->all_reduce_sum(total, "the training loss");
+      loss_value = total[0].item<double>() / static_cast<double>(world_size);
+      loss_reduce_seconds += seconds_since(reduce_start);
+    }
     if (!std::isfinite(loss_value)) {
       throw coupling::DivergenceError(fmt::format(
           "training loss is {} at step {}: the run stopped without saving; lower --lr or raise --warmup "
@@ -303,9 +377,10 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
           loss_value, step));
     }
     loss.backward();
+    if (averager) averager->average();
     // With clipping off, an infinite bound makes clip_grad_norm_ just measure the norm.
     const double grad_norm = torch::nn::utils::clip_grad_norm_(
-        model->parameters(), train.grad_clip > 0.0 ? train.grad_clip : std::numeric_limits<double>::infinity());
+        parameters, train.grad_clip > 0.0 ? train.grad_clip : std::numeric_limits<double>::infinity());
     if (!std::isfinite(grad_norm)) {
       throw coupling::DivergenceError(fmt::format(
           "gradient norm is {} at step {}: the run stopped without saving; lower --lr and resume", grad_norm, step));
@@ -314,11 +389,16 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
     state.step = step + 1;
     state.tokens_seen += tokens_per_step;
     state.train_seconds = seconds_before + seconds_since(session_start);
-    train_log.line(fmt::format("{},{:.6f},{:.6e},{:.6f},{},{:.3f}", step, loss_value, lr, grad_norm,
-                               state.tokens_seen, state.train_seconds));
+    if (train_log) {
+      train_log->line(fmt::format("{},{:.6f},{:.6e},{:.6f},{},{:.3f}", step, loss_value, lr, grad_norm,
+                                  state.tokens_seen, state.train_seconds));
+    }
 
     const bool last = state.step == train.steps;
     const bool checkpoint_now = (train.ckpt_every > 0 && state.step % train.ckpt_every == 0) || last;
+    if (communicator && ((train.check_every > 0 && state.step % train.check_every == 0) || checkpoint_now)) {
+      coupling::check_ranks_agree(parameters, *communicator, state.step);
+    }
     callbacks.on_step_end(
         {state.step, train.steps, loss_value, lr, state.tokens_seen, state.train_seconds, checkpoint_now});
     if (state.step % train.log_every == 0 || last) {
@@ -329,8 +409,10 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
                    train.steps, loss_value, lr, grad_norm, rate / 1e3, format_duration(eta));
     }
     if ((train.eval_every > 0 && state.step % train.eval_every == 0) || last) {
-      val_loss = evaluate(*model, val_windows, train.batch);
-      eval_log.line(fmt::format("{},{:.6f},{},{:.3f}", state.step, val_loss, state.tokens_seen, state.train_seconds));
+      val_loss = evaluate(*model, val_windows, train.batch, communicator);
+      if (eval_log) {
+        eval_log->line(fmt::format("{},{:.6f},{},{:.3f}", state.step, val_loss, state.tokens_seen, state.train_seconds));
+      }
       spdlog::info("eval step {}: val_loss {:.4f} nats/byte (bigram {:.4f})", state.step, val_loss, bigram);
       callbacks.on_eval({state.step, val_loss});
     }
@@ -340,8 +422,11 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
       std::ostringstream rng_text;
       rng_text << sampler;
       state.sampler_rng = rng_text.str();
-      save_checkpoint(train.out, state, *model, *optimizer, config_toml);
-      spdlog::info("checkpoint: {}", checkpoint_dir(train.out, state.step));
+      state.torch_rng = every_rank_generator_state(communicator);
+      if (writer) {
+        save_checkpoint(train.out, state, *model, *optimizer, config_toml);
+        spdlog::info("checkpoint: {}", checkpoint_dir(train.out, state.step));
+      }
     }
   }
 
@@ -354,34 +439,46 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume) {
     summary.measure_seconds = coupling_callback->measure_seconds();
     summary.overhead_fraction = coupling_callback->overhead_fraction(state.train_seconds);
   }
-  summary.parameters = parameters;
+  summary.parameters = parameter_count;
   summary.bigram_val_loss = bigram;
-  summary.val_loss = std::isnan(val_loss) ? evaluate(*model, val_windows, train.batch) : val_loss;
-  summary.train_loss =
-      evaluate(*model, corpus.evaluation_windows(Split::kTrain, model_config.context, train.eval_windows), train.batch);
+  summary.val_loss = std::isnan(val_loss) ? evaluate(*model, val_windows, train.batch, communicator) : val_loss;
+  summary.train_loss = evaluate(
+      *model, corpus.evaluation_windows(Split::kTrain, model_config.context, train.eval_windows), train.batch,
+      communicator);
   summary.wall_seconds = state.train_seconds;
   const double session_seconds = seconds_since(session_start);
   summary.tokens_per_second =
       session_seconds > 0.0 ? static_cast<double>((state.step - first_step) * tokens_per_step) / session_seconds : 0.0;
-  write_file_atomic(paths.summary, JsonObject()
-                                        .add("final_step", summary.final_step)
-                                        .add("train_loss", summary.train_loss)
-                                        .add("val_loss", summary.val_loss)
-                                        .add("bigram_val_loss", summary.bigram_val_loss)
-                                        .add("tokens_per_second", summary.tokens_per_second)
-                                        .add("wall_seconds", summary.wall_seconds)
-                                        .add("parameters", summary.parameters)
-                                        .add("measure_seconds", summary.measure_seconds)
-                                        .add("overhead_fraction", summary.overhead_fraction)
-                                        .add("coupling_log", instrument.enabled() ? coupling_options.log_path
-                                                                                  : std::string("none"))
-                                        .add("model", std::string("gpt"))
-                                        .add("data", train.data)
-                                        .add("libcoupling_version", coupling::version())
-                                        .str());
+  summary.world_size = world_size;
+  summary.communication_seconds = (averager ? averager->seconds() : 0.0) + loss_reduce_seconds;
+  if (writer) {
+    write_file_atomic(paths.summary, JsonObject()
+                                          .add("final_step", summary.final_step)
+                                          .add("train_loss", summary.train_loss)
+                                          .add("val_loss", summary.val_loss)
+                                          .add("bigram_val_loss", summary.bigram_val_loss)
+                                          .add("tokens_per_second", summary.tokens_per_second)
+                                          .add("wall_seconds", summary.wall_seconds)
+                                          .add("parameters", summary.parameters)
+                                          .add("measure_seconds", summary.measure_seconds)
+                                          .add("overhead_fraction", summary.overhead_fraction)
+                                          .add("world_size", summary.world_size)
+                                          .add("communication_seconds", summary.communication_seconds)
+                                          .add("coupling_log", instrument.enabled() ? coupling_options.log_path
+                                                                                    : std::string("none"))
+                                          .add("model", std::string("gpt"))
+                                          .add("data", train.data)
+                                          .add("libcoupling_version", coupling::version())
+                                          .str());
+  }
   spdlog::info("summary: step {} | train_loss {:.4f} | val_loss {:.4f} | bigram_val_loss {:.4f} | {:.0f} tok/s | {}",
                summary.final_step, summary.train_loss, summary.val_loss, summary.bigram_val_loss,
                summary.tokens_per_second, format_duration(summary.wall_seconds));
+  if (communicator) {
+    spdlog::info("data-parallel: {:.1f} s of {:.1f} s training in gradient/loss all-reduces ({:.1f}%)",
+                 summary.communication_seconds, session_seconds,
+                 100.0 * summary.communication_seconds / std::max(session_seconds, 1e-9));
+  }
   return summary;
 }
 

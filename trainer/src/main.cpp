@@ -1,6 +1,10 @@
 // coupling-train: the bundled trainers' command line.
 //   coupling-train gpt [--config FILE] [--resume DIR] [--flag value ...]
-// Errors print one line naming the problem and the fix, and exit with status 2.
+// Launched by torchrun, srun, mpirun or scripts/launch.sh it trains data-parallel (docs/distributed.md).
+// Errors print one line naming the problem and the fix, and exit with status 2 (3 when a
+// collective failed: a peer rank died or timed out).
+#include "coupling/communicator.h"
+#include "coupling/data_parallel.h"
 #include "coupling/dist_env.h"
 #include "coupling/error.h"
 #include "trainer/gpt_trainer.h"
@@ -11,12 +15,16 @@
 #include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <optional>
 #include <set>
 #include <string>
+#include <thread>
 
 namespace {
 
 constexpr int kUserErrorExit = 2;
+constexpr int kCommunicationErrorExit = 3;
 
 }  // namespace
 
@@ -69,18 +77,36 @@ int main(int argc, char** argv) {
         explicit_flags.insert(name);
       }, gpt_config);
     }
-    // Launched by torchrun/SLURM/mpirun with several processes? They would each train the
-    // same model into the same directory: refuse, clearly, until data-parallel training exists.
+    // Launched by torchrun/SLURM/mpirun/launch.sh with several processes: one data-parallel job.
     const auto job = coupling::resolve_dist_env();
+    std::optional<coupling::Communicator> communicator;
     if (job.distributed()) {
-      throw coupling::ConfigError("launched as rank " + std::to_string(job.rank) + " of " +
-                                  std::to_string(job.world_size) + " (" + job.launcher +
-                                  "), but coupling-train trains in one process for now: launch a single process");
+      spdlog::set_pattern("[%H:%M:%S] [rank " + std::to_string(job.rank) + "] [%^%l%$] %v");
+      if (job.rank > 0) spdlog::set_level(spdlog::level::warn);  // rank 0 reports progress
+      coupling::CommunicatorOptions options;
+      options.backend = gpt_config.train.backend;
+      options.timeout = std::chrono::seconds(gpt_config.train.dist_timeout);
+      communicator.emplace(coupling::Communicator::connect(job, options));
     }
+    coupling::Communicator* comm = communicator ? &*communicator : nullptr;
     const bool resume = !resume_dir.empty();
-    trainer::train_gpt(resume ? trainer::config_for_resume(resume_dir, gpt_config, explicit_flags) : gpt_config,
-                       resume);
+    trainer::GptRunConfig config;
+    std::exception_ptr failure;
+    try {
+      config = resume ? trainer::config_for_resume(resume_dir, gpt_config, explicit_flags) : gpt_config;
+    } catch (const coupling::Error&) {
+      failure = std::current_exception();
+    }
+    coupling::rethrow_if_any_rank_failed(failure, "reading the configuration", comm);
+    if (config.train.threads == 0 && job.distributed()) {  // the node's cores, shared by its ranks
+      const auto cores = static_cast<int64_t>(std::max(1U, std::thread::hardware_concurrency()));
+      config.train.threads = std::max<int64_t>(1, cores / job.local_world_size);
+    }
+    trainer::train_gpt(config, resume, comm);
     return 0;
+  } catch (const coupling::CommunicationError& e) {
+    spdlog::error("{}", e.what());
+    return kCommunicationErrorExit;
   } catch (const coupling::Error& e) {
     spdlog::error("{}", e.what());
     return kUserErrorExit;

@@ -49,6 +49,9 @@ void TrainConfig::validate() const {
   require(ckpt_every >= 0, fmt::format("--ckpt-every must be >= 0 (got {})", ckpt_every));
   require(log_every > 0, fmt::format("--log-every must be positive (got {})", log_every));
   require(threads >= 0, fmt::format("--threads must be >= 0 (got {})", threads));
+  require(backend == "gloo" || backend == "nccl", "--backend must be 'gloo' or 'nccl' (got '" + backend + "')");
+  require(dist_timeout > 0, fmt::format("--dist-timeout must be positive (got {})", dist_timeout));
+  require(check_every >= 0, fmt::format("--check-every must be >= 0 (got {})", check_every));
   require(!out.empty(), "--out must name a directory");
 }
 
@@ -67,12 +70,18 @@ void GptRunConfig::validate() const {
   coupling.validate();
 }
 
+std::vector<std::pair<std::string, std::string>> config_fields(const GptRunConfig& config) {
+  std::vector<std::pair<std::string, std::string>> fields;
+  visit_fields([&](const char* name, const char*, ResumePolicy, const auto& value) {
+    fields.emplace_back(name, format_value(value));
+  }, config);
+  return fields;
+}
+
 std::string to_toml(const GptRunConfig& config) {
   std::ostringstream toml;
   toml << "# coupling-train gpt configuration; repeat this run with --config <this file>\n";
-  visit_fields([&](const char* name, const char*, ResumePolicy, const auto& value) {
-    toml << name << " = " << format_value(value) << "\n";
-  }, config);
+  for (const auto& [name, value] : config_fields(config)) toml << name << " = " << value << "\n";
   return toml.str();
 }
 

@@ -9,9 +9,14 @@
 // go into the log. With max_overhead > 0, a due measurement whose cost would push the total
 // measurement time above max_overhead x the training time is deferred to a later step (the log
 // records the step it was scheduled for); step 0 and the final step are never deferred.
+//
+// Data-parallel: give every rank a callback with the same probes and options.communicator. The
+// ranks share each measurement (measure(..., Communicator&)); rank 0 alone writes the log and
+// decides deferrals, so the ranks always measure at the same steps.
 #pragma once
 
 #include "coupling/callback.h"
+#include "coupling/communicator.h"
 #include "coupling/coupling_log.h"
 #include "coupling/measurement.h"
 #include "coupling/model_adapter.h"
@@ -33,7 +38,8 @@ struct CouplingCallbackOptions {
   std::string model = "model";       ///< stored in the log
   std::string model_config;          ///< stored in the log; must match on resume
   int64_t seed = 0;
-  int64_t world_size = 1;
+  /// The data-parallel job this callback runs in (must outlive the callback); null = one process.
+  Communicator* communicator = nullptr;
 };
 
 class CouplingCallback : public TrainingCallback {
@@ -56,6 +62,9 @@ class CouplingCallback : public TrainingCallback {
 
  private:
   void measure_now(int64_t step, int64_t scheduled_step, int64_t tokens_seen, double wall_seconds);
+  bool writes_log() const { return options_.communicator == nullptr || options_.communicator->rank() == 0; }
+  /// Whether to defer the pending measurement: rank 0's judgement, shared with every rank.
+  bool defer(const StepEnd& step);
 
   std::shared_ptr<ModelAdapter> adapter_;
   at::Tensor probes_;

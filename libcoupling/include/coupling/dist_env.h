@@ -20,6 +20,10 @@ struct DistEnv {
   int64_t local_world_size = 1;
   std::string master_addr = "127.0.0.1";
   int64_t master_port = 29500;
+  /// torchrun's agent already hosts the TCPStore at master_addr:master_port
+  /// (TORCHELASTIC_USE_AGENT_STORE=True): every rank joins it as a client.
+  bool launcher_hosts_store = false;
+  int64_t restart_count = 0;  ///< TORCHELASTIC_RESTART_COUNT: keys of a restarted attempt are fresh
 
   bool distributed() const { return world_size > 1; }
 };

@@ -89,9 +89,10 @@ struct Measurement {
 Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options = {});
 
 /// The same measurement shared across the ranks of `communicator` (every rank calls it with the
-/// same model and probes): the (probe, block, output token) Jacobian sweeps are dealt round-robin
-/// to the ranks, summed into place with one all-reduce, and every rank then finishes the (cheap)
-/// spectra and metrics itself, so all ranks return the single-process result.
+/// same model and probes): each rank measures a contiguous slice of the probes (Jacobians,
+/// spectra, coupling matrices, trajectory metrics), and one all-gather of the per-probe results
+/// gives every rank the single-process result. The randomized spectra are seeded per probe, so
+/// the numbers do not depend on the split. The speed-up needs at least as many probes as ranks.
 Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options,
                     Communicator& communicator);
 

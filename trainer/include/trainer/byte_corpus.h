@@ -42,8 +42,12 @@ class ByteCorpus {
   /// plus its next-token target.
   void require_context(int64_t context) const;
 
-  /// `batch` random training windows of `context` tokens, offsets drawn from `rng`.
-  TokenBatch sample_train(int64_t batch, int64_t context, std::mt19937_64& rng) const;
+  /// `batch` random training windows of `context` tokens, offsets drawn from `rng`. With
+  /// `shards` > 1 (data-parallel ranks sharing one rng state), all `batch` offsets are drawn and
+  /// only shard `shard`'s contiguous batch / shards windows are returned, so the shards together
+  /// are exactly the single-process batch.
+  TokenBatch sample_train(int64_t batch, int64_t context, std::mt19937_64& rng, int64_t shard = 0,
+                          int64_t shards = 1) const;
 
   /// Up to `max_windows` evenly spaced windows of `context` tokens covering one split: a fixed
   /// evaluation set, identical for every call with the same arguments.

@@ -1,12 +1,14 @@
 // Checkpoints of the bundled trainers: OUT/checkpoints/step_<N>/ holds
 //   model.pt      the module (LibTorch archive)
 //   optimizer.pt  the optimizer state
-//   state.pt      step, sampler RNG state, LibTorch RNG state, tokens seen, training seconds
+//   state.pt      step, sampler RNG state, every rank's LibTorch RNG state, tokens seen, training seconds
 //   weights.pt    name -> tensor dict that Python's torch.load reads (names: docs/architecture.md)
 //   config.toml   the run's configuration
 // A checkpoint is written into a temporary directory and renamed into place, so a crash never
 // leaves a half-written step_<N>.
 #pragma once
+
+#include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <map>
@@ -31,6 +33,9 @@ struct TrainerState {
   int64_t tokens_seen = 0;
   double train_seconds = 0.0;  ///< wall time spent training, summed over resumed sessions
   std::map<std::string, std::string> callback_state;  ///< what the training callbacks saved
+  /// [ranks, S] the LibTorch generator state of every data-parallel rank (dropout); its row count
+  /// is the world size that wrote the checkpoint. Undefined when saving = this process's only.
+  at::Tensor torch_rng;
 };
 
 /// Writes every parameter and buffer of `model` as a name -> tensor dict that Python's
@@ -51,8 +56,10 @@ void save_checkpoint(const std::string& out, const TrainerState& state, const to
 /// Throws coupling::CheckpointError if model.pt is missing, corrupt or of another shape.
 void load_model(const std::string& dir, torch::nn::Module& model);
 
-/// Restores model, optimizer and the LibTorch default generator from checkpoint directory `dir`
-/// and returns the trainer state. Throws coupling::CheckpointError if anything is missing or corrupt.
-TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, torch::optim::Optimizer& optimizer);
+/// Restores model, optimizer and the LibTorch default generator (rank `rank`'s row) from checkpoint
+/// directory `dir` and returns the trainer state. Throws coupling::CheckpointError if anything is
+/// missing or corrupt, or the checkpoint was written by a job of another world size.
+TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
+                             int64_t rank = 0, int64_t world_size = 1);
 
 }  // namespace trainer

@@ -8,6 +8,10 @@
 #include <set>
 #include <string>
 
+namespace coupling {
+class Communicator;
+}
+
 namespace trainer {
 
 /// What summary.json records about a finished run.
@@ -21,6 +25,8 @@ struct TrainSummary {
   int64_t parameters = 0;
   double measure_seconds = 0.0;    ///< coupling measurements, whole run
   double overhead_fraction = 0.0;  ///< measure_seconds / (wall_seconds - measure_seconds)
+  int64_t world_size = 1;          ///< data-parallel ranks
+  double communication_seconds = 0.0;  ///< this session's gradient and loss all-reduces
 };
 
 /// Where the training files of a run live.
@@ -31,8 +37,10 @@ struct RunPaths {
 
 /// Trains a GPT as `config` says, in config.train.out. With `resume`, continues from the newest
 /// checkpoint there (config must then be the checkpoint's, see merge_for_resume).
-/// Throws coupling::Error subclasses on bad input, I/O failures and divergence.
-TrainSummary train_gpt(const GptRunConfig& config, bool resume);
+/// With a `communicator`, every rank of the job calls this with the same config: data-parallel
+/// training where config.train.batch is the global batch and rank 0 writes every file.
+/// Throws coupling::Error subclasses on bad input, I/O failures, divergence and failed collectives.
+TrainSummary train_gpt(const GptRunConfig& config, bool resume, coupling::Communicator* communicator = nullptr);
 
 /// The configuration of a run resumed from `run_dir`: its newest checkpoint's config, with the
 /// flags in `explicit_flags` taken from `requested` where merge_for_resume allows. Throws

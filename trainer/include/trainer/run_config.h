@@ -31,7 +31,10 @@ struct TrainConfig {
   int64_t eval_windows = 256;
   int64_t ckpt_every = 500;  ///< 0 = only at the end
   int64_t log_every = 50;
-  int64_t threads = 0;  ///< 0 = one per core
+  int64_t threads = 0;  ///< 0 = one per core (data-parallel: the cores shared by this node's ranks)
+  std::string backend = "gloo";  ///< data-parallel collectives: gloo (CPU) or nccl (GPU)
+  int64_t dist_timeout = 300;    ///< seconds a rendezvous or collective may wait for the other ranks
+  int64_t check_every = 100;     ///< data-parallel parameter checksum every N steps (0 = checkpoints only)
 
   /// Throws coupling::ConfigError naming the offending flag.
   void validate() const;
@@ -86,7 +89,13 @@ void visit_fields(Visitor&& v, Configs&... c) {
   v("eval-windows", "Validation windows per evaluation", P::kMayChange, c.train.eval_windows...);
   v("ckpt-every", "Checkpoint every N steps (0 = at the end only)", P::kMayChange, c.train.ckpt_every...);
   v("log-every", "Progress line every N steps", P::kMayChange, c.train.log_every...);
-  v("threads", "Intra-op threads (0 = one per core)", P::kMayChange, c.train.threads...);
+  v("threads", "Intra-op threads (0 = one per core, shared by the ranks of a node)", P::kMayChange,
+    c.train.threads...);
+  v("backend", "Data-parallel collectives: gloo (CPU) or nccl (GPU builds)", P::kMayChange, c.train.backend...);
+  v("dist-timeout", "Seconds a data-parallel rendezvous or collective waits for the other ranks", P::kMayChange,
+    c.train.dist_timeout...);
+  v("check-every", "Data-parallel: compare the ranks' parameters every N steps (0 = at checkpoints)",
+    P::kMayChange, c.train.check_every...);
   v("context", "Context length T (tokens)", P::kMustMatch, c.model.context...);
   v("d-model", "Residual width d", P::kMustMatch, c.model.d_model...);
   v("layers", "Number of transformer blocks L", P::kMustMatch, c.model.layers...);
@@ -106,6 +115,9 @@ void visit_fields(Visitor&& v, Configs&... c) {
   v("max-overhead", "Defer measurements beyond this measurement/training time ratio (0 = never)", P::kMayChange,
     c.coupling.max_overhead...);
 }
+
+/// Every field as (name, value formatted as in config.toml), in visit_fields order.
+std::vector<std::pair<std::string, std::string>> config_fields(const GptRunConfig& config);
 
 /// The config as TOML (`name = value` lines), readable by --config.
 std::string to_toml(const GptRunConfig& config);
