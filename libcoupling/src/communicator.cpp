@@ -86,7 +86,7 @@ Communicator Communicator::connect(const DistEnv& env, const CommunicatorOptions
     store_options.port = static_cast<std::uint16_t>(env.master_port);
     store_options.isServer = env.rank == 0 && !env.launcher_hosts_store;
     store_options.numWorkers = static_cast<std::size_t>(env.world_size);
-    store_options.waitWorkers = store_options.isServer;
+    store_options.waitWorkers = true;  // clients count themselves in; the server waits for the count
     store_options.timeout = options.timeout;
     auto tcp_store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, store_options);
     // A store shared with torchrun's agent (and its earlier attempts) gets a key space of our own.

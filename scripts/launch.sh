@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs N data-parallel ranks of coupling-train on this machine, without Python or torchrun:
+#   scripts/launch.sh N gpt --out runs/dp [flags...]
+# Each rank gets the variables torchrun would set (RANK, WORLD_SIZE, LOCAL_RANK,
+# LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT). MASTER_ADDR defaults to 127.0.0.1, MASTER_PORT to
+# 29500 (export another to run two jobs at once). COUPLING_TRAIN names the binary (default:
+# build/bin/coupling-train). When a rank fails, the others get --dist-timeout to notice (they
+# normally stop at once, naming the failure); any still running 10 s later are stopped. The exit
+# status is the first failing rank's, or 0.
+set -uo pipefail
+if [[ $# -lt 2 || ! $1 =~ ^[1-9][0-9]*$ ]]; then
+  echo "usage: $0 N gpt [coupling-train flags...]   (N = number of ranks, >= 1)" >&2
+  exit 2
+fi
+ranks=$1
+shift
+binary=${COUPLING_TRAIN:-$(cd "$(dirname "$0")/.." && pwd)/build/bin/coupling-train}
+if [[ ! -x $binary ]]; then
+  echo "$binary not found: build first (scripts/build.sh) or set COUPLING_TRAIN" >&2
+  exit 2
+fi
+export MASTER_ADDR=${MASTER_ADDR:-127.0.0.1} MASTER_PORT=${MASTER_PORT:-29500} WORLD_SIZE=$ranks \
+  LOCAL_WORLD_SIZE=$ranks
+
+pids=()
+for ((r = 0; r < ranks; r++)); do
+  RANK=$r LOCAL_RANK=$r "$binary" "$@" &
+  pids+=($!)
+done
+trap 'kill -TERM "${pids[@]}" 2>/dev/null' INT TERM
+
+status=0
+remaining=$ranks
+while ((remaining > 0)); do
+  wait -n
+  code=$?
+  remaining=$((remaining - 1))
+  if ((code != 0 && status == 0)); then
+    status=$code
+    # Give the other ranks a moment to report the failure themselves, then stop them.
+    for _ in $(seq 20); do
+      alive=0
+      for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+      ((alive)) || break
+      sleep 0.5
+    done
+    kill -TERM "${pids[@]}" 2>/dev/null
+  fi
+done
+exit $status
