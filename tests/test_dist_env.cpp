@@ -36,6 +36,18 @@ TEST(DistEnv, Torchrun) {
   EXPECT_EQ(e.master_addr, "node7");
   EXPECT_EQ(e.master_port, 29600);
   EXPECT_TRUE(e.distributed());
+  EXPECT_FALSE(e.launcher_hosts_store);
+}
+
+TEST(DistEnv, TorchrunAgentHostsTheStore) {
+  const auto e = coupling::resolve_dist_env(fake({{"RANK", "0"}, {"WORLD_SIZE", "2"},
+                                                  {"TORCHELASTIC_USE_AGENT_STORE", "True"},
+                                                  {"TORCHELASTIC_RESTART_COUNT", "2"}}));
+  EXPECT_TRUE(e.launcher_hosts_store);
+  EXPECT_EQ(e.restart_count, 2);
+  const auto own = coupling::resolve_dist_env(fake({{"RANK", "0"}, {"WORLD_SIZE", "2"},
+                                                    {"TORCHELASTIC_USE_AGENT_STORE", "False"}}));
+  EXPECT_FALSE(own.launcher_hosts_store);
 }
 
 TEST(DistEnv, SlurmTakesTheMasterFromTheNodeListUnlessOverridden) {

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Data-parallel coupling-train with real processes on 127.0.0.1 (a port of its own per case):
+#  1. 2 ranks (each half of the global batch) train like 1 rank with the full batch: same losses,
+#     weights and coupling measurements; only rank 0 writes (rank 1 runs in another directory
+#     with the same relative --out, which must stay empty); the log records world_size 2.
+#  2. SIGKILL of rank 1 mid-training: rank 0 exits non-zero (3) within --dist-timeout naming the
+#     failed collective; the coupling log stays readable with every completed measurement;
+#     --resume on 2 ranks (scripts/launch.sh) completes the run; 1 rank cannot resume it.
+#  3. Bad launches, each a clear error on every rank: configs differing in --layers, a rank that
+#     never arrives, MASTER_PORT in use.
+#  4. torchrun --no_python (1.13 spelling; 2.x takes it too) launches it (when torchrun is installed).
+# Usage: data_parallel.sh path/to/coupling-train
+set -uo pipefail
+bin=$(realpath "$1")
+here=$(cd "$(dirname "$0")/.." && pwd)
+launch="$here/../scripts/launch.sh"
+python=/usr/bin/python3
+work=$(mktemp -d)
+trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+for i in $(seq 600); do echo "Blessed are the meek: for they shall inherit the earth."; done > "$work/tiny.txt"
+tiny=(gpt --data "$work/tiny.txt" --d-model 16 --layers 2 --heads 2 --context 16 --batch 8 --eval-windows 8
+      --probes 3 --k 4,8 --threads 1 --dist-timeout 10)
+export MASTER_ADDR=127.0.0.1 WORLD_SIZE=2 LOCAL_WORLD_SIZE=2
+port=$(( 20000 + RANDOM % 20000 ))
+failures=0
+fail() { echo "FAIL $1"; shift; for f in "$@"; do echo "--- $f"; tail -20 "$f"; done; failures=$((failures + 1)); }
+
+# rank R DIR LOG ARGS...: rank R of 2 in working directory DIR, in the background.
+rank() {
+  local r=$1 dir=$2 log=$3
+  shift 3
+  (cd "$dir" && MASTER_PORT=$port RANK=$r LOCAL_RANK=$r exec "$bin" "$@") > "$log" 2>&1 &
+}
+
+# 1. Equivalence and rank-0-only writing.
+mkdir -p "$work/one" "$work/r0" "$work/r1"
+short=("${tiny[@]}" --steps 8 --ckpt-every 4 --eval-every 4 --measure-schedule every:4 --out run)
+(cd "$work/one" && timeout 120 "$bin" "${short[@]}") > "$work/one.log" 2>&1
+rank 0 "$work/r0" "$work/eq0.log" "${short[@]}"; p0=$!
+rank 1 "$work/r1" "$work/eq1.log" "${short[@]}"; p1=$!
+wait $p0; s0=$?; wait $p1; s1=$?
+if [[ $s0 -ne 0 || $s1 -ne 0 ]]; then
+  fail "2-rank run (statuses $s0 $s1)" "$work/one.log" "$work/eq0.log" "$work/eq1.log"
+elif result=$($python "$here/python/compare_runs.py" "$work/one/run" "$work/r0/run" 2 2>&1); then
+  echo "ok   2 ranks = 1 rank with the full batch: $result"
+else
+  fail "2 ranks differ from 1 rank: $result"
+fi
+if [[ -z $(ls -A "$work/r1") ]] && grep -q '"world_size": 2' "$work/r0/run/summary.json"; then
+  echo "ok   only rank 0 wrote files"
+else
+  fail "rank 1 wrote files: $(find "$work/r1" | head)"
+fi
+
+# 2. SIGKILL of rank 1, then resume.
+port=$((port + 1))
+long=("${tiny[@]}" --steps 3000 --ckpt-every 100 --eval-every 500 --measure-schedule every:100 --out "$work/killed")
+rank 0 "$work" "$work/k0.log" "${long[@]}"; p0=$!
+rank 1 "$work" "$work/k1.log" "${long[@]}"; p1=$!
+for _ in $(seq 600); do [[ -d $work/killed/checkpoints/step_300 ]] && break; sleep 0.1; done
+kill -9 $p1
+killed_at=$(date +%s)
+wait $p0; s0=$?
+elapsed=$(( $(date +%s) - killed_at ))
+if [[ $s0 -eq 3 ]] && grep -q "failed on rank 0 of 2 (gloo)" "$work/k0.log" && (( elapsed <= 15 )); then
+  echo "ok   rank 1 killed: rank 0 exited 3 after ${elapsed} s: $(grep -o '[a-z-]* of [a-z ()0-9-]* failed on rank 0 of 2' "$work/k0.log" | head -1)"
+else
+  fail "rank 0 after rank 1 was killed (status $s0, ${elapsed} s)" "$work/k0.log"
+fi
+measured=$($python -c "
+import h5py; f = h5py.File('$work/killed/coupling.h5', 'r', swmr=True); s = f['measurement/step'][:]
+assert list(s) == list(range(0, 100 * len(s), 100)) and len(s) >= 4, s; print(len(s))" 2>&1)
+if [[ $? -eq 0 ]]; then
+  echo "ok   the log is readable after the kill: $measured measurements (steps 0, 100, ...)"
+else
+  fail "log after the kill: $measured"
+fi
+MASTER_PORT=$((port + 50)) WORLD_SIZE=1 timeout 60 "$bin" "${tiny[@]}" --resume "$work/killed" > "$work/one_rank.log" 2>&1
+s=$?
+if [[ $s -eq 2 ]] && grep -q "written by a job of 2 rank(s); resume it with 2" "$work/one_rank.log"; then
+  echo "ok   1 rank refuses to resume a 2-rank run"
+else
+  fail "1-rank resume of a 2-rank run (status $s)" "$work/one_rank.log"
+fi
+port=$((port + 1))
+MASTER_PORT=$port timeout 300 "$launch" 2 "${tiny[@]}" --resume "$work/killed" > "$work/resume.log" 2>&1
+s=$?
+if [[ $s -eq 0 ]] && $python "$here/python/check_log.py" "$work/killed/coupling.h5" \
+     "$(seq -s, 0 100 3000)" --train-rows 3000 > "$work/check.log" 2>&1; then
+  echo "ok   --resume on 2 ranks completed the run: gapless log of 31 measurements and 3000 rows"
+else
+  fail "2-rank resume (status $s)" "$work/resume.log" "$work/check.log"
+fi
+
+# 3. Bad launches.
+port=$((port + 1))
+rank 0 "$work" "$work/m0.log" "${tiny[@]}" --steps 4 --out "$work/mismatch"; p0=$!
+rank 1 "$work" "$work/m1.log" "${tiny[@]}" --steps 4 --out "$work/mismatch" --layers 3; p1=$!
+wait $p0; s0=$?; wait $p1; s1=$?
+if [[ $s0 -eq 2 && $s1 -eq 2 ]] && grep -q "rank 1: layers differ from rank 0" "$work/m0.log" \
+   && grep -q "rank 1: layers differ from rank 0" "$work/m1.log" && [[ ! -e $work/mismatch ]]; then
+  echo "ok   mismatched --layers: both ranks exit 2 naming 'layers'"
+else
+  fail "mismatched configs (statuses $s0 $s1)" "$work/m0.log" "$work/m1.log"
+fi
+port=$((port + 1))
+start=$(date +%s)
+MASTER_PORT=$port RANK=0 timeout 60 "$bin" "${tiny[@]}" --steps 4 --out "$work/alone" --dist-timeout 3 > "$work/alone.log" 2>&1
+s=$?
+if [[ $s -eq 3 ]] && grep -q "rendezvous at 127.0.0.1:$port failed for rank 0 of 2" "$work/alone.log" \
+   && (( $(date +%s) - start < 20 )); then
+  echo "ok   a rank that never arrives: exit 3 after $(( $(date +%s) - start )) s, 'rendezvous ... failed'"
+else
+  fail "missing rank (status $s)" "$work/alone.log"
+fi
+port=$((port + 1))
+$python -c "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', $port)); s.listen(); time.sleep(20)" &
+sleep 0.5
+MASTER_PORT=$port RANK=0 timeout 60 "$bin" "${tiny[@]}" --steps 4 --out "$work/busy" --dist-timeout 3 > "$work/busy.log" 2>&1
+s=$?
+if [[ $s -eq 3 ]] && grep -q "errno: 98" "$work/busy.log"; then
+  echo "ok   MASTER_PORT in use: exit 3, $(grep -o 'errno: 98[^)]*' "$work/busy.log" | head -1)"
+else
+  fail "port in use (status $s)" "$work/busy.log"
+fi
+
+# 4. torchrun.
+if command -v torchrun > /dev/null; then
+  port=$((port + 1))
+  (unset RANK WORLD_SIZE LOCAL_RANK LOCAL_WORLD_SIZE MASTER_ADDR
+   # --redirects 1 --tee 1: Debian's torchrun 1.13 on Python 3.11 fails with its default "0".
+   timeout 120 torchrun --nproc_per_node=2 --master_port=$port --redirects 1 --tee 1 --no_python "$bin" "${tiny[@]}" --steps 4 \
+     --out "$work/torchrun") > "$work/torchrun.log" 2>&1
+  s=$?
+  if [[ $s -eq 0 ]] && grep -q '"world_size": 2' "$work/torchrun/summary.json"; then
+    echo "ok   torchrun --nproc_per_node=2 --no_python coupling-train"
+  else
+    fail "torchrun (status $s)" "$work/torchrun.log"
+  fi
+else
+  echo "skip torchrun: not installed"
+fi
+echo "$failures failed"
+[[ $failures -eq 0 ]]
