@@ -31,6 +31,7 @@ struct Communicator::Impl {
   c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
 #endif
   c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+  c10::intrusive_ptr<c10d::ProcessGroup> user_group;  ///< from_process_group
 
   template <class Fn>
   void run(const std::string& operation, const std::string& what, Fn&& fn) {
@@ -41,6 +42,10 @@ struct Communicator::Impl {
         return;
       }
 #endif
+      if (user_group) {
+        fn(*user_group)->wait();
+        return;
+      }
       fn(*gloo)->wait();
     } catch (const std::exception& e) {  // c10::Error, and gloo's own IoException
       const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
@@ -59,6 +64,17 @@ Communicator::~Communicator() = default;
 
 int64_t Communicator::rank() const { return impl_->rank; }
 int64_t Communicator::world_size() const { return impl_->world_size; }
+
+Communicator Communicator::from_process_group(c10::intrusive_ptr<c10d::ProcessGroup> group, c10::Device device) {
+  if (!group) throw ConfigError("from_process_group needs a process group (got null)");
+  auto impl = std::make_unique<Impl>();
+  impl->rank = group->getRank();
+  impl->world_size = group->getSize();
+  impl->backend = group->getBackendName();
+  impl->device = device;
+  impl->user_group = std::move(group);
+  return Communicator(std::move(impl));
+}
 
 Communicator Communicator::connect(const DistEnv& env, const CommunicatorOptions& options) {
   if (options.backend != "gloo" && options.backend != "nccl") {

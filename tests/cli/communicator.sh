@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Communicator with real processes on 127.0.0.1: 2 ranks run every collective and share a
-# measurement (equal to the single-process one); a rank that dies
+# Communicator with real processes on 127.0.0.1: 2 ranks run every collective, share a
+# measurement (equal to the single-process one), average gradients in buckets and catch a
+# drifted rank, and work through a process group of the program's own; a rank that dies
 # makes the survivor's collective fail with a message naming it; a rank that never arrives times
 # out with a clear message; a port already in use is reported.
 # Usage: communicator.sh path/to/dist_worker
@@ -41,6 +42,22 @@ else
 fi
 
 port=$((port + 1))
+two_ranks g 10000 data-parallel
+if [[ $s0 -eq 0 && $s1 -eq 0 ]] && grep -q "rank 0 data-parallel ok" "$work/g0.log" && grep -q "rank 1 data-parallel ok" "$work/g1.log"; then
+  echo "ok   gradients averaged in 3 buckets; the checksum names a drifted rank on every rank"
+else
+  echo "FAIL data-parallel helpers"; cat "$work"/g*.log; failures=$((failures + 1))
+fi
+
+port=$((port + 1))
+two_ranks u 10000 user-group
+if [[ $s0 -eq 0 && $s1 -eq 0 ]] && grep -q "rank 0 ok" "$work/u0.log" && grep -q "rank 1 ok" "$work/u1.log"; then
+  echo "ok   collectives through the user's own ProcessGroupGloo"
+else
+  echo "FAIL user process group"; cat "$work"/u*.log; failures=$((failures + 1))
+fi
+
+port=$((port + 1))
 two_ranks d 5000 peer-exits
 if [[ $s0 -eq 2 ]] && grep -q "all-reduce of a test vector failed on rank 0 of 2" "$work/d0.log"; then
   echo "ok   peer died: $(grep -o 'all-reduce of a test vector failed on rank 0 of 2 ([a-z]*)' "$work/d0.log")"
@@ -69,5 +86,5 @@ if [[ $status -eq 2 ]] && grep -q "rendezvous at 127.0.0.1:$port failed" "$work/
 else
   echo "FAIL port in use (status $status)"; cat "$work/busy.log"; failures=$((failures + 1))
 fi
-echo "$((5 - failures)) passed, $failures failed"
+echo "$((7 - failures)) passed, $failures failed"
 [[ $failures -eq 0 ]]

@@ -11,11 +11,17 @@
 #include "coupling/error.h"
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <c10/util/intrusive_ptr.h>
 
 #include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
+
+namespace c10d {
+class ProcessGroup;
+}
 
 namespace coupling {
 
@@ -38,6 +44,11 @@ class Communicator {
   /// Rendezvous at env.master_addr:env.master_port and create the process group. Throws
   /// CommunicationError on a timeout (a rank that never arrives), a port in use, or a bad backend.
   static Communicator connect(const DistEnv& env, const CommunicatorOptions& options = {});
+
+  /// Wraps a process group the user already has (e.g. the one their trainer set up). Collective
+  /// buffers are placed on `device` (a CUDA device for NCCL groups).
+  static Communicator from_process_group(c10::intrusive_ptr<c10d::ProcessGroup> group,
+                                         c10::Device device = c10::Device(c10::kCPU));
 
   Communicator(Communicator&&) noexcept;
   Communicator& operator=(Communicator&&) noexcept;
