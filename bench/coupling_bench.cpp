@@ -21,7 +21,7 @@
 #include "coupling/measurement.h"
 #include "trainer/block_adapter.h"
 #include "trainer/gpt.h"
-#include "trainer/gpt_adapter.h"
+#include "trainer/transformer_adapter.h"
 #include "trainer/json_object.h"
 #include "trainer/runtime.h"
 

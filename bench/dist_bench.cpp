@@ -7,7 +7,7 @@
 #include "coupling/communicator.h"
 #include "coupling/measurement.h"
 #include "trainer/gpt.h"
-#include "trainer/gpt_adapter.h"
+#include "trainer/transformer_adapter.h"
 #include "trainer/runtime.h"
 
 #include <ATen/ATen.h>

@@ -8,7 +8,7 @@
 #include "trainer/byte_corpus.h"
 #include "trainer/checkpoint.h"
 #include "trainer/gpt.h"
-#include "trainer/gpt_adapter.h"
+#include "trainer/transformer_adapter.h"
 #include "trainer/run_config.h"
 #include "trainer/runtime.h"
 

@@ -2,19 +2,24 @@
 # The main job: set up, build, train the default GPT on the King James Bible with the coupling
 # callback on a log-spaced schedule (about 10 minutes here), then plot the log and print the
 # step-0 vs final table. Extra arguments go to `coupling-train gpt` (e.g. --steps 300).
-# Output: runs/demo/ (coupling.h5, PNGs, checkpoints, CSV logs, config.toml, summary.json);
-# a previous runs/demo is kept as runs/demo-<its time>.
+#   scripts/demo.sh vit [args]: the same with the default ViT on Fashion-MNIST (about 10 minutes).
+# Output: runs/demo/ or runs/demo-vit/ (coupling.h5, PNGs, checkpoints, CSV logs, config.toml,
+# summary.json); a previous one is kept as runs/demo[-vit]-<its time>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
-out=runs/demo
+model=gpt out=runs/demo
+if [[ ${1:-} == vit ]]; then
+  model=vit out=runs/demo-vit
+  shift
+fi
 if [[ -e $out ]]; then
   kept="$out-$(date -r "$out" +%Y%m%d-%H%M%S)"
   mv "$out" "$kept"
   echo "demo: the previous demo run is now $kept"
 fi
-build/bin/coupling-train gpt --out "$out" "$@"
+build/bin/coupling-train "$model" --out "$out" "$@"
 echo
 /usr/bin/python3 scripts/plot_coupling.py "$out/coupling.h5" --summary "$out/summary.json"
 echo

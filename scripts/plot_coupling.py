@@ -130,9 +130,9 @@ def plot_all(d, out, title):
     if len(d["train"]["step"]):
         ax.plot(d["train"]["step"] + 1, d["train"]["loss"], alpha=0.5, label="train (batch)")
     if len(d["eval"]["step"]):
-        ax.plot(d["eval"]["step"], d["eval"]["val_loss"], marker="o", label="validation")
+        ax.plot(d["eval"]["step"], d["eval"]["val_loss"], marker="o", label="held-out")
     step_axis(ax)
-    ax.set_ylabel("loss (nats per token)")
+    ax.set_ylabel("loss (nats per token / per image)")
     ax.set_title(f"{title}: loss")
     ax.legend()
     save(fig, out, "loss_vs_step.png")
@@ -162,9 +162,13 @@ def table(d, summary):
         print(f"{label:46s} {values[0]:12.4f} {values[-1]:12.4f}")
     measured = d["measure_seconds"].sum()
     print(f"{'measurements':46s} {len(steps):12d} {measured:11.1f}s")
-    if summary:
+    if summary and "bigram_val_loss" in summary:  # GPT
         print(f"{'val_loss / bigram_val_loss (nats per byte)':46s} {summary['val_loss']:12.4f} "
               f"{summary['bigram_val_loss']:12.4f}")
+    if summary and "test_accuracy" in summary:  # ViT
+        print(f"{'test accuracy / test loss (nats per image)':46s} {summary['test_accuracy']:12.4f} "
+              f"{summary['test_loss']:12.4f}")
+    if summary:
         print(f"{'measurement overhead (measure / train time)':46s} {summary['overhead_fraction']:12.3f}")
 
 

@@ -7,7 +7,7 @@
 #include "test_support.h"
 #include "trainer/checkpoint.h"
 #include "trainer/gpt.h"
-#include "trainer/gpt_adapter.h"
+#include "trainer/transformer_adapter.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

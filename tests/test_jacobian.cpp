@@ -6,7 +6,7 @@
 #include "test_support.h"
 #include "trainer/block_adapter.h"
 #include "trainer/gpt.h"
-#include "trainer/gpt_adapter.h"
+#include "trainer/transformer_adapter.h"
 
 #include <gtest/gtest.h>
 

@@ -7,7 +7,7 @@
 #include "engine_support.h"
 #include "test_support.h"
 #include "trainer/gpt.h"
-#include "trainer/gpt_adapter.h"
+#include "trainer/transformer_adapter.h"
 
 #include <gtest/gtest.h>
 

@@ -42,7 +42,7 @@ TEST(Training, LossDecreasesOnTinyCorpus) {
   double last_five = 0;
   for (size_t i = losses.size() - 5; i < losses.size(); ++i) last_five += losses[i].second / 5.0;
   EXPECT_LT(last_five, losses.front().second - 2.0);
-  EXPECT_LT(summary.val_loss, losses.front().second - 2.0);
+  EXPECT_LT(summary.metric("val_loss"), losses.front().second - 2.0);
   EXPECT_EQ(summary.final_step, 40);
   EXPECT_TRUE(fs::exists(dir.file("run/summary.json")));
   EXPECT_TRUE(fs::exists(dir.file("run/config.toml")));
@@ -71,7 +71,7 @@ TEST(Training, ResumedRunReproducesUninterruptedLossCurve) {
     EXPECT_EQ(a[i].first, b[i].first);
     EXPECT_NEAR(a[i].second, b[i].second, 1e-5) << "step " << a[i].first;
   }
-  EXPECT_NEAR(straight.val_loss, resumed.val_loss, 1e-5);
+  EXPECT_NEAR(straight.metric("val_loss"), resumed.metric("val_loss"), 1e-5);
 }
 
 TEST(Training, BadInputsFailBeforeWritingAnything) {

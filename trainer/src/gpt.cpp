@@ -1,6 +1,7 @@
 #include "trainer/gpt.h"
 
 #include "coupling/error.h"
+#include "trainer/validation.h"
 
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
@@ -8,15 +9,6 @@
 #include <string>
 
 namespace trainer {
-namespace {
-
-void require_positive(int64_t value, const char* flag) {
-  if (value <= 0) {
-    throw coupling::ConfigError(std::string(flag) + " must be positive (got " + std::to_string(value) + ")");
-  }
-}
-
-}  // namespace
 
 void GptConfig::validate() const {
   require_positive(vocab, "--vocab");
@@ -24,13 +16,8 @@ void GptConfig::validate() const {
   require_positive(d_model, "--d-model");
   require_positive(layers, "--layers");
   require_positive(heads, "--heads");
-  if (d_model % heads != 0) {
-    throw coupling::ConfigError("--d-model " + std::to_string(d_model) + " is not divisible by --heads " +
-                                std::to_string(heads) + ": choose a d_model that is a multiple of heads");
-  }
-  if (dropout < 0.0 || dropout >= 1.0) {
-    throw coupling::ConfigError("--dropout must be in [0, 1) (got " + std::to_string(dropout) + ")");
-  }
+  require_heads_divide(d_model, heads);
+  require_dropout(dropout);
 }
 
 GptImpl::GptImpl(const GptConfig& config) : config_(config) {
@@ -67,19 +54,9 @@ at::Tensor GptImpl::embed(const at::Tensor& idx) {
 
 at::Tensor GptImpl::head(const at::Tensor& x) { return at::matmul(ln_f->forward(x), wte->weight.t()); }
 
-at::Tensor GptImpl::forward(const at::Tensor& idx) {
-  auto x = embed(idx);
-  for (int64_t l = 0; l < num_blocks(); ++l) x = block(l)->forward(x);
-  return head(x);
-}
+at::Tensor GptImpl::forward(const at::Tensor& idx) { return head(residual_states(idx).back()); }
 
-std::vector<at::Tensor> GptImpl::residual_states(const at::Tensor& idx) {
-  std::vector<at::Tensor> states;
-  states.reserve(static_cast<size_t>(num_blocks() + 1));
-  states.push_back(embed(idx));
-  for (int64_t l = 0; l < num_blocks(); ++l) states.push_back(block(l)->forward(states.back()));
-  return states;
-}
+std::vector<at::Tensor> GptImpl::residual_states(const at::Tensor& idx) { return residual_stream(embed(idx), blocks); }
 
 at::Tensor next_token_loss(const at::Tensor& logits, const at::Tensor& targets) {
   return at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}));

@@ -1,70 +1,24 @@
 #include "trainer/gpt_trainer.h"
 
-#include "coupling/callback.h"
-#include "coupling/coupling_callback.h"
-#include "coupling/data_parallel.h"
+#include "coupling/communicator.h"
 #include "coupling/error.h"
-#include "coupling/version.h"
 #include "trainer/byte_corpus.h"
-#include "trainer/checkpoint.h"
-#include "trainer/files.h"
 #include "trainer/gpt.h"
-#include "trainer/gpt_adapter.h"
-#include "trainer/json_object.h"
-#include "trainer/lr_schedule.h"
-#include "trainer/runtime.h"
+#include "trainer/transformer_adapter.h"
 #include "source_tree.h"
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
-#include <torch/nn/utils/clip_grad.h>
-#include <torch/optim/adamw.h>
-#include <torch/utils.h>
 
-#include <chrono>
-#include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <limits>
-#include <optional>
+#include <random>
 #include <sstream>
 
 namespace fs = std::filesystem;
 
 namespace trainer {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-std::string format_duration(double seconds) {
-  const auto total = static_cast<int64_t>(std::llround(seconds));
-  if (total >= 3600) return fmt::format("{}h{:02d}m", total / 3600, (total % 3600) / 60);
-  if (total >= 60) return fmt::format("{}m{:02d}s", total / 60, total % 60);
-  return fmt::format("{}s", total);
-}
-
-/// AdamW with weight decay on matrices and embeddings only (not on biases or LayerNorm gains).
-std::unique_ptr<torch::optim::AdamW> make_optimizer(GptImpl& model, const TrainConfig& train) {
-  std::vector<at::Tensor> decayed, not_decayed;
-  for (const auto& p : model.parameters()) (p.dim() >= 2 ? decayed : not_decayed).push_back(p);
-  auto options = torch::optim::AdamWOptions(train.lr).betas({0.9, 0.95}).eps(1e-8);
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decayed, std::make_unique<torch::optim::AdamWOptions>(
-                                   torch::optim::AdamWOptions(options).weight_decay(train.weight_decay)));
-  groups.emplace_back(not_decayed, std::make_unique<torch::optim::AdamWOptions>(
-                                       torch::optim::AdamWOptions(options).weight_decay(0.0)));
-  return std::make_unique<torch::optim::AdamW>(std::move(groups), options);
-}
-
-void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
-  for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-}
 
 /// Mean loss (nats/token) of the model over fixed windows, in eval mode, in chunks of `batch`.
 /// Data-parallel ranks each take a contiguous share of the windows and sum their totals.
@@ -92,109 +46,71 @@ double evaluate(GptImpl& model, const TokenBatch& windows, int64_t batch, coupli
   return total / static_cast<double>(count);
 }
 
-/// [ranks, S]: every rank's LibTorch generator state (each rank draws its own dropout masks).
-at::Tensor every_rank_generator_state(coupling::Communicator* communicator) {
-  const auto own = at::detail::getDefaultCPUGenerator().get_state();
-  return communicator ? at::stack(communicator->all_gather(own, "the ranks' generator states")) : own.unsqueeze(0);
-}
-
-/// Appends lines to a CSV log, writing the header when the file is new; flushed per line.
-class CsvLog {
+/// Next-byte prediction on a byte corpus: the GPT's part of the shared training loop.
+class GptTask : public TrainingTask {
  public:
-  CsvLog(const std::string& path, const std::string& header) {
-    const bool fresh = !fs::exists(path);
-    out_.open(path, std::ios::app);
-    if (!out_) throw coupling::IoError("cannot open log " + path + " for appending");
-    if (fresh) out_ << header << '\n' << std::flush;
+  explicit GptTask(const GptRunConfig& config)
+      : config_(config),
+        corpus_(ByteCorpus::from_file(config.train.data)),
+        model_(config.model),
+        sampler_(static_cast<uint64_t>(config.train.seed)) {
+    corpus_.require_context(config.model.context);
+    validation_ = corpus_.evaluation_windows(Split::kValidation, config.model.context, config.train.eval_windows);
+    spdlog::info("data: {} ({} bytes: {} train, {} validation)", config.train.data, corpus_.size(),
+                 corpus_.train_size(), corpus_.validation_size());
+    bigram_ = corpus_.bigram_validation_loss();
+    spdlog::info("byte-bigram baseline: {:.4f} nats/byte on validation", bigram_);
   }
-  void line(const std::string& text) { out_ << text << '\n' << std::flush; }
+
+  torch::nn::Module& model() override { return *model_; }
+  std::string describe() const override {
+    const GptConfig& m = config_.model;
+    return fmt::format("GPT: {} layers, d={}, {} heads, context {}", m.layers, m.d_model, m.heads, m.context);
+  }
+  std::string unit() const override { return "tokens"; }
+  int64_t items_per_step(int64_t global_batch) const override { return global_batch * config_.model.context; }
+
+  at::Tensor training_loss(int64_t batch, int64_t shard, int64_t shards) override {
+    // Every rank draws the same global batch from the same sampler state and keeps its shard.
+    const TokenBatch tokens = corpus_.sample_train(batch, config_.model.context, sampler_, shard, shards);
+    return next_token_loss(model_->forward(tokens.inputs), tokens.targets);
+  }
+  std::string sampler_state() const override {
+    std::ostringstream text;
+    text << sampler_;
+    return text.str();
+  }
+  void restore_sampler_state(const std::string& state, int64_t) override { std::istringstream(state) >> sampler_; }
+
+  std::vector<Metric> evaluate(coupling::Communicator* communicator) override {
+    return {{"val_loss", trainer::evaluate(*model_, validation_, config_.train.batch, communicator)}};
+  }
+  std::vector<Metric> final_metrics(coupling::Communicator* communicator) override {
+    const auto train_windows = corpus_.evaluation_windows(Split::kTrain, config_.model.context, config_.train.eval_windows);
+    return {{"train_loss", trainer::evaluate(*model_, train_windows, config_.train.batch, communicator)},
+            {"bigram_val_loss", bigram_}};
+  }
+
+  at::Tensor probes(int64_t count, uint64_t seed) const override {
+    return corpus_.probe_windows(count, config_.model.context, seed);
+  }
+  std::shared_ptr<coupling::ModelAdapter> adapter() override { return std::make_shared<GptAdapter>(model_); }
+  std::string model_config_text(int64_t probes) const override {
+    const GptConfig& m = config_.model;
+    return fmt::format("context={} d_model={} layers={} heads={} vocab={} probes={}", m.context, m.d_model, m.layers,
+                       m.heads, m.vocab, probes);
+  }
 
  private:
-  std::ofstream out_;
+  GptRunConfig config_;
+  ByteCorpus corpus_;
+  Gpt model_;
+  std::mt19937_64 sampler_;
+  TokenBatch validation_;
+  double bigram_ = 0.0;
 };
-
-std::vector<int64_t> parse_int_list(const std::string& text, const std::string& flag) {
-  std::vector<int64_t> values;
-  std::istringstream list(text);
-  std::string item;
-  while (std::getline(list, item, ',')) {
-    try {
-      size_t used = 0;
-      values.push_back(std::stoll(item, &used));
-      if (used != item.size()) throw std::invalid_argument(item);
-    } catch (const std::exception&) {
-      throw coupling::ConfigError(flag + " '" + text + "' is not a comma-separated list of integers");
-    }
-  }
-  if (values.empty()) throw coupling::ConfigError(flag + " is empty: give at least one value");
-  return values;
-}
-
-coupling::MeasurementOptions measurement_options(const CouplingConfig& c) {
-  coupling::MeasurementOptions options;
-  options.k_grid = parse_int_list(c.k, "--k");
-  if (c.tokens == "last") {
-    options.tokens.mode = coupling::TokenSelection::Mode::kLast;
-  } else if (c.tokens == "all") {
-    options.tokens.mode = coupling::TokenSelection::Mode::kAll;
-  } else {
-    options.tokens.mode = coupling::TokenSelection::Mode::kList;
-    options.tokens.tokens = parse_int_list(c.tokens, "--tokens");
-  }
-  options.spectrum = c.spectrum == "randomized" ? coupling::SpectrumMethod::kRandomized
-                     : c.spectrum == "exact"    ? coupling::SpectrumMethod::kExact
-                                                : coupling::SpectrumMethod::kAuto;
-  return options;
-}
-
-coupling::MeasurementSchedule measurement_schedule(const CouplingConfig& c) {
-  auto schedule = coupling::MeasurementSchedule::parse(c.measure_schedule);
-  if (c.measure_every > 0) schedule.every = c.measure_every;
-  return schedule;
-}
-
-/// The coupling instrumentation of a run, prepared and checked before any file is written.
-struct Instrumentation {
-  at::Tensor probes;
-  coupling::CouplingCallbackOptions options;
-};
-
-Instrumentation prepare_instrumentation(const GptRunConfig& config, const ByteCorpus& corpus, const RunPaths& paths) {
-  const CouplingConfig& c = config.coupling;
-  const GptConfig& m = config.model;
-  Instrumentation result;
-  if (!c.enabled()) return result;
-  result.probes = corpus.probe_windows(c.probes, m.context, static_cast<uint64_t>(config.train.seed) + 1);
-  auto& options = result.options;
-  options.log_path = c.log.empty() ? paths.coupling_log : c.log;
-  if (fs::is_directory(options.log_path)) {
-    throw coupling::IoError("--log " + options.log_path + " is a directory: give a file name");
-  }
-  options.measurement = measurement_options(c);
-  options.schedule = measurement_schedule(c);
-  options.max_overhead = c.max_overhead;
-  options.model = "gpt";
-  options.model_config = fmt::format("context={} d_model={} layers={} heads={} vocab={} probes={}", m.context,
-                                     m.d_model, m.layers, m.heads, m.vocab, c.probes);
-  options.seed = config.train.seed;
-  return result;
-}
-
-int64_t count_parameters(const GptImpl& model) {
-  int64_t n = 0;
-  for (const auto& p : model.parameters()) n += p.numel();
-  return n;
-}
 
 }  // namespace
-
-RunPaths::RunPaths(const std::string& out_dir)
-    : out(out_dir),
-      config((fs::path(out_dir) / "config.toml").string()),
-      train_log((fs::path(out_dir) / "train_log.csv").string()),
-      eval_log((fs::path(out_dir) / "eval_log.csv").string()),
-      summary((fs::path(out_dir) / "summary.json").string()),
-      coupling_log((fs::path(out_dir) / "coupling.h5").string()) {}
 
 std::string resolve_default_corpus() {
   const fs::path candidates[] = {fs::path("data") / "kjv.txt", fs::path(kSourceTreeDir) / "data" / "kjv.txt"};
@@ -204,282 +120,13 @@ std::string resolve_default_corpus() {
   throw coupling::DataError("default corpus data/kjv.txt not found: run scripts/setup.sh, or pass --data FILE");
 }
 
-GptRunConfig config_for_resume(const std::string& run_dir, const GptRunConfig& requested,
-                               const std::set<std::string>& explicit_flags) {
-  if (explicit_flags.count("out") > 0 && requested.train.out != run_dir) {
-    throw coupling::ConfigError("--out " + requested.train.out + " differs from --resume " + run_dir +
-                                ": a resumed run continues in its own directory; drop --out");
-  }
-  const auto checkpoint = latest_checkpoint(run_dir);
-  if (!checkpoint) {
-    throw coupling::CheckpointError("--resume " + run_dir + ": no checkpoint under " + run_dir +
-                                    "/checkpoints; start a new run with --out instead");
-  }
-  GptRunConfig config = merge_for_resume(read_config_file((fs::path(*checkpoint) / "config.toml").string()),
-                                         requested, explicit_flags);
-  config.train.out = run_dir;
-  return config;
-}
-
 TrainSummary train_gpt(const GptRunConfig& requested, bool resume, coupling::Communicator* communicator) {
   GptRunConfig config = requested;
   if (config.train.data.empty()) config.train.data = resolve_default_corpus();
-  const int64_t rank = communicator ? communicator->rank() : 0;
-  const int64_t world_size = communicator ? communicator->world_size() : 1;
-  const bool writer = rank == 0;  // rank 0 alone writes the run's files
-  if (communicator) coupling::check_same_config(config_fields(config), *communicator);
-  const TrainConfig& train = config.train;
-  const GptConfig& model_config = config.model;
-  const RunPaths paths(train.out);
-  const CouplingConfig& instrument = config.coupling;
-
-  // Everything that can fail on bad input is checked before the first file is written, and no
-  // rank goes on unless every rank passed.
-  std::optional<ByteCorpus> corpus_holder;
-  Instrumentation instrumentation;
-  std::optional<std::string> resume_from;
-  std::exception_ptr setup_failure;
-  try {
+  return run_training(run_definition(config), [&config] {
     config.validate();
-    if (train.batch % world_size != 0) {
-      throw coupling::ConfigError(fmt::format("--batch {} is the global batch and must be a multiple of the {} ranks",
-                                              train.batch, world_size));
-    }
-    corpus_holder.emplace(ByteCorpus::from_file(train.data));
-    corpus_holder->require_context(model_config.context);
-    instrumentation = prepare_instrumentation(config, *corpus_holder, paths);
-    resume_from = latest_checkpoint(train.out);
-    if (resume && !resume_from) {
-      throw coupling::CheckpointError("--resume " + train.out + ": no checkpoint under " + train.out +
-                                      "/checkpoints; start a new run with --out instead");
-    }
-    if (!resume && resume_from) {
-      throw coupling::ConfigError("--out " + train.out + " already holds a run (" + *resume_from +
-                                  "): continue it with --resume " + train.out + ", or choose a new --out");
-    }
-    if (writer) {
-      if (instrument.enabled() && !resume && fs::exists(instrumentation.options.log_path)) {
-        throw coupling::ConfigError("coupling log " + instrumentation.options.log_path +
-                                    " already exists: resume its run with --resume, or choose another --log");
-      }
-      ensure_writable_directory(train.out);
-      if (instrument.enabled()) {
-        ensure_writable_directory(fs::absolute(instrumentation.options.log_path).parent_path().string(), "--log");
-      }
-    }
-  } catch (const std::exception&) {
-    setup_failure = std::current_exception();
-  }
-  coupling::rethrow_if_any_rank_failed(setup_failure, "the run's setup", communicator);
-  const ByteCorpus& corpus = *corpus_holder;
-  coupling::CouplingCallbackOptions& coupling_options = instrumentation.options;
-  coupling_options.communicator = communicator;
-  setup_compute(train.threads);
-
-  at::manual_seed(static_cast<uint64_t>(train.seed));
-  Gpt model(model_config);
-  auto optimizer = make_optimizer(*model, train);
-  std::mt19937_64 sampler(static_cast<uint64_t>(train.seed));  // the same global stream on every rank
-  TrainerState state;
-  if (resume_from) {
-    state = load_checkpoint(*resume_from, *model, *optimizer, rank, world_size);
-    std::istringstream(state.sampler_rng) >> sampler;
-  } else if (rank > 0) {
-    at::manual_seed(static_cast<uint64_t>(train.seed) + static_cast<uint64_t>(rank));  // own dropout masks
-  }
-  const std::vector<at::Tensor> parameters = model->parameters();
-  std::optional<coupling::GradientAverager> averager;
-  if (communicator) {
-    auto values = coupling::detached(parameters);
-    communicator->broadcast(values, 0, "rank 0's parameters");
-    averager.emplace(parameters, *communicator);
-  }
-  const std::string config_toml = to_toml(config);
-
-  // Instrumentation through the same public API a user's loop would use. It starts before any
-  // run file is touched, so a log that cannot be resumed leaves the run directory as it was.
-  coupling::CallbackList callbacks;
-  std::shared_ptr<coupling::CouplingCallback> coupling_callback;
-  if (instrument.enabled()) {
-    coupling_callback = std::make_shared<coupling::CouplingCallback>(std::make_shared<GptAdapter>(model),
-                                                                     instrumentation.probes, coupling_options);
-    callbacks.add(coupling_callback);
-  }
-  if (resume_from) callbacks.on_checkpoint_load(state.step, state.callback_state);
-  std::exception_ptr begin_failure;  // e.g. rank 0 cannot resume the log
-  try {
-    callbacks.on_train_begin({state.step, train.steps, resume_from.has_value()});
-  } catch (const coupling::Error&) {
-    begin_failure = std::current_exception();
-  }
-  coupling::rethrow_if_any_rank_failed(begin_failure, "the start of the instrumentation", communicator);
-
-  if (writer) {
-    if (resume_from) {
-      // train_log rows are keyed by the update's 0-based index, eval_log rows by updates completed.
-      truncate_csv_log(paths.train_log, state.step);
-      truncate_csv_log(paths.eval_log, state.step + 1);
-    } else {
-      for (const auto& stale : {paths.train_log, paths.eval_log}) fs::remove(stale);
-    }
-    fs::remove(paths.summary);  // rewritten at the end; a stale one would describe another run
-    write_file_atomic(paths.config, config_toml);
-  }
-  if (resume_from) spdlog::info("resumed from {} at step {}", *resume_from, state.step);
-
-  const int64_t parameter_count = count_parameters(*model);
-  spdlog::info("libcoupling {} | GPT: {} layers, d={}, {} heads, context {}, {:.2f}M parameters", coupling::version(),
-               model_config.layers, model_config.d_model, model_config.heads, model_config.context,
-               parameter_count / 1e6);
-  spdlog::info("data: {} ({} bytes: {} train, {} validation)", train.data, corpus.size(), corpus.train_size(),
-               corpus.validation_size());
-  if (communicator) {
-    spdlog::info("data-parallel: {} ranks ({}), {} sequences per rank per step, gradients in {} bucket(s)",
-                 world_size, train.backend, train.batch / world_size, averager->buckets());
-  }
-  const double bigram = corpus.bigram_validation_loss();
-  spdlog::info("byte-bigram baseline: {:.4f} nats/byte on validation", bigram);
-
-  const auto val_windows = corpus.evaluation_windows(Split::kValidation, model_config.context, train.eval_windows);
-  const LrSchedule schedule{train.lr, train.min_lr_fraction, train.warmup, train.steps};
-  std::optional<CsvLog> train_log, eval_log;
-  if (writer) {
-    train_log.emplace(paths.train_log, "step,loss,lr,grad_norm,tokens_seen,train_seconds");
-    eval_log.emplace(paths.eval_log, "step,val_loss,tokens_seen,train_seconds");
-  }
-  const int64_t tokens_per_step = train.batch * model_config.context;
-
-  const auto session_start = Clock::now();
-  const double seconds_before = state.train_seconds;
-  const int64_t first_step = state.step;
-  double val_loss = std::nan("");
-  double loss_reduce_seconds = 0.0;
-  model->train();
-  while (state.step < train.steps) {
-    const int64_t step = state.step;
-    const double lr = schedule.at(step);
-    set_learning_rate(*optimizer, lr);
-    const TokenBatch batch = corpus.sample_train(train.batch, model_config.context, sampler, rank, world_size);
-    optimizer->zero_grad();
-    auto loss = next_token_loss(model->forward(batch.inputs), batch.targets);
-    double loss_value = loss.item<double>();
-    if (communicator) {  // the global batch's loss, so every rank sees (and stops on) the same value
-      const auto reduce_start = Clock::now();
-      std::vector<at::Tensor> total{at::full({1}, loss_value, at::kDouble)};
-      communicator->all_reduce_sum(total, "the training loss");
-      loss_value = total[0].item<double>() / static_cast<double>(world_size);
-      loss_reduce_seconds += seconds_since(reduce_start);
-    }
-    if (!std::isfinite(loss_value)) {
-      throw coupling::DivergenceError(fmt::format(
-          "training loss is {} at step {}: the run stopped without saving; lower --lr or raise --warmup "
-          "and resume from the last checkpoint",
-          loss_value, step));
-    }
-    loss.backward();
-    if (averager) averager->average();
-    // With clipping off, an infinite bound makes clip_grad_norm_ just measure the norm.
-    const double grad_norm = torch::nn::utils::clip_grad_norm_(
-        parameters, train.grad_clip > 0.0 ? train.grad_clip : std::numeric_limits<double>::infinity());
-    if (!std::isfinite(grad_norm)) {
-      throw coupling::DivergenceError(fmt::format(
-          "gradient norm is {} at step {}: the run stopped without saving; lower --lr and resume", grad_norm, step));
-    }
-    optimizer->step();
-    state.step = step + 1;
-    state.tokens_seen += tokens_per_step;
-    state.train_seconds = seconds_before + seconds_since(session_start);
-    if (train_log) {
-      train_log->line(fmt::format("{},{:.6f},{:.6e},{:.6f},{},{:.3f}", step, loss_value, lr, grad_norm,
-                                  state.tokens_seen, state.train_seconds));
-    }
-
-    const bool last = state.step == train.steps;
-    const bool checkpoint_now = (train.ckpt_every > 0 && state.step % train.ckpt_every == 0) || last;
-    if (communicator && ((train.check_every > 0 && state.step % train.check_every == 0) || checkpoint_now)) {
-      coupling::check_ranks_agree(parameters, *communicator, state.step);
-    }
-    callbacks.on_step_end(
-        {state.step, train.steps, loss_value, lr, state.tokens_seen, state.train_seconds, checkpoint_now});
-    if (state.step % train.log_every == 0 || last) {
-      const double elapsed = seconds_since(session_start);
-      const double rate = static_cast<double>((state.step - first_step) * tokens_per_step) / elapsed;
-      const double eta = elapsed / static_cast<double>(state.step - first_step) * static_cast<double>(train.steps - state.step);
-      spdlog::info("step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {:.1f}k tok/s | ETA {}", state.step,
-                   train.steps, loss_value, lr, grad_norm, rate / 1e3, format_duration(eta));
-    }
-    if ((train.eval_every > 0 && state.step % train.eval_every == 0) || last) {
-      val_loss = evaluate(*model, val_windows, train.batch, communicator);
-      if (eval_log) {
-        eval_log->line(fmt::format("{},{:.6f},{},{:.3f}", state.step, val_loss, state.tokens_seen, state.train_seconds));
-      }
-      spdlog::info("eval step {}: val_loss {:.4f} nats/byte (bigram {:.4f})", state.step, val_loss, bigram);
-      callbacks.on_eval({state.step, val_loss});
-    }
-    if (checkpoint_now) {
-      state.callback_state.clear();
-      callbacks.on_checkpoint_save(state.step, state.callback_state);
-      std::ostringstream rng_text;
-      rng_text << sampler;
-      state.sampler_rng = rng_text.str();
-      state.torch_rng = every_rank_generator_state(communicator);
-      if (writer) {
-        save_checkpoint(train.out, state, *model, *optimizer, config_toml);
-        spdlog::info("checkpoint: {}", checkpoint_dir(train.out, state.step));
-      }
-    }
-  }
-
-  state.train_seconds = seconds_before + seconds_since(session_start);
-  callbacks.on_train_end({state.step, train.steps, 0.0, schedule.at(state.step), state.tokens_seen,
-                          state.train_seconds, false});
-  TrainSummary summary;
-  summary.final_step = state.step;
-  if (coupling_callback) {
-    summary.measure_seconds = coupling_callback->measure_seconds();
-    summary.overhead_fraction = coupling_callback->overhead_fraction(state.train_seconds);
-  }
-  summary.parameters = parameter_count;
-  summary.bigram_val_loss = bigram;
-  summary.val_loss = std::isnan(val_loss) ? evaluate(*model, val_windows, train.batch, communicator) : val_loss;
-  summary.train_loss = evaluate(
-      *model, corpus.evaluation_windows(Split::kTrain, model_config.context, train.eval_windows), train.batch,
-      communicator);
-  summary.wall_seconds = state.train_seconds;
-  const double session_seconds = seconds_since(session_start);
-  summary.tokens_per_second =
-      session_seconds > 0.0 ? static_cast<double>((state.step - first_step) * tokens_per_step) / session_seconds : 0.0;
-  summary.world_size = world_size;
-  summary.communication_seconds = (averager ? averager->seconds() : 0.0) + loss_reduce_seconds;
-  if (writer) {
-    write_file_atomic(paths.summary, JsonObject()
-                                          .add("final_step", summary.final_step)
-                                          .add("train_loss", summary.train_loss)
-                                          .add("val_loss", summary.val_loss)
-                                          .add("bigram_val_loss", summary.bigram_val_loss)
-                                          .add("tokens_per_second", summary.tokens_per_second)
-                                          .add("wall_seconds", summary.wall_seconds)
-                                          .add("parameters", summary.parameters)
-                                          .add("measure_seconds", summary.measure_seconds)
-                                          .add("overhead_fraction", summary.overhead_fraction)
-                                          .add("world_size", summary.world_size)
-                                          .add("communication_seconds", summary.communication_seconds)
-                                          .add("coupling_log", instrument.enabled() ? coupling_options.log_path
-                                                                                    : std::string("none"))
-                                          .add("model", std::string("gpt"))
-                                          .add("data", train.data)
-                                          .add("libcoupling_version", coupling::version())
-                                          .str());
-  }
-  spdlog::info("summary: step {} | train_loss {:.4f} | val_loss {:.4f} | bigram_val_loss {:.4f} | {:.0f} tok/s | {}",
-               summary.final_step, summary.train_loss, summary.val_loss, summary.bigram_val_loss,
-               summary.tokens_per_second, format_duration(summary.wall_seconds));
-  if (communicator) {
-    spdlog::info("data-parallel: {:.1f} s of {:.1f} s training in gradient/loss all-reduces ({:.1f}%)",
-                 summary.communication_seconds, session_seconds,
-                 100.0 * summary.communication_seconds / std::max(session_seconds, 1e-9));
-  }
-  return summary;
+    return std::make_unique<GptTask>(config);
+  }, resume, communicator);
 }
 
 }  // namespace trainer

@@ -70,7 +70,29 @@ void GptRunConfig::validate() const {
   coupling.validate();
 }
 
-std::vector<std::pair<std::string, std::string>> config_fields(const GptRunConfig& config) {
+VitRunConfig::VitRunConfig() {
+  train.out = "runs/vit";
+  train.steps = 4000;
+  train.batch = 128;
+  train.lr = 2e-3;
+  train.weight_decay = 0.05;
+  train.warmup = 200;
+  train.eval_every = 1000;
+  train.eval_windows = 10000;
+  train.ckpt_every = 2000;
+  train.log_every = 100;
+  coupling.tokens = "cls,center";
+}
+
+void VitRunConfig::validate() const {
+  train.validate();  // the model is checked once the data gives its image size (VitImpl)
+  coupling.validate();
+  require(augment == "none" || augment == "crop" || augment == "crop+flip",
+          "--augment must be 'none', 'crop' or 'crop+flip' (got '" + augment + "')");
+}
+
+template <class RunConfig>
+std::vector<std::pair<std::string, std::string>> config_fields(const RunConfig& config) {
   std::vector<std::pair<std::string, std::string>> fields;
   visit_fields([&](const char* name, const char*, ResumePolicy, const auto& value) {
     fields.emplace_back(name, format_value(value));
@@ -78,18 +100,20 @@ std::vector<std::pair<std::string, std::string>> config_fields(const GptRunConfi
   return fields;
 }
 
-std::string to_toml(const GptRunConfig& config) {
+template <class RunConfig>
+std::string to_toml(const RunConfig& config) {
   std::ostringstream toml;
-  toml << "# coupling-train gpt configuration; repeat this run with --config <this file>\n";
+  toml << "# coupling-train " << RunConfig::kModel << " configuration; repeat this run with --config <this file>\n";
   for (const auto& [name, value] : config_fields(config)) toml << name << " = " << value << "\n";
   return toml.str();
 }
 
-GptRunConfig read_config_file(const std::string& path) {
+template <class RunConfig>
+RunConfig read_config_file(const std::string& path) {
   if (!std::filesystem::is_regular_file(path)) {
     throw coupling::ConfigError("config file " + path + " does not exist");
   }
-  GptRunConfig config;
+  RunConfig config;
   CLI::App app("config reader");
   visit_fields([&](const char* name, const char* description, ResumePolicy, auto& value) {
     app.add_option(std::string("--") + name, value, description);
@@ -104,9 +128,10 @@ GptRunConfig read_config_file(const std::string& path) {
   return config;
 }
 
-GptRunConfig merge_for_resume(const GptRunConfig& saved, const GptRunConfig& requested,
-                              const std::set<std::string>& explicit_flags) {
-  GptRunConfig merged = saved;
+template <class RunConfig>
+RunConfig merge_for_resume(const RunConfig& saved, const RunConfig& requested,
+                           const std::set<std::string>& explicit_flags) {
+  RunConfig merged = saved;
   visit_fields([&](const char* name, const char*, ResumePolicy policy, auto& merged_value, const auto& wanted) {
     if (explicit_flags.count(name) == 0 || wanted == merged_value) return;
     if (policy == ResumePolicy::kMustMatch) {
@@ -119,5 +144,14 @@ GptRunConfig merge_for_resume(const GptRunConfig& saved, const GptRunConfig& req
   }, merged, requested);
   return merged;
 }
+
+#define TRAINER_RUN_CONFIG_FUNCTIONS(RunConfig)                                                            \
+  template std::vector<std::pair<std::string, std::string>> config_fields(const RunConfig&);               \
+  template std::string to_toml(const RunConfig&);                                                          \
+  template RunConfig read_config_file<RunConfig>(const std::string&);                                      \
+  template RunConfig merge_for_resume(const RunConfig&, const RunConfig&, const std::set<std::string>&);
+TRAINER_RUN_CONFIG_FUNCTIONS(GptRunConfig)
+TRAINER_RUN_CONFIG_FUNCTIONS(VitRunConfig)
+#undef TRAINER_RUN_CONFIG_FUNCTIONS
 
 }  // namespace trainer

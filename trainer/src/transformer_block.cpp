@@ -129,4 +129,11 @@ void init_block_gpt2(TransformerBlockImpl& block, int64_t total_layers) {
   }
 }
 
+std::vector<at::Tensor> residual_stream(const at::Tensor& x0, const torch::nn::ModuleList& blocks) {
+  std::vector<at::Tensor> states{x0};
+  states.reserve(blocks->size() + 1);
+  for (size_t l = 0; l < blocks->size(); ++l) states.push_back(blocks->ptr<TransformerBlockImpl>(l)->forward(states.back()));
+  return states;
+}
+
 }  // namespace trainer

@@ -6,10 +6,12 @@
 #pragma once
 
 #include "trainer/gpt_config.h"
+#include "trainer/vit_config.h"
 
 #include <cstdint>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -56,80 +58,129 @@ struct CouplingConfig {
   void validate() const;
 };
 
-struct GptRunConfig {
-  TrainConfig train;
-  GptConfig model;
-  CouplingConfig coupling;
-  void validate() const;
-};
-
 /// How a field may differ between a checkpoint's config and a resumed run.
 enum class ResumePolicy {
   kMustMatch,  ///< changes the computation: a different value on resume is an error
   kMayChange,  ///< bookkeeping only (logging, threads, where to write)
 };
 
-/// Calls v(name, description, policy, field_of_c...) for every option of a GPT run, in a fixed
-/// order, passing the same field of each config given (so two configs can be compared or merged).
-/// `name` is the long flag without dashes and the key in config.toml.
-template <class Visitor, class... Configs>
-void visit_fields(Visitor&& v, Configs&... c) {
+/// The loop's fields (visit_fields calls this for every run kind).
+template <class Visitor, class... Train>
+void visit_train_fields(Visitor& v, Train&... t) {
   using P = ResumePolicy;
-  v("data", "Training text file (bytes are tokens); default: data/kjv.txt", P::kMustMatch, c.train.data...);
-  v("out", "Run directory (checkpoints, logs, summary.json)", P::kMayChange, c.train.out...);
-  v("steps", "Optimizer steps", P::kMustMatch, c.train.steps...);
-  v("batch", "Sequences per step", P::kMustMatch, c.train.batch...);
-  v("lr", "Peak learning rate (AdamW)", P::kMustMatch, c.train.lr...);
-  v("min-lr-fraction", "Final learning rate as a fraction of --lr", P::kMustMatch, c.train.min_lr_fraction...);
-  v("weight-decay", "AdamW weight decay (matrices and embeddings only)", P::kMustMatch, c.train.weight_decay...);
-  v("warmup", "Linear warm-up steps", P::kMustMatch, c.train.warmup...);
-  v("grad-clip", "Clip the global gradient norm to this (0 = off)", P::kMustMatch, c.train.grad_clip...);
-  v("seed", "Seed for initialisation, sampling and dropout", P::kMustMatch, c.train.seed...);
-  v("eval-every", "Evaluate every N steps (0 = at the end only)", P::kMayChange, c.train.eval_every...);
-  v("eval-windows", "Validation windows per evaluation", P::kMayChange, c.train.eval_windows...);
-  v("ckpt-every", "Checkpoint every N steps (0 = at the end only)", P::kMayChange, c.train.ckpt_every...);
-  v("log-every", "Progress line every N steps", P::kMayChange, c.train.log_every...);
-  v("threads", "Intra-op threads (0 = one per core, shared by the ranks of a node)", P::kMayChange,
-    c.train.threads...);
-  v("backend", "Data-parallel collectives: gloo (CPU) or nccl (GPU builds)", P::kMayChange, c.train.backend...);
+  v("out", "Run directory (checkpoints, logs, summary.json)", P::kMayChange, t.out...);
+  v("steps", "Optimizer steps", P::kMustMatch, t.steps...);
+  v("batch", "Examples per step (the global batch when data-parallel)", P::kMustMatch, t.batch...);
+  v("lr", "Peak learning rate (AdamW)", P::kMustMatch, t.lr...);
+  v("min-lr-fraction", "Final learning rate as a fraction of --lr", P::kMustMatch, t.min_lr_fraction...);
+  v("weight-decay", "AdamW weight decay (matrices and embeddings only)", P::kMustMatch, t.weight_decay...);
+  v("warmup", "Linear warm-up steps", P::kMustMatch, t.warmup...);
+  v("grad-clip", "Clip the global gradient norm to this (0 = off)", P::kMustMatch, t.grad_clip...);
+  v("seed", "Seed for initialisation, sampling and dropout", P::kMustMatch, t.seed...);
+  v("eval-every", "Evaluate every N steps (0 = at the end only)", P::kMayChange, t.eval_every...);
+  v("eval-windows", "Held-out examples per evaluation (GPT: validation windows; ViT: test images)", P::kMayChange,
+    t.eval_windows...);
+  v("ckpt-every", "Checkpoint every N steps (0 = at the end only)", P::kMayChange, t.ckpt_every...);
+  v("log-every", "Progress line every N steps", P::kMayChange, t.log_every...);
+  v("threads", "Intra-op threads (0 = one per core, shared by the ranks of a node)", P::kMayChange, t.threads...);
+  v("backend", "Data-parallel collectives: gloo (CPU) or nccl (GPU builds)", P::kMayChange, t.backend...);
   v("dist-timeout", "Seconds a data-parallel rendezvous or collective waits for the other ranks", P::kMayChange,
-    c.train.dist_timeout...);
+    t.dist_timeout...);
   v("check-every", "Data-parallel: compare the ranks' parameters every N steps (0 = at checkpoints)",
-    P::kMayChange, c.train.check_every...);
-  v("context", "Context length T (tokens)", P::kMustMatch, c.model.context...);
-  v("d-model", "Residual width d", P::kMustMatch, c.model.d_model...);
-  v("layers", "Number of transformer blocks L", P::kMustMatch, c.model.layers...);
-  v("heads", "Attention heads (must divide d-model)", P::kMustMatch, c.model.heads...);
-  v("dropout", "Dropout probability", P::kMustMatch, c.model.dropout...);
-  v("log", "Coupling log (HDF5); default OUT/coupling.h5, 'none' = no instrumentation", P::kMustMatch,
-    c.coupling.log...);
+    P::kMayChange, t.check_every...);
+}
+
+/// The coupling instrumentation's fields.
+template <class Visitor, class... Coupling>
+void visit_coupling_fields(Visitor& v, Coupling&... c) {
+  using P = ResumePolicy;
+  v("log", "Coupling log (HDF5); default OUT/coupling.h5, 'none' = no instrumentation", P::kMustMatch, c.log...);
   v("measure-schedule", "When to measure: every:N log:N steps:A,B checkpoints (plus step 0 and the end)",
-    P::kMayChange, c.coupling.measure_schedule...);
-  v("measure-every", "Also measure every N steps (0 = off)", P::kMayChange, c.coupling.measure_every...);
-  v("probes", "Probe sequences (fixed, seeded choice of validation windows)", P::kMustMatch, c.coupling.probes...);
-  v("k", "K grid for m_K, comma-separated (capped at d-model)", P::kMustMatch, c.coupling.k...);
-  v("tokens", "Measured tokens: last, all, or a comma list (negative = from the end)", P::kMustMatch,
-    c.coupling.tokens...);
+    P::kMayChange, c.measure_schedule...);
+  v("measure-every", "Also measure every N steps (0 = off)", P::kMayChange, c.measure_every...);
+  v("probes", "Probe inputs (fixed, seeded choice of held-out examples)", P::kMustMatch, c.probes...);
+  v("k", "K grid for m_K, comma-separated (capped at d-model)", P::kMustMatch, c.k...);
+  v("tokens", "Measured tokens: last, all, or a comma list (negative = from the end; ViT: cls, center)",
+    P::kMustMatch, c.tokens...);
   v("spectrum", "Top-K estimator: auto (randomized when 4 K <= d), exact or randomized", P::kMustMatch,
-    c.coupling.spectrum...);
+    c.spectrum...);
   v("max-overhead", "Defer measurements beyond this measurement/training time ratio (0 = never)", P::kMayChange,
-    c.coupling.max_overhead...);
+    c.max_overhead...);
+}
+
+/// A `coupling-train gpt` run.
+struct GptRunConfig {
+  static constexpr const char* kModel = "gpt";
+  TrainConfig train;
+  GptConfig model;
+  CouplingConfig coupling;
+  void validate() const;
+
+  template <class Visitor, class... Configs>
+  static void visit_model(Visitor& v, Configs&... c) {
+    using P = ResumePolicy;
+    v("data", "Training text file (bytes are tokens); default: data/kjv.txt", P::kMustMatch, c.train.data...);
+    v("context", "Context length T (tokens)", P::kMustMatch, c.model.context...);
+    v("d-model", "Residual width d", P::kMustMatch, c.model.d_model...);
+    v("layers", "Number of transformer blocks L", P::kMustMatch, c.model.layers...);
+    v("heads", "Attention heads (must divide d-model)", P::kMustMatch, c.model.heads...);
+    v("dropout", "Dropout probability", P::kMustMatch, c.model.dropout...);
+  }
+};
+
+/// A `coupling-train vit` run: its own defaults for the loop and the instrumentation.
+struct VitRunConfig {
+  static constexpr const char* kModel = "vit";
+  VitRunConfig();
+  TrainConfig train;
+  VitConfig model;
+  std::string augment = "none";  ///< "none", "crop" (pad 2 + random crop) or "crop+flip"
+  CouplingConfig coupling;
+  void validate() const;
+
+  template <class Visitor, class... Configs>
+  static void visit_model(Visitor& v, Configs&... c) {
+    using P = ResumePolicy;
+    v("data", "MNIST-format directory (train-/t10k- images/labels IDX files); default: data/fashion-mnist",
+      P::kMustMatch, c.train.data...);
+    v("augment", "Training augmentation: none, crop (pad 2, random crop) or crop+flip", P::kMustMatch,
+      c.augment...);
+    v("patch", "Patch size (must divide the image size)", P::kMustMatch, c.model.patch...);
+    v("d-model", "Residual width d", P::kMustMatch, c.model.d_model...);
+    v("layers", "Number of transformer blocks L", P::kMustMatch, c.model.layers...);
+    v("heads", "Attention heads (must divide d-model)", P::kMustMatch, c.model.heads...);
+    v("dropout", "Dropout probability", P::kMustMatch, c.model.dropout...);
+  }
+};
+
+/// Calls v(name, description, policy, field_of_c...) for every option of a run (GptRunConfig or
+/// VitRunConfig), in a fixed order, passing the same field of each config given (so two configs
+/// can be compared or merged). `name` is the long flag without dashes and the key in config.toml.
+template <class Visitor, class Config, class... More>
+void visit_fields(Visitor&& v, Config& c, More&... more) {
+  std::remove_const_t<Config>::visit_model(v, c, more...);
+  visit_train_fields(v, c.train, more.train...);
+  visit_coupling_fields(v, c.coupling, more.coupling...);
 }
 
 /// Every field as (name, value formatted as in config.toml), in visit_fields order.
-std::vector<std::pair<std::string, std::string>> config_fields(const GptRunConfig& config);
+template <class RunConfig>
+std::vector<std::pair<std::string, std::string>> config_fields(const RunConfig& config);
 
 /// The config as TOML (`name = value` lines), readable by --config.
-std::string to_toml(const GptRunConfig& config);
+template <class RunConfig>
+std::string to_toml(const RunConfig& config);
 
 /// Parses a config.toml written by to_toml (or by hand) on top of the defaults.
 /// Throws coupling::ConfigError on unknown keys or bad values.
-GptRunConfig read_config_file(const std::string& path);
+template <class RunConfig = GptRunConfig>
+RunConfig read_config_file(const std::string& path);
 
 /// For a resumed run: the checkpoint's config, with every field named in `explicit_flags` taken
 /// from `requested` when its policy allows a change. Throws coupling::ConfigError naming the first
 /// flag whose requested value conflicts with the checkpoint.
-GptRunConfig merge_for_resume(const GptRunConfig& saved, const GptRunConfig& requested,
-                              const std::set<std::string>& explicit_flags);
+template <class RunConfig>
+RunConfig merge_for_resume(const RunConfig& saved, const RunConfig& requested,
+                           const std::set<std::string>& explicit_flags);
 
 }  // namespace trainer

@@ -8,11 +8,13 @@
 #pragma once
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace trainer {
 
@@ -80,6 +82,10 @@ class TransformerBlockImpl : public torch::nn::Module {
   bool causal_;
 };
 TORCH_MODULE(TransformerBlock);
+
+/// The residual stream X^0..X^L of a stack of TransformerBlocks: x0, then each block applied in
+/// turn (L + 1 tensors). The bundled models' forward passes and residual_states both use it.
+std::vector<at::Tensor> residual_stream(const at::Tensor& x0, const torch::nn::ModuleList& blocks);
 
 /// GPT-2 style initialisation of a block: N(0, 0.02) weights, zero biases, and the two output
 /// projections scaled by 1/sqrt(2 * total_layers) so the residual stream does not grow with depth.

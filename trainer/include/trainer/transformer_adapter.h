@@ -1,20 +1,25 @@
-// The bundled GPT seen through libcoupling's ModelAdapter: probe inputs are token ids [B, T],
-// the residual states are X^0..X^L, and block l's residual branch is TransformerBlock::
-// residual_branch. Measurements run in eval mode (no dropout); the previous mode is restored.
-// It supports the engine's token-local fast path (TransformerBlock::residual_branch_at_token).
+// The bundled transformers (GPT: causal; ViT: non-causal) seen through libcoupling's
+// ModelAdapter: the residual states are X^0..X^L, and block l's residual branch is
+// TransformerBlock::residual_branch. Measurements run in eval mode (no dropout); the previous
+// mode is restored. Both support the engine's token-local fast path
+// (TransformerBlock::residual_branch_at_token).
 #pragma once
 
 #include "coupling/model_adapter.h"
 #include "trainer/gpt.h"
+#include "trainer/vit.h"
 
 namespace trainer {
 
-class GptAdapter : public coupling::ModelAdapter {
+/// `Model` is a module holder (Gpt, Vit) with num_blocks(), block(l) and residual_states(inputs).
+template <class Model>
+class TransformerAdapter : public coupling::ModelAdapter {
  public:
-  explicit GptAdapter(Gpt model) : model_(std::move(model)) {}
+  explicit TransformerAdapter(Model model) : model_(std::move(model)) {}
 
   int64_t num_blocks() const override { return model_->num_blocks(); }
-  bool causal() const override { return true; }
+  bool causal() const override { return model_->block(0)->causal(); }
+  /// GPT: token ids [B, T]; ViT: images [B, C, H, W].
   std::vector<at::Tensor> residual_states(const at::Tensor& inputs) override { return model_->residual_states(inputs); }
   at::Tensor residual_branch(int64_t block, const at::Tensor& x) override {
     return model_->block(block)->residual_branch(x);
@@ -31,8 +36,11 @@ class GptAdapter : public coupling::ModelAdapter {
   }
 
  private:
-  Gpt model_;
+  Model model_;
   bool was_training_ = false;
 };
+
+using GptAdapter = TransformerAdapter<Gpt>;
+using VitAdapter = TransformerAdapter<Vit>;
 
 }  // namespace trainer
