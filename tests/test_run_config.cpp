@@ -32,6 +32,25 @@ TEST(RunConfig, TomlRoundTrip) {
   EXPECT_EQ(trainer::read_config_file(dir.file("config.toml")).train.data, config.train.data);
 }
 
+TEST(RunConfig, VitTomlRoundTripAndOwnDefaults) {
+  TempDir dir;
+  trainer::VitRunConfig config;
+  EXPECT_EQ(config.train.out, "runs/vit");
+  EXPECT_EQ(config.coupling.tokens, "cls,center");
+  config.model.patch = 4;
+  config.augment = "crop+flip";
+  trainer::write_file_atomic(dir.file("vit.toml"), trainer::to_toml(config));
+  const auto back = trainer::read_config_file<trainer::VitRunConfig>(dir.file("vit.toml"));
+  EXPECT_EQ(back.model.patch, 4);
+  EXPECT_EQ(back.augment, "crop+flip");
+  EXPECT_EQ(trainer::to_toml(back), trainer::to_toml(config));
+  // A GPT config file is not a ViT one: its keys are unknown there.
+  trainer::write_file_atomic(dir.file("gpt.toml"), trainer::to_toml(trainer::GptRunConfig{}));
+  EXPECT_THROW(trainer::read_config_file<trainer::VitRunConfig>(dir.file("gpt.toml")), coupling::ConfigError);
+  config.augment = "rotate";
+  EXPECT_THROW(config.validate(), coupling::ConfigError);
+}
+
 TEST(RunConfig, UnknownKeyIsAnError) {
   TempDir dir;
   test_support::write_text(dir.file("bad.toml"), "steps = 3\nlearning-rate = 0.1\n");
