@@ -95,6 +95,10 @@ TEST(CouplingLog, ResumeDropsRowsAfterTheCheckpointAndContinues) {
     EXPECT_THROW(append_steps(log, f, {30}), coupling::ConfigError);  // steps must increase
   }
   EXPECT_EQ(run_python(dir.file("c.h5") + " 0,10,20,30 --train-rows 30"), 0);
+  {  // INT64_MAX keeps every row (how coupling-analyze continues a log)
+    auto log = coupling::CouplingLog::resume(dir.file("c.h5"), f.metadata, std::numeric_limits<int64_t>::max());
+    EXPECT_EQ(log.measured_steps(), (std::vector<int64_t>{0, 10, 20, 30}));
+  }
 }
 
 TEST(CouplingLog, ResumeRefusesForeignCorruptOrMismatchedFilesAndLeavesThemUntouched) {

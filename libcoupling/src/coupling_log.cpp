@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <functional>
 #include <map>
 #include <optional>
@@ -426,11 +427,13 @@ CouplingLog CouplingLog::resume(const std::string& path, const LogMetadata& meta
     impl->open_existing(group_name + "/step", H5T_NATIVE_INT64);
     for (const auto& [name, type] : columns) impl->open_existing(group_name + "/" + name, type);
   }
+  // Rows with step < limit stay; last_step = INT64_MAX keeps every row (no overflow).
+  const int64_t after_last = last_step == std::numeric_limits<int64_t>::max() ? last_step : last_step + 1;
   impl->truncate("/train/step", columns_of("/train"), last_step);
-  impl->truncate("/eval/step", columns_of("/eval"), last_step + 1);
+  impl->truncate("/eval/step", columns_of("/eval"), after_last);
   if (impl->has_measurements()) {
     impl->open_measurement_datasets();
-    impl->truncate("/measurement/step", measurement_columns(), last_step + 1);
+    impl->truncate("/measurement/step", measurement_columns(), after_last);
     impl->start_swmr();
   }
   impl->flush();

@@ -42,24 +42,26 @@ std::string checkpoint_dir(const std::string& out, int64_t step) {
   return (fs::path(out) / "checkpoints" / (kStepPrefix + std::to_string(step))).string();
 }
 
-std::optional<std::string> latest_checkpoint(const std::string& out) {
+std::map<int64_t, std::string> checkpoints(const std::string& out) {
   const fs::path root = fs::path(out) / "checkpoints";
+  std::map<int64_t, std::string> found;
   std::error_code ec;
-  if (!fs::is_directory(root, ec)) return std::nullopt;
+  if (!fs::is_directory(root, ec)) return found;
   static const std::regex pattern("step_([0-9]+)");
-  int64_t best_step = -1;
-  std::optional<std::string> best;
   for (const auto& entry : fs::directory_iterator(root, ec)) {
     std::smatch match;
     const std::string name = entry.path().filename().string();
-    if (!entry.is_directory() || !std::regex_match(name, match, pattern)) continue;
-    const int64_t step = std::stoll(match[1].str());
-    if (step > best_step) {
-      best_step = step;
-      best = entry.path().string();
+    if (entry.is_directory() && std::regex_match(name, match, pattern)) {
+      found[std::stoll(match[1].str())] = entry.path().string();
     }
   }
-  return best;
+  return found;
+}
+
+std::optional<std::string> latest_checkpoint(const std::string& out) {
+  const auto found = checkpoints(out);
+  if (found.empty()) return std::nullopt;
+  return found.rbegin()->second;
 }
 
 void save_checkpoint(const std::string& out, const TrainerState& state, const torch::nn::Module& model,

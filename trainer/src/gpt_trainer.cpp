@@ -120,13 +120,15 @@ std::string resolve_default_corpus() {
   throw coupling::DataError("default corpus data/kjv.txt not found: run scripts/setup.sh, or pass --data FILE");
 }
 
+std::unique_ptr<TrainingTask> make_gpt_task(const GptRunConfig& config) {
+  config.validate();
+  return std::make_unique<GptTask>(config);
+}
+
 TrainSummary train_gpt(const GptRunConfig& requested, bool resume, coupling::Communicator* communicator) {
   GptRunConfig config = requested;
   if (config.train.data.empty()) config.train.data = resolve_default_corpus();
-  return run_training(run_definition(config), [&config] {
-    config.validate();
-    return std::make_unique<GptTask>(config);
-  }, resume, communicator);
+  return run_training(run_definition(config), [&config] { return make_gpt_task(config); }, resume, communicator);
 }
 
 }  // namespace trainer

@@ -100,29 +100,6 @@ std::vector<int64_t> parse_int_list(const std::string& text, const std::string& 
   return values;
 }
 
-coupling::MeasurementOptions measurement_options(const CouplingConfig& c, const std::map<std::string, int64_t>& names) {
-  coupling::MeasurementOptions options;
-  options.k_grid = parse_int_list(c.k, "--k");
-  if (c.tokens == "last") {
-    options.tokens.mode = coupling::TokenSelection::Mode::kLast;
-  } else if (c.tokens == "all") {
-    options.tokens.mode = coupling::TokenSelection::Mode::kAll;
-  } else {
-    options.tokens.mode = coupling::TokenSelection::Mode::kList;
-    std::string numeric = c.tokens;  // named tokens (ViT: cls, center) become their indices
-    for (const auto& [name, token] : names) {
-      for (size_t at = numeric.find(name); at != std::string::npos; at = numeric.find(name)) {
-        numeric.replace(at, name.size(), std::to_string(token));
-      }
-    }
-    options.tokens.tokens = parse_int_list(numeric, "--tokens");
-  }
-  options.spectrum = c.spectrum == "randomized" ? coupling::SpectrumMethod::kRandomized
-                     : c.spectrum == "exact"    ? coupling::SpectrumMethod::kExact
-                                                : coupling::SpectrumMethod::kAuto;
-  return options;
-}
-
 coupling::MeasurementSchedule measurement_schedule(const CouplingConfig& c) {
   auto schedule = coupling::MeasurementSchedule::parse(c.measure_schedule);
   if (c.measure_every > 0) schedule.every = c.measure_every;
@@ -167,6 +144,29 @@ std::string join_metrics(const std::vector<Metric>& metrics) {
 }
 
 }  // namespace
+
+coupling::MeasurementOptions measurement_options(const CouplingConfig& c, const std::map<std::string, int64_t>& names) {
+  coupling::MeasurementOptions options;
+  options.k_grid = parse_int_list(c.k, "--k");
+  if (c.tokens == "last") {
+    options.tokens.mode = coupling::TokenSelection::Mode::kLast;
+  } else if (c.tokens == "all") {
+    options.tokens.mode = coupling::TokenSelection::Mode::kAll;
+  } else {
+    options.tokens.mode = coupling::TokenSelection::Mode::kList;
+    std::string numeric = c.tokens;  // named tokens (ViT: cls, center) become their indices
+    for (const auto& [name, token] : names) {
+      for (size_t at = numeric.find(name); at != std::string::npos; at = numeric.find(name)) {
+        numeric.replace(at, name.size(), std::to_string(token));
+      }
+    }
+    options.tokens.tokens = parse_int_list(numeric, "--tokens");
+  }
+  options.spectrum = c.spectrum == "randomized" ? coupling::SpectrumMethod::kRandomized
+                     : c.spectrum == "exact"    ? coupling::SpectrumMethod::kExact
+                                                : coupling::SpectrumMethod::kAuto;
+  return options;
+}
 
 RunPaths::RunPaths(const std::string& out_dir)
     : out(out_dir),

@@ -184,14 +184,15 @@ std::string resolve_default_image_data() {
       "default image data data/fashion-mnist not found: run scripts/setup.sh, or pass --data DIR");
 }
 
+std::unique_ptr<TrainingTask> make_vit_task(const VitRunConfig& config) {
+  config.validate();
+  return std::make_unique<VitTask>(config, ImageDataset::from_directory(config.train.data));
+}
+
 TrainSummary train_vit(const VitRunConfig& requested, bool resume, coupling::Communicator* communicator) {
   VitRunConfig config = requested;
   if (config.train.data.empty()) config.train.data = resolve_default_image_data();
-  return run_training(run_definition(config), [&config] {
-    config.validate();
-    auto data = ImageDataset::from_directory(config.train.data);
-    return std::make_unique<VitTask>(config, std::move(data));
-  }, resume, communicator);
+  return run_training(run_definition(config), [&config] { return make_vit_task(config); }, resume, communicator);
 }
 
 }  // namespace trainer

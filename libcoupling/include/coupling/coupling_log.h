@@ -63,7 +63,8 @@ class CouplingLog {
   /// Reopens a log to continue a run from the checkpoint at `last_step`: repairs a crashed
   /// writer's consistency flags, throws coupling::LogError (file untouched) when it is not a
   /// libcoupling log, is corrupt, has a newer schema, or `metadata` differs; then drops
-  /// measurement and eval rows with step > last_step and training rows with step >= last_step.
+  /// measurement and eval rows with step > last_step and training rows with step >= last_step
+  /// (last_step = INT64_MAX keeps every row: continuing a post-hoc analysis).
   static CouplingLog resume(const std::string& path, const LogMetadata& metadata, int64_t last_step);
 
   CouplingLog(CouplingLog&&) noexcept;

@@ -45,6 +45,9 @@ void save_weights_for_python(const torch::nn::Module& model, const std::string& 
 /// Directory of the checkpoint for `step` under run directory `out`.
 std::string checkpoint_dir(const std::string& out, int64_t step);
 
+/// Every complete checkpoint under `out`/checkpoints: step -> directory, in step order.
+std::map<int64_t, std::string> checkpoints(const std::string& out);
+
 /// The newest complete checkpoint under `out`/checkpoints, if any.
 std::optional<std::string> latest_checkpoint(const std::string& out);
 

@@ -7,6 +7,7 @@
 #include "trainer/run_config.h"
 #include "trainer/training_loop.h"
 
+#include <memory>
 #include <string>
 
 namespace coupling {
@@ -22,6 +23,11 @@ namespace trainer {
 /// holds val_loss, train_loss and bigram_val_loss (nats/byte).
 /// Throws coupling::Error subclasses on bad input, I/O failures, divergence and failed collectives.
 TrainSummary train_gpt(const GptRunConfig& config, bool resume, coupling::Communicator* communicator = nullptr);
+
+/// The GPT, its corpus and metrics as the training loop (and coupling-analyze) see them. The
+/// LibTorch generator's state decides the initial weights. Throws coupling::ConfigError or
+/// coupling::DataError on bad options or data.
+std::unique_ptr<TrainingTask> make_gpt_task(const GptRunConfig& config);
 
 /// The default corpus path when --data is empty: data/kjv.txt in the working directory, else
 /// next to the source tree the binary was built from. Throws coupling::DataError if absent.

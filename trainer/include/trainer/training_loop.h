@@ -5,6 +5,7 @@
 // TrainingTask. See docs/trainer.md and docs/distributed.md.
 #pragma once
 
+#include "coupling/measurement.h"
 #include "coupling/model_adapter.h"
 #include "trainer/run_config.h"
 
@@ -85,6 +86,11 @@ struct RunPaths {
   explicit RunPaths(const std::string& out);
   std::string out, config, train_log, eval_log, summary, coupling_log;
 };
+
+/// The engine options of a run's --k, --tokens (with the task's token names) and --spectrum.
+/// Throws coupling::ConfigError naming the flag.
+coupling::MeasurementOptions measurement_options(const CouplingConfig& coupling,
+                                                 const std::map<std::string, int64_t>& token_names);
 
 /// Builds the task (validating the model's own options and loading its data); called on every
 /// rank after the config comparison, with the LibTorch generator seeded from the run's seed so

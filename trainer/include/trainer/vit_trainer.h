@@ -6,6 +6,7 @@
 #include "trainer/run_config.h"
 #include "trainer/training_loop.h"
 
+#include <memory>
 #include <string>
 
 namespace coupling {
@@ -18,6 +19,10 @@ namespace trainer {
 /// summary.metrics holds test_loss, test_accuracy (on the first --eval-windows test images),
 /// train_loss and train_accuracy (on as many unaugmented training images).
 TrainSummary train_vit(const VitRunConfig& config, bool resume, coupling::Communicator* communicator = nullptr);
+
+/// The ViT, its images and metrics as the training loop (and coupling-analyze) see them.
+/// Throws coupling::ConfigError or coupling::DataError on bad options or data.
+std::unique_ptr<TrainingTask> make_vit_task(const VitRunConfig& config);
 
 /// data/fashion-mnist in the working directory, else next to the source tree. Throws
 /// coupling::DataError if absent.

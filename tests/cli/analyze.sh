@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# coupling-analyze --checkpoints end to end: the post-hoc measurements of a GPT run's checkpoints
+# equal the training-time ones at the same steps; a re-run skips what the log holds; the plots
+# script reads the result; a ViT run works too; no checkpoints, or checkpoints of two different
+# models, are one-line errors.
+# Usage: analyze.sh path/to/coupling-train path/to/coupling-analyze
+set -euo pipefail
+train=$(realpath "$1")
+analyze=$(realpath "$2")
+here=$(cd "$(dirname "$0")/.." && pwd)
+python=/usr/bin/python3
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for i in $(seq 600); do echo "Blessed are the meek: for they shall inherit the earth."; done > "$work/tiny.txt"
+gpt=(gpt --data "$work/tiny.txt" --d-model 16 --layers 2 --heads 2 --context 16 --batch 4 --threads 1 --eval-windows 4
+     --probes 3 --k 4,8 --steps 12 --ckpt-every 4 --measure-schedule checkpoints)
+
+"$train" "${gpt[@]}" --out "$work/run" > "$work/train.log" 2>&1
+"$analyze" --checkpoints "$work/run" --threads 1 > "$work/analyze.log" 2>&1 || { cat "$work/analyze.log"; exit 1; }
+$python "$here/python/check_log.py" "$work/run/analysis.h5" 4,8,12
+echo "ok   post-hoc = training-time: $($python "$here/python/compare_logs.py" "$work/run/coupling.h5" "$work/run/analysis.h5" 4,8,12)"
+
+"$analyze" --checkpoints "$work/run" --threads 1 > "$work/again.log" 2>&1
+grep -q "0 model(s) measured, 3 already in the log" "$work/again.log" || { cat "$work/again.log"; exit 1; }
+echo "ok   a re-run skips the 3 steps already in the log"
+
+$python "$here/../scripts/plot_coupling.py" "$work/run/analysis.h5" --out "$work/plots" > "$work/plot.log"
+test -s "$work/plots/coupling_vs_step.png"
+echo "ok   plots of the analysis log"
+
+$python "$here/python/make_images.py" "$work/images"
+"$train" vit --data "$work/images" --patch 4 --d-model 16 --layers 2 --heads 2 --batch 16 --steps 20 --ckpt-every 10 \
+  --eval-windows 32 --probes 2 --k 2 --threads 1 --log none --out "$work/vit" > "$work/vit.log" 2>&1
+"$analyze" --checkpoints "$work/vit" --out "$work/vit.h5" --threads 1 > "$work/vit_analyze.log" 2>&1 ||
+  { cat "$work/vit_analyze.log"; exit 1; }
+$python "$here/python/check_log.py" "$work/vit.h5" 10,20
+echo "ok   a ViT run's checkpoints"
+
+expect_error() {
+  local name=$1 message=$2
+  shift 2
+  local status=0
+  "$analyze" "$@" > "$work/$name.log" 2>&1 || status=$?
+  if [[ $status -ne 2 ]] || ! grep -Eq "\[error\] $message" "$work/$name.log"; then
+    echo "FAIL $name (status $status)"; cat "$work/$name.log"; exit 1
+  fi
+  echo "ok   $name: $(grep -o '\[error\] .*' "$work/$name.log" | cut -c9-150)"
+}
+mkdir "$work/empty"
+expect_error no_checkpoints "no checkpoints under" --checkpoints "$work/empty"
+"$train" "${gpt[@]}" --d-model 32 --steps 4 --out "$work/other" > "$work/other.log" 2>&1
+cp -r "$work/other/checkpoints/step_4" "$work/run/checkpoints/step_100"
+expect_error mixed_models "checkpoint .* holds another model than .* \(d-model differ\)" --checkpoints "$work/run" --out "$work/mixed.h5"

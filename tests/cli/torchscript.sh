@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# coupling-analyze --torchscript end to end: examples/export_torchscript.py trains a small
+# PyTorch GPT and exports checkpoints; coupling-analyze measures them (probes from a text file,
+# then from a saved tensor) into standard logs; modules that break the convention, files
+# without a step and a missing probe source are one-line errors.
+# Usage: torchscript.sh path/to/coupling-analyze
+set -euo pipefail
+analyze=$(realpath "$1")
+here=$(cd "$(dirname "$0")/.." && pwd)
+python=/usr/bin/python3
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for i in $(seq 600); do echo "Blessed are the meek: for they shall inherit the earth."; done > "$work/tiny.txt"
+$python "$here/../examples/export_torchscript.py" "$work/tiny.txt" "$work/ts" --steps 20 --save-every 10 --d 32 \
+  --context 16 --broken > "$work/export.log"
+common=(--probes 3 --k 4,8 --threads 1)
+
+"$analyze" --torchscript "$work/ts/models" --probe-text "$work/tiny.txt" --length 16 "${common[@]}" \
+  --out "$work/text.h5" > "$work/text.log" 2>&1 || { cat "$work/text.log"; exit 1; }
+$python "$here/python/check_log.py" "$work/text.h5" 0,10,20
+"$analyze" --torchscript "$work/ts/models/step_20.pt" --torchscript "$work/ts/models/step_10.pt" \
+  --probe-tensor "$work/ts/probes.pt" "${common[@]}" --out "$work/tensor.h5" > "$work/tensor.log" 2>&1 ||
+  { cat "$work/tensor.log"; exit 1; }
+$python - "$work/tensor.h5" <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    assert list(f["measurement/step"][:]) == [10, 20], f["measurement/step"][:]
+    assert f["probes"].shape == (8, 16) and f.attrs["model"] == "torchscript", (f["probes"].shape, f.attrs["model"])
+PY
+echo "ok   exported PyTorch checkpoints measured (text probes: steps 0, 10, 20; saved-tensor probes: 8 x 16)"
+
+expect_error() {
+  local name=$1 message=$2
+  shift 2
+  local status=0
+  "$analyze" "$@" "${common[@]}" > "$work/$name.log" 2>&1 || status=$?
+  if [[ $status -ne 2 ]] || ! grep -Eq "\[error\] .*$message" "$work/$name.log"; then
+    echo "FAIL $name (status $status)"; cat "$work/$name.log"; exit 1
+  fi
+  echo "ok   $name: $(grep -o '\[error\] .*' "$work/$name.log" | cut -c9-140)"
+}
+expect_error no_embed "has no method 'embed'" --torchscript "$work/ts/broken/no_embed.pt" \
+  --probe-tensor "$work/ts/probes.pt" --out "$work/e1.h5"
+expect_error no_causal "has no bool attribute 'causal'" --torchscript "$work/ts/broken/no_causal.pt" \
+  --probe-tensor "$work/ts/probes.pt" --out "$work/e2.h5"
+expect_error no_step "cannot tell the step of" --torchscript "$work/ts/broken" --probe-tensor "$work/ts/probes.pt" \
+  --out "$work/e3.h5"
+expect_error no_probes "give exactly one probe source" --torchscript "$work/ts/models" --out "$work/e4.h5"
