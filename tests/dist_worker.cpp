@@ -1,6 +1,6 @@
 // One rank of the 2-process communicator tests (tests/cli/communicator.sh): connects through the
 // launcher environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), runs each collective and
-// checks its result. Prints "rank R ok" and exits 0, or prints the error and exits 2.
+// checks its result. Prints "rank R [MODE ]ok" and exits 0, or prints the error and exits 2.
 //   dist_worker [TIMEOUT_MS] [peer-exits|measure|data-parallel|user-group]
 //   peer-exits: rank 1 leaves right after connecting; measure: a measurement shared across the
 //   ranks must equal the single-process one; data-parallel: gradient averaging in several
@@ -136,7 +136,7 @@ int main(int argc, char** argv) {
       }
     }
     comm.barrier("the end of the test");
-    std::printf("rank %lld ok\n", static_cast<long long>(comm.rank()));
+    std::printf("rank %lld %sok\n", static_cast<long long>(comm.rank()), mode.empty() ? "" : (mode + " ").c_str());
     return 0;
   } catch (const std::exception& e) {
     std::printf("rank error: %s\n", e.what());

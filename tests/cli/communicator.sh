@@ -26,36 +26,24 @@ two_ranks() {
   s0=$?
 }
 
-two_ranks r 10000
-if [[ $s0 -eq 0 && $s1 -eq 0 ]] && grep -q "rank 0 ok" "$work/r0.log" && grep -q "rank 1 ok" "$work/r1.log"; then
-  echo "ok   two ranks: all-reduce, broadcast, all-gather, barrier"
-else
-  echo "FAIL two ranks"; cat "$work"/r*.log; failures=$((failures + 1))
-fi
+# both_succeed TAG MODE DESCRIPTION: ranks 0 and 1 run MODE (empty: every collective) and each
+# prints "rank R [MODE ]ok".
+both_succeed() {
+  local tag=$1 mode=$2 description=$3
+  port=$((port + 1))
+  two_ranks "$tag" 10000 $mode
+  local done="${mode:+$mode }ok"
+  if [[ $s0 -eq 0 && $s1 -eq 0 ]] && grep -q "rank 0 $done" "$work/${tag}0.log" && grep -q "rank 1 $done" "$work/${tag}1.log"; then
+    echo "ok   $description"
+  else
+    echo "FAIL $description"; cat "$work/$tag"*.log; failures=$((failures + 1))
+  fi
+}
 
-port=$((port + 1))
-two_ranks m 10000 measure
-if [[ $s0 -eq 0 && $s1 -eq 0 ]] && grep -q "rank 0 measure ok" "$work/m0.log" && grep -q "rank 1 measure ok" "$work/m1.log"; then
-  echo "ok   measurement shared by 2 ranks equals the single-process one"
-else
-  echo "FAIL shared measurement"; cat "$work"/m*.log; failures=$((failures + 1))
-fi
-
-port=$((port + 1))
-two_ranks g 10000 data-parallel
-if [[ $s0 -eq 0 && $s1 -eq 0 ]] && grep -q "rank 0 data-parallel ok" "$work/g0.log" && grep -q "rank 1 data-parallel ok" "$work/g1.log"; then
-  echo "ok   gradients averaged in 3 buckets; the checksum names a drifted rank on every rank"
-else
-  echo "FAIL data-parallel helpers"; cat "$work"/g*.log; failures=$((failures + 1))
-fi
-
-port=$((port + 1))
-two_ranks u 10000 user-group
-if [[ $s0 -eq 0 && $s1 -eq 0 ]] && grep -q "rank 0 ok" "$work/u0.log" && grep -q "rank 1 ok" "$work/u1.log"; then
-  echo "ok   collectives through the user's own ProcessGroupGloo"
-else
-  echo "FAIL user process group"; cat "$work"/u*.log; failures=$((failures + 1))
-fi
+both_succeed r "" "two ranks: all-reduce, broadcast, all-gather, barrier"
+both_succeed m measure "measurement shared by 2 ranks equals the single-process one"
+both_succeed g data-parallel "gradients averaged in 3 buckets; the checksum names a drifted rank on every rank"
+both_succeed u user-group "collectives through the user's own ProcessGroupGloo"
 
 port=$((port + 1))
 two_ranks d 5000 peer-exits
