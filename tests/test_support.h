@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 namespace test_support {
 
@@ -84,6 +85,17 @@ inline trainer::Gpt perturbed_gpt(uint64_t seed, const trainer::GptConfig& confi
   at::NoGradGuard no_grad;
   for (auto& p : model->parameters()) p.add_(at::randn_like(p) * perturbation);
   return model;
+}
+
+/// Writes an IDX file of unsigned bytes: magic 00 00 08 <dims>, big-endian sizes, data.
+inline void write_idx(const std::string& path, const std::vector<int32_t>& shape, const std::vector<uint8_t>& data,
+               uint8_t type = 0x08) {
+  std::ofstream out(path, std::ios::binary);
+  out.put(0).put(0).put(static_cast<char>(type)).put(static_cast<char>(shape.size()));
+  for (int32_t s : shape) {
+    for (int shift : {24, 16, 8, 0}) out.put(static_cast<char>((s >> shift) & 0xff));
+  }
+  out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
 }
 
 }  // namespace test_support

@@ -27,17 +27,6 @@ trainer::VitConfig tiny_vit() {
   return c;
 }
 
-/// Writes an IDX file of unsigned bytes: magic 00 00 08 <dims>, big-endian sizes, data.
-void write_idx(const std::string& path, const std::vector<int32_t>& shape, const std::vector<uint8_t>& data,
-               uint8_t type = 0x08) {
-  std::ofstream out(path, std::ios::binary);
-  out.put(0).put(0).put(static_cast<char>(type)).put(static_cast<char>(shape.size()));
-  for (int32_t s : shape) {
-    for (int shift : {24, 16, 8, 0}) out.put(static_cast<char>((s >> shift) & 0xff));
-  }
-  out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
-}
-
 std::vector<uint8_t> bytes(size_t n, uint8_t first = 0) {
   std::vector<uint8_t> v(n);
   for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(first + i);
@@ -45,10 +34,10 @@ std::vector<uint8_t> bytes(size_t n, uint8_t first = 0) {
 }
 
 void write_mnist_dir(const test_support::TempDir& dir, int32_t train, int32_t test, int32_t test_labels) {
-  write_idx(dir.file("train-images-idx3-ubyte"), {train, 8, 8}, bytes(static_cast<size_t>(train) * 64));
-  write_idx(dir.file("train-labels-idx1-ubyte"), {train}, std::vector<uint8_t>(static_cast<size_t>(train), 2));
-  write_idx(dir.file("t10k-images-idx3-ubyte"), {test, 8, 8}, bytes(static_cast<size_t>(test) * 64, 7));
-  write_idx(dir.file("t10k-labels-idx1-ubyte"), {test_labels}, std::vector<uint8_t>(static_cast<size_t>(test_labels), 1));
+  test_support::write_idx(dir.file("train-images-idx3-ubyte"), {train, 8, 8}, bytes(static_cast<size_t>(train) * 64));
+  test_support::write_idx(dir.file("train-labels-idx1-ubyte"), {train}, std::vector<uint8_t>(static_cast<size_t>(train), 2));
+  test_support::write_idx(dir.file("t10k-images-idx3-ubyte"), {test, 8, 8}, bytes(static_cast<size_t>(test) * 64, 7));
+  test_support::write_idx(dir.file("t10k-labels-idx1-ubyte"), {test_labels}, std::vector<uint8_t>(static_cast<size_t>(test_labels), 1));
 }
 
 }  // namespace
@@ -146,9 +135,9 @@ TEST(ImageData, BadFilesAreClearErrors) {
   expect_error(dir.file("text"), "is not an IDX file");
   test_support::write_text(dir.file("gz"), "\x1f\x8b compressed");
   expect_error(dir.file("gz"), "gzip-compressed");
-  write_idx(dir.file("short"), {10, 8, 8}, bytes(100));
+  test_support::write_idx(dir.file("short"), {10, 8, 8}, bytes(100));
   expect_error(dir.file("short"), "truncated or corrupt");
-  write_idx(dir.file("floats"), {2}, bytes(8), 0x0d);
+  test_support::write_idx(dir.file("floats"), {2}, bytes(8), 0x0d);
   expect_error(dir.file("floats"), "element type 13");
 
   test_support::TempDir mismatched;

@@ -18,6 +18,8 @@ common=(--probes 3 --k 4,8 --threads 1)
 "$analyze" --torchscript "$work/ts/models" --probe-text "$work/tiny.txt" --length 16 "${common[@]}" \
   --out "$work/text.h5" > "$work/text.log" 2>&1 || { cat "$work/text.log"; exit 1; }
 $python "$here/python/check_log.py" "$work/text.h5" 0,10,20
+$python "$here/../scripts/plot_coupling.py" "$work/text.h5" --out "$work/plots" > "$work/plot.log"
+test -s "$work/plots/coupling_vs_step.png"
 "$analyze" --torchscript "$work/ts/models/step_20.pt" --torchscript "$work/ts/models/step_10.pt" \
   --probe-tensor "$work/ts/probes.pt" "${common[@]}" --out "$work/tensor.h5" > "$work/tensor.log" 2>&1 ||
   { cat "$work/tensor.log"; exit 1; }
@@ -27,7 +29,7 @@ with h5py.File(sys.argv[1], "r") as f:
     assert list(f["measurement/step"][:]) == [10, 20], f["measurement/step"][:]
     assert f["probes"].shape == (8, 16) and f.attrs["model"] == "torchscript", (f["probes"].shape, f.attrs["model"])
 PY
-echo "ok   exported PyTorch checkpoints measured (text probes: steps 0, 10, 20; saved-tensor probes: 8 x 16)"
+echo "ok   exported PyTorch checkpoints measured (text probes: steps 0, 10, 20, plotted; saved-tensor probes: 8 x 16)"
 
 expect_error() {
   local name=$1 message=$2
