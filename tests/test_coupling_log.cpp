@@ -101,6 +101,28 @@ TEST(CouplingLog, ResumeDropsRowsAfterTheCheckpointAndContinues) {
   }
 }
 
+TEST(CouplingLog, ResumeRepairsAnAppendTornBetweenFlushes) {
+  // A writer killed between the per-dataset flushes of one append leaves some measurement
+  // columns a row longer than /measurement/step (seen once in cli.coupling_run): resume must
+  // cut every column back to the rows all of them hold.
+  TempDir dir;
+  auto f = make_fixture();
+  {
+    auto log = coupling::CouplingLog::create(dir.file("c.h5"), f.metadata);
+    append_steps(log, f, {0, 10});
+  }
+  const std::string tear = std::string(test_paths::kPython) + " -c \"import h5py; f = h5py.File('" + dir.file("c.h5") +
+                           "', 'r+'); [f['measurement'][n].resize(3, axis=0) for n in ('depth_coupling', "
+                           "'line_shape_score')]\"";
+  ASSERT_EQ(std::system(tear.c_str()), 0);
+  {
+    auto log = coupling::CouplingLog::resume(dir.file("c.h5"), f.metadata, 10);
+    EXPECT_EQ(log.measured_steps(), (std::vector<int64_t>{0, 10}));
+    append_steps(log, f, {20});
+  }
+  EXPECT_EQ(run_python(dir.file("c.h5") + " 0,10,20"), 0);  // every column has 3 rows again
+}
+
 TEST(CouplingLog, ResumeRefusesForeignCorruptOrMismatchedFilesAndLeavesThemUntouched) {
   TempDir dir;
   auto f = make_fixture();

@@ -278,10 +278,14 @@ struct CouplingLog::Impl {
     const hsize_t rows = step.rows();
     std::vector<int64_t> steps(rows);
     if (rows > 0) check(H5Dread(step.id(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, steps.data()), "reading steps");
-    const auto keep = static_cast<hsize_t>(std::lower_bound(steps.begin(), steps.end(), keep_below) - steps.begin());
-    if (keep == rows) return;
-    step.truncate(keep);
-    for (const auto& column : columns) ds(column).truncate(keep);
+    auto keep = static_cast<hsize_t>(std::lower_bound(steps.begin(), steps.end(), keep_below) - steps.begin());
+    // A writer killed between its per-dataset flushes leaves columns one row longer or shorter
+    // than the step column: only rows that every column holds are complete.
+    for (const auto& column : columns) keep = std::min(keep, ds(column).rows());
+    if (step.rows() != keep) step.truncate(keep);
+    for (const auto& column : columns) {
+      if (ds(column).rows() != keep) ds(column).truncate(keep);
+    }
   }
 };
 
