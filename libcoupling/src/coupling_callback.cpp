@@ -54,11 +54,10 @@ void CouplingCallback::measure_now(int64_t step, int64_t scheduled_step, int64_t
   last_measure_seconds_ = seconds;
   wall_at_last_measurement_ = wall_seconds;
   pending_since_ = -1;
-  const auto summary = depth_coupling_summary(m);
-  if (writes_log()) spdlog::info("coupling step {}: depth m_K={} {:.4f} (ujv/norm), LSS {:.3f}, norm growth x{:.3f}/block, {:.1f} s{}",
-               step, m.k_grid.front(), summary[0].item<double>(), m.line_shape_score.mean().item<double>(),
-               m.norm_growth_factor.mean().item<double>(), seconds,
-               scheduled_step < step ? " (deferred from step " + std::to_string(scheduled_step) + ")" : "");
+  if (writes_log()) {
+    spdlog::info("coupling step {}: {}, {:.1f} s{}", step, headline(m), seconds,
+                 scheduled_step < step ? " (deferred from step " + std::to_string(scheduled_step) + ")" : "");
+  }
   if (writes_log() && !at::isfinite(m.depth_coupling).all().item<bool>()) {
     spdlog::warn("coupling step {}: non-finite values in the measurement (recorded as NaN, flagged in the log)", step);
   }

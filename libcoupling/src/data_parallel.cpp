@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -40,6 +41,24 @@ std::vector<std::vector<int64_t>> gather_values(const std::vector<int64_t>& valu
 }
 
 }  // namespace
+
+Share contiguous_share(int64_t count, int64_t rank, int64_t ranks) {
+  const int64_t size = (count + ranks - 1) / ranks;
+  const int64_t begin = std::min(count, rank * size);
+  return {begin, std::min(count, begin + size)};
+}
+
+Share contiguous_share(int64_t count, const Communicator* communicator) {
+  return communicator ? contiguous_share(count, communicator->rank(), communicator->world_size()) : Share{0, count};
+}
+
+std::vector<double> sum_over_ranks(std::vector<double> values, Communicator* communicator, const std::string& what) {
+  if (!communicator || values.empty()) return values;
+  std::vector<at::Tensor> sums{at::tensor(values, at::kDouble)};
+  communicator->all_reduce_sum(sums, what);
+  const auto result = sums[0].contiguous();
+  return {result.data_ptr<double>(), result.data_ptr<double>() + result.numel()};
+}
 
 std::vector<at::Tensor> detached(const std::vector<at::Tensor>& tensors) {
   std::vector<at::Tensor> result;

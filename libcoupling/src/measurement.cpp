@@ -1,10 +1,12 @@
 #include "coupling/measurement.h"
 
 #include "coupling/communicator.h"
+#include "coupling/data_parallel.h"
 #include "coupling/error.h"
 #include "coupling/trajectory.h"
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
@@ -270,16 +272,11 @@ Measurement measure_split_by_probe(ModelAdapter& adapter, const at::Tensor& prob
                                    const MeasurementOptions& options, Communicator& communicator) {
   const auto start = Clock::now();
   const int64_t P = probe_inputs.size(0), ranks = communicator.world_size();
-  const int64_t slice = (P + ranks - 1) / ranks;
-  std::vector<int64_t> first(ranks), count(ranks);
-  for (int64_t r = 0; r < ranks; ++r) {
-    first[r] = std::min(P, r * slice);
-    count[r] = std::min(P, first[r] + slice) - first[r];
-  }
-  const int64_t rank = communicator.rank();
-  const int64_t own_first = count[rank] > 0 ? first[rank] : 0;
-  Measurement m = measure_probes(adapter, probe_inputs.narrow(0, own_first, std::max<int64_t>(count[rank], 1)),
-                                 options, own_first);
+  const int64_t slice = contiguous_share(P, 0, ranks).size();  // the largest slice
+  const Share own = contiguous_share(P, &communicator);
+  const int64_t own_first = own.size() > 0 ? own.begin : 0;
+  Measurement m =
+      measure_probes(adapter, probe_inputs.narrow(0, own_first, std::max<int64_t>(own.size(), 1)), options, own_first);
 
   std::vector<at::Tensor> parts;
   for (auto field : kProbeFields) {
@@ -296,8 +293,8 @@ Measurement measure_split_by_probe(ModelAdapter& adapter, const at::Tensor& prob
     const int64_t row_size = t.numel() / t.size(0);
     std::vector<at::Tensor> pieces;
     for (int64_t r = 0; r < ranks; ++r) {
-      if (count[r] == 0) continue;
-      pieces.push_back(gathered[r].narrow(0, offset, count[r] * row_size));
+      const int64_t rows = contiguous_share(P, r, ranks).size();
+      if (rows > 0) pieces.push_back(gathered[r].narrow(0, offset, rows * row_size));
     }
     auto shape = t.sizes().vec();
     shape[0] = P;
@@ -319,6 +316,12 @@ Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const
                     Communicator& communicator) {
   if (communicator.world_size() == 1) return measure(adapter, probe_inputs, options);
   return measure_split_by_probe(adapter, probe_inputs, options, communicator);
+}
+
+std::string headline(const Measurement& m) {
+  return fmt::format("depth m_K={} {:.4f} (ujv/norm), LSS {:.3f}, norm growth x{:.3f}/block", m.k_grid.front(),
+                     depth_coupling_summary(m)[0].item<double>(), m.line_shape_score.mean().item<double>(),
+                     m.norm_growth_factor.mean().item<double>());
 }
 
 at::Tensor depth_coupling_summary(const Measurement& m, Orientation orientation, Normalisation normalisation) {

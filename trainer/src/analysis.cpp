@@ -20,8 +20,6 @@
 #include <functional>
 #include <limits>
 #include <map>
-#include <numeric>
-#include <random>
 #include <regex>
 #include <set>
 
@@ -66,10 +64,8 @@ AnalysisResult measure_into_log(const std::string& log_path, const coupling::Log
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     log.append({model.step, model.step, model.step * items_per_step, 0.0, seconds, 0.0}, m);
     ++result.measured;
-    spdlog::info("step {:>6} ({}/{}): depth m_K={} {:.4f}, LSS {:.3f}, norm growth x{:.3f}/block, {:.1f} s",
-                 model.step, result.measured + result.skipped, models.size(), m.k_grid.front(),
-                 coupling::depth_coupling_summary(m)[0].item<double>(), m.line_shape_score.mean().item<double>(),
-                 m.norm_growth_factor.mean().item<double>(), seconds);
+    spdlog::info("step {:>6} ({}/{}): {}, {:.1f} s", model.step, result.measured + result.skipped, models.size(),
+                 coupling::headline(m), seconds);
   }
   return result;
 }
@@ -171,16 +167,7 @@ at::Tensor load_probes(const ProbeSource& source) {
   if (images.dim() != 3) {
     throw coupling::DataError(source.idx + " does not hold images [N, H, W] (shape " + c10::str(images.sizes()) + ")");
   }
-  if (source.count > images.size(0)) {
-    throw coupling::DataError(fmt::format("{} holds {} images, fewer than the {} probes asked for", source.idx,
-                                          images.size(0), source.count));
-  }
-  std::vector<int64_t> order(static_cast<size_t>(images.size(0)));
-  std::iota(order.begin(), order.end(), 0);
-  std::mt19937_64 rng(source.seed);
-  std::shuffle(order.begin(), order.end(), rng);
-  order.resize(static_cast<size_t>(source.count));
-  return (images.index_select(0, at::tensor(order, at::kLong)).to(at::kFloat) / 255.0).unsqueeze(1);
+  return (seeded_choice(images, source.count, source.seed, source.idx).to(at::kFloat) / 255.0).unsqueeze(1);
 }
 
 AnalysisResult analyze_torchscript(const std::vector<std::string>& paths, const ProbeSource& probe_source,

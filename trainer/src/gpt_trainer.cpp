@@ -1,6 +1,6 @@
 #include "trainer/gpt_trainer.h"
 
-#include "coupling/communicator.h"
+#include "coupling/data_parallel.h"
 #include "coupling/error.h"
 #include "trainer/byte_corpus.h"
 #include "trainer/gpt.h"
@@ -27,22 +27,15 @@ double evaluate(GptImpl& model, const TokenBatch& windows, int64_t batch, coupli
   const bool was_training = model.is_training();
   model.eval();
   const int64_t count = windows.inputs.size(0);
-  const int64_t ranks = communicator ? communicator->world_size() : 1;
-  const int64_t share = (count + ranks - 1) / ranks;
-  const int64_t own_start = std::min(count, (communicator ? communicator->rank() : 0) * share);
-  const int64_t own_end = std::min(count, own_start + share);
+  const coupling::Share own = coupling::contiguous_share(count, communicator);
   double total = 0.0;
-  for (int64_t start = own_start; start < own_end; start += batch) {
-    const int64_t n = std::min(batch, own_end - start);
+  for (int64_t start = own.begin; start < own.end; start += batch) {
+    const int64_t n = std::min(batch, own.end - start);
     auto logits = model.forward(windows.inputs.narrow(0, start, n));
     total += next_token_loss(logits, windows.targets.narrow(0, start, n)).item<double>() * static_cast<double>(n);
   }
   model.train(was_training);
-  if (communicator) {
-    std::vector<at::Tensor> sum{at::full({1}, total, at::kDouble)};
-    communicator->all_reduce_sum(sum, "the evaluation loss");
-    total = sum[0].item<double>();
-  }
+  total = coupling::sum_over_ranks({total}, communicator, "the evaluation loss")[0];
   return total / static_cast<double>(count);
 }
 

@@ -4,10 +4,13 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <array>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <numeric>
+#include <random>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -48,6 +51,24 @@ at::Tensor read_idx(const std::string& path) {
                               "but holds " + std::to_string(bytes.size() - header) + ": the file is truncated or corrupt");
   }
   return at::from_blob(bytes.data() + header, shape, at::kByte).clone();
+}
+
+std::vector<int64_t> seeded_permutation(int64_t n, uint64_t seed) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(seed);
+  std::shuffle(order.begin(), order.end(), rng);
+  return order;
+}
+
+at::Tensor seeded_choice(const at::Tensor& images, int64_t count, uint64_t seed, const std::string& source) {
+  if (count > images.size(0)) {
+    throw coupling::DataError("--probes " + std::to_string(count) + " is more than the " +
+                              std::to_string(images.size(0)) + " images of " + source + ": lower --probes");
+  }
+  auto order = seeded_permutation(images.size(0), seed);
+  order.resize(static_cast<size_t>(count));
+  return images.index_select(0, at::tensor(order, at::kLong));
 }
 
 namespace {

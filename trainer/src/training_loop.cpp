@@ -331,9 +331,8 @@ TrainSummary run_training(const RunDefinition& run, const TaskFactory& make_task
     double loss_value = loss.item<double>();
     if (communicator) {  // the global batch's loss, so every rank sees (and stops on) the same value
       const auto reduce_start = Clock::now();
-      std::vector<at::Tensor> total{at::full({1}, loss_value, at::kDouble)};
-      communicator->all_reduce_sum(total, "the training loss");
-      loss_value = total[0].item<double>() / static_cast<double>(world_size);
+      loss_value = coupling::sum_over_ranks({loss_value}, communicator, "the training loss")[0] /
+                   static_cast<double>(world_size);
       loss_reduce_seconds += seconds_since(reduce_start);
     }
     if (!std::isfinite(loss_value)) {

@@ -1,6 +1,6 @@
 #include "trainer/vit_trainer.h"
 
-#include "coupling/communicator.h"
+#include "coupling/data_parallel.h"
 #include "coupling/error.h"
 #include "trainer/image_dataset.h"
 #include "trainer/transformer_adapter.h"
@@ -13,7 +13,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <numeric>
 #include <random>
 
 namespace fs = std::filesystem;
@@ -67,16 +66,7 @@ class VitTask : public TrainingTask {
   }
 
   at::Tensor probes(int64_t count, uint64_t seed) const override {
-    const int64_t available = data_.test().size();
-    if (count > available) {
-      throw coupling::DataError(fmt::format("--probes {} is more than the {} test images", count, available));
-    }
-    std::vector<int64_t> order(static_cast<size_t>(available));
-    std::iota(order.begin(), order.end(), 0);
-    std::mt19937_64 rng(seed);
-    std::shuffle(order.begin(), order.end(), rng);
-    order.resize(static_cast<size_t>(count));
-    return data_.normalise(data_.test().images.index_select(0, at::tensor(order, at::kLong)));
+    return data_.normalise(seeded_choice(data_.test().images, count, seed, "the test split of " + config_.train.data));
   }
   std::shared_ptr<coupling::ModelAdapter> adapter() override { return std::make_shared<VitAdapter>(model_); }
   std::string model_config_text(int64_t probes) const override {
@@ -99,10 +89,7 @@ class VitTask : public TrainingTask {
   int64_t sample_index(int64_t global) {
     const int64_t n = data_.train().size(), epoch = global / n;
     if (epoch != epoch_) {
-      order_.resize(static_cast<size_t>(n));
-      std::iota(order_.begin(), order_.end(), 0);
-      std::mt19937_64 rng(static_cast<uint64_t>(config_.train.seed) + static_cast<uint64_t>(epoch));
-      std::shuffle(order_.begin(), order_.end(), rng);
+      order_ = seeded_permutation(n, static_cast<uint64_t>(config_.train.seed) + static_cast<uint64_t>(epoch));
       epoch_ = epoch;
     }
     return order_[static_cast<size_t>(global % n)];
@@ -142,26 +129,20 @@ class VitTask : public TrainingTask {
     const bool was_training = model_->is_training();
     model_->eval();
     const int64_t count = std::min(split.size(), config_.train.eval_windows);
-    const int64_t ranks = communicator ? communicator->world_size() : 1;
-    const int64_t share = (count + ranks - 1) / ranks;
-    const int64_t own_start = std::min(count, (communicator ? communicator->rank() : 0) * share);
-    const int64_t own_end = std::min(count, own_start + share);
+    const coupling::Share own = coupling::contiguous_share(count, communicator);
     const int64_t chunk = std::max<int64_t>(config_.train.batch, 256);
     double loss = 0.0, correct = 0.0;
-    for (int64_t start = own_start; start < own_end; start += chunk) {
-      const int64_t n = std::min(chunk, own_end - start);
+    for (int64_t start = own.begin; start < own.end; start += chunk) {
+      const int64_t n = std::min(chunk, own.end - start);
       const auto logits = model_->forward(data_.normalise(split.images.narrow(0, start, n)));
       const auto labels = split.labels.narrow(0, start, n);
       loss += at::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum).item<double>();
       correct += logits.argmax(1).eq(labels).sum().item<double>();
     }
     model_->train(was_training);
-    if (communicator) {
-      std::vector<at::Tensor> sums{at::tensor({loss, correct}, at::kDouble)};
-      communicator->all_reduce_sum(sums, "the evaluation loss and accuracy");
-      loss = sums[0][0].item<double>();
-      correct = sums[0][1].item<double>();
-    }
+    const auto sums = coupling::sum_over_ranks({loss, correct}, communicator, "the evaluation loss and accuracy");
+    loss = sums[0];
+    correct = sums[1];
     return {loss / static_cast<double>(count), correct / static_cast<double>(count)};
   }
 

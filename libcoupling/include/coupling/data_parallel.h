@@ -20,6 +20,21 @@
 
 namespace coupling {
 
+/// The contiguous share [begin, end) of `count` items that rank `rank` of `ranks` takes: shares
+/// of ceil(count / ranks) items, in rank order (the last ones may be shorter or empty).
+struct Share {
+  int64_t begin = 0;
+  int64_t end = 0;
+  int64_t size() const { return end - begin; }
+};
+Share contiguous_share(int64_t count, int64_t rank, int64_t ranks);
+/// This process's share (all of it without a communicator).
+Share contiguous_share(int64_t count, const Communicator* communicator);
+
+/// Element-wise sums of `values` over the ranks, in one all-reduce (float64); a null
+/// communicator (one process) returns them as they are.
+std::vector<double> sum_over_ranks(std::vector<double> values, Communicator* communicator, const std::string& what);
+
 /// Tensors sharing the storage of `tensors` but outside autograd, so a collective may write into
 /// parameters in place.
 std::vector<at::Tensor> detached(const std::vector<at::Tensor>& tensors);

@@ -11,6 +11,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace coupling {
@@ -95,6 +96,10 @@ Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const
 /// the numbers do not depend on the split. The speed-up needs at least as many probes as ranks.
 Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options,
                     Communicator& communicator);
+
+/// One-line summary for progress logs: "depth m_K=10 0.9719 (ujv/norm), LSS 2.003, norm growth
+/// x1.037/block" (smallest K; means over probes and tokens).
+std::string headline(const Measurement& m);
 
 /// Mean over probes and tokens of depth_mean_offdiag for one variant: [nK] float64.
 at::Tensor depth_coupling_summary(const Measurement& m, Orientation orientation = Orientation::kUJV,

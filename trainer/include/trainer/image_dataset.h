@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace trainer {
 
@@ -16,6 +17,14 @@ namespace trainer {
 /// Throws coupling::DataError when the file is missing, gzipped, not IDX, of another element
 /// type, or shorter than its header says.
 at::Tensor read_idx(const std::string& path);
+
+/// 0..n-1 shuffled by a std::mt19937_64 seeded with `seed`: the ViT's epoch orders and the
+/// seeded probe choices.
+std::vector<int64_t> seeded_permutation(int64_t n, uint64_t seed);
+
+/// `count` distinct images of `images` (first dimension), a seeded choice. Throws
+/// coupling::DataError naming `source` when it holds fewer than `count`.
+at::Tensor seeded_choice(const at::Tensor& images, int64_t count, uint64_t seed, const std::string& source);
 
 /// One split: images uint8 [N, H, W] and labels int64 [N].
 struct ImageSplit {
