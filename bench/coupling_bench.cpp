@@ -253,7 +253,7 @@ void bench_step_time(Report& report, int repeats) {
         optimizer.step();
       },
       std::max(repeats, 10));
-  const auto child = bench::run_child({"/usr/bin/python3", std::string(bench_paths::kSourceDir) + "/bench/pytorch_reference.py",
+  const auto child = bench::run_child({bench_paths::kPython, std::string(bench_paths::kSourceDir) + "/bench/pytorch_reference.py",
                                        "--steps", std::to_string(std::max(repeats, 10)), "--threads",
                                        std::to_string(at::get_num_threads())});
   const double python = child.status == 0 ? parse_value(child.output, "step_seconds=") : std::nan("");

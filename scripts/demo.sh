@@ -21,7 +21,7 @@ if [[ -e $out ]]; then
 fi
 build/bin/coupling-train "$model" --out "$out" "$@"
 echo
-/usr/bin/python3 scripts/plot_coupling.py "$out/coupling.h5" --summary "$out/summary.json"
+"${COUPLING_PYTHON:-/usr/bin/python3}" scripts/plot_coupling.py "$out/coupling.h5" --summary "$out/summary.json"
 echo
 echo "== $out/summary.json"
 cat "$out/summary.json"

@@ -2,14 +2,18 @@
 # Idempotent machine setup for libcoupling on Debian 12 (run as root, or with sudo available).
 # Installs the toolchain, LibTorch and the other libraries, the Python plotting stack and the
 # data packages, then prepares the corpora under data/ (git-ignored).
+#   scripts/setup.sh --torch pip   also creates .venv/ (git-ignored) with LibTorch 2.x + CUDA and
+#                                  the tests' Python packages from PyPI, pinned with hashes in
+#                                  scripts/requirements-torch2.txt (about 3 GB of wheels).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/torch_choice.sh
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libgloo-dev libopenblas0-openmp
   libhdf5-dev hdf5-tools libcli11-dev libspdlog-dev libgtest-dev
-  python3-torch python3-h5py python3-matplotlib python3-scipy
+  python3-torch python3-h5py python3-matplotlib python3-scipy python3-venv
   bible-kjv bible-kjv-text dataset-fashion-mnist
 )
 
@@ -27,6 +31,20 @@ if (( ${#missing[@]} > 0 )); then
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
   echo "setup: all packages present"
+fi
+
+if [[ $torch_flavour == pip ]]; then
+  # Debian's python3 makes the venv; nothing from Debian's Python packages is visible inside it.
+  stamp=$venv_dir/.requirements.sha256
+  wanted=$(sha256sum scripts/requirements-torch2.txt | cut -d' ' -f1)
+  if [[ ! -f $stamp || $(cat "$stamp") != "$wanted" ]]; then
+    echo "setup: creating $venv_dir (LibTorch 2.x with CUDA; about 3 GB from PyPI)"
+    rm -rf "$venv_dir"
+    /usr/bin/python3 -m venv "$venv_dir"
+    "$venv_dir/bin/pip" install -q --no-input --require-hashes --no-deps -r scripts/requirements-torch2.txt
+    echo "$wanted" >"$stamp"
+  fi
+  echo "setup: $venv_dir has torch $("$venv_dir/bin/python" -c 'import torch; print(torch.__version__)')"
 fi
 
 scripts/prepare_data.sh

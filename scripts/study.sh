@@ -61,5 +61,5 @@ status=0
 printf '%s\n' "${members[@]}" | xargs -P "$jobs" -I{} bash -c 'IFS="|" read -r name flags <<< "{}"; extra=($extra_flags); run_member "$name" "$flags"' || status=$?
 echo "study: ${#members[@]} members in $(( $(date +%s) - start )) s"
 ((status == 0)) || { echo "study: some members failed; re-run to continue" >&2; exit 1; }
-/usr/bin/python3 "$root/scripts/study.py" "$out"
-/usr/bin/python3 "$root/scripts/plot_study.py" "$out"
+"${COUPLING_PYTHON:-/usr/bin/python3}" "$root/scripts/study.py" "$out"
+"${COUPLING_PYTHON:-/usr/bin/python3}" "$root/scripts/plot_study.py" "$out"

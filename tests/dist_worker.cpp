@@ -13,6 +13,7 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/version.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -31,8 +32,16 @@ coupling::Communicator user_group(const coupling::DistEnv& env, const coupling::
   auto store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, store_options);
   auto gloo_options = c10d::ProcessGroupGloo::Options::create(options.timeout);
   gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-  return coupling::Communicator::from_process_group(
-      c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, gloo_options));
+  auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, gloo_options);
+#if TORCH_VERSION_MAJOR >= 2
+  // LibTorch 2.x: Gloo is a Backend, and a user's group is a ProcessGroup that dispatches to it.
+  auto group = c10::make_intrusive<c10d::ProcessGroup>(store, env.rank, env.world_size);
+  group->setBackend(c10::kCPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
+  group->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+  return coupling::Communicator::from_process_group(group);
+#else
+  return coupling::Communicator::from_process_group(gloo);  // LibTorch 1.13: Gloo is a ProcessGroup
+#endif
 }
 
 void data_parallel_checks(coupling::Communicator& comm) {

@@ -19,6 +19,11 @@ bool nccl_available() {
 #endif
 }
 
+std::string resolve_backend(const std::string& choice, c10::Device device) {
+  if (choice != "auto") return choice;
+  return device.is_cuda() ? "nccl" : "gloo";
+}
+
 struct Communicator::Impl {
   int64_t rank = 0;
   int64_t world_size = 1;
@@ -64,6 +69,7 @@ Communicator::~Communicator() = default;
 
 int64_t Communicator::rank() const { return impl_->rank; }
 int64_t Communicator::world_size() const { return impl_->world_size; }
+c10::Device Communicator::device() const { return impl_->device; }
 
 Communicator Communicator::from_process_group(c10::intrusive_ptr<c10d::ProcessGroup> group, c10::Device device) {
   if (!group) throw ConfigError("from_process_group needs a process group (got null)");

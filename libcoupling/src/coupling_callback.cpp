@@ -29,7 +29,7 @@ void CouplingCallback::on_train_begin(const TrainBegin& begin) {
   }
   const int64_t world_size = options_.communicator ? options_.communicator->world_size() : 1;
   const LogMetadata metadata{options_.model, options_.model_config, describe(options_.measurement), options_.seed,
-                             world_size, probes_};
+                             world_size, probes_, options_.training_precision};
   if (begin.resumed) {
     log_.emplace(CouplingLog::resume(options_.log_path, metadata, begin.start_step));
     spdlog::info("coupling: resumed log {} at step {} ({} measurements kept)", options_.log_path, begin.start_step,

@@ -327,7 +327,7 @@ std::vector<std::string> measurement_columns() {
 void write_probes(hid_t file, const at::Tensor& probes) {
   if (!probes.defined()) return;
   const bool integer = !at::isFloatingType(probes.scalar_type());
-  const auto data = probes.to(integer ? at::kLong : at::kFloat).contiguous();
+  const auto data = probes.to(integer ? at::kLong : at::kFloat).cpu().contiguous();
   std::vector<hsize_t> dims(data.sizes().begin(), data.sizes().end());
   Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
   Handle ds(check(H5Dcreate2(file, "probes", integer ? H5T_STD_I64LE : H5T_IEEE_F32LE, space.get(), H5P_DEFAULT,
@@ -365,6 +365,7 @@ CouplingLog CouplingLog::create(const std::string& path, const LogMetadata& meta
   write_string_attribute(file, "engine_config", metadata.engine_config);
   write_int_attribute(file, "seed", metadata.seed);
   write_int_attribute(file, "world_size", metadata.world_size);
+  write_string_attribute(file, "training_precision", metadata.training_precision);
   write_probes(file, metadata.probes);
   make_group(file, "measurement");
   for (const auto& [group_name, columns] : scalar_groups()) {
@@ -459,7 +460,7 @@ void CouplingLog::append(const MeasurementRecord& record, const Measurement& m) 
   std::vector<at::Tensor> values;
   bool nonfinite = false;
   for (const auto& f : fields()) {
-    auto value = f.get(m).to(at::kDouble).contiguous();
+    auto value = f.get(m).to(at::kDouble).cpu().contiguous();
     const auto& item = impl.ds(std::string("/measurement/") + f.name).item();
     if (!std::equal(item.begin(), item.end(), value.sizes().begin(), value.sizes().end())) {
       throw ConfigError(std::string("measurement field ") + f.name + " has shape " + c10::str(value.sizes()) +

@@ -75,7 +75,8 @@ at::Tensor coupling_matrices(const at::Tensor& jacobians, const TopK& factors, c
 
 at::Tensor mean_over_pairs(const at::Tensor& m, const at::Tensor& mask) {
   const int64_t n = m.size(-1);
-  const auto off_diagonal = at::logical_and(mask, at::eye(n, at::kBool).logical_not());
+  const auto bool_on_device = at::TensorOptions().dtype(at::kBool).device(m.device());
+  const auto off_diagonal = at::logical_and(mask.to(m.device()), at::eye(n, bool_on_device).logical_not());
   const auto weights = off_diagonal.to(m.scalar_type());
   const auto count = weights.sum();
   if (count.item<double>() == 0.0) {
@@ -86,12 +87,12 @@ at::Tensor mean_over_pairs(const at::Tensor& m, const at::Tensor& mask) {
 
 at::Tensor mean_off_diagonal(const at::Tensor& m) {
   const int64_t n = m.size(-1);
-  return mean_over_pairs(m, at::ones({n, n}, at::kBool));
+  return mean_over_pairs(m, at::ones({n, n}, at::TensorOptions().dtype(at::kBool).device(m.device())));
 }
 
 at::Tensor mean_adjacent(const at::Tensor& m) {
   const int64_t n = m.size(-1);
-  const auto index = at::arange(n, at::kLong);
+  const auto index = at::arange(n, at::TensorOptions().dtype(at::kLong).device(m.device()));
   const auto distance = (index.unsqueeze(0) - index.unsqueeze(1)).abs();
   return mean_over_pairs(m, distance.eq(1));
 }

@@ -93,7 +93,7 @@ at::Tensor jacobian_rows(ModelAdapter& adapter, int64_t block, const at::Tensor&
   // A causal block's output at t2 cannot see later tokens: feed only 0..t2.
   const int64_t used = adapter.causal() ? output_token + 1 : tokens;
   const auto input = x.narrow(0, 0, used).detach().to(at::kFloat);
-  const auto index = at::tensor(input_tokens, at::kLong);
+  const auto index = at::tensor(input_tokens, at::kLong).to(input.device());
   auto result = at::empty({static_cast<int64_t>(input_tokens.size()), row_end - row_begin, d}, input.options());
   const int64_t chunk = jacobian_chunk_rows(used, d, options.max_bytes);
   for (int64_t row0 = row_begin; row0 < row_end; row0 += chunk) {

@@ -6,6 +6,7 @@
 #include "coupling/trajectory.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -173,8 +174,9 @@ Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs
 
   // 3. Jacobians.
   auto t0 = Clock::now();
-  auto diag = at::empty({P, n, L, d, d}, at::kFloat);
-  auto context = np > 0 ? at::empty({P, L, np, d, d}, at::kFloat) : at::Tensor();
+  const auto on_model = stacked.options();  // the model's device, float32
+  auto diag = at::empty({P, n, L, d, d}, on_model);
+  auto context = np > 0 ? at::empty({P, L, np, d, d}, on_model) : at::Tensor();
   for (int64_t p = 0; p < P; ++p) {
     for (int64_t l = 0; l < L; ++l) {
       const auto x = stacked.select(0, p).select(1, l);  // block l's input X^l of probe p: [T, d]
@@ -233,7 +235,7 @@ Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs
 
   // 6. Trajectories of the measured tokens.
   t0 = Clock::now();
-  m.trajectories = stacked.index_select(1, at::tensor(m.tokens, at::kLong));  // [P, n, L+1, d]
+  m.trajectories = stacked.index_select(1, at::tensor(m.tokens, at::kLong).to(stacked.device()));  // [P, n, L+1, d]
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
   m.residual_norms = at::empty({P, n, L + 1}, f64);
   m.step_lengths = at::empty({P, n, L}, f64);
@@ -261,6 +263,10 @@ Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs
   }
   m.timings.trajectories = seconds_since(t0);
   if (options.keep_jacobians) m.jacobians = diag;
+  for (auto field : kProbeFields) {  // results live on the CPU, whatever the model's device
+    at::Tensor& t = m.*field;
+    if (t.defined()) t = t.cpu();
+  }
   m.timings.total = seconds_since(start);
   return m;
 }

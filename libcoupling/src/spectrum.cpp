@@ -38,6 +38,7 @@ LinearOperator dense_operator(const at::Tensor& matrices) {
   op.batch.assign(sizes.begin(), sizes.end() - 2);
   op.rows = matrices.size(-2);
   op.cols = matrices.size(-1);
+  op.device = matrices.device();
   op.multiply = [matrices](const at::Tensor& x) { return at::matmul(matrices, x); };
   op.multiply_transpose = [matrices](const at::Tensor& y) { return at::matmul(matrices.transpose(-2, -1), y); };
   return op;
@@ -49,8 +50,9 @@ TopK randomized_topk(const LinearOperator& op, int64_t k, const RandomizedOption
   std::vector<int64_t> shape = op.batch;
   shape.push_back(op.cols);
   shape.push_back(width);
+  // Drawn on the CPU from the seed, then moved: the same test matrix on every device.
   auto generator = at::detail::createCPUGenerator(options.seed);
-  auto omega = at::randn(shape, generator, at::TensorOptions().dtype(at::kFloat));
+  auto omega = at::randn(shape, generator, at::TensorOptions().dtype(at::kFloat)).to(op.device);
   auto q = orthonormalise(op.multiply(omega));  // range of J Omega, [..., rows, width]
   for (int64_t i = 0; i < options.power_iterations; ++i) {
     auto z = orthonormalise(op.multiply_transpose(q));  // [..., cols, width]

@@ -14,7 +14,7 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 std::vector<double> to_vector(const at::Tensor& t) {
-  const auto c = t.to(at::kDouble).contiguous();
+  const auto c = t.to(at::kDouble).cpu().contiguous();
   return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
 }
 

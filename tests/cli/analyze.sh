@@ -8,7 +8,7 @@ set -euo pipefail
 train=$(realpath "$1")
 analyze=$(realpath "$2")
 here=$(cd "$(dirname "$0")/.." && pwd)
-python=/usr/bin/python3
+python=${COUPLING_PYTHON:-/usr/bin/python3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for i in $(seq 600); do echo "Blessed are the meek: for they shall inherit the earth."; done > "$work/tiny.txt"

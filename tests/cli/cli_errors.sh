@@ -73,7 +73,7 @@ expect_error resume_foreign_log "not an HDF5 file" "$work/logrun" --resume "$wor
 # A data-parallel launch (torchrun's variables) with a backend c10d does not have: refused before
 # any rendezvous. (The 2-process failures are in data_parallel.sh.)
 RANK=1 WORLD_SIZE=2 expect_error unknown_backend "unknown backend 'mpi': use gloo \\(CPU\\) or nccl \\(GPU\\)" "$work/o12" "${tiny[@]}" --backend mpi --out "$work/o12"
-expect_error bad_backend "--backend must be 'gloo' or 'nccl'" "$work/o13" "${tiny[@]}" --backend mpi --out "$work/o13"
+expect_error bad_backend "--backend must be 'auto', 'gloo' or 'nccl'" "$work/o13" "${tiny[@]}" --backend mpi --out "$work/o13"
 
 # CLI11 parse errors are non-zero too.
 "$bin" gpt --no-such-flag > "$work/flag.log" 2>&1

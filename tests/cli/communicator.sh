@@ -65,7 +65,7 @@ else
 fi
 
 port=$((port + 1))
-/usr/bin/python3 -c "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', $port)); s.listen(); time.sleep(30)" &
+"${COUPLING_PYTHON:-/usr/bin/python3}" -c "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', $port)); s.listen(); time.sleep(30)" &
 sleep 0.5
 MASTER_PORT=$port RANK=0 timeout 60 "$worker" 2000 > "$work/busy.log" 2>&1
 status=$?

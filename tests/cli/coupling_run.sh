@@ -7,7 +7,7 @@
 set -euo pipefail
 bin=$1
 here=$(cd "$(dirname "$0")/.." && pwd)
-python=/usr/bin/python3
+python=${COUPLING_PYTHON:-/usr/bin/python3}
 work=$(mktemp -d)
 trap 'kill -9 $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 for i in $(seq 600); do echo "Blessed are the meek: for they shall inherit the earth."; done > "$work/tiny.txt"

@@ -14,7 +14,7 @@ set -uo pipefail
 bin=$(realpath "$1")
 here=$(cd "$(dirname "$0")/.." && pwd)
 launch="$here/../scripts/launch.sh"
-python=/usr/bin/python3
+python=${COUPLING_PYTHON:-/usr/bin/python3}
 work=$(mktemp -d)
 trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 for i in $(seq 600); do echo "Blessed are the meek: for they shall inherit the earth."; done > "$work/tiny.txt"
@@ -125,11 +125,11 @@ else
 fi
 
 # 4. torchrun.
-if command -v torchrun > /dev/null; then
+if "$python" -c "import torch.distributed.run" 2> /dev/null; then  # torchrun of the tests' torch
   port=$((port + 1))
   (unset RANK WORLD_SIZE LOCAL_RANK LOCAL_WORLD_SIZE MASTER_ADDR
    # --redirects 1 --tee 1: Debian's torchrun 1.13 on Python 3.11 fails with its default "0".
-   timeout 120 torchrun --nproc_per_node=2 --master_port=$port --redirects 1 --tee 1 --no_python "$bin" "${tiny[@]}" --steps 4 \
+   timeout 120 "$python" -m torch.distributed.run --nproc_per_node=2 --master_port=$port --redirects 1 --tee 1 --no_python "$bin" "${tiny[@]}" --steps 4 \
      --out "$work/torchrun") > "$work/torchrun.log" 2>&1
   s=$?
   if [[ $s -eq 0 ]] && grep -q '"world_size": 2' "$work/torchrun/summary.json"; then

@@ -16,5 +16,5 @@ cmake -S "$source/examples/custom_trainer" -B "$work/build" "${generator[@]}" -D
   -DCMAKE_PREFIX_PATH="$work/prefix" > "$work/configure.log" || { cat "$work/configure.log"; exit 1; }
 cmake --build "$work/build" > "$work/build.log" || { cat "$work/build.log"; exit 1; }
 "$work/build/custom_trainer" "$work/log.h5" 40
-/usr/bin/python3 "$source/tests/python/check_log.py" "$work/log.h5" 0,20,40 --train-rows 40
+"${COUPLING_PYTHON:-/usr/bin/python3}" "$source/tests/python/check_log.py" "$work/log.h5" 0,20,40 --train-rows 40
 echo "1 passed, 0 failed"

@@ -7,7 +7,7 @@
 set -euo pipefail
 train=$(realpath "$1")
 here=$(cd "$(dirname "$0")/.." && pwd)
-python=/usr/bin/python3
+python=${COUPLING_PYTHON:-/usr/bin/python3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export COUPLING_TRAIN=$train

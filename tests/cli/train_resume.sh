@@ -8,7 +8,7 @@ set -euo pipefail
 bin=$1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python=/usr/bin/python3
+python=${COUPLING_PYTHON:-/usr/bin/python3}
 
 for i in $(seq 550); do echo "In the beginning God created the heaven and the earth."; done > "$work/tiny.txt"
 args=(--data "$work/tiny.txt" --d-model 16 --layers 2 --heads 2 --context 16 --batch 4 --threads 1

@@ -8,7 +8,7 @@
 set -euo pipefail
 bin=$(realpath "$1")
 here=$(cd "$(dirname "$0")/.." && pwd)
-python=/usr/bin/python3
+python=${COUPLING_PYTHON:-/usr/bin/python3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 $python "$here/python/make_images.py" "$work/images"

@@ -113,7 +113,8 @@ AnalysisResult analyze_run(const std::map<int64_t, std::string>& found, const st
   const auto options = measurement_options(config.coupling, task->token_names());
   const coupling::LogMetadata metadata{
       RunConfig::kModel, task->model_config_text(config.coupling.probes), coupling::describe(options),
-      config.train.seed, 1, task->probes(config.coupling.probes, static_cast<uint64_t>(config.train.seed) + 1)};
+      config.train.seed, 1, task->probes(config.coupling.probes, static_cast<uint64_t>(config.train.seed) + 1),
+      config.train.precision};
   const auto adapter = task->adapter();
   std::vector<SavedModel> models;
   for (const auto& [step, dir] : found) {

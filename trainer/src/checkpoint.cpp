@@ -26,12 +26,19 @@ constexpr const char* kStepPrefix = "step_";
 
 at::Generator default_generator() { return at::detail::getDefaultCPUGenerator(); }
 
+/// Where the model's parameters live: checkpoints load straight onto that device (a checkpoint
+/// written on one device loads on any other).
+c10::Device device_of(const torch::nn::Module& model) {
+  const auto parameters = model.parameters();
+  return parameters.empty() ? c10::Device(c10::kCPU) : parameters.front().device();
+}
+
 }  // namespace
 
 void save_weights_for_python(const torch::nn::Module& model, const std::string& path) {
   c10::Dict<std::string, at::Tensor> weights;
-  for (const auto& item : model.named_parameters()) weights.insert(item.key(), item.value().detach().clone());
-  for (const auto& item : model.named_buffers()) weights.insert(item.key(), item.value().detach().clone());
+  for (const auto& item : model.named_parameters()) weights.insert(item.key(), item.value().detach().cpu().clone());
+  for (const auto& item : model.named_buffers()) weights.insert(item.key(), item.value().detach().cpu().clone());
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(weights));
   std::ofstream out(path, std::ios::binary);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
@@ -112,7 +119,7 @@ void load_model(const std::string& dir, torch::nn::Module& model) {
   if (!fs::is_regular_file(path)) throw coupling::CheckpointError("no model.pt in checkpoint " + dir);
   try {
     torch::serialize::InputArchive archive;
-    archive.load_from(path);
+    archive.load_from(path, device_of(model));
     model.load(archive);
   } catch (const c10::Error& e) {
     throw coupling::CheckpointError("cannot load " + path + " (" + e.what_without_backtrace() +
@@ -130,12 +137,13 @@ TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, t
   }
   TrainerState state;
   try {
+    const c10::Device device = device_of(model);
     torch::serialize::InputArchive model_archive;
-    model_archive.load_from((fs::path(dir) / "model.pt").string());
+    model_archive.load_from((fs::path(dir) / "model.pt").string(), device);
     model.load(model_archive);
 
     torch::serialize::InputArchive optimizer_archive;
-    optimizer_archive.load_from((fs::path(dir) / "optimizer.pt").string());
+    optimizer_archive.load_from((fs::path(dir) / "optimizer.pt").string(), device);
     optimizer.load(optimizer_archive);
 
     torch::serialize::InputArchive state_archive;

@@ -22,7 +22,8 @@ namespace {
 
 /// Mean loss (nats/token) of the model over fixed windows, in eval mode, in chunks of `batch`.
 /// Data-parallel ranks each take a contiguous share of the windows and sum their totals.
-double evaluate(GptImpl& model, const TokenBatch& windows, int64_t batch, coupling::Communicator* communicator) {
+double evaluate(GptImpl& model, const TokenBatch& windows, int64_t batch, c10::Device device,
+                coupling::Communicator* communicator) {
   at::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
@@ -31,8 +32,9 @@ double evaluate(GptImpl& model, const TokenBatch& windows, int64_t batch, coupli
   double total = 0.0;
   for (int64_t start = own.begin; start < own.end; start += batch) {
     const int64_t n = std::min(batch, own.end - start);
-    auto logits = model.forward(windows.inputs.narrow(0, start, n));
-    total += next_token_loss(logits, windows.targets.narrow(0, start, n)).item<double>() * static_cast<double>(n);
+    auto logits = model.forward(windows.inputs.narrow(0, start, n).to(device));
+    total += next_token_loss(logits, windows.targets.narrow(0, start, n).to(device)).item<double>() *
+             static_cast<double>(n);
   }
   model.train(was_training);
   total = coupling::sum_over_ranks({total}, communicator, "the evaluation loss")[0];
@@ -66,7 +68,7 @@ class GptTask : public TrainingTask {
   at::Tensor training_loss(int64_t batch, int64_t shard, int64_t shards) override {
     // Every rank draws the same global batch from the same sampler state and keeps its shard.
     const TokenBatch tokens = corpus_.sample_train(batch, config_.model.context, sampler_, shard, shards);
-    return next_token_loss(model_->forward(tokens.inputs), tokens.targets);
+    return next_token_loss(model_->forward(tokens.inputs.to(device())), tokens.targets.to(device()));
   }
   std::string sampler_state() const override {
     std::ostringstream text;
@@ -76,11 +78,11 @@ class GptTask : public TrainingTask {
   void restore_sampler_state(const std::string& state, int64_t) override { std::istringstream(state) >> sampler_; }
 
   std::vector<Metric> evaluate(coupling::Communicator* communicator) override {
-    return {{"val_loss", trainer::evaluate(*model_, validation_, config_.train.batch, communicator)}};
+    return {{"val_loss", trainer::evaluate(*model_, validation_, config_.train.batch, device(), communicator)}};
   }
   std::vector<Metric> final_metrics(coupling::Communicator* communicator) override {
     const auto train_windows = corpus_.evaluation_windows(Split::kTrain, config_.model.context, config_.train.eval_windows);
-    return {{"train_loss", trainer::evaluate(*model_, train_windows, config_.train.batch, communicator)},
+    return {{"train_loss", trainer::evaluate(*model_, train_windows, config_.train.batch, device(), communicator)},
             {"bigram_val_loss", bigram_}};
   }
 

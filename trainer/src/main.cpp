@@ -5,6 +5,7 @@
 // collective failed: a peer rank died or timed out).
 #include "coupling/communicator.h"
 #include "coupling/data_parallel.h"
+#include "coupling/device.h"
 #include "coupling/dist_env.h"
 #include "coupling/error.h"
 #include "trainer/gpt_trainer.h"
@@ -69,12 +70,14 @@ class Subcommand {
     }, config_);
     // Launched by torchrun/SLURM/mpirun/launch.sh with several processes: one data-parallel job.
     const auto job = coupling::resolve_dist_env();
+    // The device: a ConfigError (exit 2) before anything is written when it cannot be had.
+    const c10::Device device = coupling::resolve_device(config_.train.device);
     std::optional<coupling::Communicator> communicator;
     if (job.distributed()) {
       spdlog::set_pattern("[%H:%M:%S] [rank " + std::to_string(job.rank) + "] [%^%l%$] %v");
       if (job.rank > 0) spdlog::set_level(spdlog::level::warn);  // rank 0 reports progress
       coupling::CommunicatorOptions options;
-      options.backend = config_.train.backend;
+      options.backend = coupling::resolve_backend(config_.train.backend, device);
       options.timeout = std::chrono::seconds(config_.train.dist_timeout);
       communicator.emplace(coupling::Communicator::connect(job, options));
     }
@@ -88,6 +91,7 @@ class Subcommand {
       failure = std::current_exception();
     }
     coupling::rethrow_if_any_rank_failed(failure, "reading the configuration", comm);
+    config.train.device = config_.train.device;  // where this launch runs, not where the run began
     if (config.train.threads == 0 && job.distributed()) {  // the node's cores, shared by its ranks
       const auto cores = static_cast<int64_t>(std::max(1U, std::thread::hardware_concurrency()));
       config.train.threads = std::max<int64_t>(1, cores / job.local_world_size);

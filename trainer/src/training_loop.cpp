@@ -3,6 +3,7 @@
 #include "coupling/callback.h"
 #include "coupling/coupling_callback.h"
 #include "coupling/data_parallel.h"
+#include "coupling/device.h"
 #include "coupling/error.h"
 #include "coupling/version.h"
 #include "trainer/checkpoint.h"
@@ -128,7 +129,16 @@ Instrumentation prepare_instrumentation(const RunDefinition& run, const Training
   options.model = run.model_kind;
   options.model_config = task.model_config_text(c.probes);
   options.seed = run.train.seed;
+  options.training_precision = run.train.precision;
   return result;
+}
+
+/// Where this rank trains: --device, except that NCCL ranks use the GPU their communicator has
+/// (cuda:LOCAL_RANK).
+c10::Device training_device(const std::string& spec, const coupling::Communicator* communicator) {
+  const c10::Device device = coupling::resolve_device(spec);
+  if (device.is_cuda() && communicator && communicator->device().is_cuda()) return communicator->device();
+  return device;
 }
 
 int64_t count_parameters(const torch::nn::Module& model) {
@@ -218,8 +228,11 @@ TrainSummary run_training(const RunDefinition& run, const TaskFactory& make_task
   std::unique_ptr<TrainingTask> task;
   Instrumentation instrumentation;
   std::optional<std::string> resume_from;
+  c10::Device device(c10::kCPU);
   std::exception_ptr setup_failure;
   try {
+    device = training_device(train.device, communicator);
+    coupling::AutocastScope::validate(train.precision, device);
     if (train.batch % world_size != 0) {
       throw coupling::ConfigError(fmt::format("--batch {} is the global batch and must be a multiple of the {} ranks",
                                               train.batch, world_size));
@@ -254,6 +267,8 @@ TrainSummary run_training(const RunDefinition& run, const TaskFactory& make_task
   coupling::CouplingCallbackOptions& coupling_options = instrumentation.options;
   coupling_options.communicator = communicator;
   setup_compute(train.threads);
+  task->to(device);
+  if (instrumentation.probes.defined()) instrumentation.probes = instrumentation.probes.to(device);
 
   auto optimizer = make_optimizer(model, train);
   TrainerState state;
@@ -303,8 +318,8 @@ TrainSummary run_training(const RunDefinition& run, const TaskFactory& make_task
   if (resume_from) spdlog::info("resumed from {} at step {}", *resume_from, state.step);
 
   const int64_t parameter_count = count_parameters(model);
-  spdlog::info("libcoupling {} | {}, {:.2f}M parameters", coupling::version(), task->describe(),
-               parameter_count / 1e6);
+  spdlog::info("libcoupling {} | {}, {:.2f}M parameters | LibTorch {} on {}, {}", coupling::version(),
+               task->describe(), parameter_count / 1e6, coupling::torch_version(), device.str(), train.precision);
   if (communicator) {
     spdlog::info("data-parallel: {} ranks ({}), {} sequences per rank per step, gradients in {} bucket(s)",
                  world_size, train.backend, train.batch / world_size, averager->buckets());
@@ -327,7 +342,11 @@ TrainSummary run_training(const RunDefinition& run, const TaskFactory& make_task
     const double lr = schedule.at(step);
     set_learning_rate(*optimizer, lr);
     optimizer->zero_grad();
-    auto loss = task->training_loss(train.batch, rank, world_size);
+    at::Tensor loss;
+    {
+      coupling::AutocastScope autocast(train.precision, device);  // the forward only, as in PyTorch
+      loss = task->training_loss(train.batch, rank, world_size);
+    }
     double loss_value = loss.item<double>();
     if (communicator) {  // the global batch's loss, so every rank sees (and stops on) the same value
       const auto reduce_start = Clock::now();

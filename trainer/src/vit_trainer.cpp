@@ -51,7 +51,7 @@ class VitTask : public TrainingTask {
     auto images = data_.train().images.index_select(0, at::tensor(indices, at::kLong));
     images = augment(images, step, batch, shard * per_shard);
     const auto labels = data_.train().labels.index_select(0, at::tensor(indices, at::kLong));
-    return at::cross_entropy_loss(model_->forward(data_.normalise(images)), labels);
+    return at::cross_entropy_loss(model_->forward(data_.normalise(images).to(device())), labels.to(device()));
   }
   std::string sampler_state() const override { return ""; }
   void restore_sampler_state(const std::string&, int64_t step) override { next_step_ = step; }
@@ -134,8 +134,8 @@ class VitTask : public TrainingTask {
     double loss = 0.0, correct = 0.0;
     for (int64_t start = own.begin; start < own.end; start += chunk) {
       const int64_t n = std::min(chunk, own.end - start);
-      const auto logits = model_->forward(data_.normalise(split.images.narrow(0, start, n)));
-      const auto labels = split.labels.narrow(0, start, n);
+      const auto logits = model_->forward(data_.normalise(split.images.narrow(0, start, n)).to(device()));
+      const auto labels = split.labels.narrow(0, start, n).to(device());
       loss += at::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum).item<double>();
       correct += logits.argmax(1).eq(labels).sum().item<double>();
     }

@@ -32,12 +32,16 @@ class CommunicationError : public Error {
 };
 
 struct CommunicatorOptions {
-  std::string backend = "gloo";                     ///< "gloo", or "nccl" when compiled in
+  std::string backend = "gloo";                     ///< "gloo", or "nccl" when compiled in (resolve_backend)
   std::chrono::milliseconds timeout{30000};         ///< rendezvous and per-collective timeout
 };
 
 /// True when this build of LibTorch has the NCCL backend.
 bool nccl_available();
+
+/// A --backend choice for a job whose ranks compute on `device`: "auto" is nccl for CUDA devices
+/// and gloo otherwise; "gloo" and "nccl" stay as they are (connect() checks them).
+std::string resolve_backend(const std::string& choice, c10::Device device);
 
 class Communicator {
  public:
@@ -56,6 +60,8 @@ class Communicator {
 
   int64_t rank() const;
   int64_t world_size() const;
+  /// Where collective buffers live: this rank's GPU for NCCL, else the CPU.
+  c10::Device device() const;
 
   /// In-place element-wise sum over ranks. Several tensors (one dtype) travel as one flat buffer.
   void all_reduce_sum(std::vector<at::Tensor>& tensors, const std::string& what);

@@ -38,6 +38,7 @@ struct CouplingCallbackOptions {
   std::string model = "model";       ///< stored in the log
   std::string model_config;          ///< stored in the log; must match on resume
   int64_t seed = 0;
+  std::string training_precision = "fp32";  ///< stored in the log (measurements always run in fp32)
   /// The data-parallel job this callback runs in (must outlive the callback); null = one process.
   Communicator* communicator = nullptr;
 };

@@ -28,6 +28,7 @@ struct LogMetadata {
   int64_t seed = 0;
   int64_t world_size = 1;
   at::Tensor probes;          ///< the probe inputs, stored once as /probes
+  std::string training_precision = "fp32";  ///< of the training forward passes (fp32 or bf16)
 };
 
 /// Canonical one-line text of measurement options (K grid, tokens, estimator, p, q, precision).

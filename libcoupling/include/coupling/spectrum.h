@@ -36,6 +36,7 @@ struct LinearOperator {
   std::vector<int64_t> batch;
   int64_t rows = 0;
   int64_t cols = 0;
+  c10::Device device = c10::Device(c10::kCPU);  ///< where multiply() wants its argument
   std::function<at::Tensor(const at::Tensor&)> multiply;
   std::function<at::Tensor(const at::Tensor&)> multiply_transpose;
 };

@@ -34,7 +34,9 @@ struct TrainConfig {
   int64_t ckpt_every = 500;  ///< 0 = only at the end
   int64_t log_every = 50;
   int64_t threads = 0;  ///< 0 = one per core (data-parallel: the cores shared by this node's ranks)
-  std::string backend = "gloo";  ///< data-parallel collectives: gloo (CPU) or nccl (GPU)
+  std::string device = "auto";      ///< cpu, cuda, cuda:N or auto (coupling::resolve_device)
+  std::string precision = "fp32";   ///< training forward passes: fp32, or bf16 under autocast
+  std::string backend = "auto";  ///< data-parallel collectives: auto (nccl on CUDA, else gloo), gloo or nccl
   int64_t dist_timeout = 300;    ///< seconds a rendezvous or collective may wait for the other ranks
   int64_t check_every = 100;     ///< data-parallel parameter checksum every N steps (0 = checkpoints only)
 
@@ -83,7 +85,12 @@ void visit_train_fields(Visitor& v, Train&... t) {
   v("ckpt-every", "Checkpoint every N steps (0 = at the end only)", P::kMayChange, t.ckpt_every...);
   v("log-every", "Progress line every N steps", P::kMayChange, t.log_every...);
   v("threads", "Intra-op threads (0 = one per core, shared by the ranks of a node)", P::kMayChange, t.threads...);
-  v("backend", "Data-parallel collectives: gloo (CPU) or nccl (GPU builds)", P::kMayChange, t.backend...);
+  v("device", "Where to train and measure: cpu, cuda, cuda:N or auto (CUDA when a device is visible; "
+    "data-parallel: cuda:LOCAL_RANK)", P::kMayChange, t.device...);
+  v("precision", "Training precision: fp32, or bf16 (autocast for the training forward passes; measurements always "
+    "run in fp32)", P::kMustMatch, t.precision...);
+  v("backend", "Data-parallel collectives: auto (nccl on CUDA, gloo on CPU), gloo or nccl (CUDA builds)",
+    P::kMayChange, t.backend...);
   v("dist-timeout", "Seconds a data-parallel rendezvous or collective waits for the other ranks", P::kMayChange,
     t.dist_timeout...);
   v("check-every", "Data-parallel: compare the ranks' parameters every N steps (0 = at checkpoints)",

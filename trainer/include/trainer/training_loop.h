@@ -37,6 +37,14 @@ class TrainingTask {
   virtual ~TrainingTask() = default;
 
   virtual torch::nn::Module& model() = 0;
+  /// Moves the model to `device`, where the task then puts its batches too (the loop calls this
+  /// once, before the optimizer is made).
+  void to(c10::Device device) {
+    device_ = device;
+    model().to(device);
+  }
+  c10::Device device() const { return device_; }
+
   /// One log line describing the model (shape, parameters).
   virtual std::string describe() const = 0;
   /// What the loop counts in "<unit>_seen" and "<unit>_per_second": "tokens" or "images".
@@ -63,6 +71,9 @@ class TrainingTask {
   virtual std::string model_config_text(int64_t probes) const = 0;
   /// Named tokens the --tokens flag may use (e.g. "cls" -> 0), besides last/all/integers.
   virtual std::map<std::string, int64_t> token_names() const { return {}; }
+
+ private:
+  c10::Device device_{c10::kCPU};
 };
 
 /// What summary.json records about a finished run.

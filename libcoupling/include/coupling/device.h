@@ -1,0 +1,57 @@
+// Choosing where tensors live: the `--device cpu|cuda|cuda:N|auto` of every binary, resolved
+// once against the LibTorch in use and the machine. A CUDA request that cannot be served fails
+// with a ConfigError that says which of the two is missing (a CUDA build of LibTorch, or a
+// visible device), so a front end prints one line and exits 2 before anything is written.
+// Also the one place that knows the LibTorch version and its autocast API (which changed
+// between 1.13 and 2.x).
+#pragma once
+
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include <cstdint>
+#include <string>
+
+namespace coupling {
+
+/// The choices of --device, for help texts and validators.
+inline constexpr const char* kDeviceChoices = "cpu, cuda, cuda:N or auto";
+
+/// Whether this LibTorch was built with CUDA (libtorch_cuda is loaded).
+bool torch_has_cuda();
+
+/// CUDA devices visible to this process (0 without a GPU, without a driver, or on a CPU build).
+int64_t cuda_device_count();
+
+/// "cpu" -> CPU; "cuda" -> cuda:0; "cuda:N"; "auto" -> cuda:0 when a CUDA device is visible,
+/// else CPU. Throws ConfigError (naming `flag`) for anything else or for an unservable request.
+c10::Device resolve_device(const std::string& spec, const std::string& flag = "--device");
+
+/// The LibTorch version this program runs with, e.g. "2.15.0" (from its headers).
+std::string torch_version();
+
+/// "fp32" or "bf16": the choices of --precision.
+inline constexpr const char* kPrecisionChoices = "fp32 or bf16";
+
+/// Turns autocast to bf16 on for the forward passes of training on `device` for the scope's
+/// life ("fp32": does nothing), and restores the previous state after. Measurements never run
+/// inside one. Throws ConfigError for an unknown precision, or when this LibTorch cannot autocast
+/// on that device type.
+class AutocastScope {
+ public:
+  AutocastScope(const std::string& precision, c10::Device device);
+  ~AutocastScope();
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+  /// Throws what the constructor would, without changing anything (for up-front validation).
+  static void validate(const std::string& precision, c10::Device device);
+
+ private:
+  bool active_ = false;
+  c10::DeviceType type_ = c10::DeviceType::CPU;
+  bool was_enabled_ = false;
+  c10::ScalarType previous_dtype_ = c10::ScalarType::BFloat16;
+};
+
+}  // namespace coupling
