@@ -3,7 +3,8 @@
 // them are in docs/performance.md.
 //
 //   build/bin/coupling-bench [--quick] [--repeats N] [--train-steps N] [--json FILE]
-//                            [--skip-training] [--skip-python]
+//                            [--skip-training] [--skip-python] [--device cpu|cuda|cuda:N|auto]
+// --device places cases 1 and 2 (auto: CUDA when a device is visible); cases 3 and 4 are CPU.
 //
 // 1. Block Jacobian of a GPT block, d x T grid: the paper's algorithm (one forward, then one
 //    backward per output coordinate of the last token over the whole sequence), our generic path
@@ -18,6 +19,8 @@
 #include "bench_paths.h"
 #include "bench_support.h"
 #include "coupling/coupling_metric.h"
+#include "coupling/device.h"
+#include "coupling/error.h"
 #include "coupling/measurement.h"
 #include "trainer/block_adapter.h"
 #include "trainer/gpt.h"
@@ -52,13 +55,19 @@ double parse_value(const std::string& text, const std::string& prefix) {
 }
 
 // ---- worker: one Jacobian method on one block, in its own process -------------------------------
-int jacobian_worker(const std::string& method, int64_t d, int64_t tokens, int repeats) {
+/// Waits for the device's queued work (a copy to the CPU is synchronous): CUDA timings need it.
+void wait_for(c10::Device device) {
+  if (!device.is_cpu()) at::zeros({1}, at::TensorOptions().device(device)).cpu();
+}
+
+int jacobian_worker(const std::string& method, int64_t d, int64_t tokens, int repeats, c10::Device device) {
   trainer::configure_threads(0);
   at::manual_seed(0);
   trainer::TransformerBlock block(trainer::BlockConfig{d, std::max<int64_t>(1, d / 64), 0.0, /*causal=*/true});
   block->eval();
+  block->to(device);
   trainer::BlockAdapter adapter(block);
-  const auto x = at::randn({tokens, d});
+  const auto x = at::randn({tokens, d}).to(device);
   const int64_t t2 = tokens - 1;
   const int64_t rows = method == "token-local" ? d : std::min(d, kTimedRows);
   std::function<void()> run;
@@ -77,7 +86,10 @@ int jacobian_worker(const std::string& method, int64_t d, int64_t tokens, int re
                                          : coupling::JacobianOptions::Method::kTokenLocal;
     run = [&] { coupling::jacobian_rows(adapter, 0, x, t2, {t2}, 0, rows, options); };
   }
-  const double seconds = bench::median_seconds(run, repeats);
+  const double seconds = bench::median_seconds([&] {
+    run();
+    wait_for(device);
+  }, repeats);
   std::printf("seconds=%.9f scale=%.6f\n", seconds, static_cast<double>(d) / static_cast<double>(rows));
   return 0;
 }
@@ -95,7 +107,7 @@ struct Report {
 };
 
 // ---- 1. Jacobians ------------------------------------------------------------------------------
-void bench_jacobians(Report& report, bool quick, int repeats, double gflops) {
+void bench_jacobians(Report& report, bool quick, int repeats, double gflops, c10::Device device) {
   std::printf("\n1. Block Jacobian J_{T-1,T-1} of a causal GPT block (heads = d/64), median of %d\n", repeats);
   std::printf("   sgemm rate %.0f GFLOP/s; bound = 24 d^3 flops at that rate; x = scaled from %lld rows\n", gflops,
               static_cast<long long>(kTimedRows));
@@ -109,7 +121,7 @@ void bench_jacobians(Report& report, bool quick, int repeats, double gflops) {
       double paper_seconds = 0.0;
       for (const std::string method : {"paper", "generic", "token-local"}) {
         const auto child = bench::run_child({self_path(), "--worker", method, std::to_string(d), std::to_string(t),
-                                             "--repeats", std::to_string(repeats)});
+                                             "--repeats", std::to_string(repeats), "--device", device.str()});
         if (child.status != 0) throw std::runtime_error("worker failed: " + child.output);
         const double scale = parse_value(child.output, "scale=");
         const double seconds = parse_value(child.output, "seconds=") * scale;
@@ -133,7 +145,7 @@ void bench_jacobians(Report& report, bool quick, int repeats, double gflops) {
 }
 
 // ---- 2 + 5. Full measurement and spectra -----------------------------------------------------------
-void bench_measurement(Report& report, bool quick, int repeats) {
+void bench_measurement(Report& report, bool quick, int repeats, c10::Device device) {
   const int64_t d = quick ? 256 : 768, layers = quick ? 4 : 12, tokens = 128, probes = 8;
   std::printf("\n2. Full measurement: %lld-layer GPT, d=%lld, T=%lld, %lld probes, K {10,30,50}, last token\n",
               static_cast<long long>(layers), static_cast<long long>(d), static_cast<long long>(tokens),
@@ -145,8 +157,9 @@ void bench_measurement(Report& report, bool quick, int repeats) {
   config.layers = layers;
   config.heads = d / 64;
   trainer::Gpt model(config);
+  model->to(device);
   trainer::GptAdapter adapter(model);
-  const auto inputs = at::randint(256, {probes, tokens}, at::kLong);
+  const auto inputs = at::randint(256, {probes, tokens}, at::kLong).to(device);
   std::printf("   %-11s %8s %8s %9s %8s %8s %8s\n", "spectrum", "total s", "forward", "jacobians", "spectra", "coupling",
               "traject.");
   coupling::Measurement kept;
@@ -275,25 +288,41 @@ int main(int argc, char** argv) {
   int64_t train_steps = 300;
   std::string json = "bench_results.json";
   std::vector<std::string> worker;
+  std::string device_spec = "auto";
   app.add_flag("--quick", quick, "Small grid, for a smoke test");
   app.add_option("--repeats", repeats, "Timed repeats per case (median)")->capture_default_str();
   app.add_option("--train-steps", train_steps, "Steps for the training-overhead case")->capture_default_str();
   app.add_option("--json", json, "Where to write the results")->capture_default_str();
   app.add_flag("--skip-training", skip_training, "Skip case 3");
   app.add_flag("--skip-python", skip_python, "Skip case 4");
+  app.add_option("--device", device_spec, std::string("Where cases 1 and 2 run: ") + coupling::kDeviceChoices)
+      ->capture_default_str();
   app.add_option("--worker", worker, "(internal) METHOD D T")->expected(3);
   CLI11_PARSE(app, argc, argv);
-  if (!worker.empty()) return jacobian_worker(worker[0], std::stoll(worker[1]), std::stoll(worker[2]), repeats);
+  c10::Device device(c10::kCPU);
+  try {
+    device = coupling::resolve_device(device_spec);
+  } catch (const coupling::Error& e) {
+    std::fprintf(stderr, "coupling-bench: %s\n", e.what());
+    return 2;
+  }
+  if (!worker.empty()) return jacobian_worker(worker[0], std::stoll(worker[1]), std::stoll(worker[2]), repeats, device);
 
   trainer::reexec_with_tuned_openblas(argv);
   const int64_t threads = trainer::configure_threads(0);
   const double gflops = bench::sgemm_gflops(1024);
-  std::printf("coupling-bench: %lld threads, OpenBLAS core %s, sgemm(1024) %.0f GFLOP/s%s\n",
-              static_cast<long long>(threads), trainer::openblas_core().c_str(), gflops, quick ? ", --quick" : "");
+  std::printf("coupling-bench: LibTorch %s, %lld threads, OpenBLAS core %s, sgemm(1024) %.0f GFLOP/s, device %s%s\n",
+              coupling::torch_version().c_str(), static_cast<long long>(threads), trainer::openblas_core().c_str(),
+              gflops, device.str().c_str(), quick ? ", --quick" : "");
   Report report;
-  report.add(trainer::JsonObject().add("case", std::string("machine")).add("threads", threads).add("sgemm_gflops", gflops));
-  bench_jacobians(report, quick, repeats, gflops);
-  bench_measurement(report, quick, repeats);
+  report.add(trainer::JsonObject()
+                 .add("case", std::string("machine"))
+                 .add("libtorch", coupling::torch_version())
+                 .add("device", device.str())
+                 .add("threads", threads)
+                 .add("sgemm_gflops", gflops));
+  bench_jacobians(report, quick, repeats, gflops, device);
+  bench_measurement(report, quick, repeats, device);
   if (!skip_training) bench_training_overhead(report, quick ? 40 : train_steps);
   if (!skip_python) bench_step_time(report, repeats);
   std::ofstream(json) << report.json();

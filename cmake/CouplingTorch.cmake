@@ -18,8 +18,13 @@
 #   that spdlog is built against: a directory holding only a link to the system's fmt goes first.
 #   LibTorch's public headers that we include do not use fmt.
 # - TorchConfig.cmake does not say whether c10d has NCCL: libtorch_cuda's symbols do.
+# - TorchConfig finds Caffe2 (where the imported targets live) with PATHS, which come after the
+#   system's: given only Torch_DIR, a machine with Debian's libtorch-dev gets Debian's targets.
 
 macro(coupling_prepare_torch_cuda)
+  if(Torch_DIR AND NOT Caffe2_DIR AND EXISTS "${Torch_DIR}/../Caffe2/Caffe2Config.cmake")
+    get_filename_component(Caffe2_DIR "${Torch_DIR}/../Caffe2" ABSOLUTE)
+  endif()
   if(NOT TARGET torch::cudart)
     set(_coupling_cuda_includes)
     foreach(_prefix IN LISTS Torch_DIR CMAKE_PREFIX_PATH)

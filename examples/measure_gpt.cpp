@@ -2,7 +2,8 @@
 // seed) and at its newest checkpoint, on fixed validation windows, and print coupling, LSS and
 // norm growth side by side.
 //
-//   build/bin/measure_gpt RUN_DIR [PROBES=8]
+//   build/bin/measure_gpt RUN_DIR [PROBES=8] [--device cpu|cuda|cuda:N|auto]
+#include "coupling/device.h"
 #include "coupling/error.h"
 #include "coupling/measurement.h"
 #include "trainer/byte_corpus.h"
@@ -13,6 +14,7 @@
 #include "trainer/runtime.h"
 
 #include <ATen/ATen.h>
+#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -66,13 +68,16 @@ void print_report(const std::vector<Column>& columns) {
 
 int main(int argc, char** argv) {
   trainer::reexec_with_tuned_openblas(argv);
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: %s RUN_DIR [PROBES=8]\n", argv[0]);
-    return 2;
-  }
+  CLI::App app("measure_gpt: a coupling-train GPT run at step 0 and at its newest checkpoint");
+  std::string run, device_spec = "auto";
+  int64_t probes = 8;
+  app.add_option("run", run, "The coupling-train run directory")->required();
+  app.add_option("probes", probes, "Validation windows to measure")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--device", device_spec, std::string("Where to measure: ") + coupling::kDeviceChoices)
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
   try {
-    const std::string run = argv[1];
-    const int64_t probes = argc > 2 ? std::stoll(argv[2]) : 8;
+    const c10::Device device = coupling::resolve_device(device_spec);
     trainer::setup_compute(0);
     const auto checkpoint = trainer::latest_checkpoint(run);
     if (!checkpoint) throw coupling::CheckpointError("no checkpoint under " + run + "/checkpoints");
@@ -82,12 +87,14 @@ int main(int argc, char** argv) {
 
     at::manual_seed(static_cast<uint64_t>(config.train.seed));  // the trainer's exact initial weights
     trainer::Gpt model(config.model);
+    model->to(device);  // initialised on the CPU, then moved: the same weights on every device
     trainer::GptAdapter adapter(model);
+    const auto inputs = windows.inputs.to(device);
     std::vector<Column> columns;
-    columns.push_back({"step 0", coupling::measure(adapter, windows.inputs)});
+    columns.push_back({"step 0", coupling::measure(adapter, inputs)});
     trainer::load_model(*checkpoint, *model);
     const std::string step = checkpoint->substr(checkpoint->rfind("step_") + 5);
-    columns.push_back({"step " + step, coupling::measure(adapter, windows.inputs)});
+    columns.push_back({"step " + step, coupling::measure(adapter, inputs)});
     std::printf("run %s: %lld probes of %lld tokens, last token (t1 = t2 = T-1), default engine options\n", run.c_str(),
                 static_cast<long long>(windows.inputs.size(0)), static_cast<long long>(config.model.context));
     print_report(columns);

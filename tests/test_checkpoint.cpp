@@ -1,5 +1,5 @@
 // Checkpoints: round trip of model, optimizer, RNG and trainer state; newest-checkpoint lookup;
-// corrupt and incomplete checkpoints; weights.pt as a pickled dict.
+// corrupt and incomplete checkpoints; weights.pt as pickled (name, tensor) pairs.
 #include "coupling/error.h"
 #include "test_support.h"
 #include "trainer/checkpoint.h"
@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 namespace {
 
@@ -104,16 +105,21 @@ TEST(Checkpoint, CorruptOrIncompleteCheckpointsAreReported) {
   }
 }
 
-TEST(Checkpoint, WeightsFileIsAPickledNameToTensorDict) {
+TEST(Checkpoint, WeightsFileIsPickledNameTensorPairs) {
   TempDir dir;
   trainer::Gpt model(tiny_model());
   trainer::save_weights_for_python(*model, dir.file("weights.pt"));
   std::ifstream in(dir.file("weights.pt"), std::ios::binary);
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto dict = torch::pickle_load(bytes).toGenericDict();
-  EXPECT_EQ(dict.size(), model->named_parameters().size());
-  EXPECT_TRUE(at::equal(dict.at("wte.weight").toTensor(), model->wte->weight));
-  EXPECT_TRUE(at::equal(dict.at("blocks.1.mlp.fc.bias").toTensor(), model->block(1)->mlp->fc->bias));
+  std::map<std::string, at::Tensor> weights;
+  const c10::IValue loaded = torch::pickle_load(bytes);
+  for (const auto& pair : loaded.toTupleRef().elements()) {
+    const auto& name_and_tensor = pair.toTupleRef().elements();
+    weights[name_and_tensor.at(0).toStringRef()] = name_and_tensor.at(1).toTensor();
+  }
+  EXPECT_EQ(weights.size(), model->named_parameters().size());
+  EXPECT_TRUE(at::equal(weights.at("wte.weight"), model->wte->weight));
+  EXPECT_TRUE(at::equal(weights.at("blocks.1.mlp.fc.bias"), model->block(1)->mlp->fc->bias));
 }
 
 }  // namespace

@@ -210,7 +210,7 @@ TEST(CouplingLog, SurvivesSigkillAndResumes) {
     waitpid(child, &status, 0);
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     std::string expected;
-    for (int i = 0; i < completed; ++i) expected += (i ? "," : "") + std::to_string(10 * i);
+    for (int i = 0; i < completed; ++i) expected += std::string(i ? "," : "") + std::to_string(10 * i);
     EXPECT_EQ(run_python(path + " " + expected + " --train-rows 7"), 0) << "after kill, " << completed;
     auto f = make_fixture();
     {

@@ -60,6 +60,7 @@ inline trainer::GptRunConfig tiny_run(const std::string& data, const std::string
   config.train.ckpt_every = 20;
   config.train.log_every = 20;
   config.train.threads = 1;
+  config.train.device = "cpu";  // the same numbers on every machine; CUDA has its own tests
   config.model.context = 16;
   config.model.d_model = 32;
   config.model.layers = 2;

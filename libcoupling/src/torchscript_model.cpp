@@ -45,10 +45,10 @@ class TorchScriptAdapter : public ModelAdapter {
 
 }  // namespace
 
-std::shared_ptr<ModelAdapter> load_torchscript_model(const std::string& path) {
+std::shared_ptr<ModelAdapter> load_torchscript_model(const std::string& path, c10::Device device) {
   torch::jit::Module module;
   try {
-    module = torch::jit::load(path);
+    module = torch::jit::load(path, device);
   } catch (const c10::Error& e) {
     throw IoError("cannot load TorchScript module " + path + ": " + e.what_without_backtrace() +
                   " -- export it with torch.jit.script(model).save(path) or torch.jit.trace");

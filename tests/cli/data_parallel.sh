@@ -83,7 +83,7 @@ else
   fail "1-rank resume of a 2-rank run (status $s)" "$work/one_rank.log"
 fi
 port=$((port + 1))
-MASTER_PORT=$port timeout 300 "$launch" 2 "${tiny[@]}" --resume "$work/killed" > "$work/resume.log" 2>&1
+COUPLING_TRAIN=$bin MASTER_PORT=$port timeout 300 "$launch" 2 "${tiny[@]}" --resume "$work/killed" > "$work/resume.log" 2>&1
 s=$?
 if [[ $s -eq 0 ]] && $python "$here/python/check_log.py" "$work/killed/coupling.h5" \
      "$(seq -s, 0 100 3000)" --train-rows 3000 > "$work/check.log" 2>&1; then
@@ -118,8 +118,9 @@ $python -c "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', $port
 sleep 0.5
 MASTER_PORT=$port RANK=0 timeout 60 "$bin" "${tiny[@]}" --steps 4 --out "$work/busy" --dist-timeout 3 > "$work/busy.log" 2>&1
 s=$?
-if [[ $s -eq 3 ]] && grep -q "errno: 98" "$work/busy.log"; then
-  echo "ok   MASTER_PORT in use: exit 3, $(grep -o 'errno: 98[^)]*' "$work/busy.log" | head -1)"
+# LibTorch 1.13 says "errno: 98 - Address already in use", 2.x "code: -98, name: EADDRINUSE".
+if [[ $s -eq 3 ]] && grep -Eq "errno: 98|EADDRINUSE" "$work/busy.log"; then
+  echo "ok   MASTER_PORT in use: exit 3, $(grep -Eo 'errno: 98[^)]*|name: EADDRINUSE' "$work/busy.log" | head -1)"
 else
   fail "port in use (status $s)" "$work/busy.log"
 fi

@@ -28,7 +28,7 @@ cmp <(cut -d, -f1-2 "$work/a/train_log.csv") <(cut -d, -f1-2 "$work/b/train_log.
 # Python reads weights.pt as a dict with the documented names.
 $python - "$work/a/checkpoints/step_6/weights.pt" <<'PY'
 import sys, torch
-w = torch.load(sys.argv[1])
+w = dict(torch.load(sys.argv[1]))  # (name, tensor) pairs; weights_only in torch 2.x
 expected = {"wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias"}
 for l in range(2):
     for s in ["ln1.weight", "ln1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",

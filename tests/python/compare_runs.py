@@ -26,8 +26,8 @@ def main():
     assert loss_diff < 1e-4, f"losses differ by {loss_diff}"
 
     step = max(int(p.name.split("_")[1]) for p in __import__("pathlib").Path(f"{one}/checkpoints").glob("step_*"))
-    wa = torch.load(f"{one}/checkpoints/step_{step}/weights.pt")
-    wb = torch.load(f"{many}/checkpoints/step_{step}/weights.pt")
+    wa = dict(torch.load(f"{one}/checkpoints/step_{step}/weights.pt"))
+    wb = dict(torch.load(f"{many}/checkpoints/step_{step}/weights.pt"))
     weight_diff = max((wa[k] - wb[k]).abs().max().item() / (wa[k].abs().max().item() + 1e-12) for k in wa)
     assert weight_diff < 1e-3, f"final weights differ by {weight_diff} (relative)"
 

@@ -2,7 +2,7 @@
 measurements (docs/metrics.md), for cross-checking the C++ numbers.
 
 Usage: gpt_reference.py DIR --heads H [--coupling]
-DIR holds weights.pt (name -> tensor dict written by the C++ trainer), tokens.pt ([B, T] int64)
+DIR holds weights.pt ((name, tensor) pairs written by the C++ trainer), tokens.pt ([B, T] int64)
 and logits.pt (the C++ model's logits). With --coupling it also holds the C++ measurement of the
 last token: depth.pt ([B, L, L] m_K, ujv, norm, K = 4), sigma.pt ([B, L, K]) and lss.pt ([B]).
 Exits 0 when everything agrees (logits to 1e-4 relative, measurements to 1e-3), 1 otherwise.
@@ -104,7 +104,7 @@ def main():
     parser.add_argument("--heads", type=int, required=True)
     parser.add_argument("--coupling", action="store_true")
     args = parser.parse_args()
-    weights = torch.load(f"{args.dir}/weights.pt")
+    weights = dict(torch.load(f"{args.dir}/weights.pt"))
     idx = torch.load(f"{args.dir}/tokens.pt")
     expected = torch.load(f"{args.dir}/logits.pt")
     with torch.no_grad():

@@ -39,7 +39,8 @@ struct SavedModel {
 /// model whose step the log does not hold yet, in step order.
 AnalysisResult measure_into_log(const std::string& log_path, const coupling::LogMetadata& metadata,
                                 const std::vector<SavedModel>& models, const coupling::MeasurementOptions& options,
-                                int64_t items_per_step) {
+                                int64_t items_per_step, c10::Device device) {
+  const auto probes = metadata.probes.to(device);
   auto log = fs::exists(log_path)
                  ? coupling::CouplingLog::resume(log_path, metadata, std::numeric_limits<int64_t>::max())
                  : coupling::CouplingLog::create(log_path, metadata);
@@ -60,7 +61,7 @@ AnalysisResult measure_into_log(const std::string& log_path, const coupling::Log
     }
     coupling::ModelAdapter& adapter = model.load();
     const auto start = std::chrono::steady_clock::now();
-    const auto m = coupling::measure(adapter, metadata.probes, options);
+    const auto m = coupling::measure(adapter, probes, options);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     log.append({model.step, model.step, model.step * items_per_step, 0.0, seconds, 0.0}, m);
     ++result.measured;
@@ -102,7 +103,7 @@ void require_same_model(const RunConfig& first, const RunConfig& other, const st
 
 template <class RunConfig>
 AnalysisResult analyze_run(const std::map<int64_t, std::string>& found, const std::string& log_path,
-                           std::unique_ptr<TrainingTask> (*make_task)(const RunConfig&)) {
+                           std::unique_ptr<TrainingTask> (*make_task)(const RunConfig&), c10::Device device) {
   const std::string& first_dir = found.begin()->second;
   const auto config = read_config_file<RunConfig>(config_path(first_dir));
   for (const auto& [step, dir] : found) {
@@ -115,6 +116,7 @@ AnalysisResult analyze_run(const std::map<int64_t, std::string>& found, const st
       RunConfig::kModel, task->model_config_text(config.coupling.probes), coupling::describe(options),
       config.train.seed, 1, task->probes(config.coupling.probes, static_cast<uint64_t>(config.train.seed) + 1),
       config.train.precision};
+  task->to(device);  // checkpoints then load straight onto the device
   const auto adapter = task->adapter();
   std::vector<SavedModel> models;
   for (const auto& [step, dir] : found) {
@@ -123,7 +125,7 @@ AnalysisResult analyze_run(const std::map<int64_t, std::string>& found, const st
                         return *adapter;
                       }});
   }
-  return measure_into_log(log_path, metadata, models, options, task->items_per_step(config.train.batch));
+  return measure_into_log(log_path, metadata, models, options, task->items_per_step(config.train.batch), device);
 }
 
 /// The last number in a file's name (step_1200.pt -> 1200), if any.
@@ -139,7 +141,7 @@ std::optional<int64_t> step_in_name(const fs::path& file) {
 
 }  // namespace
 
-AnalysisResult analyze_checkpoints(const std::string& run_dir, const std::string& log_path) {
+AnalysisResult analyze_checkpoints(const std::string& run_dir, const std::string& log_path, c10::Device device) {
   const auto found = checkpoints(run_dir);
   if (found.empty()) {
     throw coupling::CheckpointError("no checkpoints under " + run_dir +
@@ -149,9 +151,9 @@ AnalysisResult analyze_checkpoints(const std::string& run_dir, const std::string
   spdlog::info("analysing {} checkpoint(s) of {} (steps {}..{}) into {}", found.size(), run_dir, found.begin()->first,
                found.rbegin()->first, log);
   if (model_kind(found.begin()->second) == GptRunConfig::kModel) {
-    return analyze_run<GptRunConfig>(found, log, make_gpt_task);
+    return analyze_run<GptRunConfig>(found, log, make_gpt_task, device);
   }
-  return analyze_run<VitRunConfig>(found, log, make_vit_task);
+  return analyze_run<VitRunConfig>(found, log, make_vit_task, device);
 }
 
 at::Tensor load_probes(const ProbeSource& source) {
@@ -172,7 +174,8 @@ at::Tensor load_probes(const ProbeSource& source) {
 }
 
 AnalysisResult analyze_torchscript(const std::vector<std::string>& paths, const ProbeSource& probe_source,
-                                   const CouplingConfig& coupling, const std::string& log_path) {
+                                   const CouplingConfig& coupling, const std::string& log_path,
+                                   c10::Device device) {
   std::vector<fs::path> files;
   for (const auto& path : paths) {
     if (fs::is_directory(path)) {
@@ -199,7 +202,7 @@ AnalysisResult analyze_torchscript(const std::vector<std::string>& paths, const 
                                               it->second.string(), file.string(), it->first));
     }
   }
-  auto first = coupling::load_torchscript_model(by_step.begin()->second.string());
+  auto first = coupling::load_torchscript_model(by_step.begin()->second.string(), device);
   const auto probes = load_probes(probe_source);
   const auto options = measurement_options(coupling, {});
   const coupling::LogMetadata metadata{
@@ -209,8 +212,8 @@ AnalysisResult analyze_torchscript(const std::vector<std::string>& paths, const 
   std::shared_ptr<coupling::ModelAdapter> current;
   std::vector<SavedModel> models;
   for (const auto& [step, file] : by_step) {
-    models.push_back({step, file.string(), [&current, &first, file = file]() -> coupling::ModelAdapter& {
-                        current = coupling::load_torchscript_model(file.string());
+    models.push_back({step, file.string(), [&current, &first, device, file = file]() -> coupling::ModelAdapter& {
+                        current = coupling::load_torchscript_model(file.string(), device);
                         if (current->num_blocks() != first->num_blocks() || current->causal() != first->causal()) {
                           throw coupling::ConfigError(file.string() + " has another structure (blocks, causal) than "
                                                       "the first model: analyse one model family at a time");
@@ -220,7 +223,7 @@ AnalysisResult analyze_torchscript(const std::vector<std::string>& paths, const 
   }
   spdlog::info("analysing {} TorchScript model(s) (steps {}..{}) on {} probes into {}", models.size(),
                by_step.begin()->first, by_step.rbegin()->first, probes.size(0), log_path);
-  return measure_into_log(log_path, metadata, models, options, 0);
+  return measure_into_log(log_path, metadata, models, options, 0, device);
 }
 
 }  // namespace trainer

@@ -7,6 +7,7 @@
 //       models exported from PyTorch (coupling/torchscript_model.h), step = last number in the name
 // The log has the standard schema (scripts/plot_coupling.py reads it); re-running skips the
 // steps it holds. Errors: one line, exit status 2.
+#include "coupling/device.h"
 #include "coupling/error.h"
 #include "trainer/analysis.h"
 #include "trainer/runtime.h"
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   trainer::ProbeSource probes;
   trainer::CouplingConfig coupling;
   int64_t threads = 0;
+  std::string device_spec = "auto";
   auto* checkpoints = app.add_option("--checkpoints", run_dir, "A coupling-train run directory: measure its checkpoints");
   auto* scripts = app.add_option("--torchscript", torchscript,
                                  "TorchScript model files, or directories of *.pt files (repeatable)");
@@ -40,15 +42,20 @@ int main(int argc, char** argv) {
   app.add_option("--tokens", coupling.tokens, "Measured tokens: last, all or a list (TorchScript)")->capture_default_str();
   app.add_option("--spectrum", coupling.spectrum, "auto, exact or randomized (TorchScript)")->capture_default_str();
   app.add_option("--threads", threads, "Intra-op threads (0 = one per core)")->capture_default_str();
+  app.add_option("--device", device_spec, std::string("Where to measure: ") + coupling::kDeviceChoices +
+                                              " (auto: CUDA when a device is visible)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
     if (run_dir.empty() && torchscript.empty()) {
       throw coupling::ConfigError("say what to analyse: --checkpoints RUN_DIR or --torchscript FILE|DIR");
     }
     if (!torchscript.empty() && log_path.empty()) throw coupling::ConfigError("--torchscript needs --out LOG");
+    const c10::Device device = coupling::resolve_device(device_spec);
     trainer::setup_compute(threads);
-    const auto result = torchscript.empty() ? trainer::analyze_checkpoints(run_dir, log_path)
-                                            : trainer::analyze_torchscript(torchscript, probes, coupling, log_path);
+    const auto result = torchscript.empty()
+                            ? trainer::analyze_checkpoints(run_dir, log_path, device)
+                            : trainer::analyze_torchscript(torchscript, probes, coupling, log_path, device);
     spdlog::info("{}: {} model(s) measured, {} already in the log", result.log_path, result.measured, result.skipped);
     return 0;
   } catch (const coupling::Error& e) {

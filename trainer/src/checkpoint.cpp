@@ -36,10 +36,17 @@ c10::Device device_of(const torch::nn::Module& model) {
 }  // namespace
 
 void save_weights_for_python(const torch::nn::Module& model, const std::string& path) {
-  c10::Dict<std::string, at::Tensor> weights;
-  for (const auto& item : model.named_parameters()) weights.insert(item.key(), item.value().detach().cpu().clone());
-  for (const auto& item : model.named_buffers()) weights.insert(item.key(), item.value().detach().cpu().clone());
-  const std::vector<char> bytes = torch::pickle_save(c10::IValue(weights));
+  // A tuple of (name, tensor) pairs, not a c10::Dict: LibTorch pickles typed dicts with a
+  // torch.jit type tag that torch.load (weights_only, the default since PyTorch 2.6) refuses,
+  // while tuples, strings and tensors are plain data.
+  std::vector<c10::IValue> pairs;
+  for (const auto& item : model.named_parameters()) {
+    pairs.emplace_back(c10::ivalue::Tuple::create({item.key(), item.value().detach().cpu().clone()}));
+  }
+  for (const auto& item : model.named_buffers()) {
+    pairs.emplace_back(c10::ivalue::Tuple::create({item.key(), item.value().detach().cpu().clone()}));
+  }
+  const std::vector<char> bytes = torch::pickle_save(c10::ivalue::Tuple::create(std::move(pairs)));
   std::ofstream out(path, std::ios::binary);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   if (!out) throw coupling::IoError("cannot write " + path);
@@ -174,7 +181,8 @@ TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, t
                                     std::to_string(state.torch_rng.size(0)) + " (this launch has " +
                                     std::to_string(world_size) + ")");
   }
-  default_generator().set_state(state.torch_rng.select(0, rank).contiguous());
+  // A fresh tensor: LibTorch 2.x reads a generator state from the start of its storage.
+  default_generator().set_state(state.torch_rng.select(0, rank).clone());
   return state;
 }
 

@@ -207,6 +207,11 @@ RunConfig config_for_resume(const std::string& run_dir, const RunConfig& request
 template GptRunConfig config_for_resume(const std::string&, const GptRunConfig&, const std::set<std::string>&);
 template VitRunConfig config_for_resume(const std::string&, const VitRunConfig&, const std::set<std::string>&);
 
+void TrainingTask::to(c10::Device device) {
+  device_ = device;
+  model().to(device);
+}
+
 double TrainSummary::metric(const std::string& name) const {
   const auto found = metrics.find(name);
   if (found == metrics.end()) throw coupling::Error("the run's summary has no metric '" + name + "'");

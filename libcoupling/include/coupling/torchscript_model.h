@@ -20,7 +20,9 @@ namespace coupling {
 
 /// Loads `path` and checks the convention. Throws coupling::ConfigError explaining what is
 /// missing or of the wrong type, or coupling::IoError when the file cannot be read as TorchScript.
-std::shared_ptr<ModelAdapter> load_torchscript_model(const std::string& path);
+/// The module's parameters and buffers are put on `device`.
+std::shared_ptr<ModelAdapter> load_torchscript_model(const std::string& path,
+                                                     c10::Device device = c10::Device(c10::kCPU));
 
 /// Loads a tensor saved from Python with torch.save(tensor, path) (probe inputs). Throws
 /// coupling::IoError when the file cannot be read or holds something else.

@@ -10,6 +10,7 @@
 #include "trainer/run_config.h"
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <cstdint>
 #include <string>
@@ -27,7 +28,9 @@ struct AnalysisResult {
 /// Throws coupling::CheckpointError when there are no checkpoints or one is unreadable,
 /// coupling::ConfigError when the checkpoints hold different models, coupling::LogError when an
 /// existing log belongs to another analysis.
-AnalysisResult analyze_checkpoints(const std::string& run_dir, const std::string& log_path = "");
+/// Models and probes live on `device` while measured.
+AnalysisResult analyze_checkpoints(const std::string& run_dir, const std::string& log_path = "",
+                                   c10::Device device = c10::Device(c10::kCPU));
 
 /// Where the probe inputs of a TorchScript analysis come from: exactly one source.
 struct ProbeSource {
@@ -49,6 +52,7 @@ at::Tensor load_probes(const ProbeSource& source);
 /// Throws coupling::ConfigError on a file without a step, two files with one step, or a module
 /// that breaks the convention.
 AnalysisResult analyze_torchscript(const std::vector<std::string>& paths, const ProbeSource& probes,
-                                   const CouplingConfig& coupling, const std::string& log_path);
+                                   const CouplingConfig& coupling, const std::string& log_path,
+                                   c10::Device device = c10::Device(c10::kCPU));
 
 }  // namespace trainer

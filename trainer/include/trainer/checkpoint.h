@@ -38,8 +38,8 @@ struct TrainerState {
   at::Tensor torch_rng;
 };
 
-/// Writes every parameter and buffer of `model` as a name -> tensor dict that Python's
-/// torch.load reads (torch::pickle_save of a c10::Dict). Throws coupling::IoError.
+/// Writes every parameter and buffer of `model` as (name, tensor) pairs that Python reads with
+/// `dict(torch.load(path))` (weights_only, PyTorch 1.13 and 2.x). Throws coupling::IoError.
 void save_weights_for_python(const torch::nn::Module& model, const std::string& path);
 
 /// Directory of the checkpoint for `step` under run directory `out`.

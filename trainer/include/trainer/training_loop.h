@@ -39,10 +39,7 @@ class TrainingTask {
   virtual torch::nn::Module& model() = 0;
   /// Moves the model to `device`, where the task then puts its batches too (the loop calls this
   /// once, before the optimizer is made).
-  void to(c10::Device device) {
-    device_ = device;
-    model().to(device);
-  }
+  void to(c10::Device device);
   c10::Device device() const { return device_; }
 
   /// One log line describing the model (shape, parameters).
