@@ -2,7 +2,7 @@
 // seed) and at its newest checkpoint, on fixed validation windows, and print coupling, LSS and
 // norm growth side by side.
 //
-//   build/bin/measure_gpt RUN_DIR [PROBES=8] [--device cpu|cuda|cuda:N|auto]
+//   build/bin/measure_gpt RUN_DIR [PROBES=8] [--device cpu|cuda|cuda:N|auto] [--spectrum auto|exact|randomized]
 #include "coupling/device.h"
 #include "coupling/error.h"
 #include "coupling/measurement.h"
@@ -36,7 +36,7 @@ void print_report(const std::vector<Column>& columns) {
   std::printf("\n");
   auto row = [&](const std::string& label, auto&& value) {
     std::printf("%-44s", label.c_str());
-    for (const auto& c : columns) std::printf(" %14.4f", value(c.m));
+    for (const auto& c : columns) std::printf(" %14.6f", value(c.m));
     std::printf("\n");
   };
   for (size_t k = 0; k < k_grid.size(); ++k) {
@@ -69,12 +69,15 @@ void print_report(const std::vector<Column>& columns) {
 int main(int argc, char** argv) {
   trainer::reexec_with_tuned_openblas(argv);
   CLI::App app("measure_gpt: a coupling-train GPT run at step 0 and at its newest checkpoint");
-  std::string run, device_spec = "auto";
+  std::string run, device_spec = "auto", spectrum = "auto";
   int64_t probes = 8;
   app.add_option("run", run, "The coupling-train run directory")->required();
   app.add_option("probes", probes, "Validation windows to measure")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--device", device_spec, std::string("Where to measure: ") + coupling::kDeviceChoices)
       ->capture_default_str();
+  app.add_option("--spectrum", spectrum, "Top-K estimator: auto, exact or randomized")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "exact", "randomized"}));
   CLI11_PARSE(app, argc, argv);
   try {
     const c10::Device device = coupling::resolve_device(device_spec);
@@ -90,13 +93,18 @@ int main(int argc, char** argv) {
     model->to(device);  // initialised on the CPU, then moved: the same weights on every device
     trainer::GptAdapter adapter(model);
     const auto inputs = windows.inputs.to(device);
+    coupling::MeasurementOptions options;
+    options.spectrum = spectrum == "exact"        ? coupling::SpectrumMethod::kExact
+                       : spectrum == "randomized" ? coupling::SpectrumMethod::kRandomized
+                                                  : coupling::SpectrumMethod::kAuto;
     std::vector<Column> columns;
-    columns.push_back({"step 0", coupling::measure(adapter, inputs)});
+    columns.push_back({"step 0", coupling::measure(adapter, inputs, options)});
     trainer::load_model(*checkpoint, *model);
     const std::string step = checkpoint->substr(checkpoint->rfind("step_") + 5);
-    columns.push_back({"step " + step, coupling::measure(adapter, inputs)});
-    std::printf("run %s: %lld probes of %lld tokens, last token (t1 = t2 = T-1), default engine options\n", run.c_str(),
-                static_cast<long long>(windows.inputs.size(0)), static_cast<long long>(config.model.context));
+    columns.push_back({"step " + step, coupling::measure(adapter, inputs, options)});
+    std::printf("run %s: %lld probes of %lld tokens, last token (t1 = t2 = T-1), %s spectra, on %s\n", run.c_str(),
+                static_cast<long long>(windows.inputs.size(0)), static_cast<long long>(config.model.context),
+                spectrum.c_str(), device.str().c_str());
     print_report(columns);
     return 0;
   } catch (const coupling::Error& e) {

@@ -198,6 +198,9 @@ TEST(CouplingLog, SurvivesSigkillAndResumes) {
     const pid_t child = fork();
     ASSERT_GE(child, 0);
     if (child == 0) {
+      // GNU OpenMP's thread team does not survive fork(): a child that starts a parallel region
+      // the parent already ran (MKL's sgemm in the pip LibTorch) waits forever on absent threads.
+      at::set_num_threads(1);
       auto f = make_fixture();
       auto log = coupling::CouplingLog::create(path, f.metadata);
       std::vector<int64_t> steps;
