@@ -75,6 +75,15 @@ expect_error resume_foreign_log "not an HDF5 file" "$work/logrun" --resume "$wor
 RANK=1 WORLD_SIZE=2 expect_error unknown_backend "unknown backend 'mpi': use gloo \\(CPU\\) or nccl \\(GPU\\)" "$work/o12" "${tiny[@]}" --backend mpi --out "$work/o12"
 expect_error bad_backend "--backend must be 'auto', 'gloo' or 'nccl'" "$work/o13" "${tiny[@]}" --backend mpi --out "$work/o13"
 
+# A CUDA device that is not there (no GPU, or a CPU-only LibTorch): one line saying which, and no
+# run directory at all.
+expect_error device_cuda "--device cuda: (this LibTorch \\(.*\\) was built without CUDA|no CUDA device is visible)" \
+  "$work/o14" "${tiny[@]}" --device cuda --out "$work/o14"
+if [[ -e $work/o14 ]]; then echo "FAIL device_cuda: $work/o14 was created"; failures=$((failures + 1)); fi
+expect_error device_bad "--device 'tpu' is not a device: use cpu, cuda, cuda:N or auto" "$work/o15" "${tiny[@]}" \
+  --device tpu --out "$work/o15"
+expect_error precision_bad "--precision .*fp16" "$work/o16" "${tiny[@]}" --precision fp16 --out "$work/o16"
+
 # CLI11 parse errors are non-zero too.
 "$bin" gpt --no-such-flag > "$work/flag.log" 2>&1
 if [[ $? -eq 0 ]]; then echo "FAIL unknown_flag: exit 0"; failures=$((failures + 1)); else echo "ok   unknown_flag"; passed=$((passed + 1)); fi

@@ -1,5 +1,6 @@
 #include "trainer/checkpoint.h"
 
+#include "coupling/device.h"
 #include "coupling/error.h"
 #include "trainer/files.h"
 
@@ -7,6 +8,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/GeneratorImpl.h>
 #include <torch/nn/module.h>
+#include <torch/optim/adamw.h>
 #include <torch/optim/optimizer.h>
 #include <torch/serialize.h>
 #include <torch/serialize/input-archive.h>
@@ -16,6 +18,8 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <sstream>
+#include <type_traits>
 
 namespace fs = std::filesystem;
 
@@ -25,6 +29,85 @@ namespace {
 constexpr const char* kStepPrefix = "step_";
 
 at::Generator default_generator() { return at::detail::getDefaultCPUGenerator(); }
+
+/// optimizer.pt holds AdamW's state by parameter name under this format key. LibTorch's own
+/// Optimizer::save keys it by parameter address in a layout that changed in 2.0 (a 1.13 file loads
+/// into 2.x onto the wrong parameters), so it is not used.
+constexpr const char* kOptimizerFormatKey = "libcoupling_optimizer_format";
+constexpr const char* kOptimizerFormat = "adamw-by-parameter-name-1";
+
+/// The key of a parameter in Optimizer::state(): its TensorImpl's address as text in LibTorch 1.x,
+/// the address itself in 2.x.
+template <class Key>
+Key optimizer_state_key(const at::Tensor& parameter) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream address;  // as c10::guts::to_string writes it
+    address << parameter.unsafeGetTensorImpl();
+    return address.str();
+  } else {
+    return static_cast<Key>(parameter.unsafeGetTensorImpl());
+  }
+}
+
+template <class Optimizer>
+auto* adamw_state(Optimizer& optimizer, const at::Tensor& parameter) {
+  using Key = typename std::decay_t<decltype(optimizer.state())>::key_type;
+  auto& states = optimizer.state();
+  const auto found = states.find(optimizer_state_key<Key>(parameter));
+  return found == states.end() ? nullptr : dynamic_cast<torch::optim::AdamWParamState*>(found->second.get());
+}
+
+void save_optimizer(const torch::nn::Module& model, const torch::optim::Optimizer& optimizer, const std::string& path) {
+  torch::serialize::OutputArchive archive;
+  archive.write(kOptimizerFormatKey, c10::IValue(std::string(kOptimizerFormat)));
+  for (const auto& item : model.named_parameters()) {
+    const auto* state = adamw_state(optimizer, item.value());
+    if (state == nullptr) continue;  // no update has touched it yet
+    archive.write(item.key() + ".step", c10::IValue(state->step()));
+    archive.write(item.key() + ".exp_avg", state->exp_avg());
+    archive.write(item.key() + ".exp_avg_sq", state->exp_avg_sq());
+  }
+  archive.save_to(path);
+}
+
+/// Fills the optimizer's state from save_optimizer's archive. A file in LibTorch's own format
+/// loads only where it was written (LibTorch 1.x, the only one before this format).
+void load_optimizer(torch::serialize::InputArchive& archive, const std::string& path, const torch::nn::Module& model,
+                    torch::optim::Optimizer& optimizer) {
+  c10::IValue format;
+  if (!archive.try_read(kOptimizerFormatKey, format)) {
+    if (coupling::torch_version().rfind("1.", 0) == 0) {
+      optimizer.load(archive);
+      return;
+    }
+    throw coupling::CheckpointError(path + " holds optimizer state in the layout of LibTorch 1.x (written by "
+                                    "libcoupling before checkpoints recorded their LibTorch), which LibTorch " +
+                                    coupling::torch_version() +
+                                    " maps onto the wrong parameters: resume this run with the LibTorch 1.13 build "
+                                    "(scripts/build.sh)");
+  }
+  if (format.toStringRef() != kOptimizerFormat) {
+    throw coupling::CheckpointError(path + " holds optimizer state in format '" + format.toStringRef() +
+                                    "', which this libcoupling does not know (it reads '" + kOptimizerFormat + "')");
+  }
+  using Key = typename std::decay_t<decltype(optimizer.state())>::key_type;
+  for (const auto& item : model.named_parameters()) {
+    c10::IValue step;
+    if (!archive.try_read(item.key() + ".step", step)) continue;
+    auto state = std::make_unique<torch::optim::AdamWParamState>();
+    at::Tensor exp_avg, exp_avg_sq;
+    archive.read(item.key() + ".exp_avg", exp_avg);
+    archive.read(item.key() + ".exp_avg_sq", exp_avg_sq);
+    if (!exp_avg.sizes().equals(item.value().sizes()) || !exp_avg_sq.sizes().equals(item.value().sizes())) {
+      throw coupling::CheckpointError(path + ": the optimizer state of " + item.key() +
+                                      " does not have its parameter's shape");
+    }
+    state->step(step.toInt());
+    state->exp_avg(exp_avg);
+    state->exp_avg_sq(exp_avg_sq);
+    optimizer.state()[optimizer_state_key<Key>(item.value())] = std::move(state);
+  }
+}
 
 /// Where the model's parameters live: checkpoints load straight onto that device (a checkpoint
 /// written on one device loads on any other).
@@ -91,9 +174,7 @@ void save_checkpoint(const std::string& out, const TrainerState& state, const to
     model.save(model_archive);
     model_archive.save_to((temp_dir / "model.pt").string());
 
-    torch::serialize::OutputArchive optimizer_archive;
-    optimizer.save(optimizer_archive);
-    optimizer_archive.save_to((temp_dir / "optimizer.pt").string());
+    save_optimizer(model, optimizer, (temp_dir / "optimizer.pt").string());
 
     torch::serialize::OutputArchive state_archive;
     state_archive.write("step", c10::IValue(state.step));
@@ -102,6 +183,7 @@ void save_checkpoint(const std::string& out, const TrainerState& state, const to
     state_archive.write("torch_rng", c10::IValue(rng));
     state_archive.write("tokens_seen", c10::IValue(state.tokens_seen));
     state_archive.write("train_seconds", c10::IValue(state.train_seconds));
+    state_archive.write("libtorch_version", c10::IValue(coupling::torch_version()));
     c10::Dict<std::string, std::string> callback_state;
     for (const auto& [key, value] : state.callback_state) callback_state.insert(key, value);
     state_archive.write("callback_state", c10::IValue(callback_state));
@@ -151,7 +233,7 @@ TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, t
 
     torch::serialize::InputArchive optimizer_archive;
     optimizer_archive.load_from((fs::path(dir) / "optimizer.pt").string(), device);
-    optimizer.load(optimizer_archive);
+    load_optimizer(optimizer_archive, (fs::path(dir) / "optimizer.pt").string(), model, optimizer);
 
     torch::serialize::InputArchive state_archive;
     state_archive.load_from((fs::path(dir) / "state.pt").string());
