@@ -10,7 +10,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 python=${COUPLING_GPU_PYTHON:-python3}
-gpus=$("$python" -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)
+if ! gpus=$("$python" -c "import torch; print(torch.cuda.device_count())" 2>/dev/null); then
+  echo "gpu_check: $python cannot import torch: name a Python with PyTorch 2.x in COUPLING_GPU_PYTHON" >&2
+  exit 2
+fi
 if [[ ! $gpus =~ ^[0-9]+$ || $gpus -eq 0 ]]; then
   echo "gpu_check: no CUDA GPU visible to $python's torch here: nothing to check"
   exit 0
@@ -37,9 +40,12 @@ summary() {
 # 1. Build against this python's LibTorch, with the vendored libraries where the system has none.
 torch_prefix=$("$python" -c "import torch; print(torch.utils.cmake_prefix_path)")
 torch_version=$("$python" -c "import torch; print(torch.__version__)")
-configure=(-DCMAKE_BUILD_TYPE=Release "-DCOUPLING_PYTHON=$(command -v "$python")" -DCOUPLING_USE_CCACHE=OFF)
+# Tests are listed when ctest runs, not by running the test binary during the build.
+configure=(-DCMAKE_BUILD_TYPE=Release "-DCOUPLING_PYTHON=$(command -v "$python")" -DCOUPLING_USE_CCACHE=OFF
+           -DCMAKE_GTEST_DISCOVER_TESTS_DISCOVERY_MODE=PRE_TEST)
+with_deps=()  # how the built binaries run: with the vendored libraries (not CMake or the compiler)
 if [[ -d $deps ]]; then
-  export LD_LIBRARY_PATH=$deps/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  with_deps=(env "LD_LIBRARY_PATH=$deps/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
   configure+=("-DCMAKE_PREFIX_PATH=$torch_prefix;$deps" "-DHDF5_ROOT=$deps/lib/x86_64-linux-gnu/hdf5/serial")
 else
   configure+=("-DCMAKE_PREFIX_PATH=$torch_prefix")
@@ -59,10 +65,10 @@ fi
 bin=$PWD/build-gpu/bin
 
 # 2. The device tests, CUDA ones included (skipped ones would mean no device was seen).
-"$bin/coupling_tests" --gtest_filter='Device*' >"$out/device_tests.log" 2>&1
+"${with_deps[@]}" "$bin/coupling_tests" --gtest_filter='Device*' >"$out/device_tests.log" 2>&1
 status=$?
 passed=$(grep -c '^\[       OK \]' "$out/device_tests.log")
-skipped=$(grep -c '^\[  SKIPPED \]' "$out/device_tests.log")
+skipped=$(grep -c '^\[  SKIPPED \] .*ms)$' "$out/device_tests.log")
 if [[ $status -eq 0 && $(grep -c '^\[  SKIPPED \] DeviceCuda' "$out/device_tests.log") -eq 0 ]]; then
   record "Device* tests" pass "$passed passed, $skipped skipped (expected: the no-GPU error test)"
 else
@@ -75,7 +81,7 @@ if [[ ! -s $data ]]; then  # no corpus carried: the repository's own text
   data=$out/corpus.txt
   cat README.md docs/*.md libcoupling/include/coupling/*.h trainer/src/*.cpp >"$data"
 fi
-"$bin/coupling-train" gpt --data "$data" --device cuda --steps 300 --spectrum exact --out "$out/run" \
+"${with_deps[@]}" "$bin/coupling-train" gpt --data "$data" --device cuda --steps 300 --spectrum exact --out "$out/run" \
   >"$out/train.log" 2>&1
 status=$?
 if [[ $status -eq 0 && -f $out/run/summary.json ]]; then
@@ -87,13 +93,14 @@ fi
 # 4. CPU vs CUDA: the run's step 0 (initialised on the CPU, then moved) and its last checkpoint.
 if [[ -d $out/run/checkpoints ]]; then
   for device in cpu cuda; do
-    "$bin/measure_gpt" "$out/run" 8 --device "$device" --spectrum exact >"$out/measure_$device.txt" 2>"$out/measure_$device.log"
+    "${with_deps[@]}" "$bin/measure_gpt" "$out/run" 8 --device "$device" --spectrum exact >"$out/measure_$device.txt" 2>"$out/measure_$device.log"
   done
-  # Every metric row (not the timings): max |cpu - cuda| per column.
-  differences=$(paste <(grep -E '^[a-zA-Z1/].* +-?[0-9.]+ +-?[0-9.]+$' "$out/measure_cpu.txt" | grep -v seconds) \
-                      <(grep -E '^[a-zA-Z1/].* +-?[0-9.]+ +-?[0-9.]+$' "$out/measure_cuda.txt" | grep -v seconds) |
+  # Every metric row (not the timings): max |cpu - cuda| per column; a non-finite value fails.
+  metric_rows() { grep -E '^[^ ].* +-?([0-9.]+|nan|inf) +-?([0-9.]+|nan|inf)$' "$1" | grep -v -e seconds -e '^metric'; }
+  differences=$(paste <(metric_rows "$out/measure_cpu.txt") <(metric_rows "$out/measure_cuda.txt") |
     awk -F'\t' '{n = split($1, a, " +"); split($2, b, " +"); for (c = 0; c < 2; ++c) {
-                  d = a[n - 1 + c] - b[n - 1 + c]; if (d < 0) d = -d; if (d > m[c]) m[c] = d } rows++ }
+                  x = a[n - 1 + c]; y = b[n - 1 + c]; if (x !~ /^-?[0-9.]+$/ || y !~ /^-?[0-9.]+$/) { m[c] = 1e30; continue }
+                  d = x - y; if (d < 0) d = -d; if (d > m[c]) m[c] = d } rows++ }
                 END { printf "%d %.2e %.2e", rows, m[0], m[1] }')
   read -r rows step0 last <<<"$differences"
   if [[ ${rows:-0} -gt 0 ]] && awk -v a="$step0" -v b="$last" 'BEGIN { exit !(a <= 1e-4 && b <= 1e-4) }'; then
@@ -109,8 +116,8 @@ fi
 if ((gpus >= 2)); then
   tiny=(gpt --data "$data" --device cuda --d-model 64 --layers 2 --heads 2 --context 64 --batch 16 --steps 50
         --eval-windows 32 --log none)
-  "$bin/coupling-train" "${tiny[@]}" --out "$out/one" >"$out/one.log" 2>&1
-  COUPLING_TRAIN=$bin/coupling-train MASTER_PORT=${MASTER_PORT:-29650} scripts/launch.sh 2 "${tiny[@]}" \
+  "${with_deps[@]}" "$bin/coupling-train" "${tiny[@]}" --out "$out/one" >"$out/one.log" 2>&1
+  COUPLING_TRAIN=$bin/coupling-train MASTER_PORT=${MASTER_PORT:-29650} "${with_deps[@]}" scripts/launch.sh 2 "${tiny[@]}" \
     --backend nccl --out "$out/two" >"$out/two.log" 2>&1
   status=$?
   loss() { grep -o '"val_loss": [0-9.eE+-]*' "$1/summary.json" 2>/dev/null | awk '{print $2}'; }

@@ -38,6 +38,20 @@ TEST(Device, ResolvesCpuAndAuto) {
   }
 }
 
+TEST(Device, RankDeviceIsTheLocalRanksGpu) {
+  EXPECT_TRUE(coupling::resolve_rank_device("cpu", 3).is_cpu());
+  const int64_t gpus = coupling::cuda_device_count();
+  if (gpus == 0) {
+    EXPECT_TRUE(coupling::resolve_rank_device("auto", 3).is_cpu());
+    EXPECT_THROW(coupling::resolve_rank_device("cuda", 0), coupling::ConfigError);
+  } else {
+    EXPECT_EQ(coupling::resolve_rank_device("auto", 0), c10::Device(c10::kCUDA, 0));
+    EXPECT_EQ(coupling::resolve_rank_device("cuda", gpus - 1),
+              c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(gpus == 1 ? 0 : gpus - 1)));
+    if (gpus > 1) EXPECT_THROW(coupling::resolve_rank_device("cuda", gpus), coupling::ConfigError);
+  }
+}
+
 TEST(Device, RejectsWhatIsNotADevice) {
   for (const std::string spec : {"gpu", "cuda:", "cuda:x", "cuda:-1", "CPU", ""}) {
     EXPECT_NE(error_of(spec), "") << spec;
@@ -58,7 +72,7 @@ TEST(Device, CudaWithoutADeviceSaysWhichPartIsMissing) {
 TEST(Device, BuildHasWhatCMakeFound) {
   // A CUDA LibTorch (the pip build) must have CUDA loaded and NCCL compiled in; Debian's has neither.
   EXPECT_EQ(coupling::torch_has_cuda(), test_paths::kTorchHasCuda);
-  EXPECT_EQ(coupling::nccl_available(), test_paths::kTorchHasNccl);
+  EXPECT_EQ(coupling::nccl_available(), test_paths::kTorchHasCuda);
   EXPECT_FALSE(coupling::torch_version().empty());
 }
 

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+
+#include <cstdlib>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef USE_C10D_NCCL
@@ -70,6 +72,7 @@ Communicator::~Communicator() = default;
 int64_t Communicator::rank() const { return impl_->rank; }
 int64_t Communicator::world_size() const { return impl_->world_size; }
 c10::Device Communicator::device() const { return impl_->device; }
+const std::string& Communicator::backend() const { return impl_->backend; }
 
 Communicator Communicator::from_process_group(c10::intrusive_ptr<c10d::ProcessGroup> group, c10::Device device) {
   if (!group) throw ConfigError("from_process_group needs a process group (got null)");
@@ -120,9 +123,13 @@ Communicator Communicator::connect(const DistEnv& env, const CommunicatorOptions
   try {
 #ifdef USE_C10D_NCCL
     if (options.backend == "nccl") {
+      // Without blocking wait, WorkNCCL::wait() only orders streams: a dead peer would surface as
+      // the watchdog aborting the process, not as a CommunicationError within the timeout.
+      ::setenv("TORCH_NCCL_BLOCKING_WAIT", "1", /*overwrite=*/0);
       auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
       nccl_options->timeout = options.timeout;
-      impl->device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+      impl->device = options.device.is_cuda() ? options.device
+                                              : at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
       impl->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl->store, env.rank, env.world_size, nccl_options);
       return Communicator(std::move(impl));
     }

@@ -50,11 +50,24 @@ c10::Device resolve_device(const std::string& spec, const std::string& flag) {
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
-// The autocast API changed in LibTorch 2.0 (per-device-type functions); these four are the only
-// version-dependent calls.
+c10::Device resolve_rank_device(const std::string& spec, int64_t local_rank, const std::string& flag) {
+  const c10::Device device = resolve_device(spec, flag);
+  if (!device.is_cuda() || spec.rfind("cuda:", 0) == 0) return device;
+  const int64_t count = cuda_device_count();
+  if (count == 1) return device;  // one GPU per process, chosen by the launcher
+  if (local_rank >= count) {
+    throw ConfigError(flag + " " + spec + ": this rank's LOCAL_RANK " + std::to_string(local_rank) + " has no GPU (" +
+                      std::to_string(count) + " visible): start at most " + std::to_string(count) +
+                      " ranks per node, or give each rank its own CUDA_VISIBLE_DEVICES");
+  }
+  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
+}
+
+// The autocast API gained per-device-type functions in LibTorch 2.4 (the older ones are
+// deprecated there); these four are the only version-dependent calls.
 namespace {
 
-#if TORCH_VERSION_MAJOR >= 2
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
 bool autocast_enabled(c10::DeviceType type) { return at::autocast::is_autocast_enabled(type); }
 void set_autocast_enabled(c10::DeviceType type, bool on) { at::autocast::set_autocast_enabled(type, on); }
 c10::ScalarType autocast_dtype(c10::DeviceType type) { return at::autocast::get_autocast_dtype(type); }

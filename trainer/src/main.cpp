@@ -71,13 +71,14 @@ class Subcommand {
     // Launched by torchrun/SLURM/mpirun/launch.sh with several processes: one data-parallel job.
     const auto job = coupling::resolve_dist_env();
     // The device: a ConfigError (exit 2) before anything is written when it cannot be had.
-    const c10::Device device = coupling::resolve_device(config_.train.device);
+    const c10::Device device = coupling::resolve_rank_device(config_.train.device, job.local_rank);
     std::optional<coupling::Communicator> communicator;
     if (job.distributed()) {
       spdlog::set_pattern("[%H:%M:%S] [rank " + std::to_string(job.rank) + "] [%^%l%$] %v");
       if (job.rank > 0) spdlog::set_level(spdlog::level::warn);  // rank 0 reports progress
       coupling::CommunicatorOptions options;
       options.backend = coupling::resolve_backend(config_.train.backend, device);
+      options.device = device;
       options.timeout = std::chrono::seconds(config_.train.dist_timeout);
       communicator.emplace(coupling::Communicator::connect(job, options));
     }

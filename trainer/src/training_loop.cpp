@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <sstream>
 
@@ -133,12 +134,9 @@ Instrumentation prepare_instrumentation(const RunDefinition& run, const Training
   return result;
 }
 
-/// Where this rank trains: --device, except that NCCL ranks use the GPU their communicator has
-/// (cuda:LOCAL_RANK).
+/// Where this rank trains: --device, where "cuda" and "auto" mean the GPU of the rank's LOCAL_RANK.
 c10::Device training_device(const std::string& spec, const coupling::Communicator* communicator) {
-  const c10::Device device = coupling::resolve_device(spec);
-  if (device.is_cuda() && communicator && communicator->device().is_cuda()) return communicator->device();
-  return device;
+  return coupling::resolve_rank_device(spec, communicator ? coupling::resolve_dist_env().local_rank : 0);
 }
 
 int64_t count_parameters(const torch::nn::Module& model) {
@@ -280,6 +278,14 @@ TrainSummary run_training(const RunDefinition& run, const TaskFactory& make_task
   if (resume_from) {
     state = load_checkpoint(*resume_from, model, *optimizer, rank, world_size);
     task->restore_sampler_state(state.sampler_rng, state.step);
+    if (device.is_cuda()) {
+      // Checkpoints hold the CPU generator only: a CUDA run's dropout generator restarts from
+      // (seed, rank, step), so the ranks keep drawing masks of their own.
+      auto generator = at::globalContext().defaultGenerator(device);
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_current_seed(static_cast<uint64_t>(train.seed) + 1000003ULL * static_cast<uint64_t>(rank) +
+                                 static_cast<uint64_t>(state.step));
+    }
   } else if (rank > 0) {
     at::manual_seed(static_cast<uint64_t>(train.seed) + static_cast<uint64_t>(rank));  // own dropout masks
   }
@@ -327,7 +333,7 @@ TrainSummary run_training(const RunDefinition& run, const TaskFactory& make_task
                task->describe(), parameter_count / 1e6, coupling::torch_version(), device.str(), train.precision);
   if (communicator) {
     spdlog::info("data-parallel: {} ranks ({}), {} sequences per rank per step, gradients in {} bucket(s)",
-                 world_size, train.backend, train.batch / world_size, averager->buckets());
+                 world_size, communicator->backend(), train.batch / world_size, averager->buckets());
   }
   const LrSchedule schedule{train.lr, train.min_lr_fraction, train.warmup, train.steps};
   std::optional<CsvLog> train_log, eval_log;

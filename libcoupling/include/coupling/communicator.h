@@ -34,6 +34,8 @@ class CommunicationError : public Error {
 struct CommunicatorOptions {
   std::string backend = "gloo";                     ///< "gloo", or "nccl" when compiled in (resolve_backend)
   std::chrono::milliseconds timeout{30000};         ///< rendezvous and per-collective timeout
+  /// NCCL: this rank's GPU (resolve_rank_device); a CPU device here means cuda:LOCAL_RANK.
+  c10::Device device = c10::Device(c10::kCPU);
 };
 
 /// True when this build of LibTorch has the NCCL backend.
@@ -62,6 +64,8 @@ class Communicator {
   int64_t world_size() const;
   /// Where collective buffers live: this rank's GPU for NCCL, else the CPU.
   c10::Device device() const;
+  /// "gloo", "nccl", or the name of a user's process group.
+  const std::string& backend() const;
 
   /// In-place element-wise sum over ranks. Several tensors (one dtype) travel as one flat buffer.
   void all_reduce_sum(std::vector<at::Tensor>& tensors, const std::string& what);

@@ -27,6 +27,12 @@ int64_t cuda_device_count();
 /// else CPU. Throws ConfigError (naming `flag`) for anything else or for an unservable request.
 c10::Device resolve_device(const std::string& spec, const std::string& flag = "--device");
 
+/// The device of one data-parallel rank (or of a single process, local_rank 0): as
+/// resolve_device, except that "cuda" and "auto" on CUDA mean cuda:local_rank, or cuda:0 when
+/// this process sees one GPU only (a per-rank CUDA_VISIBLE_DEVICES). An explicit cuda:N is kept.
+/// Throws ConfigError when local_rank has no GPU of its own.
+c10::Device resolve_rank_device(const std::string& spec, int64_t local_rank, const std::string& flag = "--device");
+
 /// The LibTorch version this program runs with, e.g. "2.15.0" (from its headers).
 std::string torch_version();
 
