@@ -38,8 +38,9 @@ constexpr const char* kOptimizerFormat = "adamw-by-parameter-name-1";
 
 /// The key of a parameter in Optimizer::state(): its TensorImpl's address as text in LibTorch 1.x,
 /// the address itself in 2.x.
-template <class Key>
-Key optimizer_state_key(const at::Tensor& parameter) {
+template <class Optimizer>
+auto optimizer_state_key(const Optimizer& optimizer, const at::Tensor& parameter) {
+  using Key = typename std::decay_t<decltype(optimizer.state())>::key_type;
   if constexpr (std::is_same_v<Key, std::string>) {
     std::ostringstream address;  // as c10::guts::to_string writes it
     address << parameter.unsafeGetTensorImpl();
@@ -51,9 +52,8 @@ Key optimizer_state_key(const at::Tensor& parameter) {
 
 template <class Optimizer>
 auto* adamw_state(Optimizer& optimizer, const at::Tensor& parameter) {
-  using Key = typename std::decay_t<decltype(optimizer.state())>::key_type;
   auto& states = optimizer.state();
-  const auto found = states.find(optimizer_state_key<Key>(parameter));
+  const auto found = states.find(optimizer_state_key(optimizer, parameter));
   return found == states.end() ? nullptr : dynamic_cast<torch::optim::AdamWParamState*>(found->second.get());
 }
 
@@ -90,7 +90,6 @@ void load_optimizer(torch::serialize::InputArchive& archive, const std::string& 
     throw coupling::CheckpointError(path + " holds optimizer state in format '" + format.toStringRef() +
                                     "', which this libcoupling does not know (it reads '" + kOptimizerFormat + "')");
   }
-  using Key = typename std::decay_t<decltype(optimizer.state())>::key_type;
   for (const auto& item : model.named_parameters()) {
     c10::IValue step;
     if (!archive.try_read(item.key() + ".step", step)) continue;
@@ -105,7 +104,7 @@ void load_optimizer(torch::serialize::InputArchive& archive, const std::string& 
     state->step(step.toInt());
     state->exp_avg(exp_avg);
     state->exp_avg_sq(exp_avg_sq);
-    optimizer.state()[optimizer_state_key<Key>(item.value())] = std::move(state);
+    optimizer.state()[optimizer_state_key(optimizer, item.value())] = std::move(state);
   }
 }
 

@@ -51,7 +51,6 @@ void TrainConfig::validate() const {
   require(threads >= 0, fmt::format("--threads must be >= 0 (got {})", threads));
   require(backend == "auto" || backend == "gloo" || backend == "nccl",
           "--backend must be 'auto', 'gloo' or 'nccl' (got '" + backend + "')");
-  require(precision == "fp32" || precision == "bf16", "--precision must be 'fp32' or 'bf16' (got '" + precision + "')");
   require(dist_timeout > 0, fmt::format("--dist-timeout must be positive (got {})", dist_timeout));
   require(check_every >= 0, fmt::format("--check-every must be >= 0 (got {})", check_every));
   require(!out.empty(), "--out must name a directory");
