@@ -1,4 +1,4 @@
-// The coupling metric m_K between Jacobians (SPEC.md section 3).
+// The coupling metric m_K between Jacobians (docs/metrics.md section 3).
 //
 // For J1 (diagonalised) and J2 (supplying the basis), with J2's top-K singular vectors:
 //   ujv:  M = U_{2,K}^T J1 V_{2,K}        vju:  M = V_{2,K}^T J1 U_{2,K}

@@ -1,4 +1,4 @@
-// Block Jacobians J^l_{t1 t2} = d f^l(X)_{t2} / d x_{t1} (SPEC.md section 1), rows = output dims.
+// Block Jacobians J^l_{t1 t2} = d f^l(X)_{t2} / d x_{t1} (docs/metrics.md section 1), rows = output dims.
 //
 // Generic method, no knowledge of the block needed: the block input of one sequence is
 // replicated along the batch dimension, replica r gets the one-hot cotangent e_r at output token

@@ -1,5 +1,5 @@
 // One coupling measurement: a model (through its ModelAdapter) and fixed probe inputs in, every
-// quantity of SPEC.md sections 1-4 out. No I/O: the callback/HDF5 log and the post-hoc tools
+// quantity of docs/metrics.md sections 1-4 out. No I/O: the callback/HDF5 log and the post-hoc tools
 // consume a Measurement. docs/metrics.md documents each field, its formula and conventions.
 #pragma once
 

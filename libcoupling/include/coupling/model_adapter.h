@@ -1,6 +1,6 @@
 // ModelAdapter: everything the coupling engine needs from a model, and nothing more.
 //
-// A transformer with L blocks maps X^0 through X^l = X^{l-1} + f^l(X^{l-1}) (SPEC.md section 1).
+// A transformer with L blocks maps X^0 through X^l = X^{l-1} + f^l(X^{l-1}) (docs/metrics.md section 1).
 // The engine reads the residual states X^0..X^L of the probe inputs (one forward) and
 // differentiates each block's residual branch f^l. Implement the four required members for your
 // model, or wrap lambdas in LambdaAdapter (examples/custom_model.cpp). Optional capabilities are

@@ -1,4 +1,4 @@
-// Top-K singular structure J ~ U_K S_K V_K^T of (batches of) Jacobians (SPEC.md section 2).
+// Top-K singular structure J ~ U_K S_K V_K^T of (batches of) Jacobians (docs/metrics.md section 2).
 //
 // Two estimators that must agree: the exact one (full SVD of the materialised J, fp32 or fp64)
 // and the randomized one of Halko, Martinsson & Tropp (2011, Alg. 4.4 + 5.1): a Gaussian test

@@ -1,4 +1,4 @@
-// Trajectory metrics of one token's path x^0..x^L through the residual stream (SPEC.md
+// Trajectory metrics of one token's path x^0..x^L through the residual stream (docs/metrics.md
 // section 4), and the singular-value-vs-depth fit. Plain doubles in, plain doubles out.
 #pragma once
 

@@ -2,7 +2,7 @@
 //
 // A block maps the residual stream X (shape [B, T, d]) to X + f(X). The residual branch f
 // (attention branch plus MLP branch, including their LayerNorms, excluding the skip) is exposed
-// on its own because the coupling engine differentiates exactly f (SPEC.md section 1):
+// on its own because the coupling engine differentiates exactly f (docs/metrics.md section 1):
 //     a = Attn(LN1(X)),  m = MLP(LN2(X + a)),  f(X) = a + m,  block(X) = X + f(X).
 // The exact math is in docs/architecture.md.
 #pragma once
