@@ -12,6 +12,7 @@
 #include "trainer/transformer_adapter.h"
 #include "trainer/run_config.h"
 #include "trainer/runtime.h"
+#include "trainer/training_loop.h"
 
 #include <ATen/ATen.h>
 #include <CLI/CLI.hpp>
@@ -75,12 +76,14 @@ int main(int argc, char** argv) {
   app.add_option("probes", probes, "Validation windows to measure")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--device", device_spec, std::string("Where to measure: ") + coupling::kDeviceChoices)
       ->capture_default_str();
-  app.add_option("--spectrum", spectrum, "Top-K estimator: auto, exact or randomized")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "exact", "randomized"}));
+  app.add_option("--spectrum", spectrum, "Top-K estimator: auto, exact or randomized")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
     const c10::Device device = coupling::resolve_device(device_spec);
+    trainer::CouplingConfig engine;  // the trainer's defaults: K 10,30,50, the last token
+    engine.spectrum = spectrum;
+    engine.validate();
+    const auto options = trainer::measurement_options(engine, {});
     trainer::setup_compute(0);
     const auto checkpoint = trainer::latest_checkpoint(run);
     if (!checkpoint) throw coupling::CheckpointError("no checkpoint under " + run + "/checkpoints");
@@ -93,10 +96,6 @@ int main(int argc, char** argv) {
     model->to(device);  // initialised on the CPU, then moved: the same weights on every device
     trainer::GptAdapter adapter(model);
     const auto inputs = windows.inputs.to(device);
-    coupling::MeasurementOptions options;
-    options.spectrum = spectrum == "exact"        ? coupling::SpectrumMethod::kExact
-                       : spectrum == "randomized" ? coupling::SpectrumMethod::kRandomized
-                                                  : coupling::SpectrumMethod::kAuto;
     std::vector<Column> columns;
     columns.push_back({"step 0", coupling::measure(adapter, inputs, options)});
     trainer::load_model(*checkpoint, *model);
