@@ -18,15 +18,15 @@
 // 5. Randomized vs exact top-K on the Jacobians of case 2.
 #include "bench_paths.h"
 #include "bench_support.h"
-#include "coupling/coupling_metric.h"
-#include "coupling/device.h"
+#include "coupling/engine/coupling_metric.h"
+#include "coupling/engine/device.h"
 #include "coupling/error.h"
-#include "coupling/measurement.h"
-#include "trainer/block_adapter.h"
-#include "trainer/gpt.h"
-#include "trainer/transformer_adapter.h"
-#include "trainer/json_object.h"
-#include "trainer/runtime.h"
+#include "coupling/engine/measurement.h"
+#include "trainer/models/block_adapter.h"
+#include "trainer/models/gpt.h"
+#include "trainer/models/transformer_adapter.h"
+#include "trainer/loop/json_object.h"
+#include "trainer/loop/runtime.h"
 
 #include <ATen/ATen.h>
 #include <CLI/CLI.hpp>

@@ -4,11 +4,12 @@
 // ranks side by side and prints the ratio (docs/performance.md).
 //   coupling-dist-bench [--d-model 256] [--layers 4] [--context 64] [--probes 8] [--repeats 3] [--threads 1]
 #include "bench_support.h"
-#include "coupling/communicator.h"
-#include "coupling/measurement.h"
-#include "trainer/gpt.h"
-#include "trainer/transformer_adapter.h"
-#include "trainer/runtime.h"
+#include "coupling/dist/communicator.h"
+#include "coupling/dist/distributed_measurement.h"
+#include "coupling/engine/measurement.h"
+#include "trainer/models/gpt.h"
+#include "trainer/models/transformer_adapter.h"
+#include "trainer/loop/runtime.h"
 
 #include <ATen/ATen.h>
 #include <CLI/CLI.hpp>

@@ -3,7 +3,7 @@
 // mixes tokens by a running mean (token t sees tokens <= t) and applies an MLP.
 //
 //   build/bin/custom_model
-#include "coupling/measurement.h"
+#include "coupling/engine/measurement.h"
 #include "mixer_model.h"
 
 #include <ATen/ATen.h>

@@ -3,8 +3,8 @@
 // an adapter, the callback, and the hook calls. Writes the HDF5 log given on the command line.
 //
 //   custom_trainer LOG.h5 [STEPS=60]        (plot it: scripts/plot_coupling.py LOG.h5)
-#include "coupling/callback.h"
-#include "coupling/coupling_callback.h"
+#include "coupling/training/callback.h"
+#include "coupling/training/coupling_callback.h"
 #include "coupling/error.h"
 #include "mixer_model.h"
 

@@ -3,16 +3,16 @@
 // norm growth side by side.
 //
 //   build/bin/measure_gpt RUN_DIR [PROBES=8] [--device cpu|cuda|cuda:N|auto] [--spectrum auto|exact|randomized]
-#include "coupling/device.h"
+#include "coupling/engine/device.h"
 #include "coupling/error.h"
-#include "coupling/measurement.h"
-#include "trainer/byte_corpus.h"
-#include "trainer/checkpoint.h"
-#include "trainer/gpt.h"
-#include "trainer/transformer_adapter.h"
-#include "trainer/run_config.h"
-#include "trainer/runtime.h"
-#include "trainer/training_loop.h"
+#include "coupling/engine/measurement.h"
+#include "trainer/data/byte_corpus.h"
+#include "trainer/loop/checkpoint.h"
+#include "trainer/models/gpt.h"
+#include "trainer/models/transformer_adapter.h"
+#include "trainer/loop/run_config.h"
+#include "trainer/loop/runtime.h"
+#include "trainer/loop/training_loop.h"
 
 #include <ATen/ATen.h>
 #include <CLI/CLI.hpp>

@@ -3,7 +3,7 @@
 // model is libcoupling-specific; mixer_adapter() is the few lines of glue a user writes.
 #pragma once
 
-#include "coupling/model_adapter.h"
+#include "coupling/engine/model_adapter.h"
 
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>

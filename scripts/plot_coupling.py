@@ -11,6 +11,12 @@ Writes PNGs into DIR (default: the log's directory):
   sigma_vs_depth.png   s_1(J^l) against depth at several steps
   loss_vs_step.png     training and validation loss against step
   overhead.png         seconds per measurement and training seconds between measurements
+and, for schema-2 logs that hold them (token coupling needs at least two measured tokens, context
+coupling needs context pairs):
+  token_heatmaps.png   token-coupling matrices m_K (ujv, norm, smallest K, mean over probes) at the
+                       final step, one panel per block, trivial diagonal masked
+  token_coupling_vs_step.png  mean off-diagonal token m_K against step, every K, and likewise the
+                       block-by-token and context (same input / same output) means
 --live re-reads the (SWMR) log every SECONDS (default 30) while a run writes it; Ctrl-C stops.
 Reads with h5py in SWMR mode, so it works on a log that a training run is still writing.
 """
@@ -28,6 +34,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 UJV, NORM = 0, 0
+# per-step coupling matrices that can be large (schema 2): not read whole, the plots use their summaries
+MATRICES = ("token_coupling", "block_token_coupling", "context_coupling")
 
 
 def load(path):
@@ -35,7 +43,12 @@ def load(path):
         m = f["measurement"]
         if "step" not in m or m["step"].shape[0] == 0:
             return None
-        data = {name: m[name][()] for name in m}
+        data = {name: m[name][()] for name in m if name not in MATRICES}
+        if "token_coupling" in m and m["token_coupling"].shape[0] > 0:
+            # the final row holding token coupling (a live log's columns may differ by a row)
+            row = min(m["token_coupling"].shape[0], data["step"].shape[0]) - 1
+            data["token_coupling_final"] = m["token_coupling"][row, :, :, UJV, NORM, 0]  # [P, L, n, n]
+            data["token_coupling_step"] = data["step"][row]
         data["attrs"] = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
         for group in ("train", "eval"):
             data[group] = {name: f[group][name][()] for name in f[group]}
@@ -48,7 +61,8 @@ def pick_steps(steps, count=4):
 
 
 def save(fig, out, name):
-    fig.tight_layout()
+    if not fig.get_constrained_layout():
+        fig.tight_layout()
     fig.savefig(os.path.join(out, name), dpi=90)
     plt.close(fig)
 
@@ -58,7 +72,76 @@ def step_axis(ax):
     ax.set_xlabel("training step (updates, symlog)")
 
 
+def variant_lines(ax, d, name, steps, ks):
+    """One line per K for ujv/norm (solid) and ujv/trace (dashed) of a [step, o, n, k] summary."""
+    values = d[name][:len(steps)]
+    for r, k in enumerate(ks):
+        line, = ax.plot(steps[:len(values)], values[:, UJV, NORM, r], marker="o", label=f"K={k} ujv/norm")
+        ax.plot(steps[:len(values)], values[:, UJV, 1, r], marker=".", linestyle="--", color=line.get_color(),
+                label=f"K={k} ujv/trace")
+    step_axis(ax)
+    ax.set_ylabel("m_K (lower = more coupled)")
+    ax.legend(fontsize=7)
+
+
+def plot_token_heatmaps(d, out, title):
+    """token_heatmaps.png: ujv / norm / smallest K token-coupling matrix per block, final step."""
+    tc = d["token_coupling_final"].mean(axis=0)  # [L, n, n], mean over probes
+    L, n = tc.shape[0], tc.shape[1]
+    masked = np.ma.masked_array(tc, mask=np.broadcast_to(np.eye(n, dtype=bool), tc.shape))
+    masked = np.ma.masked_invalid(masked)
+    rows = int(np.ceil(L / max(4, np.ceil(np.sqrt(L)))))  # at most max(4, sqrt L) panels a row, balanced
+    cols = int(np.ceil(L / rows))
+    size = min(4.0, max(2.6, 0.25 * n))
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols + 1.2, size * rows + 0.8), squeeze=False,
+                             layout="constrained")
+    cmap = matplotlib.colormaps["viridis_r"].with_extremes(bad="0.85")  # the masked diagonal in grey
+    vmax = masked.max() if masked.count() else 1.0
+    tokens = d["token"]
+    every = max(1, int(np.ceil(n / 16)))  # at most ~16 tick labels per axis
+    ticks = range(0, n, every)
+    for l in range(rows * cols):
+        ax = axes[l // cols][l % cols]
+        if l >= L:
+            ax.axis("off")
+            continue
+        im = ax.imshow(masked[l], vmin=0, vmax=vmax, cmap=cmap)
+        ax.set_title(f"block {d['layer'][l]}")
+        ax.set_xticks(ticks, [str(tokens[i]) for i in ticks], rotation=90 if n > 8 else 0, fontsize=7)
+        ax.set_yticks(ticks, [str(tokens[i]) for i in ticks], fontsize=7)
+        if l // cols == rows - 1 or l + cols >= L:
+            ax.set_xlabel("basis token position")
+        if l % cols == 0:
+            ax.set_ylabel("token position")
+    fig.colorbar(im, ax=axes, shrink=0.8, label="m_K (lower = more coupled)")
+    fig.suptitle(f"{title}\ntoken coupling m_K (ujv, norm, K={d['k'][0]}) at step {d['token_coupling_step']}, "
+                 "mean over probes, diagonal masked", fontsize=10)
+    save(fig, out, "token_heatmaps.png")
+
+
+def plot_token_vs_step(d, out, title):
+    """token_coupling_vs_step.png: the token / block-token / context summaries against step."""
+    steps, ks = d["step"], d["k"]
+    panels = [(name, label) for name, label in (
+        ("token_mean_offdiag_avg", "token coupling: same block, tokens i != j"),
+        ("block_token_mean_offdiag_avg", "block-by-token coupling: all (block, token) pairs"),
+        ("context_same_input_avg", "context coupling: same input t1"),
+        ("context_same_output_avg", "context coupling: same output t2")) if name in d]
+    cols = min(2, len(panels))
+    rows = int(np.ceil(len(panels) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
+    for i, (name, label) in enumerate(panels):
+        ax = axes[i // cols][i % cols]
+        variant_lines(ax, d, name, steps, ks)
+        ax.set_title(f"{label}, mean off-diagonal" if "offdiag" in name else label, fontsize=9)
+    for i in range(len(panels), rows * cols):
+        axes[i // cols][i % cols].axis("off")
+    fig.suptitle(f"{title}\ntoken and context coupling, averaged over probes", fontsize=10)
+    save(fig, out, "token_coupling_vs_step.png")
+
+
 def plot_all(d, out, title):
+    """Writes the figures; returns their file names."""
     steps, ks, L = d["step"], d["k"], d["layer"].shape[0]
     os.makedirs(out, exist_ok=True)
     # depth heatmaps: ujv / norm, averaged over probes and tokens
@@ -146,6 +229,15 @@ def plot_all(d, out, title):
     ax.set_title(f"{title}: measurement overhead")
     ax.legend()
     save(fig, out, "overhead.png")
+    written = ["depth_heatmaps.png", "coupling_vs_step.png", "lss_vs_step.png", "norms_vs_depth.png",
+               "sigma_vs_depth.png", "loss_vs_step.png", "overhead.png"]
+    if "token_coupling_final" in d:  # schema 2 with at least two measured tokens
+        plot_token_heatmaps(d, out, title)
+        written.append("token_heatmaps.png")
+    if "token_mean_offdiag_avg" in d or "context_same_input_avg" in d:
+        plot_token_vs_step(d, out, title)
+        written.append("token_coupling_vs_step.png")
+    return written
 
 
 def table(d, summary):
@@ -154,6 +246,9 @@ def table(d, summary):
     for r, k in enumerate(ks):
         rows.append((f"depth m_K ujv/norm mean off-diag, K={k}", d["depth_mean_offdiag_avg"][:, UJV, NORM, r]))
         rows.append((f"depth m_K ujv/norm |i-j|=1, K={k}", d["depth_mean_adjacent_avg"][:, UJV, NORM, r]))
+    if "token_mean_offdiag_avg" in d:
+        for r, k in enumerate(ks):
+            rows.append((f"token m_K ujv/norm mean off-diag, K={k}", d["token_mean_offdiag_avg"][:, UJV, NORM, r]))
     rows.append(("line-shape score (1 = straight)", d["line_shape_score"].reshape(len(steps), -1).mean(1)))
     rows.append(("norm growth rate b (log||x^l|| per block)", d["norm_growth_rate"].reshape(len(steps), -1).mean(1)))
     rows.append(("norm growth fit R^2", d["norm_growth_r2"].reshape(len(steps), -1).mean(1)))
@@ -191,13 +286,13 @@ def main():
             print("plot_coupling: no measurement in the log yet")
         else:
             title = f"{d['attrs'].get('model', 'model')} ({len(d['step'])} measurements)"
-            plot_all(d, out, title)
+            written = plot_all(d, out, title)
             summary = None
             if args.summary and os.path.isfile(args.summary):
                 with open(args.summary) as f:
                     summary = json.load(f)
             table(d, summary)
-            print(f"plot_coupling: wrote 7 PNGs to {out}")
+            print(f"plot_coupling: wrote {len(written)} PNGs to {out}")
         if args.live is None:
             break
         time.sleep(args.live)

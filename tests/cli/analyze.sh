@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # coupling-analyze --checkpoints end to end: the post-hoc measurements of a GPT run's checkpoints
-# equal the training-time ones at the same steps; a re-run skips what the log holds; the plots
-# script reads the result; a ViT run works too; no checkpoints, or checkpoints of two different
-# models, are one-line errors.
+# equal the training-time ones at the same steps (the step-0 row bit for bit, from the step-0
+# checkpoint); a re-run skips what the log holds; the plots script reads the result; a ViT run
+# works too; no checkpoints, checkpoints of two different models, flags that would be ignored,
+# and appending to a schema-1 log are one-line errors.
 # Usage: analyze.sh path/to/coupling-train path/to/coupling-analyze
 set -euo pipefail
 train=$(realpath "$1")
@@ -17,12 +18,13 @@ gpt=(gpt --data "$work/tiny.txt" --d-model 16 --layers 2 --heads 2 --context 16 
 
 "$train" "${gpt[@]}" --out "$work/run" > "$work/train.log" 2>&1
 "$analyze" --checkpoints "$work/run" --threads 1 > "$work/analyze.log" 2>&1 || { cat "$work/analyze.log"; exit 1; }
-$python "$here/python/check_log.py" "$work/run/analysis.h5" 4,8,12
-echo "ok   post-hoc = training-time: $($python "$here/python/compare_logs.py" "$work/run/coupling.h5" "$work/run/analysis.h5" 4,8,12)"
+$python "$here/python/check_log.py" "$work/run/analysis.h5" 0,4,8,12
+echo "ok   post-hoc = training-time: $($python "$here/python/compare_logs.py" "$work/run/coupling.h5" \
+  "$work/run/analysis.h5" 0,4,8,12 --bitwise 0)"
 
 "$analyze" --checkpoints "$work/run" --threads 1 > "$work/again.log" 2>&1
-grep -q "0 model(s) measured, 3 already in the log" "$work/again.log" || { cat "$work/again.log"; exit 1; }
-echo "ok   a re-run skips the 3 steps already in the log"
+grep -q "0 model(s) measured, 4 already in the log" "$work/again.log" || { cat "$work/again.log"; exit 1; }
+echo "ok   a re-run skips the 4 steps already in the log"
 
 $python "$here/../scripts/plot_coupling.py" "$work/run/analysis.h5" --out "$work/plots" > "$work/plot.log"
 test -s "$work/plots/coupling_vs_step.png"
@@ -33,7 +35,7 @@ $python "$here/python/make_images.py" "$work/images"
   --eval-windows 32 --probes 2 --k 2 --threads 1 --log none --out "$work/vit" > "$work/vit.log" 2>&1
 "$analyze" --checkpoints "$work/vit" --out "$work/vit.h5" --threads 1 > "$work/vit_analyze.log" 2>&1 ||
   { cat "$work/vit_analyze.log"; exit 1; }
-$python "$here/python/check_log.py" "$work/vit.h5" 10,20
+$python "$here/python/check_log.py" "$work/vit.h5" 0,10,20
 echo "ok   a ViT run's checkpoints"
 
 expect_error() {
@@ -46,6 +48,12 @@ expect_error() {
   fi
   echo "ok   $name: $(grep -o '\[error\] .*' "$work/$name.log" | cut -c9-150)"
 }
+expect_error checkpoints_with_k "--k does not apply to --checkpoints: .* drop --k" --checkpoints "$work/run" --k 4
+expect_error checkpoints_with_tokens "--tokens does not apply to --checkpoints" --checkpoints "$work/run" --tokens all
+old="$here/fixtures/schema-1-log/run"
+cp -r "$old" "$work/old"
+expect_error schema_1_log "has log schema version 1 and this libcoupling \(.*\) writes version 2" \
+  --checkpoints "$work/old" --out "$work/old/coupling.h5"
 mkdir "$work/empty"
 expect_error no_checkpoints "no checkpoints under" --checkpoints "$work/empty"
 "$train" "${gpt[@]}" --d-model 32 --steps 4 --out "$work/other" > "$work/other.log" 2>&1

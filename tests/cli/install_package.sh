@@ -9,7 +9,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cmake --install "$build" --prefix "$work/prefix" > "$work/install.log"
 test -f "$work/prefix/lib/cmake/coupling/couplingConfig.cmake"
-test -f "$work/prefix/include/coupling/coupling_callback.h"
+test -f "$work/prefix/include/coupling/training/coupling_callback.h"
 generator=()
 command -v ninja > /dev/null && generator=(-G Ninja)
 cmake -S "$source/examples/custom_trainer" -B "$work/build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \

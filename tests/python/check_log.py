@@ -2,8 +2,8 @@
 
 Usage: check_log.py LOG STEPS [--train-rows N]
 STEPS: the comma-separated measurement steps the log must hold, in order. Checks the schema
-attributes, that every /measurement dataset has step as axis 0 and named dimension scales on
-every axis, and the /train row count when given. Exits 0 when all holds.
+attributes, that every /measurement dataset has step as axis 0, named dimension scales on
+every axis, description and units attributes, and the /train row count when given. Exits 0 when all holds.
 """
 import argparse
 import sys
@@ -21,7 +21,7 @@ def main():
     want = [int(s) for s in args.steps.split(",") if s]
     problems = []
     with h5py.File(args.log, "r", swmr=True, libver="latest") as f:
-        if f.attrs["schema_version"] != 1:
+        if f.attrs["schema_version"] != 2:
             problems.append(f"schema_version {f.attrs['schema_version']}")
         for key in ("libcoupling_version", "git_revision", "model", "model_config", "engine_config"):
             if not isinstance(f.attrs[key], str):
@@ -30,10 +30,12 @@ def main():
         if steps != want:
             problems.append(f"steps {steps} != {want}")
         for name, ds in f["measurement"].items():
-            if ds.ndim == 0 or name in ("step",) or ds.dims[0].label == "":
-                pass
-            if name in ("probe", "token", "orientation", "normalisation", "k", "layer", "basis_layer", "state", "rank",
-                        "step"):
+            if h5py.h5ds.is_scale(ds.id) and name != "step":
+                continue  # a fixed coordinate axis
+            for attribute in ("description", "units"):
+                if attribute not in ds.attrs:
+                    problems.append(f"{name} has no {attribute} attribute")
+            if name == "step":
                 continue
             if ds.shape[0] != len(want):
                 problems.append(f"{name} has {ds.shape[0]} rows")

@@ -1,8 +1,10 @@
 """Checks that two coupling logs agree on the steps they share (tests/cli/analyze.sh).
 
-Usage: compare_logs.py LOG_A LOG_B STEPS
+Usage: compare_logs.py LOG_A LOG_B STEPS [--bitwise STEP]
 STEPS: comma-separated steps both logs must hold. Compares the depth coupling summaries, the
-line-shape scores and the singular values at those steps (relative 1e-4).
+line-shape scores and the singular values at those steps (relative 1e-4). With --bitwise, every
+measured field of both logs at STEP must be identical, bit for bit (the same model, probes,
+options and thread count give the same arithmetic).
 """
 import sys
 
@@ -17,9 +19,25 @@ def rows(f, steps):
     return [have.index(s) for s in steps]
 
 
+BOOKKEEPING = {"step", "scheduled_step", "tokens_seen", "wall_seconds", "measure_seconds", "train_seconds"}
+
+
+def bitwise(a, b, step):
+    ra, rb = rows(a, [step])[0], rows(b, [step])[0]
+    names = [n for n, ds in a["measurement"].items()
+             if not h5py.h5ds.is_scale(ds.id) and n not in BOOKKEEPING]
+    for name in names:
+        x, y = a[f"measurement/{name}"][ra], b[f"measurement/{name}"][rb]
+        assert np.array_equal(x, y, equal_nan=True), f"{name} differs at step {step}"
+    return len(names)
+
+
 def main():
     steps = [int(s) for s in sys.argv[3].split(",")]
     with h5py.File(sys.argv[1], "r") as a, h5py.File(sys.argv[2], "r") as b:
+        if "--bitwise" in sys.argv:
+            step = int(sys.argv[sys.argv.index("--bitwise") + 1])
+            print(f"step {step}: {bitwise(a, b, step)} fields identical, bit for bit;", end=" ")
         ra, rb = rows(a, steps), rows(b, steps)
         worst = 0.0
         for name in ("depth_mean_offdiag", "line_shape_score", "singular_values"):

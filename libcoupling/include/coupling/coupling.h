@@ -1,0 +1,31 @@
+// libcoupling, all layers (docs/design.md). Include the narrower headers to pay for less:
+//   engine    measure() and what it computes, with no I/O and no distribution
+//   log       the crash-safe HDF5 coupling log
+//   dist      data-parallel jobs: environment, communicator, gradient averaging, shared measurement
+//   training  callbacks for a training loop, measurement schedules, CouplingCallback
+#pragma once
+
+#include "coupling/error.h"
+#include "coupling/version.h"
+
+#include "coupling/engine/coupling_metric.h"
+#include "coupling/engine/device.h"
+#include "coupling/engine/fields.h"
+#include "coupling/engine/jacobian.h"
+#include "coupling/engine/measurement.h"
+#include "coupling/engine/model_adapter.h"
+#include "coupling/engine/spectrum.h"
+#include "coupling/engine/torchscript_model.h"
+#include "coupling/engine/trajectory.h"
+
+#include "coupling/log/coupling_log.h"
+#include "coupling/log/records.h"
+
+#include "coupling/dist/communicator.h"
+#include "coupling/dist/data_parallel.h"
+#include "coupling/dist/dist_env.h"
+#include "coupling/dist/distributed_measurement.h"
+
+#include "coupling/training/callback.h"
+#include "coupling/training/coupling_callback.h"
+#include "coupling/training/schedule.h"

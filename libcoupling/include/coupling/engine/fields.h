@@ -1,0 +1,69 @@
+// The field registry: every tensor a Measurement holds, described once (name, named axes,
+// units, description, whether and how it is logged). Everything that walks the fields walks
+// this table: moving results to the CPU, the data-parallel gather of probe slices, the HDF5
+// schema (datasets, dimension scales, attributes, means), the size cap, the docs test.
+//
+// Adding a metric: a tensor member of Measurement, one FieldSpec entry in fields.cpp, its
+// computation in measurement.cpp, and its test (docs/design.md). Axes are named by AxisSpec
+// entries, which give each axis its size and its coordinate values for a layout.
+#pragma once
+
+#include "coupling/engine/measurement.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace coupling {
+
+/// A named axis of the registry's fields (an HDF5 dimension scale, an xarray coordinate).
+struct AxisSpec {
+  const char* name;
+  const char* description;
+  /// Coordinate values of this axis for a layout (its size is their count).
+  std::vector<int64_t> (*values)(const MeasurementLayout& layout);
+};
+
+/// How a field reaches the log.
+enum class Logged {
+  kNo,                ///< returned in the Measurement only (large or raw: Jacobians, states)
+  kPerProbe,          ///< one dataset, every axis
+  kPerProbeAndMean,   ///< that, plus NAME_avg: the mean over the first `mean_axes` axes
+};
+
+/// When a measurement holds a field: a rule in words (for the docs) and as code.
+struct Presence {
+  const char* when;
+  bool (*holds)(const MeasurementLayout& layout);
+};
+
+struct FieldSpec {
+  const char* name;
+  at::Tensor Measurement::*member;
+  std::vector<const char*> axes;  ///< AxisSpec names, one per tensor dimension; the first is "probe"
+  const char* units;              ///< "1" for dimensionless quantities
+  const char* description;
+  Logged logged;
+  int mean_axes;  ///< kPerProbeAndMean: how many leading axes the NAME_avg mean runs over
+  Presence present;
+};
+
+/// Every tensor field of Measurement, in a fixed order.
+const std::vector<FieldSpec>& measurement_fields();
+/// Every axis the fields name.
+const std::vector<AxisSpec>& measurement_axes();
+/// The axis called `name`; throws coupling::Error for an unknown name.
+const AxisSpec& measurement_axis(const std::string& name);
+
+/// The shape the field takes in a measurement with `layout` (its axes' sizes).
+std::vector<int64_t> field_shape(const FieldSpec& field, const MeasurementLayout& layout);
+/// NAME_avg of a kPerProbeAndMean field.
+std::string mean_name(const FieldSpec& field);
+/// The mean over the field's first mean_axes axes (float64).
+at::Tensor field_mean(const FieldSpec& field, const at::Tensor& value);
+/// Bytes the logged fields (and their means) of one measurement take as float64.
+int64_t logged_bytes(const MeasurementLayout& layout);
+
+}  // namespace coupling

@@ -1,0 +1,137 @@
+// One coupling measurement: a model (through its ModelAdapter) and fixed probe inputs in, every
+// quantity of docs/metrics.md sections 1-4 out. No I/O and no distribution: the HDF5 log, the
+// callbacks and the data-parallel split (coupling/dist/distributed_measurement.h) build on it.
+// Each tensor field is described once, in the field registry (coupling/engine/fields.h), which
+// the log, the rank gather and the docs walk; docs/metrics.md gives the formulas.
+#pragma once
+
+#include "coupling/engine/coupling_metric.h"
+#include "coupling/engine/jacobian.h"
+#include "coupling/engine/model_adapter.h"
+#include "coupling/engine/spectrum.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace coupling {
+
+/// A Jacobian J_{t1 t2}: input token t1, output token t2 (negative = counted from the end).
+struct TokenPair {
+  int64_t input = -1;
+  int64_t output = -1;
+};
+
+/// Which token Jacobians to measure.
+struct TokenSelection {
+  enum class Mode { kLast, kList, kAll };
+  Mode mode = Mode::kLast;           ///< diagonal tokens J_{tt}: the last, a list, or every token
+  std::vector<int64_t> tokens;       ///< for kList; negative = from the end (-1 = last)
+  std::vector<TokenPair> context_pairs;  ///< (t1, t2) pairs for context coupling (may be empty)
+};
+
+/// kAuto: randomized when K_max is well below d (4 K_max <= d), where it is several times faster
+/// than a full SVD at the accuracy measured in docs/performance.md; exact otherwise.
+enum class SpectrumMethod { kAuto, kExact, kRandomized };
+
+struct MeasurementOptions {
+  std::vector<int64_t> k_grid{10, 30, 50};  ///< K values (duplicates removed)
+  bool cap_k_at_d = true;                   ///< K > d means d; false: K > d is a ConfigError naming d
+  std::vector<double> k_fractions;          ///< more K values as fractions of d (rounded, >= 1)
+  TokenSelection tokens;
+  SpectrumMethod spectrum = SpectrumMethod::kAuto;
+  SvdPrecision precision = SvdPrecision::kFloat32;  ///< exact SVD precision
+  RandomizedOptions randomized;
+  JacobianOptions jacobian;
+  int64_t max_set_size = 256;  ///< block-by-token coupling only when L * tokens is at most this
+  bool keep_jacobians = false; ///< keep the diagonal-token Jacobians in the result
+  /// Refuse (ConfigError, before any Jacobian) a measurement whose logged fields would take more
+  /// than this many bytes as float64: token and block-by-token coupling grow as tokens^2.
+  int64_t max_row_bytes = int64_t{256} << 20;
+
+  /// Options from the command-line texts: k "10,30,50" (K > d is an error; "" = the default
+  /// grid, capped at d); tokens "last", "all" or a comma list
+  /// (negative = from the end; names in token_names, such as the ViT's "cls", stand for their
+  /// index); spectrum "auto", "exact" or "randomized". Throws coupling::ConfigError naming the
+  /// flag (--k, --tokens, --spectrum) and what it accepts.
+  static MeasurementOptions parse(const std::string& k, const std::string& tokens, const std::string& spectrum,
+                                  const std::map<std::string, int64_t>& token_names = {});
+  /// Canonical one-line text (K grid, tokens, pairs, estimator and its parameters, precision):
+  /// stored in logs and compared on resume.
+  std::string str() const;
+};
+
+struct MeasurementTimings {
+  double forward = 0, jacobians = 0, spectra = 0, coupling = 0, trajectories = 0, total = 0;  ///< seconds
+};
+
+/// What a measurement of given probes and options will hold: the sizes of every axis of the
+/// field registry. resolve_layout() checks the options against the model's shape.
+struct MeasurementLayout {
+  int64_t probes = 0, blocks = 0, sequence_length = 0, d_model = 0;
+  std::vector<int64_t> tokens;             ///< resolved diagonal tokens
+  std::vector<TokenPair> context_pairs;    ///< resolved context pairs
+  std::vector<int64_t> k_grid;             ///< resolved K values (ascending)
+  bool has_block_token_coupling = false;      ///< at least two tokens and L * tokens <= max_set_size
+  bool keeps_jacobians = false;
+};
+
+/// The layout of a measurement of P probes of length T through L blocks of width d. Throws
+/// coupling::ConfigError naming the option at fault: a token outside the sequence, a causal-zero
+/// context pair, a bad K, or logged fields larger than options.max_row_bytes.
+MeasurementLayout resolve_layout(int64_t probes, int64_t sequence_length, int64_t blocks, int64_t d_model, bool causal,
+                                 const MeasurementOptions& options);
+
+/// The layout of measuring `adapter`'s model on `probe_inputs` (one forward pass of the probes).
+MeasurementLayout resolve_layout(ModelAdapter& adapter, const at::Tensor& probe_inputs,
+                                 const MeasurementOptions& options);
+
+/// Index order of the coupling-variant axes: [orientation (ujv, vju), normalisation (norm, trace), k].
+/// P = probes, n = diagonal tokens, L = blocks, nK = k_grid.size(), np = context pairs.
+struct Measurement : MeasurementLayout {
+  at::Tensor trajectories;      ///< [P, n, L+1, d] residual states x^0..x^L of the measured tokens
+  at::Tensor singular_values;   ///< [P, n, L, Kmax] top singular values of J^l_{tt}
+  at::Tensor jacobians;         ///< [P, n, L, d, d] (only with keep_jacobians)
+
+  at::Tensor depth_coupling;        ///< [P, n, 2, 2, nK, L, L]: J^i_{tt} vs J^j_{tt}
+  at::Tensor depth_mean_offdiag;    ///< [P, n, 2, 2, nK]
+  at::Tensor depth_mean_adjacent;   ///< [P, n, 2, 2, nK] over |i - j| = 1
+  at::Tensor token_coupling;        ///< [P, L, 2, 2, nK, n, n]: J^l_{tt} vs J^l_{t't'} (n >= 2)
+  at::Tensor token_mean_offdiag;    ///< [P, L, 2, 2, nK]
+  at::Tensor block_token_coupling;  ///< [P, 2, 2, nK, L*n, L*n], index l*n + token (layout.has_block_token_coupling)
+  at::Tensor block_token_mean_offdiag;  ///< [P, 2, 2, nK]
+  at::Tensor context_coupling;      ///< [P, 2, 2, nK, L*np, L*np], index l*np + pair (pairs given)
+  at::Tensor context_same_input;    ///< [P, 2, 2, nK] mean over entries sharing t1
+  at::Tensor context_same_output;   ///< [P, 2, 2, nK] mean over entries sharing t2
+
+  // Trajectory metrics per probe and measured token: [P, n] (norms and steps: [P, n, L+1], [P, n, L]).
+  at::Tensor residual_norms, step_lengths;
+  at::Tensor line_shape_score, norm_growth_rate, norm_growth_factor, norm_growth_r2;
+  at::Tensor step_cv, step_ratio_cv, log_step_rate, log_step_r2;
+  at::Tensor inverse_sigma_slope, inverse_sigma_r2;  ///< fit of 1/s_1(J^l) against l = 1..L
+
+  MeasurementTimings timings;
+};
+
+/// Measures `adapter`'s model on `probe_inputs` (whatever residual_states takes, batch first).
+/// The model's parameters and their .grad are left untouched. Throws coupling::ConfigError on
+/// inconsistent options or a misbehaving adapter.
+Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options = {});
+
+/// measure() of a slice of a larger probe set whose first probe has global index `first_probe`
+/// (it seeds the randomized spectra, so a probe's numbers do not depend on the slicing).
+Measurement measure_probe_slice(ModelAdapter& adapter, const at::Tensor& probe_inputs,
+                                const MeasurementOptions& options, int64_t first_probe);
+
+/// One-line summary for progress logs: "depth m_K=10 0.9719 (ujv/norm), LSS 2.003, norm growth
+/// x1.037/block" (smallest K; means over probes and tokens).
+std::string headline(const Measurement& m);
+
+/// Mean over probes and tokens of depth_mean_offdiag for one variant: [nK] float64.
+at::Tensor depth_coupling_summary(const Measurement& m, Orientation orientation = Orientation::kUJV,
+                                  Normalisation normalisation = Normalisation::kNorm);
+
+}  // namespace coupling

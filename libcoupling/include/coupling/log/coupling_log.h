@@ -1,0 +1,77 @@
+// The coupling log: one crash-safe HDF5 file per run with every measurement as a curve over
+// training steps, plus the training scalars (docs/hdf5-schema.md). Python reads it live with
+// h5py.File(path, "r", swmr=True, libver="latest"). HDF5 stays behind a pimpl: this header
+// does not include hdf5.h.
+//
+// Crash safety: every append is flushed; once the measurement datasets exist the file is in
+// SWMR mode, so a killed writer leaves a readable file with every completed row. resume()
+// clears the consistency flags a crash leaves behind, checks the run's identity, drops rows
+// newer than the checkpoint being resumed and continues.
+#pragma once
+
+#include "coupling/engine/measurement.h"
+#include "coupling/log/records.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace coupling {
+
+/// What identifies a run's log; stored as root attributes, compared on resume.
+struct LogMetadata {
+  std::string model;          ///< "gpt", "vit", or the user's name for their model
+  std::string model_config;   ///< text describing the model/run (e.g. its config.toml); must match on resume
+  std::string engine_config;  ///< MeasurementOptions::str(); must match on resume
+  int64_t seed = 0;
+  int64_t world_size = 1;
+  at::Tensor probes;          ///< the probe inputs, stored once as /probes
+  std::string training_precision = "fp32";  ///< of the training forward passes (fp32 or bf16)
+};
+
+/// The schema tables of docs/hdf5-schema.md (dimension scales, record columns, fields),
+/// rendered from the field registry and the records; a test keeps the docs equal to it.
+std::string schema_markdown();
+
+class CouplingLog {
+ public:
+  /// 2: the field registry's fields (token, block-by-token and context coupling), units on
+  /// every dataset, pure training time in train_seconds. Older logs are read by the Python
+  /// tools; resume() refuses them, naming both versions.
+  static constexpr int64_t kSchemaVersion = 2;
+
+  /// Creates a new log. Throws coupling::IoError if `path` exists (never overwrites), is a
+  /// directory, or cannot be written.
+  static CouplingLog create(const std::string& path, const LogMetadata& metadata);
+
+  /// Reopens a log to continue a run from the checkpoint at `last_step`: repairs a crashed
+  /// writer's consistency flags, throws coupling::LogError (file untouched) when it is not a
+  /// libcoupling log, is corrupt, has a newer schema, or `metadata` differs; then drops
+  /// measurement and eval rows with step > last_step and training rows with step >= last_step
+  /// (last_step = INT64_MAX keeps every row: continuing a post-hoc analysis). A run resumed from
+  /// its step-0 checkpoint (last_step = 0) measures step 0 again, so its step-0 row goes too.
+  static CouplingLog resume(const std::string& path, const LogMetadata& metadata, int64_t last_step);
+
+  CouplingLog(CouplingLog&&) noexcept;
+  CouplingLog& operator=(CouplingLog&&) noexcept;
+  ~CouplingLog();
+
+  /// Appends one measurement (steps must increase). The first one fixes the shapes.
+  void append(const MeasurementRecord& record, const Measurement& measurement);
+  void append_training(const TrainingRecord& record);
+  void append_eval(const EvalRecord& record);
+
+  /// Steps of the measurements in the log, in order.
+  std::vector<int64_t> measured_steps() const;
+  const std::string& path() const;
+
+ private:
+  struct Impl;
+  explicit CouplingLog(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace coupling

@@ -1,0 +1,92 @@
+// CouplingCallback: the training-time instrument. Add it to a loop's callbacks and it measures
+// the model (through its ModelAdapter) on fixed probe inputs at the scheduled steps, writing
+// every measurement and the training scalars to a crash-safe HDF5 log (coupling_log.h).
+//
+//   auto cb = std::make_shared<coupling::CouplingCallback>(adapter, probes, options);
+//   callbacks.add(cb);          // then call the hooks from the loop (docs/callbacks.md)
+//
+// Overhead accounting: the loop's wall clock runs from before the step-0 measurement, so its
+// wall_seconds include every measurement; training time = wall time - measurement time, and the
+// overhead is measurement time / training time (the log's train_seconds column holds the
+// training time between measurements). With max_overhead > 0, a due measurement whose cost
+// would push the overhead above max_overhead is deferred to a later step (the log records the
+// step it was scheduled for); step 0 and the final step are never deferred.
+//
+// Step 0: on_setup opens the log (creating it, or resuming it with the run) without measuring,
+// so a trainer can checkpoint step 0 before the step-0 measurement; on_train_begin measures
+// step 0 (again, when a run resumes from its step-0 checkpoint: that row is replaced).
+//
+// Data-parallel: give every rank a callback with the same probes and options.communicator. The
+// ranks share each measurement (measure(..., Communicator&)); rank 0 alone writes the log and
+// decides deferrals, so the ranks always measure at the same steps.
+#pragma once
+
+#include "coupling/training/callback.h"
+#include "coupling/dist/communicator.h"
+#include "coupling/dist/distributed_measurement.h"
+#include "coupling/log/coupling_log.h"
+#include "coupling/engine/measurement.h"
+#include "coupling/engine/model_adapter.h"
+#include "coupling/training/schedule.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace coupling {
+
+struct CouplingCallbackOptions {
+  std::string log_path;              ///< the HDF5 log (created fresh, or resumed with the run)
+  MeasurementOptions measurement;
+  MeasurementSchedule schedule;
+  double max_overhead = 0.0;         ///< measurement time / training time cap (0 = no cap)
+  std::string model = "model";       ///< stored in the log
+  std::string model_config;          ///< stored in the log; must match on resume
+  int64_t seed = 0;
+  std::string training_precision = "fp32";  ///< stored in the log (measurements always run in fp32)
+  /// The data-parallel job this callback runs in (must outlive the callback); null = one process.
+  Communicator* communicator = nullptr;
+};
+
+class CouplingCallback : public TrainingCallback {
+ public:
+  /// Throws coupling::ConfigError when probe_inputs is empty.
+  CouplingCallback(std::shared_ptr<ModelAdapter> adapter, at::Tensor probe_inputs, CouplingCallbackOptions options);
+
+  /// Checks the measurement's layout (size cap, tokens, K) against the model, then opens the log.
+  void on_setup(const TrainBegin& begin) override;
+  void on_train_begin(const TrainBegin& begin) override;
+  void on_step_end(const StepEnd& step) override;
+  void on_eval(const EvalResult& eval) override;
+  void on_checkpoint_save(int64_t step, CallbackState& state) override;
+  void on_checkpoint_load(int64_t step, const CallbackState& state) override;
+
+  /// The first and the latest measurement of this session (for summaries), if any.
+  const std::optional<Measurement>& first() const { return first_; }
+  const std::optional<Measurement>& latest() const { return latest_; }
+  /// Total measurement seconds (whole run).
+  double measure_seconds() const { return measure_seconds_; }
+  /// measure_seconds() / (wall_seconds - measure_seconds()): measurement per training second.
+  double overhead_fraction(double wall_seconds) const;
+
+ private:
+  void measure_now(int64_t step, int64_t scheduled_step, int64_t tokens_seen, double wall_seconds);
+  bool writes_log() const { return options_.communicator == nullptr || options_.communicator->rank() == 0; }
+  /// Whether to defer the pending measurement: rank 0's judgement, shared with every rank.
+  bool defer(const StepEnd& step);
+
+  std::shared_ptr<ModelAdapter> adapter_;
+  at::Tensor probes_;
+  CouplingCallbackOptions options_;
+  std::optional<CouplingLog> log_;
+  std::optional<Measurement> first_, latest_;
+  double measure_seconds_ = 0.0;         ///< summed over the run (restored on resume)
+  double last_measure_seconds_ = 0.0;    ///< cost estimate for the next one
+  double training_at_last_measurement_ = 0.0;  ///< training seconds (no measurements) at the last one
+  bool set_up_ = false;
+  int64_t pending_since_ = -1;           ///< scheduled step of a deferred measurement, or -1
+};
+
+}  // namespace coupling

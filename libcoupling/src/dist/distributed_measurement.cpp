@@ -1,0 +1,62 @@
+#include "coupling/dist/distributed_measurement.h"
+
+#include "coupling/dist/data_parallel.h"
+#include "coupling/engine/fields.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+
+namespace coupling {
+namespace {
+
+/// Every rank measures its own contiguous slice of the probes; the per-probe results travel back
+/// in one all-gather (each field flattened into one float64 buffer, padded to the largest slice).
+/// A rank without probes of its own measures probe 0 and its rows are dropped.
+Measurement measure_split_by_probe(ModelAdapter& adapter, const at::Tensor& probe_inputs,
+                                   const MeasurementOptions& options, Communicator& communicator) {
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t P = probe_inputs.size(0), ranks = communicator.world_size();
+  const int64_t slice = contiguous_share(P, 0, ranks).size();  // the largest slice
+  const Share own = contiguous_share(P, &communicator);
+  const int64_t own_first = own.size() > 0 ? own.begin : 0;
+  Measurement m = measure_probe_slice(adapter, probe_inputs.narrow(0, own_first, std::max<int64_t>(own.size(), 1)),
+                                      options, own_first);
+
+  std::vector<at::Tensor> parts;
+  for (const auto& field : measurement_fields()) {
+    const at::Tensor& t = m.*field.member;
+    if (!t.defined()) continue;
+    auto rows = t.to(at::kDouble).reshape({t.size(0), -1});
+    parts.push_back(at::cat({rows, at::zeros({slice - rows.size(0), rows.size(1)}, rows.options())}).reshape({-1}));
+  }
+  const auto gathered = communicator.all_gather(at::cat(parts), "the measurement's per-probe results");
+  int64_t offset = 0;
+  for (const auto& field : measurement_fields()) {
+    at::Tensor& t = m.*field.member;
+    if (!t.defined()) continue;
+    const int64_t row_size = t.numel() / t.size(0);
+    std::vector<at::Tensor> pieces;
+    for (int64_t r = 0; r < ranks; ++r) {
+      const int64_t rows = contiguous_share(P, r, ranks).size();
+      if (rows > 0) pieces.push_back(gathered[r].narrow(0, offset, rows * row_size));
+    }
+    auto shape = t.sizes().vec();
+    shape[0] = P;
+    t = at::cat(pieces).reshape(shape).to(t.scalar_type());
+    offset += slice * row_size;
+  }
+  m.probes = P;
+  m.timings.total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return m;
+}
+
+}  // namespace
+
+Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options,
+                    Communicator& communicator) {
+  if (communicator.world_size() == 1) return measure(adapter, probe_inputs, options);
+  return measure_split_by_probe(adapter, probe_inputs, options, communicator);
+}
+
+}  // namespace coupling

@@ -1,0 +1,321 @@
+#include "coupling/engine/measurement.h"
+
+#include "coupling/engine/fields.h"
+#include "coupling/engine/trajectory.h"
+#include "coupling/error.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <set>
+#include <string>
+
+namespace coupling {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+int64_t resolve_token(int64_t token, int64_t length) {
+  const int64_t resolved = token < 0 ? length + token : token;
+  if (resolved < 0 || resolved >= length) {
+    throw ConfigError("token " + std::to_string(token) + " is outside probe sequences of length " +
+                      std::to_string(length));
+  }
+  return resolved;
+}
+
+std::vector<int64_t> resolve_k_grid(const MeasurementOptions& options, int64_t d) {
+  std::set<int64_t> ks;
+  for (int64_t k : options.k_grid) {
+    if (k < 1) throw ConfigError("K values must be >= 1 (got " + std::to_string(k) + ")");
+    if (k > d && !options.cap_k_at_d) {
+      throw ConfigError("K = " + std::to_string(k) + " is larger than the model's width d = " + std::to_string(d) +
+                        ": give K values up to " + std::to_string(d) + " (--k)");
+    }
+    ks.insert(std::min(k, d));
+  }
+  for (double f : options.k_fractions) {
+    if (!(f > 0.0 && f <= 1.0)) throw ConfigError("K fractions must be in (0, 1] (got " + std::to_string(f) + ")");
+    ks.insert(std::clamp<int64_t>(std::llround(f * static_cast<double>(d)), 1, d));
+  }
+  if (ks.empty()) throw ConfigError("the K grid is empty: give at least one K");
+  return {ks.begin(), ks.end()};
+}
+
+/// Factors with their leading dims permuted like the Jacobians (dims = permutation of the set dims).
+TopK permute_factors(const TopK& f, std::vector<int64_t> dims) {
+  auto s_dims = dims;
+  dims.insert(dims.end(), {static_cast<int64_t>(dims.size()), static_cast<int64_t>(dims.size() + 1)});
+  s_dims.push_back(static_cast<int64_t>(s_dims.size()));
+  return {f.u.permute(dims).contiguous(), f.s.permute(s_dims).contiguous(), f.v.permute(dims).contiguous()};
+}
+
+TopK reshape_factors(const TopK& f, int64_t p, int64_t n) {
+  return {f.u.reshape({p, n, f.u.size(-2), f.u.size(-1)}), f.s.reshape({p, n, f.s.size(-1)}),
+          f.v.reshape({p, n, f.v.size(-2), f.v.size(-1)})};
+}
+
+/// Top-K factors of a batch of Jacobians. A Jacobian with a non-finite entry (a diverging model)
+/// gets all-NaN factors, so its coupling entries and summaries read NaN and the others are exact.
+TopK top_singular(const at::Tensor& jacobians, int64_t k, const MeasurementOptions& options,
+                  const RandomizedOptions& randomized_options) {
+  const auto finite = at::isfinite(jacobians).flatten(-2).all(-1);  // [...]
+  const bool all_finite = finite.all().item<bool>();
+  const auto input = all_finite ? jacobians : at::where(finite.unsqueeze(-1).unsqueeze(-1), jacobians, at::zeros_like(jacobians));
+  const bool randomized = options.spectrum == SpectrumMethod::kRandomized ||
+                          (options.spectrum == SpectrumMethod::kAuto && 4 * k <= jacobians.size(-1));
+  TopK f = randomized ? randomized_topk(dense_operator(input), k, randomized_options)
+                      : exact_topk(input, k, options.precision);
+  if (!all_finite) {
+    const auto bad = finite.logical_not();
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    f.u = f.u.masked_fill(bad.unsqueeze(-1).unsqueeze(-1), nan);
+    f.v = f.v.masked_fill(bad.unsqueeze(-1).unsqueeze(-1), nan);
+    f.s = f.s.masked_fill(bad.unsqueeze(-1), nan);
+  }
+  return f;
+}
+
+/// Top-K factors of [P, ...] Jacobians, one probe at a time: the randomized estimator's test
+/// matrix of probe p is seeded with seed + first_probe + p, so a probe's result does not depend
+/// on which other probes share the call (or the rank).
+TopK top_singular_per_probe(const at::Tensor& jacobians, int64_t k, const MeasurementOptions& options,
+                            int64_t first_probe) {
+  std::vector<at::Tensor> u, s, v;
+  for (int64_t p = 0; p < jacobians.size(0); ++p) {
+    RandomizedOptions randomized = options.randomized;
+    randomized.seed += static_cast<uint64_t>(first_probe + p);
+    const TopK f = top_singular(jacobians.select(0, p), k, options, randomized);
+    u.push_back(f.u);
+    s.push_back(f.s);
+    v.push_back(f.v);
+  }
+  return {at::stack(u), at::stack(s), at::stack(v)};
+}
+
+
+/// measure() of probes first_probe.. (their global indices seed the randomized spectra).
+Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options,
+                           int64_t first_probe) {
+  const auto start = Clock::now();
+  MeasurementScope scope(adapter);
+  Measurement m;
+
+  // 1. One forward: residual states of every probe.
+  std::vector<at::Tensor> states;
+  {
+    at::NoGradGuard no_grad;
+    states = adapter.residual_states(probe_inputs);
+  }
+  const int64_t L = adapter.num_blocks();
+  if (static_cast<int64_t>(states.size()) != L + 1) {
+    throw ConfigError("residual_states returned " + std::to_string(states.size()) + " tensors for a model with " +
+                      std::to_string(L) + " blocks: it must return X^0..X^L (L + 1 tensors)");
+  }
+  const auto stacked = at::stack(states, 2).to(at::kFloat);  // [P, T, L+1, d]
+  if (stacked.dim() != 4) throw ConfigError("residual_states must return tensors of shape [B, T, d]");
+  const int64_t P = stacked.size(0), T = stacked.size(1), d = stacked.size(3);
+  static_cast<MeasurementLayout&>(m) = resolve_layout(P, T, L, d, adapter.causal(), options);
+  m.timings.forward = seconds_since(start);
+
+  // 2. Which Jacobians: diagonal tokens, then context pairs, grouped by output token.
+  const int64_t k_max = m.k_grid.back();
+  const int64_t n = static_cast<int64_t>(m.tokens.size());
+  const int64_t np = static_cast<int64_t>(m.context_pairs.size());
+
+  // For each output token: the input tokens needed, and where each result goes.
+  struct Target {
+    int64_t input;
+    int64_t diag_index;     // index into m.tokens, or -1
+    int64_t context_index;  // index into m.context_pairs, or -1
+  };
+  std::map<int64_t, std::vector<Target>> by_output;
+  for (int64_t i = 0; i < n; ++i) by_output[m.tokens[i]].push_back({m.tokens[i], i, -1});
+  for (int64_t c = 0; c < np; ++c) by_output[m.context_pairs[c].output].push_back({m.context_pairs[c].input, -1, c});
+
+  // 3. Jacobians.
+  auto t0 = Clock::now();
+  const auto on_model = stacked.options();  // the model's device, float32
+  auto diag = at::empty({P, n, L, d, d}, on_model);
+  auto context = np > 0 ? at::empty({P, L, np, d, d}, on_model) : at::Tensor();
+  for (int64_t p = 0; p < P; ++p) {
+    for (int64_t l = 0; l < L; ++l) {
+      const auto x = stacked.select(0, p).select(1, l);  // block l's input X^l of probe p: [T, d]
+      for (const auto& [output, targets] : by_output) {
+        std::vector<int64_t> inputs;
+        for (const auto& target : targets) inputs.push_back(target.input);
+        const auto j = jacobians_at_output(adapter, l, x, output, inputs, options.jacobian);
+        for (size_t r = 0; r < targets.size(); ++r) {
+          const auto jr = j.select(0, static_cast<int64_t>(r));
+          if (targets[r].diag_index >= 0) diag.select(0, p).select(0, targets[r].diag_index).select(0, l).copy_(jr);
+          if (targets[r].context_index >= 0) context.select(0, p).select(0, l).select(0, targets[r].context_index).copy_(jr);
+        }
+      }
+    }
+  }
+  m.timings.jacobians = seconds_since(t0);
+
+  // 4. Spectra.
+  t0 = Clock::now();
+  const TopK diag_factors = top_singular_per_probe(diag, k_max, options, first_probe);  // [P, n, L, ...]
+  const TopK context_factors = np > 0 ? top_singular_per_probe(context, k_max, options, first_probe) : TopK{};
+  m.singular_values = diag_factors.s;
+  m.timings.spectra = seconds_since(t0);
+
+  // 5. Coupling matrices and their summaries.
+  t0 = Clock::now();
+  m.depth_coupling = coupling_matrices(diag, diag_factors, m.k_grid);
+  m.depth_mean_offdiag = mean_off_diagonal(m.depth_coupling);
+  m.depth_mean_adjacent = mean_adjacent(m.depth_coupling);
+  if (n >= 2) {
+    const auto by_block = diag.permute({0, 2, 1, 3, 4}).contiguous();  // [P, L, n, d, d]
+    const auto by_block_factors = permute_factors(diag_factors, {0, 2, 1});
+    m.token_coupling = coupling_matrices(by_block, by_block_factors, m.k_grid);
+    m.token_mean_offdiag = mean_off_diagonal(m.token_coupling);
+    if (m.has_block_token_coupling) {
+      m.block_token_coupling = coupling_matrices(by_block.reshape({P, L * n, d, d}),
+                                                 reshape_factors(by_block_factors, P, L * n), m.k_grid);
+      m.block_token_mean_offdiag = mean_off_diagonal(m.block_token_coupling);
+    }
+  }
+  if (np > 0) {
+    m.context_coupling = coupling_matrices(context.reshape({P, L * np, d, d}),
+                                           reshape_factors(context_factors, P, L * np), m.k_grid);
+    std::vector<int64_t> input_of, output_of;
+    for (int64_t l = 0; l < L; ++l) {
+      for (const auto& pair : m.context_pairs) {
+        input_of.push_back(pair.input);
+        output_of.push_back(pair.output);
+      }
+    }
+    const auto inputs = at::tensor(input_of, at::kLong), outputs = at::tensor(output_of, at::kLong);
+    m.context_same_input = mean_over_pairs(m.context_coupling, inputs.unsqueeze(0).eq(inputs.unsqueeze(1)));
+    m.context_same_output = mean_over_pairs(m.context_coupling, outputs.unsqueeze(0).eq(outputs.unsqueeze(1)));
+  }
+  m.timings.coupling = seconds_since(t0);
+
+  // 6. Trajectories of the measured tokens.
+  t0 = Clock::now();
+  m.trajectories = stacked.index_select(1, at::tensor(m.tokens, at::kLong).to(stacked.device()));  // [P, n, L+1, d]
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  m.residual_norms = at::empty({P, n, L + 1}, f64);
+  m.step_lengths = at::empty({P, n, L}, f64);
+  for (auto* field : {&m.line_shape_score, &m.norm_growth_rate, &m.norm_growth_factor, &m.norm_growth_r2, &m.step_cv,
+                      &m.step_ratio_cv, &m.log_step_rate, &m.log_step_r2, &m.inverse_sigma_slope, &m.inverse_sigma_r2}) {
+    *field = at::empty({P, n}, f64);
+  }
+  const auto sigma = m.singular_values.to(at::kDouble).contiguous();
+  for (int64_t p = 0; p < P; ++p) {
+    for (int64_t i = 0; i < n; ++i) {
+      const auto t = trajectory_metrics(m.trajectories.select(0, p).select(0, i));
+      m.residual_norms.select(0, p).select(0, i).copy_(at::tensor(t.norms, f64));
+      m.step_lengths.select(0, p).select(0, i).copy_(at::tensor(t.step_lengths, f64));
+      std::vector<double> s1(static_cast<size_t>(L));
+      for (int64_t l = 0; l < L; ++l) s1[l] = sigma[p][i][l][0].item<double>();
+      const auto inverse = inverse_sigma_fit(s1);
+      const std::pair<at::Tensor*, double> values[] = {
+          {&m.line_shape_score, t.line_shape_score},   {&m.norm_growth_rate, t.log_norm_fit.slope},
+          {&m.norm_growth_factor, t.norm_growth},      {&m.norm_growth_r2, t.log_norm_fit.r2},
+          {&m.step_cv, t.step_cv},                     {&m.step_ratio_cv, t.step_ratio_cv},
+          {&m.log_step_rate, t.log_step_fit.slope},    {&m.log_step_r2, t.log_step_fit.r2},
+          {&m.inverse_sigma_slope, inverse.slope},     {&m.inverse_sigma_r2, inverse.r2}};
+      for (const auto& [field, value] : values) (*field)[p][i] = value;
+    }
+  }
+  m.timings.trajectories = seconds_since(t0);
+  if (options.keep_jacobians) m.jacobians = diag;
+  for (const auto& field : measurement_fields()) {  // results live on the CPU, whatever the model's device
+    at::Tensor& t = m.*field.member;
+    if (t.defined()) t = t.cpu();
+  }
+  m.timings.total = seconds_since(start);
+  return m;
+}
+
+}  // namespace
+
+MeasurementLayout resolve_layout(int64_t probes, int64_t sequence_length, int64_t blocks, int64_t d_model, bool causal,
+                                 const MeasurementOptions& options) {
+  MeasurementLayout layout;
+  layout.probes = probes;
+  layout.blocks = blocks;
+  layout.sequence_length = sequence_length;
+  layout.d_model = d_model;
+  switch (options.tokens.mode) {
+    case TokenSelection::Mode::kLast: layout.tokens = {sequence_length - 1}; break;
+    case TokenSelection::Mode::kAll:
+      for (int64_t t = 0; t < sequence_length; ++t) layout.tokens.push_back(t);
+      break;
+    case TokenSelection::Mode::kList:
+      if (options.tokens.tokens.empty()) throw ConfigError("token list mode needs at least one token");
+      for (int64_t t : options.tokens.tokens) layout.tokens.push_back(resolve_token(t, sequence_length));
+      break;
+  }
+  for (const auto& pair : options.tokens.context_pairs) {
+    TokenPair resolved{resolve_token(pair.input, sequence_length), resolve_token(pair.output, sequence_length)};
+    if (causal && resolved.input > resolved.output) {
+      throw ConfigError("context pair (" + std::to_string(pair.input) + ", " + std::to_string(pair.output) +
+                        ") is a causal zero: the input token must not come after the output token");
+    }
+    layout.context_pairs.push_back(resolved);
+  }
+  layout.k_grid = resolve_k_grid(options, d_model);
+  const auto n = static_cast<int64_t>(layout.tokens.size());
+  layout.has_block_token_coupling = n >= 2 && blocks * n <= options.max_set_size;
+  layout.keeps_jacobians = options.keep_jacobians;
+  const int64_t bytes = logged_bytes(layout);
+  if (bytes > options.max_row_bytes) {
+    throw ConfigError(fmt::format(
+        "one measurement would log {:.0f} MiB ({} probes x {} tokens through {} blocks, {} context pairs), over the "
+        "cap of {:.0f} MiB: measure fewer tokens or probes, or raise the cap (coupling-train --max-row-mib)",
+        static_cast<double>(bytes) / (1 << 20), probes, n, blocks, layout.context_pairs.size(),
+        static_cast<double>(options.max_row_bytes) / (1 << 20)));
+  }
+  return layout;
+}
+
+MeasurementLayout resolve_layout(ModelAdapter& adapter, const at::Tensor& probe_inputs,
+                                 const MeasurementOptions& options) {
+  std::vector<at::Tensor> states;
+  {
+    MeasurementScope scope(adapter);
+    at::NoGradGuard no_grad;
+    states = adapter.residual_states(probe_inputs.narrow(0, 0, std::min<int64_t>(probe_inputs.size(0), 1)));
+  }
+  if (states.empty() || states.front().dim() != 3) {
+    throw ConfigError("residual_states must return L + 1 tensors of shape [B, T, d]");
+  }
+  return resolve_layout(probe_inputs.size(0), states.front().size(1), adapter.num_blocks(), states.front().size(2),
+                        adapter.causal(), options);
+}
+
+Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options) {
+  return measure_probes(adapter, probe_inputs, options, 0);
+}
+
+Measurement measure_probe_slice(ModelAdapter& adapter, const at::Tensor& probe_inputs,
+                                const MeasurementOptions& options, int64_t first_probe) {
+  return measure_probes(adapter, probe_inputs, options, first_probe);
+}
+
+std::string headline(const Measurement& m) {
+  return fmt::format("depth m_K={} {:.4f} (ujv/norm), LSS {:.3f}, norm growth x{:.3f}/block", m.k_grid.front(),
+                     depth_coupling_summary(m)[0].item<double>(), m.line_shape_score.mean().item<double>(),
+                     m.norm_growth_factor.mean().item<double>());
+}
+
+at::Tensor depth_coupling_summary(const Measurement& m, Orientation orientation, Normalisation normalisation) {
+  return m.depth_mean_offdiag.select(2, static_cast<int64_t>(orientation))
+      .select(2, static_cast<int64_t>(normalisation))
+      .mean(at::IntArrayRef{0, 1});
+}
+
+}  // namespace coupling

@@ -1,0 +1,89 @@
+// MeasurementOptions from and to text: the one place that knows the options' text forms.
+#include "coupling/engine/measurement.h"
+
+#include "coupling/error.h"
+
+#include <sstream>
+
+namespace coupling {
+namespace {
+
+std::vector<int64_t> parse_int_list(const std::string& text, const std::string& flag) {
+  std::vector<int64_t> values;
+  std::istringstream list(text);
+  std::string item;
+  while (std::getline(list, item, ',')) {
+    try {
+      size_t used = 0;
+      values.push_back(std::stoll(item, &used));
+      if (used != item.size()) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      throw ConfigError(flag + " '" + text + "' is not a comma-separated list of integers");
+    }
+  }
+  if (values.empty()) throw ConfigError(flag + " is empty: give at least one value");
+  return values;
+}
+
+template <class T>
+std::string join(const std::vector<T>& values) {
+  std::ostringstream out;
+  for (size_t i = 0; i < values.size(); ++i) out << (i ? "," : "") << values[i];
+  return out.str();
+}
+
+constexpr const char* kTokenModes[] = {"last", "list", "all"};
+constexpr const char* kSpectrumMethods[] = {"auto", "exact", "randomized"};
+
+}  // namespace
+
+MeasurementOptions MeasurementOptions::parse(const std::string& k, const std::string& tokens,
+                                             const std::string& spectrum,
+                                             const std::map<std::string, int64_t>& token_names) {
+  MeasurementOptions options;
+  if (!k.empty()) {
+    options.k_grid = parse_int_list(k, "--k");
+    options.cap_k_at_d = false;  // a K the user asked for is never silently replaced
+  }
+  if (tokens == "last") {
+    options.tokens.mode = TokenSelection::Mode::kLast;
+  } else if (tokens == "all") {
+    options.tokens.mode = TokenSelection::Mode::kAll;
+  } else {
+    options.tokens.mode = TokenSelection::Mode::kList;
+    std::string numeric = tokens;  // named tokens (ViT: cls, center) become their indices
+    for (const auto& [name, token] : token_names) {
+      for (size_t at = numeric.find(name); at != std::string::npos; at = numeric.find(name)) {
+        numeric.replace(at, name.size(), std::to_string(token));
+      }
+    }
+    options.tokens.tokens = parse_int_list(numeric, "--tokens");
+  }
+  bool known = false;
+  for (size_t i = 0; i < std::size(kSpectrumMethods); ++i) {
+    if (spectrum == kSpectrumMethods[i]) {
+      options.spectrum = static_cast<SpectrumMethod>(i);
+      known = true;
+    }
+  }
+  if (!known) throw ConfigError("--spectrum '" + spectrum + "' is not one of auto, exact, randomized");
+  return options;
+}
+
+std::string MeasurementOptions::str() const {
+  std::ostringstream out;
+  out << "k_grid=" << join(k_grid) << " k_fractions=" << join(k_fractions);
+  out << " tokens=" << kTokenModes[static_cast<int>(tokens.mode)] << ":" << join(tokens.tokens) << " pairs=";
+  for (size_t i = 0; i < tokens.context_pairs.size(); ++i) {
+    out << (i ? "," : "") << tokens.context_pairs[i].input << ":" << tokens.context_pairs[i].output;
+  }
+  out << " spectrum=" << kSpectrumMethods[static_cast<int>(spectrum)]
+      << " precision=" << (precision == SvdPrecision::kFloat64 ? "fp64" : "fp32");
+  if (spectrum != SpectrumMethod::kExact) {
+    out << " oversample=" << randomized.oversample << " power_iterations=" << randomized.power_iterations
+        << " seed=" << randomized.seed;
+  }
+  return out.str();
+}
+
+}  // namespace coupling

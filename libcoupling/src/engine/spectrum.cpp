@@ -1,0 +1,68 @@
+#include "coupling/engine/spectrum.h"
+
+#include "coupling/error.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <string>
+
+namespace coupling {
+namespace {
+
+void check_rank(int64_t k, int64_t rows, int64_t cols) {
+  if (k < 1 || k > std::min(rows, cols)) {
+    throw ConfigError("top-K with K = " + std::to_string(k) + " is impossible for " + std::to_string(rows) + " x " +
+                      std::to_string(cols) + " matrices: choose 1 <= K <= " + std::to_string(std::min(rows, cols)));
+  }
+}
+
+/// Orthonormal basis of the columns of y ([..., m, r]).
+at::Tensor orthonormalise(const at::Tensor& y) { return std::get<0>(at::linalg_qr(y, "reduced")); }
+
+}  // namespace
+
+TopK exact_topk(const at::Tensor& matrices, int64_t k, SvdPrecision precision) {
+  const int64_t rows = matrices.size(-2), cols = matrices.size(-1);
+  check_rank(k, rows, cols);
+  const auto work = matrices.to(precision == SvdPrecision::kFloat64 ? at::kDouble : at::kFloat);
+  auto [u, s, vh] = at::linalg_svd(work, /*full_matrices=*/false);
+  return {u.narrow(-1, 0, k).to(at::kFloat).contiguous(), s.narrow(-1, 0, k).to(at::kFloat).contiguous(),
+          vh.narrow(-2, 0, k).transpose(-2, -1).to(at::kFloat).contiguous()};
+}
+
+LinearOperator dense_operator(const at::Tensor& matrices) {
+  const auto sizes = matrices.sizes();
+  LinearOperator op;
+  op.batch.assign(sizes.begin(), sizes.end() - 2);
+  op.rows = matrices.size(-2);
+  op.cols = matrices.size(-1);
+  op.device = matrices.device();
+  op.multiply = [matrices](const at::Tensor& x) { return at::matmul(matrices, x); };
+  op.multiply_transpose = [matrices](const at::Tensor& y) { return at::matmul(matrices.transpose(-2, -1), y); };
+  return op;
+}
+
+TopK randomized_topk(const LinearOperator& op, int64_t k, const RandomizedOptions& options) {
+  check_rank(k, op.rows, op.cols);
+  const int64_t width = std::min(k + std::max<int64_t>(0, options.oversample), std::min(op.rows, op.cols));
+  std::vector<int64_t> shape = op.batch;
+  shape.push_back(op.cols);
+  shape.push_back(width);
+  // Drawn on the CPU from the seed, then moved: the same test matrix on every device.
+  auto generator = at::detail::createCPUGenerator(options.seed);
+  auto omega = at::randn(shape, generator, at::TensorOptions().dtype(at::kFloat)).to(op.device);
+  auto q = orthonormalise(op.multiply(omega));  // range of J Omega, [..., rows, width]
+  for (int64_t i = 0; i < options.power_iterations; ++i) {
+    auto z = orthonormalise(op.multiply_transpose(q));  // [..., cols, width]
+    q = orthonormalise(op.multiply(z));
+  }
+  // B = Q^T J, computed as (J^T Q)^T: [..., width, cols]. Its SVD B = Ub S Vh gives J ~ (Q Ub) S Vh.
+  auto b = op.multiply_transpose(q).transpose(-2, -1);
+  auto [ub, s, vh] = at::linalg_svd(b, /*full_matrices=*/false);
+  auto u = at::matmul(q, ub.narrow(-1, 0, k));
+  return {u.contiguous(), s.narrow(-1, 0, k).contiguous(), vh.narrow(-2, 0, k).transpose(-2, -1).contiguous()};
+}
+
+}  // namespace coupling

@@ -1,0 +1,382 @@
+#include "coupling/log/coupling_log.h"
+
+#include "coupling/engine/fields.h"
+#include "coupling/error.h"
+#include "coupling/version.h"
+#include "hdf5_attributes.h"
+#include "hdf5_handles.h"
+
+#include <ATen/ATen.h>
+#include <hdf5.h>
+#include <hdf5_hl.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <set>
+#include <type_traits>
+
+namespace fs = std::filesystem;
+
+namespace coupling {
+namespace {
+
+using hdf5::check;
+using hdf5::GrowingDataset;
+using hdf5::Handle;
+
+constexpr const char* kMeasurementGroup = MeasurementRecord::kGroup;
+
+/// The scale name of a record group's step column: "step" for /measurement, "train_step"...
+template <class Record>
+std::string step_scale_name() {
+  const std::string group = Record::kGroup;
+  return group == kMeasurementGroup ? "step" : group.substr(1) + "_step";
+}
+
+/// Dataset paths of a record's columns, the step column first.
+template <class Record>
+std::vector<std::string> column_paths() {
+  std::vector<std::string> paths;
+  Record record{};
+  Record::visit(record, [&](const Column& c, auto&) { paths.push_back(std::string(Record::kGroup) + "/" + c.name); });
+  return paths;
+}
+
+/// One logged dataset of the registry: a field itself or its NAME_avg mean.
+struct LoggedDataset {
+  std::string name;
+  const FieldSpec* field;
+  bool mean;
+  std::vector<std::string> axes() const {
+    std::vector<std::string> names{"step"};
+    names.insert(names.end(), field->axes.begin() + (mean ? field->mean_axes : 0), field->axes.end());
+    return names;
+  }
+  std::string path() const { return std::string(kMeasurementGroup) + "/" + name; }
+  at::Tensor value(const Measurement& m) const {
+    const at::Tensor& t = m.*field->member;
+    return mean ? field_mean(*field, t) : t.to(at::kDouble);
+  }
+};
+
+/// Every dataset the registry can log, in registry order.
+const std::vector<LoggedDataset>& logged_datasets() {
+  static const std::vector<LoggedDataset> datasets = [] {
+    std::vector<LoggedDataset> all;
+    for (const auto& field : measurement_fields()) {
+      if (field.logged == Logged::kNo) continue;
+      all.push_back({field.name, &field, false});
+      if (field.logged == Logged::kPerProbeAndMean) all.push_back({mean_name(field), &field, true});
+    }
+    return all;
+  }();
+  return datasets;
+}
+
+void write_probes(hid_t file, const at::Tensor& probes) {
+  if (!probes.defined()) return;
+  const bool integer = !at::isFloatingType(probes.scalar_type());
+  const auto data = probes.to(integer ? at::kLong : at::kFloat).cpu().contiguous();
+  std::vector<hsize_t> dims(data.sizes().begin(), data.sizes().end());
+  Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
+  Handle ds(check(H5Dcreate2(file, "probes", integer ? H5T_STD_I64LE : H5T_IEEE_F32LE, space.get(), H5P_DEFAULT,
+                             H5P_DEFAULT, H5P_DEFAULT),
+                  "creating /probes"),
+            H5Dclose);
+  check(H5Dwrite(ds.get(), integer ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                 data.data_ptr()),
+        "writing /probes");
+  hdf5::describe(ds.get(), integer ? "probe inputs: token ids [probe, position]" : "probe inputs [probe, ...]",
+                 integer ? "token ids" : "model input units");
+}
+
+}  // namespace
+
+struct CouplingLog::Impl {
+  std::string path;
+  Handle file;
+  bool swmr = false;
+  std::map<std::string, GrowingDataset> datasets;  // by path inside the file
+
+  GrowingDataset& ds(const std::string& name) { return datasets.at(name); }
+
+  /// After every append: in SWMR mode flush the datasets under `group` (what was written),
+  /// otherwise the whole file. Either way every completed row survives a crash.
+  void flush(const std::string& group = "/") {
+    if (swmr) {
+      for (auto& [name, d] : datasets) {
+        if (name.rfind(group, 0) == 0) d.flush();
+      }
+    } else {
+      check(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "flushing " + path);
+    }
+  }
+
+  void start_swmr() {
+    check(H5Fstart_swmr_write(file.get()), "starting SWMR mode on " + path);
+    swmr = true;
+  }
+
+  bool has_measurements() const { return hdf5::exists(file.get(), std::string(kMeasurementGroup) + "/step"); }
+
+  /// Creates a record's group and its columns (the step column is the group's row scale).
+  template <class Record>
+  void create_columns(hid_t group) {
+    Record record{};
+    bool first = true;
+    Record::visit(record, [&](const Column& c, auto& value) {
+      using T = std::decay_t<decltype(value)>;
+      auto d = GrowingDataset::create(group, c.name, hdf5::Types<T>::file(), {});
+      if (first) {
+        check(H5DSset_scale(d.id(), step_scale_name<Record>().c_str()), "H5DSset_scale " + step_scale_name<Record>());
+      } else {
+        hdf5::attach(d.id(), group, {"step"});
+      }
+      hdf5::describe(d.id(), c.description, c.units);
+      datasets[std::string(Record::kGroup) + "/" + c.name] = std::move(d);
+      first = false;
+    });
+  }
+
+  template <class Record>
+  void open_columns() {
+    Record record{};
+    Record::visit(record, [&](const Column& c, auto& value) {
+      using T = std::decay_t<decltype(value)>;
+      const std::string name = std::string(Record::kGroup) + "/" + c.name;
+      datasets[name] = GrowingDataset::open(file.get(), name, hdf5::Types<T>::memory());
+    });
+  }
+
+  template <class Record>
+  void append_record(const Record& record) {
+    Record::visit(record, [&](const Column& c, const auto& value) {
+      ds(std::string(Record::kGroup) + "/" + c.name).append(&value);
+    });
+  }
+
+  void open_measurement_datasets() {
+    open_columns<MeasurementRecord>();
+    for (const auto& d : logged_datasets()) {
+      if (hdf5::exists(file.get(), d.path())) datasets[d.path()] = GrowingDataset::open(file.get(), d.path(), H5T_NATIVE_DOUBLE);
+    }
+  }
+
+  /// Creates the scales and per-measurement datasets from the first measurement's layout.
+  void create_measurement_datasets(const Measurement& m) {
+    Handle group = hdf5::open_group(file.get(), kMeasurementGroup);
+    const hid_t g = group.get();
+    std::set<std::string> scales;
+    for (const auto& d : logged_datasets()) {
+      if (!d.field->present.holds(m)) continue;
+      for (const auto& axis : d.axes()) {
+        if (axis == "step" || !scales.insert(axis).second) continue;
+        const AxisSpec& spec = measurement_axis(axis);
+        hdf5::write_scale(g, axis, spec.values(m), spec.description);
+      }
+    }
+    create_columns<MeasurementRecord>(g);
+    for (const auto& d : logged_datasets()) {
+      if (!d.field->present.holds(m)) continue;
+      const auto shape = d.value(m).sizes();
+      auto dataset = GrowingDataset::create(g, d.name, H5T_IEEE_F64LE, {shape.begin(), shape.end()});
+      hdf5::describe(dataset.id(), d.mean ? "mean over the first " + std::to_string(d.field->mean_axes) + " axes of " +
+                                                d.field->name + " (" + d.field->description + ")"
+                                          : d.field->description,
+                     d.field->units);
+      hdf5::attach(dataset.id(), g, d.axes());
+      datasets[d.path()] = std::move(dataset);
+    }
+  }
+
+  /// Keeps the rows of a group with step < keep_below that every column holds.
+  void truncate(const std::vector<std::string>& columns, int64_t keep_below) {
+    auto& step = ds(columns.front());
+    const hsize_t rows = step.rows();
+    std::vector<int64_t> steps(rows);
+    if (rows > 0) check(H5Dread(step.id(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, steps.data()), "reading steps");
+    auto keep = static_cast<hsize_t>(std::lower_bound(steps.begin(), steps.end(), keep_below) - steps.begin());
+    // A writer killed between its per-dataset flushes leaves columns one row longer or shorter
+    // than the step column: only rows that every column holds are complete.
+    for (const auto& column : columns) keep = std::min(keep, ds(column).rows());
+    for (const auto& column : columns) {
+      if (ds(column).rows() != keep) ds(column).truncate(keep);
+    }
+  }
+
+  /// The measurement group's columns and logged datasets that exist in this file.
+  std::vector<std::string> measurement_columns() const {
+    auto columns = column_paths<MeasurementRecord>();
+    for (const auto& d : logged_datasets()) {
+      if (datasets.count(d.path()) > 0) columns.push_back(d.path());
+    }
+    return columns;
+  }
+};
+
+CouplingLog::CouplingLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CouplingLog::CouplingLog(CouplingLog&&) noexcept = default;
+CouplingLog& CouplingLog::operator=(CouplingLog&&) noexcept = default;
+CouplingLog::~CouplingLog() = default;
+
+const std::string& CouplingLog::path() const { return impl_->path; }
+
+CouplingLog CouplingLog::create(const std::string& path, const LogMetadata& metadata) {
+  hdf5::silence_errors();
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw IoError("log path " + path + " is a directory: give a file name such as " + path + "/coupling.h5");
+  if (fs::exists(path, ec)) {
+    throw IoError("log " + path + " already exists: resume the run to continue it, or choose another log path "
+                  "(it is never overwritten)");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->path = path;
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+  const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get());
+  if (file < 0) throw IoError("cannot create log " + path + ": check that its directory exists and is writable");
+  impl->file = Handle(file, H5Fclose);
+
+  hdf5::write_int_attribute(file, "schema_version", kSchemaVersion);
+  hdf5::write_string_attribute(file, "libcoupling_version", version());
+  hdf5::write_string_attribute(file, "git_revision", git_revision());
+  hdf5::write_string_attribute(file, "model", metadata.model);
+  hdf5::write_string_attribute(file, "model_config", metadata.model_config);
+  hdf5::write_string_attribute(file, "engine_config", metadata.engine_config);
+  hdf5::write_int_attribute(file, "seed", metadata.seed);
+  hdf5::write_int_attribute(file, "world_size", metadata.world_size);
+  hdf5::write_string_attribute(file, "training_precision", metadata.training_precision);
+  write_probes(file, metadata.probes);
+  hdf5::make_group(file, kMeasurementGroup);
+  {
+    Handle train = hdf5::make_group(file, TrainingRecord::kGroup);
+    hdf5::write_string_attribute(train.get(), "description", "training loss of each update (the trainer's cadence)");
+    impl->create_columns<TrainingRecord>(train.get());
+    Handle eval = hdf5::make_group(file, EvalRecord::kGroup);
+    hdf5::write_string_attribute(eval.get(), "description", "held-out evaluations");
+    impl->create_columns<EvalRecord>(eval.get());
+  }
+  impl->flush();
+  return CouplingLog(std::move(impl));
+}
+
+CouplingLog CouplingLog::resume(const std::string& path, const LogMetadata& metadata, int64_t last_step) {
+  hdf5::silence_errors();
+  if (!fs::is_regular_file(path)) throw LogError("no log at " + path + " to resume: was the run started with another log path?");
+  if (H5Fis_hdf5(path.c_str()) <= 0) {
+    throw LogError(path + " is not an HDF5 file (or is corrupt): it was left untouched; move it away or give another log path");
+  }
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+  // First a read-only look, so that a foreign file is never modified.
+  {
+    Handle readonly(H5Fopen(path.c_str(), H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, fapl.get()), H5Fclose);
+    if (!readonly.valid()) throw LogError("cannot open " + path + " (corrupt HDF5 file?): it was left untouched");
+    const auto schema = hdf5::read_int_attribute(readonly.get(), "schema_version");
+    if (!schema || !hdf5::read_string_attribute(readonly.get(), "engine_config")) {
+      throw LogError(path + " is not a libcoupling log (no schema_version): it was left untouched");
+    }
+    if (*schema != kSchemaVersion) {
+      throw LogError(path + " has log schema version " + std::to_string(*schema) + " and this libcoupling (" +
+                     version() + ") writes version " + std::to_string(kSchemaVersion) +
+                     ": it cannot append to it (left untouched; scripts/plot_coupling.py still reads it); " +
+                     (*schema > kSchemaVersion ? "upgrade libcoupling" : "log the continued run to a new file"));
+    }
+    const std::pair<const char*, const std::string*> expected[] = {
+        {"model", &metadata.model}, {"model_config", &metadata.model_config}, {"engine_config", &metadata.engine_config}};
+    for (const auto& [name, value] : expected) {
+      const auto stored = hdf5::read_string_attribute(readonly.get(), name);
+      if (stored != *value) {
+        throw LogError("log " + path + " belongs to a run with a different " + name + " (log: '" + stored.value_or("") +
+                       "', this run: '" + *value + "'): resume with the original settings or choose another log path");
+      }
+    }
+  }
+  // A writer that was killed leaves the superblock marked "open for writing": clear it (as
+  // `h5clear -s` does) and make the end-of-allocation mark cover the file (as `h5clear -i`).
+  hbool_t clear_flags = 1;
+  H5Pset(fapl.get(), "clear_status_flags", &clear_flags);
+  auto impl = std::make_unique<Impl>();
+  impl->path = path;
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.get());
+  if (file < 0) {
+    throw LogError("cannot reopen " + path + " for writing: check its permissions; if a crashed writer left it "
+                   "locked, `h5clear -s -i " + path + "` (hdf5-tools) repairs it");
+  }
+  impl->file = Handle(file, H5Fclose);
+  check(H5Fincrement_filesize(file, 0), "repairing the end-of-allocation mark of " + path);
+
+  impl->open_columns<TrainingRecord>();
+  impl->open_columns<EvalRecord>();
+  // Rows with step < limit stay; last_step = INT64_MAX keeps every row (no overflow).
+  const int64_t after_last = last_step == std::numeric_limits<int64_t>::max() ? last_step : last_step + 1;
+  impl->truncate(column_paths<TrainingRecord>(), last_step);
+  impl->truncate(column_paths<EvalRecord>(), after_last);
+  if (impl->has_measurements()) {
+    impl->open_measurement_datasets();
+    // Resumed from its step-0 checkpoint, a run measures step 0 again: its old row goes.
+    impl->truncate(impl->measurement_columns(), last_step == 0 ? 0 : after_last);
+    impl->start_swmr();
+  }
+  impl->flush();
+  return CouplingLog(std::move(impl));
+}
+
+void CouplingLog::append(const MeasurementRecord& record, const Measurement& m) {
+  auto& impl = *impl_;
+  if (!impl.has_measurements()) {
+    impl.create_measurement_datasets(m);
+    impl.start_swmr();  // every object exists now: readers may follow the file live
+  }
+  const auto steps = measured_steps();
+  if (!steps.empty() && record.step <= steps.back()) {
+    throw ConfigError("measurement step " + std::to_string(record.step) + " is not after the last logged step " +
+                      std::to_string(steps.back()));
+  }
+  // Convert and check every dataset before the first write, so a mismatch leaves no partial row.
+  std::vector<std::pair<GrowingDataset*, at::Tensor>> rows;
+  MeasurementRecord bookkeeping = record;
+  for (const auto& d : logged_datasets()) {
+    const bool logged = impl.datasets.count(d.path()) > 0;
+    if (d.field->present.holds(m) != logged) {
+      throw ConfigError(std::string("measurement field ") + d.name + (logged ? " is missing" : " is new") +
+                        ", unlike earlier measurements in " + impl.path + ": tokens and context pairs must stay fixed");
+    }
+    if (!logged) continue;
+    auto value = d.value(m).cpu().contiguous();
+    auto& dataset = impl.ds(d.path());
+    if (!std::equal(dataset.item().begin(), dataset.item().end(), value.sizes().begin(), value.sizes().end())) {
+      throw ConfigError("measurement field " + d.name + " has shape " + c10::str(value.sizes()) +
+                        ", unlike earlier measurements in " + impl.path + ": probes, tokens and K must stay fixed");
+    }
+    if (!at::isfinite(value).all().item<bool>()) bookkeeping.nonfinite = 1;
+    rows.emplace_back(&dataset, value);
+  }
+  impl.append_record(bookkeeping);
+  for (auto& [dataset, value] : rows) dataset->append(value.data_ptr<double>());
+  impl.flush(std::string(kMeasurementGroup) + "/");
+}
+
+void CouplingLog::append_training(const TrainingRecord& record) {
+  impl_->append_record(record);
+  impl_->flush(std::string(TrainingRecord::kGroup) + "/");
+}
+
+void CouplingLog::append_eval(const EvalRecord& record) {
+  impl_->append_record(record);
+  impl_->flush(std::string(EvalRecord::kGroup) + "/");
+}
+
+std::vector<int64_t> CouplingLog::measured_steps() const {
+  if (!impl_->has_measurements()) return {};
+  auto& step = impl_->ds(std::string(kMeasurementGroup) + "/step");
+  std::vector<int64_t> steps(step.rows());
+  if (!steps.empty()) {
+    check(H5Dread(step.id(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, steps.data()), "reading /measurement/step");
+  }
+  return steps;
+}
+
+}  // namespace coupling

@@ -1,0 +1,56 @@
+// Private HDF5 helpers for the coupling log: attributes, groups, dimension scales, and the file
+// and memory types of the C++ column types.
+#pragma once
+
+#include "hdf5_handles.h"
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace coupling::hdf5 {
+
+/// Silences HDF5's automatic error-stack printing for this process: errors become exceptions.
+void silence_errors();
+
+void write_string_attribute(hid_t object, const std::string& name, const std::string& value);
+void write_int_attribute(hid_t object, const std::string& name, int64_t value);
+std::optional<std::string> read_string_attribute(hid_t object, const std::string& name);
+std::optional<int64_t> read_int_attribute(hid_t object, const std::string& name);
+
+/// `description` and `units` attributes (units "1" = dimensionless).
+void describe(hid_t object, const std::string& description, const std::string& units);
+
+Handle make_group(hid_t parent, const std::string& name);
+Handle open_group(hid_t parent, const std::string& name);
+bool exists(hid_t parent, const std::string& path);
+
+/// A fixed 1-D dimension scale with integer values.
+void write_scale(hid_t parent, const std::string& name, const std::vector<int64_t>& values,
+                 const std::string& description);
+/// Attaches the scales named `scales` (datasets under `parent`) to the dataset's axes in order.
+void attach(hid_t dataset, hid_t parent, const std::vector<std::string>& scales);
+
+/// File (little-endian) and memory types of a column's C++ type.
+template <class T>
+struct Types;
+template <>
+struct Types<int64_t> {
+  static hid_t file() { return H5T_STD_I64LE; }
+  static hid_t memory() { return H5T_NATIVE_INT64; }
+};
+template <>
+struct Types<double> {
+  static hid_t file() { return H5T_IEEE_F64LE; }
+  static hid_t memory() { return H5T_NATIVE_DOUBLE; }
+};
+template <>
+struct Types<int8_t> {
+  static hid_t file() { return H5T_STD_I8LE; }
+  static hid_t memory() { return H5T_NATIVE_INT8; }
+};
+
+}  // namespace coupling::hdf5

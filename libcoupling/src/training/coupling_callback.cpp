@@ -1,0 +1,118 @@
+#include "coupling/training/coupling_callback.h"
+
+#include "coupling/engine/fields.h"
+#include "coupling/error.h"
+
+#include <ATen/ATen.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <filesystem>
+
+namespace coupling {
+
+CouplingCallback::CouplingCallback(std::shared_ptr<ModelAdapter> adapter, at::Tensor probe_inputs,
+                                   CouplingCallbackOptions options)
+    : adapter_(std::move(adapter)), probes_(std::move(probe_inputs)), options_(std::move(options)) {
+  if (!probes_.defined() || probes_.numel() == 0 || probes_.size(0) == 0) {
+    throw ConfigError("the coupling callback needs at least one probe input");
+  }
+}
+
+double CouplingCallback::overhead_fraction(double wall_seconds) const {
+  const double training = wall_seconds - measure_seconds_;
+  return training > 0.0 ? measure_seconds_ / training : 0.0;
+}
+
+void CouplingCallback::on_setup(const TrainBegin& begin) {
+  set_up_ = true;
+  const auto layout = resolve_layout(*adapter_, probes_, options_.measurement);  // every rank: same verdict
+  if (!writes_log()) return;
+  const int64_t world_size = options_.communicator ? options_.communicator->world_size() : 1;
+  const LogMetadata metadata{options_.model, options_.model_config, options_.measurement.str(), options_.seed,
+                             world_size, probes_, options_.training_precision};
+  // A run resumed from its step-0 checkpoint may have been stopped before its log existed.
+  if (begin.resumed && (begin.start_step > 0 || std::filesystem::exists(options_.log_path))) {
+    log_.emplace(CouplingLog::resume(options_.log_path, metadata, begin.start_step));
+    spdlog::info("coupling: resumed log {} at step {} ({} measurements kept)", options_.log_path, begin.start_step,
+                 log_->measured_steps().size());
+    return;
+  }
+  log_.emplace(CouplingLog::create(options_.log_path, metadata));
+  spdlog::info("coupling: log {} | schedule '{}' + step 0 + final | {} | {} probes x {} tokens, {:.1f} MiB a row",
+               options_.log_path, options_.schedule.str(), options_.measurement.str(), layout.probes,
+               layout.tokens.size(), static_cast<double>(logged_bytes(layout)) / (1 << 20));
+}
+
+void CouplingCallback::on_train_begin(const TrainBegin& begin) {
+  if (!set_up_) on_setup(begin);
+  if (begin.start_step == 0) measure_now(0, 0, 0, begin.wall_seconds);
+}
+
+void CouplingCallback::measure_now(int64_t step, int64_t scheduled_step, int64_t tokens_seen, double wall_seconds) {
+  const auto start = std::chrono::steady_clock::now();
+  Measurement m = options_.communicator ? measure(*adapter_, probes_, options_.measurement, *options_.communicator)
+                                        : measure(*adapter_, probes_, options_.measurement);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double training = wall_seconds - measure_seconds_;
+  MeasurementRecord record{step, scheduled_step, tokens_seen, wall_seconds, seconds,
+                           training - training_at_last_measurement_};
+  if (log_) log_->append(record, m);
+  measure_seconds_ += seconds;
+  last_measure_seconds_ = seconds;
+  training_at_last_measurement_ = training;
+  pending_since_ = -1;
+  if (writes_log()) {
+    spdlog::info("coupling step {}: {}, {:.1f} s{}", step, headline(m), seconds,
+                 scheduled_step < step ? " (deferred from step " + std::to_string(scheduled_step) + ")" : "");
+  }
+  if (writes_log() && !at::isfinite(m.depth_coupling).all().item<bool>()) {
+    spdlog::warn("coupling step {}: non-finite values in the measurement (recorded as NaN, flagged in the log)", step);
+  }
+  if (!first_) first_ = m;
+  latest_ = std::move(m);
+}
+
+bool CouplingCallback::defer(const StepEnd& s) {
+  const double training = s.wall_seconds - measure_seconds_;
+  const bool over_budget = measure_seconds_ + last_measure_seconds_ > options_.max_overhead * training;
+  if (!options_.communicator) return over_budget;
+  std::vector<at::Tensor> decision{at::full({1}, over_budget ? 1.0 : 0.0)};
+  options_.communicator->broadcast(decision, 0, "rank 0's measurement deferral decision");
+  return decision[0].item<double>() != 0.0;
+}
+
+void CouplingCallback::on_step_end(const StepEnd& s) {
+  if (log_) log_->append_training({s.step - 1, s.loss, s.lr, s.tokens_seen, s.wall_seconds});
+  if (options_.schedule.due(s.step, s.total_steps, s.checkpoint) && pending_since_ < 0) pending_since_ = s.step;
+  if (pending_since_ < 0) return;
+  const bool must = s.step == s.total_steps;
+  if (!must && options_.max_overhead > 0.0 && defer(s)) return;
+  measure_now(s.step, pending_since_, s.tokens_seen, s.wall_seconds);
+}
+
+void CouplingCallback::on_eval(const EvalResult& eval) {
+  if (log_) log_->append_eval({eval.step, eval.val_loss});
+}
+
+void CouplingCallback::on_checkpoint_save(int64_t, CallbackState& state) {
+  state["measure_seconds"] = std::to_string(measure_seconds_);
+  state["last_measure_seconds"] = std::to_string(last_measure_seconds_);
+  state["training_at_last_measurement"] = std::to_string(training_at_last_measurement_);
+  state["pending_since"] = std::to_string(pending_since_);
+}
+
+void CouplingCallback::on_checkpoint_load(int64_t step, const CallbackState& state) {
+  try {
+    measure_seconds_ = std::stod(state.at("measure_seconds"));
+    last_measure_seconds_ = std::stod(state.at("last_measure_seconds"));
+    training_at_last_measurement_ = std::stod(state.at("training_at_last_measurement"));
+    pending_since_ = std::stoll(state.at("pending_since"));
+  } catch (const std::exception&) {
+    throw CheckpointError("the checkpoint at step " + std::to_string(step) +
+                          " lacks the coupling callback's state: it was written without the coupling log or by an "
+                          "older libcoupling: start a new run");
+  }
+}
+
+}  // namespace coupling

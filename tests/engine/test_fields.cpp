@@ -1,0 +1,79 @@
+// The field registry against the Measurement it describes: every field present in a layout is
+// defined with the shape its named axes give, every absent one is undefined, and the options'
+// text forms round-trip.
+#include "coupling/engine/fields.h"
+#include "coupling/error.h"
+#include "mixer_model.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace {
+
+coupling::Measurement measure_everything(bool keep_jacobians) {
+  at::manual_seed(5);
+  auto adapter = mixer_adapter(MixerModel(32, 8, 2));
+  coupling::MeasurementOptions options;
+  options.k_grid = {2, 4};
+  options.tokens.mode = coupling::TokenSelection::Mode::kList;
+  options.tokens.tokens = {1, 3};
+  options.tokens.context_pairs = {{0, 3}, {2, 3}};
+  options.keep_jacobians = keep_jacobians;
+  return coupling::measure(*adapter, at::randint(32, {3, 5}, at::kLong), options);
+}
+
+TEST(Fields, EveryPresentFieldHasTheShapeOfItsAxes) {
+  for (bool keep : {false, true}) {
+    const auto m = measure_everything(keep);
+    for (const auto& field : coupling::measurement_fields()) {
+      const at::Tensor& value = m.*field.member;
+      ASSERT_EQ(value.defined(), field.present.holds(m)) << field.name;
+      if (!value.defined()) continue;
+      EXPECT_EQ(value.sizes().vec(), coupling::field_shape(field, m)) << field.name;
+      EXPECT_EQ(std::string(field.axes.front()), "probe") << field.name;
+      EXPECT_EQ(value.device().type(), c10::kCPU) << field.name;
+    }
+  }
+}
+
+TEST(Fields, NamesAreUniqueAndEveryAxisIsKnown) {
+  std::set<std::string> names;
+  for (const auto& field : coupling::measurement_fields()) {
+    EXPECT_TRUE(names.insert(field.name).second) << field.name;
+    if (field.logged == coupling::Logged::kPerProbeAndMean) {
+      EXPECT_TRUE(names.insert(coupling::mean_name(field)).second) << field.name;
+      EXPECT_GT(field.mean_axes, 0) << field.name;
+    }
+    for (const char* axis : field.axes) EXPECT_NO_THROW(coupling::measurement_axis(axis)) << field.name;
+    EXPECT_NE(std::string(field.units), "") << field.name;
+  }
+  EXPECT_THROW(coupling::measurement_axis("no_such_axis"), coupling::Error);
+}
+
+TEST(Fields, LoggedBytesCountEveryLoggedFieldAndMean) {
+  const auto m = measure_everything(true);
+  int64_t expected = 0;
+  for (const auto& field : coupling::measurement_fields()) {
+    const at::Tensor& value = m.*field.member;
+    if (field.logged == coupling::Logged::kNo || !value.defined()) continue;
+    expected += 8 * value.numel();
+    if (field.logged == coupling::Logged::kPerProbeAndMean) expected += 8 * coupling::field_mean(field, value).numel();
+  }
+  EXPECT_EQ(coupling::logged_bytes(m), expected);
+}
+
+TEST(MeasurementOptionsText, ParsesAndPrintsInOnePlace) {
+  const auto options = coupling::MeasurementOptions::parse("4,8", "cls,-1", "exact", {{"cls", 0}});
+  EXPECT_EQ(options.k_grid, (std::vector<int64_t>{4, 8}));
+  EXPECT_EQ(options.tokens.tokens, (std::vector<int64_t>{0, -1}));
+  EXPECT_EQ(options.str(), "k_grid=4,8 k_fractions= tokens=list:0,-1 pairs= spectrum=exact precision=fp32");
+  EXPECT_EQ(coupling::MeasurementOptions::parse("10,30,50", "last", "auto").str(),
+            "k_grid=10,30,50 k_fractions= tokens=last: pairs= spectrum=auto precision=fp32 oversample=20 "
+            "power_iterations=4 seed=0");
+  EXPECT_THROW(coupling::MeasurementOptions::parse("4,x", "last", "auto"), coupling::ConfigError);
+  EXPECT_THROW(coupling::MeasurementOptions::parse("4", "first", "auto"), coupling::ConfigError);
+  EXPECT_THROW(coupling::MeasurementOptions::parse("4", "last", "svd"), coupling::ConfigError);
+}
+
+}  // namespace

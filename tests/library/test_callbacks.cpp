@@ -1,0 +1,111 @@
+// Measurement schedules, the callback list, and the coupling callback's scheduling, overhead
+// deferral and checkpoint state.
+#include "coupling/training/callback.h"
+#include "coupling/training/coupling_callback.h"
+#include "coupling/log/coupling_log.h"
+#include "coupling/error.h"
+#include "coupling/training/schedule.h"
+#include "engine_support.h"
+#include "temp_files.h"
+
+#include <gtest/gtest.h>
+
+namespace {
+
+using coupling::MeasurementSchedule;
+
+TEST(Schedule, ParsesAndDecides) {
+  const auto s = MeasurementSchedule::parse("every:5 log:4 steps:7,3 checkpoints");
+  EXPECT_EQ(s.str(), "every:5 log:4 steps:3,7 checkpoints");
+  EXPECT_EQ(MeasurementSchedule::parse(s.str()).str(), s.str());
+  const int64_t total = 1000;
+  EXPECT_TRUE(s.due(0, total, false));      // random-init baseline
+  EXPECT_TRUE(s.due(total, total, false));  // final
+  EXPECT_TRUE(s.due(25, total, false));     // every:5
+  EXPECT_TRUE(s.due(3, total, false));      // steps
+  EXPECT_TRUE(s.due(10, total, false));     // log:4 over 1000 -> 1, 10, 100, 1000
+  EXPECT_TRUE(s.due(101, total, true));     // checkpoints
+  EXPECT_FALSE(s.due(101, total, false));
+  EXPECT_FALSE(s.due(11, total, false));
+}
+
+TEST(Schedule, PlannedSteps) {
+  EXPECT_EQ(MeasurementSchedule::parse("every:5").planned(20), (std::vector<int64_t>{0, 5, 10, 15, 20}));
+  EXPECT_EQ(MeasurementSchedule::parse("log:3").planned(100), (std::vector<int64_t>{0, 1, 10, 100}));
+  EXPECT_EQ(MeasurementSchedule::parse("").planned(7), (std::vector<int64_t>{0, 7}));
+}
+
+TEST(Schedule, BadItemsAreRejected) {
+  for (const char* bad : {"often", "every:x", "log:-3", "steps:1,b", "every"}) {
+    EXPECT_THROW(MeasurementSchedule::parse(bad), coupling::ConfigError) << bad;
+  }
+}
+
+struct Recorder : coupling::TrainingCallback {
+  std::vector<std::string> events;
+  std::string saved;
+  void on_train_begin(const coupling::TrainBegin& b) override { events.push_back("begin " + std::to_string(b.start_step)); }
+  void on_step_end(const coupling::StepEnd& s) override { events.push_back("step " + std::to_string(s.step)); }
+  void on_checkpoint_save(int64_t step, coupling::CallbackState& state) override { state["at"] = std::to_string(step); }
+  void on_checkpoint_load(int64_t, const coupling::CallbackState& state) override { saved = state.at("at"); }
+};
+
+TEST(CallbackList, ForwardsHooksAndKeepsEachCallbacksStateApart) {
+  auto a = std::make_shared<Recorder>(), b = std::make_shared<Recorder>();
+  coupling::CallbackList list;
+  list.add(a);
+  list.add(b);
+  list.on_train_begin({3, 10, true});
+  list.on_step_end({4, 10});
+  EXPECT_EQ(a->events, (std::vector<std::string>{"begin 3", "step 4"}));
+  EXPECT_EQ(b->events, a->events);
+  coupling::CallbackState state;
+  list.on_checkpoint_save(4, state);
+  EXPECT_EQ(state, (coupling::CallbackState{{"0.at", "4"}, {"1.at", "4"}}));
+  state["1.at"] = "9";
+  list.on_checkpoint_load(4, state);
+  EXPECT_EQ(a->saved, "4");
+  EXPECT_EQ(b->saved, "9");
+}
+
+/// Runs a callback over `steps` fake updates whose wall clock advances by `seconds_per_step`.
+std::vector<int64_t> run_callback(const std::string& log, const std::string& schedule, double max_overhead,
+                                  double seconds_per_step, int64_t steps) {
+  auto g = at::detail::createCPUGenerator(51);
+  std::shared_ptr<coupling::ModelAdapter> adapter = engine_support::linear_blocks(
+      {at::randn({6, 6}, g, at::TensorOptions()), at::randn({6, 6}, g, at::TensorOptions())});
+  coupling::CouplingCallbackOptions options;
+  options.log_path = log;
+  options.measurement.k_grid = {2};
+  options.schedule = MeasurementSchedule::parse(schedule);
+  options.max_overhead = max_overhead;
+  coupling::CouplingCallback callback(adapter, at::randn({2, 3, 6}, g, at::TensorOptions()), options);
+  callback.on_train_begin({0, steps, false});
+  for (int64_t step = 1; step <= steps; ++step) {
+    callback.on_step_end({step, steps, 1.0, 1e-3, step, seconds_per_step * static_cast<double>(step), false});
+  }
+  return coupling::CouplingLog::resume(log, {"model", "", options.measurement.str(), 0, 1, {}}, steps)
+      .measured_steps();
+}
+
+TEST(CouplingCallback, MeasuresTheScheduleAndDefersBeyondTheBudget) {
+  test_support::TempDir dir;
+  EXPECT_EQ(run_callback(dir.file("a.h5"), "every:4", 0.0, 1.0, 10), (std::vector<int64_t>{0, 4, 8, 10}));
+  // A generous budget (100 s of training per step) measures everything...
+  EXPECT_EQ(run_callback(dir.file("b.h5"), "every:4", 0.5, 100.0, 10), (std::vector<int64_t>{0, 4, 8, 10}));
+  // ...a tiny one defers every scheduled measurement to the final step, which is never skipped.
+  EXPECT_EQ(run_callback(dir.file("c.h5"), "every:4", 1e-9, 1e-9, 10), (std::vector<int64_t>{0, 10}));
+}
+
+TEST(CouplingCallback, RejectsMissingProbesAndMissingCheckpointState) {
+  auto g = at::detail::createCPUGenerator(52);
+  std::shared_ptr<coupling::ModelAdapter> adapter = engine_support::linear_blocks({at::randn({4, 4}, g, at::TensorOptions())});
+  EXPECT_THROW(coupling::CouplingCallback(adapter, at::Tensor(), {}), coupling::ConfigError);
+  coupling::CouplingCallback callback(adapter, at::randn({1, 2, 4}, g, at::TensorOptions()), {});
+  EXPECT_THROW(callback.on_checkpoint_load(5, {}), coupling::CheckpointError);
+  coupling::CallbackState state;
+  callback.on_checkpoint_save(5, state);
+  EXPECT_NO_THROW(callback.on_checkpoint_load(5, state));
+}
+
+}  // namespace

@@ -1,0 +1,300 @@
+// The HDF5 coupling log: layout read back by h5py, refusal to overwrite, resume truncation,
+// identity checks that leave foreign/mismatched files untouched, and survival of SIGKILL.
+#include "coupling/log/coupling_log.h"
+#include "coupling/error.h"
+#include "engine_support.h"
+#include "test_paths.h"
+#include "temp_files.h"
+
+#include "mixer_model.h"
+
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <limits>
+#include <fstream>
+#include <sstream>
+
+namespace {
+
+using test_support::TempDir;
+
+struct Fixture {
+  std::unique_ptr<coupling::LambdaAdapter> adapter;
+  at::Tensor probes;
+  coupling::MeasurementOptions options;
+  coupling::LogMetadata metadata;
+};
+
+Fixture make_fixture() {
+  auto g = at::detail::createCPUGenerator(41);
+  Fixture f;
+  f.adapter = engine_support::linear_blocks({at::randn({8, 8}, g, at::TensorOptions()) * 0.3,
+                                             at::randn({8, 8}, g, at::TensorOptions()) * 0.3});
+  f.probes = at::randn({2, 4, 8}, g, at::TensorOptions());
+  f.options.k_grid = {2, 4};
+  f.metadata = {"linear", "d = 8", f.options.str(), 7, 1, f.probes};
+  return f;
+}
+
+void append_steps(coupling::CouplingLog& log, Fixture& f, const std::vector<int64_t>& steps) {
+  for (int64_t step : steps) {
+    const auto m = coupling::measure(*f.adapter, f.probes, f.options);
+    log.append({step, step, step * 100, 1.0 * step, m.timings.total, 0.5}, m);
+  }
+}
+
+int run_python(const std::string& args) {
+  const std::string command =
+      std::string(test_paths::kPython) + " " + test_paths::kTestSourceDir + "/python/check_log.py " + args;
+  return std::system(command.c_str());
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+TEST(CouplingLog, WritesAReadableSelfDescribingFile) {
+  TempDir dir;
+  auto f = make_fixture();
+  {
+    auto log = coupling::CouplingLog::create(dir.file("c.h5"), f.metadata);
+    for (int64_t s = 0; s < 5; ++s) log.append_training({s, 3.0 - 0.1 * s, 1e-3, s * 64, 0.1 * s});
+    append_steps(log, f, {0, 5, 10});
+    log.append_eval({10, 2.5});
+    EXPECT_EQ(log.measured_steps(), (std::vector<int64_t>{0, 5, 10}));
+  }
+  EXPECT_EQ(run_python(dir.file("c.h5") + " 0,5,10 --train-rows 5"), 0);
+}
+
+TEST(CouplingLog, NeverOverwritesAndRejectsBadPaths) {
+  TempDir dir;
+  auto f = make_fixture();
+  coupling::CouplingLog::create(dir.file("c.h5"), f.metadata);
+  EXPECT_THROW(coupling::CouplingLog::create(dir.file("c.h5"), f.metadata), coupling::IoError);
+  EXPECT_THROW(coupling::CouplingLog::create(dir.path().string(), f.metadata), coupling::IoError);
+  EXPECT_THROW(coupling::CouplingLog::create(dir.file("missing/c.h5"), f.metadata), coupling::IoError);
+}
+
+TEST(CouplingLog, ResumeDropsRowsAfterTheCheckpointAndContinues) {
+  TempDir dir;
+  auto f = make_fixture();
+  {
+    auto log = coupling::CouplingLog::create(dir.file("c.h5"), f.metadata);
+    for (int64_t s = 0; s < 25; ++s) log.append_training({s, 1.0, 1e-3, s, 0.0});
+    append_steps(log, f, {0, 10, 20});
+  }
+  {
+    auto log = coupling::CouplingLog::resume(dir.file("c.h5"), f.metadata, 10);
+    EXPECT_EQ(log.measured_steps(), (std::vector<int64_t>{0, 10}));
+    for (int64_t s = 10; s < 30; ++s) log.append_training({s, 1.0, 1e-3, s, 0.0});
+    append_steps(log, f, {20, 30});
+    EXPECT_THROW(append_steps(log, f, {30}), coupling::ConfigError);  // steps must increase
+  }
+  EXPECT_EQ(run_python(dir.file("c.h5") + " 0,10,20,30 --train-rows 30"), 0);
+  {  // INT64_MAX keeps every row (how coupling-analyze continues a log)
+    auto log = coupling::CouplingLog::resume(dir.file("c.h5"), f.metadata, std::numeric_limits<int64_t>::max());
+    EXPECT_EQ(log.measured_steps(), (std::vector<int64_t>{0, 10, 20, 30}));
+  }
+}
+
+TEST(CouplingLog, ResumeRepairsAnAppendTornBetweenFlushes) {
+  // A writer killed between the per-dataset flushes of one append leaves some measurement
+  // columns a row longer than /measurement/step (seen once in cli.coupling_run): resume must
+  // cut every column back to the rows all of them hold.
+  TempDir dir;
+  auto f = make_fixture();
+  {
+    auto log = coupling::CouplingLog::create(dir.file("c.h5"), f.metadata);
+    append_steps(log, f, {0, 10});
+  }
+  const std::string tear = std::string(test_paths::kPython) + " -c \"import h5py; f = h5py.File('" + dir.file("c.h5") +
+                           "', 'r+'); [f['measurement'][n].resize(3, axis=0) for n in ('depth_coupling', "
+                           "'line_shape_score')]\"";
+  ASSERT_EQ(std::system(tear.c_str()), 0);
+  {
+    auto log = coupling::CouplingLog::resume(dir.file("c.h5"), f.metadata, 10);
+    EXPECT_EQ(log.measured_steps(), (std::vector<int64_t>{0, 10}));
+    append_steps(log, f, {20});
+  }
+  EXPECT_EQ(run_python(dir.file("c.h5") + " 0,10,20"), 0);  // every column has 3 rows again
+}
+
+TEST(CouplingLog, ResumeRefusesForeignCorruptOrMismatchedFilesAndLeavesThemUntouched) {
+  TempDir dir;
+  auto f = make_fixture();
+  {
+    auto log = coupling::CouplingLog::create(dir.file("c.h5"), f.metadata);
+    append_steps(log, f, {0});
+  }
+  const auto before = file_bytes(dir.file("c.h5"));
+  auto other = f.metadata;
+  other.engine_config = "k_grid=3";
+  try {
+    coupling::CouplingLog::resume(dir.file("c.h5"), other, 0);
+    FAIL() << "engine mismatch accepted";
+  } catch (const coupling::LogError& e) {
+    EXPECT_NE(std::string(e.what()).find("different engine_config"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(file_bytes(dir.file("c.h5")), before);
+
+  test_support::write_text(dir.file("text.h5"), "not hdf5 at all", 100);
+  EXPECT_THROW(coupling::CouplingLog::resume(dir.file("text.h5"), f.metadata, 0), coupling::LogError);
+  const std::string make_foreign = std::string(test_paths::kPython) + " -c \"import h5py; h5py.File('" +
+                                   dir.file("foreign.h5") + "', 'w')['x'] = [1, 2]\"";
+  ASSERT_EQ(std::system(make_foreign.c_str()), 0);
+  const auto foreign = file_bytes(dir.file("foreign.h5"));
+  try {
+    coupling::CouplingLog::resume(dir.file("foreign.h5"), f.metadata, 0);
+    FAIL() << "foreign file accepted";
+  } catch (const coupling::LogError& e) {
+    EXPECT_NE(std::string(e.what()).find("not a libcoupling log"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(file_bytes(dir.file("foreign.h5")), foreign);
+}
+
+TEST(CouplingLog, LogsTokenBlockTokenAndContextCouplingWithTheirAxes) {
+  TempDir dir;
+  at::manual_seed(43);
+  auto adapter = mixer_adapter(MixerModel(32, 8, 2));
+  const auto probes = at::randint(32, {2, 6}, at::kLong);
+  coupling::MeasurementOptions options;
+  options.k_grid = {2, 4};
+  options.tokens.mode = coupling::TokenSelection::Mode::kList;
+  options.tokens.tokens = {1, 3, -1};
+  options.tokens.context_pairs = {{0, 5}, {2, 5}};
+  auto log = coupling::CouplingLog::create(dir.file("c.h5"), {"mixer", "d = 8", options.str(), 1, 1, probes});
+  for (int64_t step : {0, 5}) {
+    const auto m = coupling::measure(*adapter, probes, options);
+    log.append({step, step, step, 0.0, 0.0, 0.0}, m);
+  }
+  ASSERT_EQ(run_python(dir.file("c.h5") + " 0,5"), 0);
+  // Every logged field of the registry is there, with the registry's shape after the step axis.
+  const std::string check =
+      std::string(test_paths::kPython) + " -c \"import h5py; m = h5py.File('" + dir.file("c.h5") +
+      "', 'r', swmr=True, libver='latest')['measurement']; "
+      "assert m['token_coupling'].shape == (2, 2, 2, 2, 2, 2, 3, 3), m['token_coupling'].shape; "
+      "assert m['token_mean_offdiag_avg'].shape == (2, 2, 2, 2); "
+      "assert m['block_token_coupling'].shape == (2, 2, 2, 2, 2, 6, 6); "
+      "assert m['block_token_mean_offdiag_avg'].shape == (2, 2, 2, 2); "
+      "assert m['context_coupling'].shape == (2, 2, 2, 2, 2, 4, 4); "
+      "assert m['context_same_input_avg'].shape == (2, 2, 2, 2); "
+      "assert list(m['basis_token'][:]) == [1, 3, 5]; "
+      "assert m['token_coupling'].dims[7][0].name == '/measurement/basis_token'; "
+      "assert m['token_coupling'].attrs['units'] == '1'\"";
+  EXPECT_EQ(std::system(check.c_str()), 0);
+  // A later measurement with other tokens would silently misalign rows: refused.
+  options.tokens.tokens = {1, -1};
+  const auto other = coupling::measure(*adapter, probes, options);
+  EXPECT_THROW(log.append({9, 9, 9, 0.0, 0.0, 0.0}, other), coupling::ConfigError);
+}
+
+TEST(CouplingLog, RefusesTheSchemaOneFixtureNamingBothVersions) {
+  TempDir dir;
+  const std::string fixture = std::string(test_paths::kTestSourceDir) + "/fixtures/schema-1-log/run/coupling.h5";
+  std::filesystem::copy_file(fixture, dir.file("old.h5"));
+  const std::string before = file_bytes(dir.file("old.h5"));
+  auto f = make_fixture();
+  try {
+    coupling::CouplingLog::resume(dir.file("old.h5"), f.metadata, 2);
+    FAIL() << "a schema-1 log was accepted";
+  } catch (const coupling::LogError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("schema version 1"), std::string::npos) << message;
+    EXPECT_NE(message.find("writes version 2"), std::string::npos) << message;
+  }
+  EXPECT_EQ(file_bytes(dir.file("old.h5")), before);
+}
+
+TEST(LogSchema, DocsTablesAreTheRegistrys) {
+  const std::string docs = file_bytes(std::string(test_paths::kTestSourceDir) + "/../docs/hdf5-schema.md");
+  const std::string begin = "<!-- schema tables: generated from the field registry -->\n";
+  const std::string end = "<!-- end of schema tables -->";
+  const auto from = docs.find(begin), to = docs.find(end);
+  ASSERT_NE(from, std::string::npos) << "docs/hdf5-schema.md lacks the line " << begin;
+  ASSERT_NE(to, std::string::npos);
+  EXPECT_EQ(docs.substr(from + begin.size(), to - from - begin.size()), coupling::schema_markdown())
+      << "docs/hdf5-schema.md is out of date: replace the text between the markers with:\n"
+      << coupling::schema_markdown();
+}
+
+TEST(CouplingLog, RefusesANewerSchema) {
+  TempDir dir;
+  auto f = make_fixture();
+  coupling::CouplingLog::create(dir.file("c.h5"), f.metadata);
+  const std::string bump = std::string(test_paths::kPython) + " -c \"import h5py; h5py.File('" + dir.file("c.h5") +
+                           "', 'r+').attrs['schema_version'] = 99\"";
+  ASSERT_EQ(std::system(bump.c_str()), 0);
+  try {
+    coupling::CouplingLog::resume(dir.file("c.h5"), f.metadata, 0);
+    FAIL() << "newer schema accepted";
+  } catch (const coupling::LogError& e) {
+    EXPECT_NE(std::string(e.what()).find("schema version 99"), std::string::npos) << e.what();
+  }
+}
+
+TEST(CouplingLog, FlagsNonFiniteMeasurements) {
+  TempDir dir;
+  auto f = make_fixture();
+  auto g = at::detail::createCPUGenerator(42);
+  auto broken = at::randn({8, 8}, g, at::TensorOptions());
+  broken[0][0] = std::numeric_limits<float>::infinity();
+  auto adapter = engine_support::linear_blocks({at::randn({8, 8}, g, at::TensorOptions()), broken});
+  {
+    auto log = coupling::CouplingLog::create(dir.file("c.h5"), f.metadata);
+    append_steps(log, f, {0});
+    const auto m = coupling::measure(*adapter, f.probes, f.options);
+    log.append({5, 5, 0, 0.0, 0.0, 0.0}, m);
+  }
+  const std::string check = std::string(test_paths::kPython) + " -c \"import h5py, numpy as np; f = h5py.File('" +
+                            dir.file("c.h5") + "', 'r', swmr=True, libver='latest'); m = f['measurement']; " +
+                            "assert list(m['nonfinite'][:]) == [0, 1]; " +
+                            "assert np.isnan(m['depth_coupling'][1]).any() and np.isfinite(m['depth_coupling'][0]).all()\"";
+  EXPECT_EQ(std::system(check.c_str()), 0);
+}
+
+TEST(CouplingLog, SurvivesSigkillAndResumes) {
+  TempDir dir;
+  for (int completed : {1, 3}) {
+    const auto path = dir.file("killed-" + std::to_string(completed) + ".h5");
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      // GNU OpenMP's thread team does not survive fork(): a child that starts a parallel region
+      // the parent already ran (MKL's sgemm in the pip LibTorch) waits forever on absent threads.
+      at::set_num_threads(1);
+      auto f = make_fixture();
+      auto log = coupling::CouplingLog::create(path, f.metadata);
+      std::vector<int64_t> steps;
+      for (int i = 0; i < completed; ++i) steps.push_back(10 * i);
+      append_steps(log, f, steps);
+      for (int64_t s = 0; s < 7; ++s) log.append_training({s, 1.0, 1e-3, s, 0.0});
+      std::raise(SIGKILL);  // no destructor, no close: as a crash
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    std::string expected;
+    for (int i = 0; i < completed; ++i) expected += std::string(i ? "," : "") + std::to_string(10 * i);
+    EXPECT_EQ(run_python(path + " " + expected + " --train-rows 7"), 0) << "after kill, " << completed;
+    auto f = make_fixture();
+    {
+      // Resumed at step 0 (a step-0 checkpoint), the step-0 row goes and is measured again.
+      auto log = coupling::CouplingLog::resume(path, f.metadata, 10 * (completed - 1));
+      if (completed == 1) {
+        EXPECT_TRUE(log.measured_steps().empty());
+        append_steps(log, f, {0});
+      }
+      append_steps(log, f, {10 * completed});
+    }
+    EXPECT_EQ(run_python(path + " " + expected + "," + std::to_string(10 * completed)), 0) << "after resume";
+  }
+}
+
+}  // namespace

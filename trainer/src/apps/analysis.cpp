@@ -1,0 +1,229 @@
+#include "trainer/apps/analysis.h"
+
+#include "coupling/log/coupling_log.h"
+#include "coupling/error.h"
+#include "coupling/engine/torchscript_model.h"
+#include "trainer/data/byte_corpus.h"
+#include "trainer/loop/checkpoint.h"
+#include "trainer/loop/gpt_trainer.h"
+#include "trainer/data/image_dataset.h"
+#include "trainer/loop/vit_trainer.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <regex>
+#include <set>
+
+namespace fs = std::filesystem;
+
+namespace trainer {
+namespace {
+
+/// One saved model of the sequence: its step and how to make it the adapter's current model.
+struct SavedModel {
+  int64_t step;
+  std::string path;
+  std::function<coupling::ModelAdapter&()> load;
+};
+
+/// The measuring loop shared by both analyses: opens (or continues) the log, then measures every
+/// model whose step the log does not hold yet, in step order.
+AnalysisResult measure_into_log(const std::string& log_path, const coupling::LogMetadata& metadata,
+                                const std::vector<SavedModel>& models, const coupling::MeasurementOptions& options,
+                                int64_t items_per_step, c10::Device device) {
+  const auto probes = metadata.probes.to(device);
+  auto log = fs::exists(log_path)
+                 ? coupling::CouplingLog::resume(log_path, metadata, std::numeric_limits<int64_t>::max())
+                 : coupling::CouplingLog::create(log_path, metadata);
+  const auto done_steps = log.measured_steps();
+  const std::set<int64_t> done(done_steps.begin(), done_steps.end());
+  const int64_t last_done = done_steps.empty() ? -1 : done_steps.back();
+  AnalysisResult result{log_path, 0, 0};
+  for (const auto& model : models) {
+    if (done.count(model.step) > 0) {
+      ++result.skipped;
+      continue;
+    }
+    if (model.step < last_done) {
+      throw coupling::ConfigError(fmt::format(
+          "{} (step {}) is older than the last step ({}) in {}: the log's steps must increase; delete the log to "
+          "analyse every model again",
+          model.path, model.step, last_done, log_path));
+    }
+    coupling::ModelAdapter& adapter = model.load();
+    const auto start = std::chrono::steady_clock::now();
+    const auto m = coupling::measure(adapter, probes, options);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    log.append({model.step, model.step, model.step * items_per_step, 0.0, seconds, 0.0}, m);
+    ++result.measured;
+    spdlog::info("step {:>6} ({}/{}): {}, {:.1f} s", model.step, result.measured + result.skipped, models.size(),
+                 coupling::headline(m), seconds);
+  }
+  return result;
+}
+
+std::string config_path(const std::string& checkpoint) { return (fs::path(checkpoint) / "config.toml").string(); }
+
+/// "gpt" or "vit", from the first line to_toml writes ("# coupling-train gpt configuration ...").
+std::string model_kind(const std::string& checkpoint) {
+  std::ifstream in(config_path(checkpoint));
+  std::string first_line;
+  std::getline(in, first_line);
+  for (const char* kind : {GptRunConfig::kModel, VitRunConfig::kModel}) {
+    if (first_line.rfind(std::string("# coupling-train ") + kind + " ", 0) == 0) return kind;
+  }
+  throw coupling::CheckpointError("cannot tell which bundled model " + config_path(checkpoint) +
+                                  " describes (its first line should read '# coupling-train gpt|vit configuration'): "
+                                  "is this a coupling-train run?");
+}
+
+/// Throws ConfigError unless `other` trains the same model on the same data as `first`.
+template <class RunConfig>
+void require_same_model(const RunConfig& first, const RunConfig& other, const std::string& first_dir,
+                        const std::string& other_dir) {
+  std::string differing;
+  auto compare = [&](const char* name, const char*, ResumePolicy, const auto& a, const auto& b) {
+    if (!(a == b)) differing += (differing.empty() ? "" : ", ") + std::string(name);
+  };
+  RunConfig::visit_model(compare, first, other);
+  if (!differing.empty()) {
+    throw coupling::ConfigError("checkpoint " + other_dir + " holds another model than " + first_dir + " (" +
+                                differing + " differ): analyse the checkpoints of one run at a time");
+  }
+}
+
+template <class RunConfig>
+AnalysisResult analyze_run(const std::map<int64_t, std::string>& found, const std::string& log_path,
+                           std::unique_ptr<TrainingTask> (*make_task)(const RunConfig&), c10::Device device) {
+  const std::string& first_dir = found.begin()->second;
+  const auto config = read_config_file<RunConfig>(config_path(first_dir));
+  for (const auto& [step, dir] : found) {
+    require_same_model(config, read_config_file<RunConfig>(config_path(dir)), first_dir, dir);
+  }
+  at::manual_seed(static_cast<uint64_t>(config.train.seed));
+  const auto task = make_task(config);
+  const auto options = measurement_options(config.coupling, task->token_names());
+  const coupling::LogMetadata metadata{
+      RunConfig::kModel, task->model_config_text(config.coupling.probes), options.str(),
+      config.train.seed, 1, task->probes(config.coupling.probes, static_cast<uint64_t>(config.train.seed) + 1),
+      config.train.precision};
+  task->to(device);  // checkpoints then load straight onto the device
+  const auto adapter = task->adapter();
+  std::vector<SavedModel> models;
+  for (const auto& [step, dir] : found) {
+    models.push_back({step, dir, [&task, &adapter, dir = dir]() -> coupling::ModelAdapter& {
+                        load_model(dir, task->model());
+                        return *adapter;
+                      }});
+  }
+  return measure_into_log(log_path, metadata, models, options, task->items_per_step(config.train.batch), device);
+}
+
+/// The last number in a file's name (step_1200.pt -> 1200), if any.
+std::optional<int64_t> step_in_name(const fs::path& file) {
+  static const std::regex digits("[0-9]+");
+  const std::string stem = file.stem().string();
+  std::optional<int64_t> step;
+  for (auto it = std::sregex_iterator(stem.begin(), stem.end(), digits); it != std::sregex_iterator(); ++it) {
+    step = std::stoll(it->str());
+  }
+  return step;
+}
+
+}  // namespace
+
+AnalysisResult analyze_checkpoints(const std::string& run_dir, const std::string& log_path, c10::Device device) {
+  const auto found = checkpoints(run_dir);
+  if (found.empty()) {
+    throw coupling::CheckpointError("no checkpoints under " + run_dir +
+                                    "/checkpoints: --checkpoints takes a coupling-train run directory");
+  }
+  const std::string log = log_path.empty() ? (fs::path(run_dir) / "analysis.h5").string() : log_path;
+  spdlog::info("analysing {} checkpoint(s) of {} (steps {}..{}) into {}", found.size(), run_dir, found.begin()->first,
+               found.rbegin()->first, log);
+  if (model_kind(found.begin()->second) == GptRunConfig::kModel) {
+    return analyze_run<GptRunConfig>(found, log, make_gpt_task, device);
+  }
+  return analyze_run<VitRunConfig>(found, log, make_vit_task, device);
+}
+
+at::Tensor load_probes(const ProbeSource& source) {
+  const int given = !source.text.empty() + !source.idx.empty() + !source.tensor.empty();
+  if (given != 1) {
+    throw coupling::ConfigError("give exactly one probe source: --probe-text FILE, --probe-idx FILE or "
+                                "--probe-tensor FILE");
+  }
+  if (!source.tensor.empty()) return coupling::load_saved_tensor(source.tensor);
+  if (!source.text.empty()) {
+    return ByteCorpus::from_file(source.text).probe_windows(source.count, source.length, source.seed);
+  }
+  const auto images = read_idx(source.idx);
+  if (images.dim() != 3) {
+    throw coupling::DataError(source.idx + " does not hold images [N, H, W] (shape " + c10::str(images.sizes()) + ")");
+  }
+  return (seeded_choice(images, source.count, source.seed, source.idx).to(at::kFloat) / 255.0).unsqueeze(1);
+}
+
+AnalysisResult analyze_torchscript(const std::vector<std::string>& paths, const ProbeSource& probe_source,
+                                   const CouplingConfig& coupling, const std::string& log_path,
+                                   c10::Device device) {
+  std::vector<fs::path> files;
+  for (const auto& path : paths) {
+    if (fs::is_directory(path)) {
+      for (const auto& entry : fs::directory_iterator(path)) {
+        if (entry.is_regular_file() && entry.path().extension() == ".pt") files.push_back(entry.path());
+      }
+    } else if (fs::is_regular_file(path)) {
+      files.push_back(path);
+    } else {
+      throw coupling::IoError("--torchscript " + path + " is neither a file nor a directory");
+    }
+  }
+  if (files.empty()) throw coupling::IoError("no TorchScript files (*.pt) in the --torchscript arguments");
+  std::map<int64_t, fs::path> by_step;
+  for (const auto& file : files) {
+    const auto step = step_in_name(file);
+    if (!step && files.size() > 1) {
+      throw coupling::ConfigError("cannot tell the step of " + file.string() +
+                                  ": put the training step in its name (e.g. step_1200.pt)");
+    }
+    const auto [it, fresh] = by_step.emplace(step.value_or(0), file);
+    if (!fresh) {
+      throw coupling::ConfigError(fmt::format("{} and {} both name step {}: give one model per step",
+                                              it->second.string(), file.string(), it->first));
+    }
+  }
+  auto first = coupling::load_torchscript_model(by_step.begin()->second.string(), device);
+  const auto probes = load_probes(probe_source);
+  const auto options = measurement_options(coupling, {});
+  const coupling::LogMetadata metadata{
+      "torchscript",
+      fmt::format("blocks={} causal={} probes={}", first->num_blocks(), first->causal(), probes.size(0)),
+      options.str(), static_cast<int64_t>(probe_source.seed), 1, probes};
+  std::shared_ptr<coupling::ModelAdapter> current;
+  std::vector<SavedModel> models;
+  for (const auto& [step, file] : by_step) {
+    models.push_back({step, file.string(), [&current, &first, device, file = file]() -> coupling::ModelAdapter& {
+                        current = coupling::load_torchscript_model(file.string(), device);
+                        if (current->num_blocks() != first->num_blocks() || current->causal() != first->causal()) {
+                          throw coupling::ConfigError(file.string() + " has another structure (blocks, causal) than "
+                                                      "the first model: analyse one model family at a time");
+                        }
+                        return *current;
+                      }});
+  }
+  spdlog::info("analysing {} TorchScript model(s) (steps {}..{}) on {} probes into {}", models.size(),
+               by_step.begin()->first, by_step.rbegin()->first, probes.size(0), log_path);
+  return measure_into_log(log_path, metadata, models, options, 0, device);
+}
+
+}  // namespace trainer

@@ -1,0 +1,144 @@
+// coupling-train: the bundled trainers' command line.
+//   coupling-train gpt|vit [--config FILE] [--resume DIR] [--flag value ...]
+// Launched by torchrun, srun, mpirun or scripts/launch.sh it trains data-parallel (docs/distributed.md).
+// Errors print one line naming the problem and the fix, and exit with status 2 (3 when a
+// collective failed: a peer rank died or timed out).
+#include "coupling/dist/communicator.h"
+#include "coupling/dist/data_parallel.h"
+#include "coupling/engine/device.h"
+#include "coupling/dist/dist_env.h"
+#include "coupling/error.h"
+#include "trainer/loop/gpt_trainer.h"
+#include "trainer/loop/run_config.h"
+#include "trainer/loop/runtime.h"
+#include "trainer/loop/vit_trainer.h"
+
+#include <CLI/CLI.hpp>
+#include <c10/util/Exception.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+
+namespace {
+
+constexpr int kUserErrorExit = 2;
+constexpr int kCommunicationErrorExit = 3;
+
+trainer::TrainSummary train(const trainer::GptRunConfig& config, bool resume, coupling::Communicator* comm) {
+  return trainer::train_gpt(config, resume, comm);
+}
+trainer::TrainSummary train(const trainer::VitRunConfig& config, bool resume, coupling::Communicator* comm) {
+  return trainer::train_vit(config, resume, comm);
+}
+
+/// One model's subcommand: its flags (from visit_fields), --config and --resume.
+template <class RunConfig>
+class Subcommand {
+ public:
+  Subcommand(CLI::App& app, const char* name, const char* description, int argc, char** argv)
+      : command_(app.add_subcommand(name, description)) {
+    trainer::visit_fields([&](const char* flag, const char* help, trainer::ResumePolicy, auto& value) {
+      command_->add_option(std::string("--") + flag, value, help)
+          ->capture_default_str()
+          ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    }, config_);
+    command_->add_option("--resume", resume_dir_, "Continue the run in this directory from its newest checkpoint");
+    command_->add_option("--config", config_file_, "Read options from this TOML file (e.g. a run's config.toml)");
+    // Precedence: flags > --config FILE > defaults. This runs before any flag is stored: it
+    // finds --config in the raw arguments and loads it as the flags' defaults.
+    command_->preparse_callback([this, argc, argv](size_t) {
+      const std::string flag = "--config", flag_eq = "--config=";
+      for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == flag && i + 1 < argc) config_ = trainer::read_config_file<RunConfig>(argv[i + 1]);
+        if (arg.rfind(flag_eq, 0) == 0) config_ = trainer::read_config_file<RunConfig>(arg.substr(flag_eq.size()));
+      }
+    });
+  }
+
+  bool chosen() const { return command_->parsed(); }
+
+  void run() {
+    std::set<std::string> explicit_flags;
+    trainer::visit_fields([&](const char* name, const char*, trainer::ResumePolicy, auto&) {
+      // Values from a config file count as given: a resume must agree with them too.
+      if (command_->count(std::string("--") + name) > 0 || !config_file_.empty()) explicit_flags.insert(name);
+    }, config_);
+    // Launched by torchrun/SLURM/mpirun/launch.sh with several processes: one data-parallel job.
+    const auto job = coupling::resolve_dist_env();
+    // The device: a ConfigError (exit 2) before anything is written when it cannot be had.
+    const c10::Device device = coupling::resolve_rank_device(config_.train.device, job.local_rank);
+    std::optional<coupling::Communicator> communicator;
+    if (job.distributed()) {
+      spdlog::set_pattern("[%H:%M:%S] [rank " + std::to_string(job.rank) + "] [%^%l%$] %v");
+      if (job.rank > 0) spdlog::set_level(spdlog::level::warn);  // rank 0 reports progress
+      coupling::CommunicatorOptions options;
+      options.backend = coupling::resolve_backend(config_.train.backend, device);
+      options.device = device;
+      options.timeout = std::chrono::seconds(config_.train.dist_timeout);
+      communicator.emplace(coupling::Communicator::connect(job, options));
+    }
+    coupling::Communicator* comm = communicator ? &*communicator : nullptr;
+    const bool resume = !resume_dir_.empty();
+    RunConfig config;
+    std::exception_ptr failure;
+    try {
+      config = resume ? trainer::config_for_resume(resume_dir_, config_, explicit_flags) : config_;
+    } catch (const coupling::Error&) {
+      failure = std::current_exception();
+    }
+    coupling::rethrow_if_any_rank_failed(failure, "reading the configuration", comm);
+    config.train.device = config_.train.device;  // where this launch runs, not where the run began
+    if (config.train.threads == 0 && job.distributed()) {  // the node's cores, shared by its ranks
+      const auto cores = static_cast<int64_t>(std::max(1U, std::thread::hardware_concurrency()));
+      config.train.threads = std::max<int64_t>(1, cores / job.local_world_size);
+    }
+    train(config, resume, comm);
+  }
+
+ private:
+  CLI::App* command_;
+  RunConfig config_;
+  std::string config_file_;
+  std::string resume_dir_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  trainer::reexec_with_tuned_openblas(argv);
+  spdlog::set_pattern("[%H:%M:%S] [%^%l%$] %v");
+  CLI::App app("coupling-train: train the bundled models (with libcoupling instrumentation)");
+  app.require_subcommand(1);
+  Subcommand<trainer::GptRunConfig> gpt(app, "gpt", "Train the byte-level GPT on a text corpus (default: the KJV Bible)",
+                                        argc, argv);
+  Subcommand<trainer::VitRunConfig> vit(app, "vit", "Train a Vision Transformer on MNIST-format images (default: "
+                                                    "Fashion-MNIST)", argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const coupling::Error& e) {
+    spdlog::error("{}", e.what());
+    return kUserErrorExit;
+  }
+
+  try {
+    if (gpt.chosen()) gpt.run();
+    if (vit.chosen()) vit.run();
+    return 0;
+  } catch (const coupling::CommunicationError& e) {
+    spdlog::error("{}", e.what());
+    return kCommunicationErrorExit;
+  } catch (const coupling::Error& e) {
+    spdlog::error("{}", e.what());
+    return kUserErrorExit;
+  } catch (const c10::Error& e) {
+    spdlog::error("LibTorch error: {}", e.what_without_backtrace());
+    return 1;
+  }
+}

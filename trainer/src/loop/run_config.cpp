@@ -1,0 +1,160 @@
+#include "trainer/loop/run_config.h"
+
+#include "coupling/error.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <sstream>
+#include <type_traits>
+
+namespace trainer {
+namespace {
+
+template <class T>
+std::string format_value(const T& value) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    // A TOML literal string keeps backslashes as they are; the --config reader has no escapes
+    // for them. Only a value containing a single quote needs a basic (double-quoted) string.
+    if (value.find('\'') == std::string::npos) return "'" + value + "'";
+    std::string quoted = "\"";
+    for (char ch : value) {
+      if (ch == '"') quoted += '\\';
+      quoted += ch;
+    }
+    return quoted + "\"";
+  } else {
+    return fmt::format("{}", value);
+  }
+}
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw coupling::ConfigError(message);
+}
+
+}  // namespace
+
+void TrainConfig::validate() const {
+  require(steps > 0, fmt::format("--steps must be positive (got {})", steps));
+  require(batch > 0, fmt::format("--batch must be positive (got {})", batch));
+  require(lr > 0.0, fmt::format("--lr must be positive (got {})", lr));
+  require(min_lr_fraction >= 0.0 && min_lr_fraction <= 1.0,
+          fmt::format("--min-lr-fraction must be in [0, 1] (got {})", min_lr_fraction));
+  require(weight_decay >= 0.0, fmt::format("--weight-decay must be >= 0 (got {})", weight_decay));
+  require(warmup >= 0, fmt::format("--warmup must be >= 0 (got {})", warmup));
+  require(grad_clip >= 0.0, fmt::format("--grad-clip must be >= 0 (got {})", grad_clip));
+  require(eval_every >= 0, fmt::format("--eval-every must be >= 0 (got {})", eval_every));
+  require(eval_windows > 0, fmt::format("--eval-windows must be positive (got {})", eval_windows));
+  require(ckpt_every >= 0, fmt::format("--ckpt-every must be >= 0 (got {})", ckpt_every));
+  require(log_every > 0, fmt::format("--log-every must be positive (got {})", log_every));
+  require(threads >= 0, fmt::format("--threads must be >= 0 (got {})", threads));
+  require(backend == "auto" || backend == "gloo" || backend == "nccl",
+          "--backend must be 'auto', 'gloo' or 'nccl' (got '" + backend + "')");
+  require(dist_timeout > 0, fmt::format("--dist-timeout must be positive (got {})", dist_timeout));
+  require(check_every >= 0, fmt::format("--check-every must be >= 0 (got {})", check_every));
+  require(!out.empty(), "--out must name a directory");
+}
+
+void CouplingConfig::validate() const {
+  if (!enabled()) return;
+  require(probes > 0, fmt::format("--probes must be positive (got {})", probes));
+  require(measure_every >= 0, fmt::format("--measure-every must be >= 0 (got {})", measure_every));
+  require(max_overhead >= 0.0, fmt::format("--max-overhead must be >= 0 (got {})", max_overhead));
+  require(max_row_mib > 0 && max_row_mib <= (int64_t{1} << 30),
+          fmt::format("--max-row-mib must be in 1..{} (got {})", int64_t{1} << 30, max_row_mib));
+  require(spectrum == "auto" || spectrum == "exact" || spectrum == "randomized",
+          "--spectrum must be 'auto', 'exact' or 'randomized' (got '" + spectrum + "')");
+}
+
+void GptRunConfig::validate() const {
+  train.validate();
+  model.validate();
+  coupling.validate();
+}
+
+VitRunConfig::VitRunConfig() {
+  train.out = "runs/vit";
+  train.steps = 4000;
+  train.batch = 128;
+  train.lr = 2e-3;
+  train.weight_decay = 0.05;
+  train.warmup = 200;
+  train.eval_every = 1000;
+  train.eval_windows = 10000;
+  train.ckpt_every = 2000;
+  train.log_every = 100;
+  coupling.tokens = "cls,center";
+}
+
+void VitRunConfig::validate() const {
+  train.validate();  // the model is checked once the data gives its image size (VitImpl)
+  coupling.validate();
+  require(augment == "none" || augment == "crop" || augment == "crop+flip",
+          "--augment must be 'none', 'crop' or 'crop+flip' (got '" + augment + "')");
+}
+
+template <class RunConfig>
+std::vector<std::pair<std::string, std::string>> config_fields(const RunConfig& config) {
+  std::vector<std::pair<std::string, std::string>> fields;
+  visit_fields([&](const char* name, const char*, ResumePolicy, const auto& value) {
+    fields.emplace_back(name, format_value(value));
+  }, config);
+  return fields;
+}
+
+template <class RunConfig>
+std::string to_toml(const RunConfig& config) {
+  std::ostringstream toml;
+  toml << "# coupling-train " << RunConfig::kModel << " configuration; repeat this run with --config <this file>\n";
+  for (const auto& [name, value] : config_fields(config)) toml << name << " = " << value << "\n";
+  return toml.str();
+}
+
+template <class RunConfig>
+RunConfig read_config_file(const std::string& path) {
+  if (!std::filesystem::is_regular_file(path)) {
+    throw coupling::ConfigError("config file " + path + " does not exist");
+  }
+  RunConfig config;
+  CLI::App app("config reader");
+  visit_fields([&](const char* name, const char* description, ResumePolicy, auto& value) {
+    app.add_option(std::string("--") + name, value, description);
+  }, config);
+  app.set_config("--config");
+  app.allow_config_extras(false);
+  try {
+    app.parse(std::vector<std::string>{path, "--config"});
+  } catch (const CLI::Error& e) {
+    throw coupling::ConfigError("cannot read config file " + path + ": " + e.what());
+  }
+  return config;
+}
+
+template <class RunConfig>
+RunConfig merge_for_resume(const RunConfig& saved, const RunConfig& requested,
+                           const std::set<std::string>& explicit_flags) {
+  RunConfig merged = saved;
+  visit_fields([&](const char* name, const char*, ResumePolicy policy, auto& merged_value, const auto& wanted) {
+    if (explicit_flags.count(name) == 0 || wanted == merged_value) return;
+    if (policy == ResumePolicy::kMustMatch) {
+      throw coupling::ConfigError(fmt::format(
+          "--{} {} conflicts with the checkpoint being resumed ({} = {}): drop --{} to resume, "
+          "or start a new run in another --out directory",
+          name, format_value(wanted), name, format_value(merged_value), name));
+    }
+    merged_value = wanted;
+  }, merged, requested);
+  return merged;
+}
+
+#define TRAINER_RUN_CONFIG_FUNCTIONS(RunConfig)                                                            \
+  template std::vector<std::pair<std::string, std::string>> config_fields(const RunConfig&);               \
+  template std::string to_toml(const RunConfig&);                                                          \
+  template RunConfig read_config_file<RunConfig>(const std::string&);                                      \
+  template RunConfig merge_for_resume(const RunConfig&, const RunConfig&, const std::set<std::string>&);
+TRAINER_RUN_CONFIG_FUNCTIONS(GptRunConfig)
+TRAINER_RUN_CONFIG_FUNCTIONS(VitRunConfig)
+#undef TRAINER_RUN_CONFIG_FUNCTIONS
+
+}  // namespace trainer
