@@ -54,7 +54,7 @@ generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 build_start=$SECONDS
 if cmake -S . -B build-gpu "${generator[@]}" "${configure[@]}" >"$out/configure.log" 2>&1 &&
-   cmake --build build-gpu --parallel "$(nproc)" --target coupling_tests coupling-train measure_gpt \
+   cmake --build build-gpu --parallel "$(nproc)" --target coupling_trainer_tests coupling-train measure_gpt \
      >"$out/build.log" 2>&1; then
   record "build (LibTorch $torch_version)" pass "$((SECONDS - build_start)) s"
 else
@@ -65,7 +65,7 @@ fi
 bin=$PWD/build-gpu/bin
 
 # 2. The device tests, CUDA ones included (skipped ones would mean no device was seen).
-"${with_deps[@]}" "$bin/coupling_tests" --gtest_filter='Device*' >"$out/device_tests.log" 2>&1
+"${with_deps[@]}" "$bin/coupling_trainer_tests" --gtest_filter='Device*' >"$out/device_tests.log" 2>&1
 status=$?
 passed=$(grep -c '^\[       OK \]' "$out/device_tests.log")
 skipped=$(grep -c '^\[  SKIPPED \] .*ms)$' "$out/device_tests.log")

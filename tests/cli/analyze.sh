@@ -50,10 +50,12 @@ expect_error() {
 }
 expect_error checkpoints_with_k "--k does not apply to --checkpoints: .* drop --k" --checkpoints "$work/run" --k 4
 expect_error checkpoints_with_tokens "--tokens does not apply to --checkpoints" --checkpoints "$work/run" --tokens all
-old="$here/fixtures/schema-1-log/run"
-cp -r "$old" "$work/old"
-expect_error schema_1_log "has log schema version 1 and this libcoupling \(.*\) writes version 2" \
-  --checkpoints "$work/old" --out "$work/old/coupling.h5"
+cp -r "$here/fixtures/schema-1-log" "$work/old"
+(cd "$work/old" && expect_error schema_1_log "run/coupling.h5 has log schema version 1 and this libcoupling \(.*\) writes version 2" \
+  --checkpoints run --out run/coupling.h5)
+$python "$here/../scripts/plot_coupling.py" "$work/old/run/coupling.h5" --out "$work/old_plots" > "$work/old_plot.log"
+test -s "$work/old_plots/coupling_vs_step.png"
+echo "ok   plots of a schema-1 log"
 mkdir "$work/empty"
 expect_error no_checkpoints "no checkpoints under" --checkpoints "$work/empty"
 "$train" "${gpt[@]}" --d-model 32 --steps 4 --out "$work/other" > "$work/other.log" 2>&1

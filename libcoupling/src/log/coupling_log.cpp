@@ -164,8 +164,8 @@ struct CouplingLog::Impl {
     }
   }
 
-  /// Creates the scales and per-measurement datasets from the first measurement's layout.
-  void create_measurement_datasets(const Measurement& m) {
+  /// Creates the scales and per-measurement datasets of a layout.
+  void create_measurement_datasets(const MeasurementLayout& m) {
     Handle group = hdf5::open_group(file.get(), kMeasurementGroup);
     const hid_t g = group.get();
     std::set<std::string> scales;
@@ -180,8 +180,9 @@ struct CouplingLog::Impl {
     create_columns<MeasurementRecord>(g);
     for (const auto& d : logged_datasets()) {
       if (!d.field->present.holds(m)) continue;
-      const auto shape = d.value(m).sizes();
-      auto dataset = GrowingDataset::create(g, d.name, H5T_IEEE_F64LE, {shape.begin(), shape.end()});
+      const auto shape = field_shape(*d.field, m);
+      auto dataset = GrowingDataset::create(g, d.name, H5T_IEEE_F64LE,
+                                            {shape.begin() + (d.mean ? d.field->mean_axes : 0), shape.end()});
       hdf5::describe(dataset.id(), d.mean ? "mean over the first " + std::to_string(d.field->mean_axes) + " axes of " +
                                                 d.field->name + " (" + d.field->description + ")"
                                           : d.field->description,
@@ -223,7 +224,8 @@ CouplingLog::~CouplingLog() = default;
 
 const std::string& CouplingLog::path() const { return impl_->path; }
 
-CouplingLog CouplingLog::create(const std::string& path, const LogMetadata& metadata) {
+CouplingLog CouplingLog::create(const std::string& path, const LogMetadata& metadata,
+                                const std::optional<MeasurementLayout>& layout) {
   hdf5::silence_errors();
   std::error_code ec;
   if (fs::is_directory(path, ec)) throw IoError("log path " + path + " is a directory: give a file name such as " + path + "/coupling.h5");
@@ -235,7 +237,11 @@ CouplingLog CouplingLog::create(const std::string& path, const LogMetadata& meta
   impl->path = path;
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
-  const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get());
+  // The file appears under its name only once its skeleton is flushed: a writer killed while
+  // creating it leaves PATH.creating (removed by the next create), never a half-made PATH.
+  const std::string creating = path + ".creating";
+  fs::remove(creating, ec);
+  const hid_t file = H5Fcreate(creating.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get());
   if (file < 0) throw IoError("cannot create log " + path + ": check that its directory exists and is writable");
   impl->file = Handle(file, H5Fclose);
 
@@ -258,7 +264,11 @@ CouplingLog CouplingLog::create(const std::string& path, const LogMetadata& meta
     hdf5::write_string_attribute(eval.get(), "description", "held-out evaluations");
     impl->create_columns<EvalRecord>(eval.get());
   }
+  if (layout) impl->create_measurement_datasets(*layout);
   impl->flush();
+  fs::rename(creating, path, ec);
+  if (ec) throw IoError("cannot name the new log " + path + ": " + ec.message());
+  if (layout) impl->start_swmr();  // every object exists: readers may follow the file live
   return CouplingLog(std::move(impl));
 }
 

@@ -38,7 +38,7 @@ void CouplingCallback::on_setup(const TrainBegin& begin) {
                  log_->measured_steps().size());
     return;
   }
-  log_.emplace(CouplingLog::create(options_.log_path, metadata));
+  log_.emplace(CouplingLog::create(options_.log_path, metadata, layout));
   spdlog::info("coupling: log {} | schedule '{}' + step 0 + final | {} | {} probes x {} tokens, {:.1f} MiB a row",
                options_.log_path, options_.schedule.str(), options_.measurement.str(), layout.probes,
                layout.tokens.size(), static_cast<double>(logged_bytes(layout)) / (1 << 20));

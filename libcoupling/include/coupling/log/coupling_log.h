@@ -3,8 +3,9 @@
 // h5py.File(path, "r", swmr=True, libver="latest"). HDF5 stays behind a pimpl: this header
 // does not include hdf5.h.
 //
-// Crash safety: every append is flushed; once the measurement datasets exist the file is in
-// SWMR mode, so a killed writer leaves a readable file with every completed row. resume()
+// Crash safety: every append is flushed; once the measurement datasets exist (at creation when
+// the layout is given) the file is in SWMR mode, so a killed writer leaves a readable file with
+// every completed row. resume()
 // clears the consistency flags a crash leaves behind, checks the run's identity, drops rows
 // newer than the checkpoint being resumed and continues.
 #pragma once
@@ -16,6 +17,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,9 +45,12 @@ class CouplingLog {
   /// tools; resume() refuses them, naming both versions.
   static constexpr int64_t kSchemaVersion = 2;
 
-  /// Creates a new log. Throws coupling::IoError if `path` exists (never overwrites), is a
-  /// directory, or cannot be written.
-  static CouplingLog create(const std::string& path, const LogMetadata& metadata);
+  /// Creates a new log. With the measurements' layout, every dataset is created at once and the
+  /// file is in SWMR mode from the start (a writer killed at any point leaves a readable file);
+  /// without it, the first append() creates them. Throws coupling::IoError if `path` exists
+  /// (never overwrites), is a directory, or cannot be written.
+  static CouplingLog create(const std::string& path, const LogMetadata& metadata,
+                            const std::optional<MeasurementLayout>& layout = std::nullopt);
 
   /// Reopens a log to continue a run from the checkpoint at `last_step`: repairs a crashed
   /// writer's consistency flags, throws coupling::LogError (file untouched) when it is not a

@@ -1,5 +1,5 @@
 // The shape of the bundled GPT, kept free of LibTorch headers so that configuration and CLI code
-// compiles fast. The model itself is in trainer/gpt.h.
+// compiles fast. The model itself is in trainer/models/gpt.h.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 // The shape of the bundled ViT, kept free of LibTorch headers (like gpt_config.h). The model
-// itself is in trainer/vit.h.
+// itself is in trainer/models/vit.h.
 #pragma once
 
 #include <cstdint>
