@@ -10,7 +10,8 @@ Writes PNGs into DIR (default: the log's directory):
   norms_vs_depth.png   ||x^l|| against depth (log axis) at several steps, with the log-linear fit
   sigma_vs_depth.png   s_1(J^l) against depth at several steps
   loss_vs_step.png     training and validation loss against step
-  overhead.png         seconds per measurement and training seconds between measurements
+  overhead.png         seconds per measurement, training seconds between measurements, and the
+                       run's overhead so far (measurement time / training time)
 and, for schema-2 logs that hold them (token coupling needs at least two measured tokens, context
 coupling needs context pairs):
   token_heatmaps.png   token-coupling matrices m_K (ujv, norm, smallest K, mean over probes) at the
@@ -227,7 +228,17 @@ def plot_all(d, out, title):
     ax.set_xlabel("measurement step")
     ax.set_ylabel("seconds")
     ax.set_title(f"{title}: measurement overhead")
-    ax.legend()
+    # The run's overhead so far: measurement time / training time (schema 2: train_seconds
+    # exclude measurements; a schema-1 log's include the previous measurement).
+    training = np.cumsum(d["train_seconds"])
+    overhead = np.divide(np.cumsum(d["measure_seconds"]), training, out=np.full(len(training), np.nan),
+                         where=training > 0)
+    right = ax.twinx()
+    right.plot(range(len(steps)), overhead, color="C2", marker=".", label="overhead so far (measure / train)")
+    right.set_ylabel("measurement time / training time")
+    lines = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper center")
     save(fig, out, "overhead.png")
     written = ["depth_heatmaps.png", "coupling_vs_step.png", "lss_vs_step.png", "norms_vs_depth.png",
                "sigma_vs_depth.png", "loss_vs_step.png", "overhead.png"]

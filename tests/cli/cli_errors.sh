@@ -83,6 +83,15 @@ if [[ -e $work/o14 ]]; then echo "FAIL device_cuda: $work/o14 was created"; fail
 expect_error device_bad "--device 'tpu' is not a device: use cpu, cuda, cuda:N or auto" "$work/o15" "${tiny[@]}" \
   --device tpu --out "$work/o15"
 expect_error precision_bad "--precision .*fp16" "$work/o16" "${tiny[@]}" --precision fp16 --out "$work/o16"
+expect_error k_above_d "K = 32 is larger than the model's width d = 16: give K values up to 16" "$work/o17" \
+  "${tiny[@]}" --k 4,32 --out "$work/o17"
+expect_error row_cap "one measurement would log .* MiB .*over the cap of 1 MiB: .*--max-row-mib" "$work/o18" \
+  "${tiny[@]}" --tokens all --probes 64 --max-row-mib 1 --out "$work/o18"
+for o in o17 o18; do
+  if [[ -e $work/$o/coupling.h5 || -d $work/$o/checkpoints ]]; then
+    echo "FAIL $o: a log or checkpoint was written"; ls -la "$work/$o"; failures=$((failures + 1))
+  fi
+done
 
 # CLI11 parse errors are non-zero too.
 "$bin" gpt --no-such-flag > "$work/flag.log" 2>&1

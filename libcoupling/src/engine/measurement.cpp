@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -63,27 +62,6 @@ TopK reshape_factors(const TopK& f, int64_t p, int64_t n) {
           f.v.reshape({p, n, f.v.size(-2), f.v.size(-1)})};
 }
 
-/// Top-K factors of a batch of Jacobians. A Jacobian with a non-finite entry (a diverging model)
-/// gets all-NaN factors, so its coupling entries and summaries read NaN and the others are exact.
-TopK top_singular(const at::Tensor& jacobians, int64_t k, const MeasurementOptions& options,
-                  const RandomizedOptions& randomized_options) {
-  const auto finite = at::isfinite(jacobians).flatten(-2).all(-1);  // [...]
-  const bool all_finite = finite.all().item<bool>();
-  const auto input = all_finite ? jacobians : at::where(finite.unsqueeze(-1).unsqueeze(-1), jacobians, at::zeros_like(jacobians));
-  const bool randomized = options.spectrum == SpectrumMethod::kRandomized ||
-                          (options.spectrum == SpectrumMethod::kAuto && 4 * k <= jacobians.size(-1));
-  TopK f = randomized ? randomized_topk(dense_operator(input), k, randomized_options)
-                      : exact_topk(input, k, options.precision);
-  if (!all_finite) {
-    const auto bad = finite.logical_not();
-    const double nan = std::numeric_limits<double>::quiet_NaN();
-    f.u = f.u.masked_fill(bad.unsqueeze(-1).unsqueeze(-1), nan);
-    f.v = f.v.masked_fill(bad.unsqueeze(-1).unsqueeze(-1), nan);
-    f.s = f.s.masked_fill(bad.unsqueeze(-1), nan);
-  }
-  return f;
-}
-
 /// Top-K factors of [P, ...] Jacobians, one probe at a time: the randomized estimator's test
 /// matrix of probe p is seeded with seed + first_probe + p, so a probe's result does not depend
 /// on which other probes share the call (or the rank).
@@ -93,7 +71,7 @@ TopK top_singular_per_probe(const at::Tensor& jacobians, int64_t k, const Measur
   for (int64_t p = 0; p < jacobians.size(0); ++p) {
     RandomizedOptions randomized = options.randomized;
     randomized.seed += static_cast<uint64_t>(first_probe + p);
-    const TopK f = top_singular(jacobians.select(0, p), k, options, randomized);
+    const TopK f = top_singular(jacobians.select(0, p), k, options.spectrum, options.precision, randomized);
     u.push_back(f.u);
     s.push_back(f.s);
     v.push_back(f.v);

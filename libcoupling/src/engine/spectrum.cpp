@@ -6,6 +6,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <limits>
 #include <string>
 
 namespace coupling {
@@ -63,6 +64,28 @@ TopK randomized_topk(const LinearOperator& op, int64_t k, const RandomizedOption
   auto [ub, s, vh] = at::linalg_svd(b, /*full_matrices=*/false);
   auto u = at::matmul(q, ub.narrow(-1, 0, k));
   return {u.contiguous(), s.narrow(-1, 0, k).contiguous(), vh.narrow(-2, 0, k).transpose(-2, -1).contiguous()};
+}
+
+bool uses_randomized(SpectrumMethod method, int64_t k, int64_t d) {
+  return method == SpectrumMethod::kRandomized || (method == SpectrumMethod::kAuto && 4 * k <= d);
+}
+
+TopK top_singular(const at::Tensor& jacobians, int64_t k, SpectrumMethod method, SvdPrecision precision,
+                  const RandomizedOptions& randomized) {
+  const auto finite = at::isfinite(jacobians).flatten(-2).all(-1);  // [...]
+  const bool all_finite = finite.all().item<bool>();
+  const auto input =
+      all_finite ? jacobians : at::where(finite.unsqueeze(-1).unsqueeze(-1), jacobians, at::zeros_like(jacobians));
+  TopK f = uses_randomized(method, k, jacobians.size(-1)) ? randomized_topk(dense_operator(input), k, randomized)
+                                                          : exact_topk(input, k, precision);
+  if (!all_finite) {
+    const auto bad = finite.logical_not();
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    f.u = f.u.masked_fill(bad.unsqueeze(-1).unsqueeze(-1), nan);
+    f.v = f.v.masked_fill(bad.unsqueeze(-1).unsqueeze(-1), nan);
+    f.s = f.s.masked_fill(bad.unsqueeze(-1), nan);
+  }
+  return f;
 }
 
 }  // namespace coupling

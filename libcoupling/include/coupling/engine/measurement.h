@@ -33,10 +33,6 @@ struct TokenSelection {
   std::vector<TokenPair> context_pairs;  ///< (t1, t2) pairs for context coupling (may be empty)
 };
 
-/// kAuto: randomized when K_max is well below d (4 K_max <= d), where it is several times faster
-/// than a full SVD at the accuracy measured in docs/performance.md; exact otherwise.
-enum class SpectrumMethod { kAuto, kExact, kRandomized };
-
 struct MeasurementOptions {
   std::vector<int64_t> k_grid{10, 30, 50};  ///< K values (duplicates removed)
   bool cap_k_at_d = true;                   ///< K > d means d; false: K > d is a ConfigError naming d

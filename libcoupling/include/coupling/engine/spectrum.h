@@ -55,4 +55,18 @@ struct RandomizedOptions {
 /// Randomized top-K (float32). Throws coupling::ConfigError when k exceeds min(rows, cols).
 TopK randomized_topk(const LinearOperator& op, int64_t k, const RandomizedOptions& options = {});
 
+/// Which estimator a measurement uses. kAuto: randomized when K is well below d (4 K <= d),
+/// where it is several times faster than a full SVD at the accuracy measured in
+/// docs/performance.md; exact otherwise.
+enum class SpectrumMethod { kAuto, kExact, kRandomized };
+
+/// Whether `method` means the randomized estimator for top-k of d x d matrices.
+bool uses_randomized(SpectrumMethod method, int64_t k, int64_t d);
+
+/// Top-k factors of a batch of square Jacobians [..., d, d] by `method`'s estimator. A Jacobian
+/// with a non-finite entry (a diverging model) gets all-NaN factors, so its coupling entries
+/// and summaries read NaN and the others are exact.
+TopK top_singular(const at::Tensor& jacobians, int64_t k, SpectrumMethod method, SvdPrecision precision,
+                  const RandomizedOptions& randomized);
+
 }  // namespace coupling
