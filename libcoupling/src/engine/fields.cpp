@@ -98,6 +98,8 @@ const std::vector<FieldSpec>& measurement_fields() {
       // Spectra.
       {"singular_values", &M::singular_values, {"probe", "token", "layer", "rank"}, "1",
        "top singular values of J^layer_tt", Logged::kPerProbe, 0, always},
+      {"jacobian_frobenius", &M::jacobian_frobenius, {"probe", "token", "layer"}, "1",
+       "Frobenius norm of J^layer_tt", Logged::kPerProbe, 0, always},
       // Trajectories (docs/metrics.md section 4).
       {"residual_norms", &M::residual_norms, {"probe", "token", "state"}, "residual-stream units",
        "||x^l|| for l = 0..L", Logged::kPerProbe, 0, always},

@@ -139,6 +139,7 @@ Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs
       }
     }
   }
+  m.jacobian_frobenius = diag.flatten(-2).to(at::kDouble).norm(2, -1);
   m.timings.jacobians = seconds_since(t0);
 
   // 4. Spectra.

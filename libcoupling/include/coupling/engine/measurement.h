@@ -90,6 +90,7 @@ MeasurementLayout resolve_layout(ModelAdapter& adapter, const at::Tensor& probe_
 struct Measurement : MeasurementLayout {
   at::Tensor trajectories;      ///< [P, n, L+1, d] residual states x^0..x^L of the measured tokens
   at::Tensor singular_values;   ///< [P, n, L, Kmax] top singular values of J^l_{tt}
+  at::Tensor jacobian_frobenius;  ///< [P, n, L] ||J^l_{tt}||_F
   at::Tensor jacobians;         ///< [P, n, L, d, d] (only with keep_jacobians)
 
   at::Tensor depth_coupling;        ///< [P, n, 2, 2, nK, L, L]: J^i_{tt} vs J^j_{tt}
