@@ -48,16 +48,28 @@ PY
 }
 check_overhead "$work/run"
 
-# Killed during the step-0 measurement: 64 tokens x 2 blocks x 8 probes of Jacobians.
-"$train" "${gpt[@]}" --tokens all --probes 8 --d-model 32 --out "$work/killed" > "$work/killed.log" 2>&1 &
+# Killed during the step-0 measurement (64 tokens x 2 blocks x 8 probes of Jacobians): stopped
+# as soon as its log exists (the log is created after the step-0 checkpoint, right before the
+# measurement), then killed. Its resumed log must equal an uninterrupted run's, bit for bit.
+expensive=("${gpt[@]}" --tokens all --probes 8 --d-model 32)
+"$train" "${expensive[@]}" --out "$work/whole" > "$work/whole.log" 2>&1 || { cat "$work/whole.log"; exit 1; }
+"$train" "${expensive[@]}" --out "$work/killed" > "$work/killed.log" 2>&1 &
 pid=$!
-for i in $(seq 600); do
-  [[ -s $work/killed/checkpoints/step_0/state.pt && -s $work/killed/coupling.h5 ]] && break
-  sleep 0.05
+for i in $(seq 3000); do
+  [[ -e $work/killed/coupling.h5 ]] && break
+  sleep 0.02
 done
+kill -STOP $pid
+if [[ -d $work/killed/checkpoints/step_3 || ! -d $work/killed/checkpoints/step_0 ]]; then
+  echo "FAIL: the run was not stopped between its step-0 checkpoint and step 3"; ls "$work/killed/checkpoints"; exit 1
+fi
 kill -9 $pid; wait $pid 2>/dev/null || true
-test -d "$work/killed/checkpoints/step_0"
 "$train" gpt --resume "$work/killed" > "$work/resumed.log" 2>&1 || { cat "$work/resumed.log"; exit 1; }
+grep -q "resumed from .*step_0 at step 0" "$work/resumed.log" || { cat "$work/resumed.log"; exit 1; }
 $python "$here/python/check_log.py" "$work/killed/coupling.h5" 0,3,6
-echo "ok   killed during the step-0 measurement, resumed from step_0 with one step-0 row"
+for step in 0 3 6; do
+  $python "$here/python/compare_logs.py" "$work/whole/coupling.h5" "$work/killed/coupling.h5" 0,3,6 --bitwise $step \
+    > /dev/null
+done
+echo "ok   killed during the step-0 measurement, resumed from step_0: one step-0 row, the uninterrupted run's log bit for bit"
 check_overhead "$work/killed"  # measurements dominate this run

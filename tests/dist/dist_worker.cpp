@@ -9,6 +9,7 @@
 #include "coupling/dist/communicator.h"
 #include "coupling/dist/data_parallel.h"
 #include "coupling/dist/distributed_measurement.h"
+#include "coupling/engine/fields.h"
 #include "coupling/engine/measurement.h"
 
 #include <ATen/ATen.h>
@@ -112,12 +113,15 @@ int main(int argc, char** argv) {
         options.spectrum = spectrum;
         const auto shared = coupling::measure(adapter, probes, options, comm);
         const auto local = coupling::measure(adapter, probes, options);
-        for (const auto& [name, a, b] : {std::tuple{"depth", shared.depth_coupling, local.depth_coupling},
-                                         std::tuple{"context", shared.context_coupling, local.context_coupling},
-                                         std::tuple{"sigma", shared.singular_values, local.singular_values},
-                                         std::tuple{"lss", shared.line_shape_score, local.line_shape_score}}) {
-          if (a.sizes() != b.sizes() || !at::isfinite(a).all().item<bool>() || !at::allclose(a, b, 1e-5, 1e-6)) {
-            throw std::runtime_error(std::string("shared measurement differs: ") + name + " by " +
+        for (const auto& field : coupling::measurement_fields()) {  // every field the gather carries
+          const at::Tensor& a = shared.*field.member;
+          const at::Tensor& b = local.*field.member;
+          if (a.defined() != b.defined() || !a.defined()) {
+            if (a.defined() != b.defined()) throw std::runtime_error(std::string("field ") + field.name + " is missing");
+            continue;
+          }
+          if (a.sizes() != b.sizes() || !at::allclose(a, b, 1e-5, 1e-6, /*equal_nan=*/true)) {
+            throw std::runtime_error(std::string("shared measurement differs: ") + field.name + " by " +
                                      std::to_string((a - b).abs().max().item<double>()));
           }
         }

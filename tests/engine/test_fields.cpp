@@ -11,16 +11,19 @@
 
 namespace {
 
+/// Every axis a size of its own (but the inherently equal pairs: token/basis_token,
+/// layer/basis_layer, orientation/normalisation), so a field with two axes swapped fails:
+/// 7 probes, 3 tokens, 4 blocks, 5 states, one K = 6 (rank 6), 12 block-tokens, 8 contexts, d = 16.
 coupling::Measurement measure_everything(bool keep_jacobians) {
   at::manual_seed(5);
-  auto adapter = mixer_adapter(MixerModel(32, 8, 2));
+  auto adapter = mixer_adapter(MixerModel(32, 16, 4));
   coupling::MeasurementOptions options;
-  options.k_grid = {2, 4};
+  options.k_grid = {6};
   options.tokens.mode = coupling::TokenSelection::Mode::kList;
-  options.tokens.tokens = {1, 3};
-  options.tokens.context_pairs = {{0, 3}, {2, 3}};
+  options.tokens.tokens = {1, 3, 5};
+  options.tokens.context_pairs = {{0, 5}, {2, 5}};
   options.keep_jacobians = keep_jacobians;
-  return coupling::measure(*adapter, at::randint(32, {3, 5}, at::kLong), options);
+  return coupling::measure(*adapter, at::randint(32, {7, 6}, at::kLong), options);
 }
 
 TEST(Fields, EveryPresentFieldHasTheShapeOfItsAxes) {
@@ -64,16 +67,23 @@ TEST(Fields, LoggedBytesCountEveryLoggedFieldAndMean) {
 }
 
 TEST(MeasurementOptionsText, ParsesAndPrintsInOnePlace) {
-  const auto options = coupling::MeasurementOptions::parse("4,8", "cls,-1", "exact", {{"cls", 0}});
+  const auto options = coupling::MeasurementOptions::parse("4,8", "cls,-1", "cls:-1,2:3", "exact", {{"cls", 0}});
   EXPECT_EQ(options.k_grid, (std::vector<int64_t>{4, 8}));
+  EXPECT_FALSE(options.cap_k_at_d);
   EXPECT_EQ(options.tokens.tokens, (std::vector<int64_t>{0, -1}));
-  EXPECT_EQ(options.str(), "k_grid=4,8 k_fractions= tokens=list:0,-1 pairs= spectrum=exact precision=fp32");
-  EXPECT_EQ(coupling::MeasurementOptions::parse("10,30,50", "last", "auto").str(),
-            "k_grid=10,30,50 k_fractions= tokens=last: pairs= spectrum=auto precision=fp32 oversample=20 "
-            "power_iterations=4 seed=0");
-  EXPECT_THROW(coupling::MeasurementOptions::parse("4,x", "last", "auto"), coupling::ConfigError);
-  EXPECT_THROW(coupling::MeasurementOptions::parse("4", "first", "auto"), coupling::ConfigError);
-  EXPECT_THROW(coupling::MeasurementOptions::parse("4", "last", "svd"), coupling::ConfigError);
+  EXPECT_EQ(options.str(), "k_grid=4,8 k_fractions= tokens=list:0,-1 pairs=0:-1,2:3 spectrum=exact precision=fp32");
+  // The default grid, given or not, is capped at d; its text is that of logs written before.
+  for (const char* k : {"", "10,30,50"}) {
+    const auto defaults = coupling::MeasurementOptions::parse(k, "last", "", "auto");
+    EXPECT_TRUE(defaults.cap_k_at_d) << k;
+    EXPECT_EQ(defaults.str(), "k_grid=10,30,50 k_fractions= tokens=last: pairs= spectrum=auto precision=fp32 "
+                              "oversample=20 power_iterations=4 seed=0");
+  }
+  EXPECT_THROW(coupling::MeasurementOptions::parse("4,x", "last", "", "auto"), coupling::ConfigError);
+  EXPECT_THROW(coupling::MeasurementOptions::parse("4", "first", "", "auto"), coupling::ConfigError);
+  EXPECT_THROW(coupling::MeasurementOptions::parse("4", "last", "1-2", "auto"), coupling::ConfigError);
+  EXPECT_THROW(coupling::MeasurementOptions::parse("4", "last", "1:2:3", "auto"), coupling::ConfigError);
+  EXPECT_THROW(coupling::MeasurementOptions::parse("4", "last", "", "svd"), coupling::ConfigError);
 }
 
 }  // namespace

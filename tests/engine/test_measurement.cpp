@@ -30,6 +30,7 @@ TEST(Measurement, IdenticalLinearBlocksArePerfectlyCoupled) {
   EXPECT_TRUE(at::allclose(m.singular_values[0][0][1], coupling::exact_topk(a, 12).s, 1e-5, 1e-6));
   // J^l = a at every token: ||J^l||_F = ||a||_F, summed in float64 from float32 entries.
   const double frobenius = a.to(at::kDouble).pow(2).sum().sqrt().item<double>();
+  ASSERT_EQ(m.jacobian_frobenius.sizes(), (at::IntArrayRef{2, 1, 3}));
   EXPECT_TRUE(at::allclose(m.jacobian_frobenius, at::full({2, 1, 3}, frobenius, at::kDouble), 1e-6, 0.0));
 }
 

@@ -101,11 +101,19 @@ TEST(CouplingCallback, RejectsMissingProbesAndMissingCheckpointState) {
   auto g = at::detail::createCPUGenerator(52);
   std::shared_ptr<coupling::ModelAdapter> adapter = engine_support::linear_blocks({at::randn({4, 4}, g, at::TensorOptions())});
   EXPECT_THROW(coupling::CouplingCallback(adapter, at::Tensor(), {}), coupling::ConfigError);
-  coupling::CouplingCallback callback(adapter, at::randn({1, 2, 4}, g, at::TensorOptions()), {});
-  EXPECT_THROW(callback.on_checkpoint_load(5, {}), coupling::CheckpointError);
+  test_support::TempDir dir;
+  coupling::CouplingCallbackOptions options;
+  options.log_path = dir.file("c.h5");
+  const auto probes = at::randn({1, 2, 4}, g, at::TensorOptions());
+  coupling::CouplingCallback callback(adapter, probes, options);
+  callback.on_checkpoint_load(0, {});  // refused in on_setup, once the log has had its say
+  EXPECT_THROW(callback.on_setup({0, 10, true}), coupling::CheckpointError);
+  EXPECT_FALSE(std::filesystem::exists(options.log_path));
+  coupling::CouplingCallback resumed(adapter, probes, options);
   coupling::CallbackState state;
-  callback.on_checkpoint_save(5, state);
-  EXPECT_NO_THROW(callback.on_checkpoint_load(5, state));
+  resumed.on_checkpoint_save(0, state);
+  resumed.on_checkpoint_load(0, state);
+  EXPECT_NO_THROW(resumed.on_setup({0, 10, true}));
 }
 
 }  // namespace

@@ -162,10 +162,11 @@ TEST(CouplingLog, ResumeRefusesForeignCorruptOrMismatchedFilesAndLeavesThemUntou
 TEST(CouplingLog, LogsTokenBlockTokenAndContextCouplingWithTheirAxes) {
   TempDir dir;
   at::manual_seed(43);
-  auto adapter = mixer_adapter(MixerModel(32, 8, 2));
-  const auto probes = at::randint(32, {2, 6}, at::kLong);
+  // Axes of distinct sizes: 5 probes, 4 blocks, one K, 3 tokens, 12 block-tokens, 8 contexts.
+  auto adapter = mixer_adapter(MixerModel(32, 8, 4));
+  const auto probes = at::randint(32, {5, 6}, at::kLong);
   coupling::MeasurementOptions options;
-  options.k_grid = {2, 4};
+  options.k_grid = {4};
   options.tokens.mode = coupling::TokenSelection::Mode::kList;
   options.tokens.tokens = {1, 3, -1};
   options.tokens.context_pairs = {{0, 5}, {2, 5}};
@@ -179,12 +180,13 @@ TEST(CouplingLog, LogsTokenBlockTokenAndContextCouplingWithTheirAxes) {
   const std::string check =
       std::string(test_paths::kPython) + " -c \"import h5py; m = h5py.File('" + dir.file("c.h5") +
       "', 'r', swmr=True, libver='latest')['measurement']; "
-      "assert m['token_coupling'].shape == (2, 2, 2, 2, 2, 2, 3, 3), m['token_coupling'].shape; "
-      "assert m['token_mean_offdiag_avg'].shape == (2, 2, 2, 2); "
-      "assert m['block_token_coupling'].shape == (2, 2, 2, 2, 2, 6, 6); "
-      "assert m['block_token_mean_offdiag_avg'].shape == (2, 2, 2, 2); "
-      "assert m['context_coupling'].shape == (2, 2, 2, 2, 2, 4, 4); "
-      "assert m['context_same_input_avg'].shape == (2, 2, 2, 2); "
+      "assert m['token_coupling'].shape == (2, 5, 4, 2, 2, 1, 3, 3), m['token_coupling'].shape; "
+      "assert m['token_mean_offdiag_avg'].shape == (2, 2, 2, 1); "
+      "assert m['block_token_coupling'].shape == (2, 5, 2, 2, 1, 12, 12); "
+      "assert m['block_token_mean_offdiag_avg'].shape == (2, 2, 2, 1); "
+      "assert m['context_coupling'].shape == (2, 5, 2, 2, 1, 8, 8); "
+      "assert m['context_same_input_avg'].shape == (2, 2, 2, 1); "
+      "assert m.file['context_pairs'][:].tolist() == [[0, 5], [2, 5]]; "
       "assert list(m['basis_token'][:]) == [1, 3, 5]; "
       "assert m['token_coupling'].dims[7][0].name == '/measurement/basis_token'; "
       "assert m['token_coupling'].attrs['units'] == '1'\"";

@@ -52,7 +52,7 @@ const std::vector<AxisSpec>& measurement_axes() {
        [](const MeasurementLayout& l) { return range(0, l.blocks * token_count(l)); }},
       {"basis_block_token", "(layer - 1) * n + i supplying the singular basis (column)",
        [](const MeasurementLayout& l) { return range(0, l.blocks * token_count(l)); }},
-      {"context", "(layer - 1) * np + c for context pair c of the engine_config's pairs (row)",
+      {"context", "(layer - 1) * np + c for context pair c of /context_pairs (row)",
        [](const MeasurementLayout& l) { return range(0, l.blocks * pair_count(l)); }},
       {"basis_context", "(layer - 1) * np + c supplying the singular basis (column)",
        [](const MeasurementLayout& l) { return range(0, l.blocks * pair_count(l)); }},

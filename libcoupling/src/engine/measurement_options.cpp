@@ -38,26 +38,45 @@ constexpr const char* kSpectrumMethods[] = {"auto", "exact", "randomized"};
 }  // namespace
 
 MeasurementOptions MeasurementOptions::parse(const std::string& k, const std::string& tokens,
-                                             const std::string& spectrum,
+                                             const std::string& context_pairs, const std::string& spectrum,
                                              const std::map<std::string, int64_t>& token_names) {
   MeasurementOptions options;
-  if (!k.empty()) {
+  if (!k.empty() && k != join(options.k_grid)) {
     options.k_grid = parse_int_list(k, "--k");
     options.cap_k_at_d = false;  // a K the user asked for is never silently replaced
   }
+  // Named tokens (ViT: cls, center) become their indices.
+  const auto numeric = [&](std::string text) {
+    for (const auto& [name, token] : token_names) {
+      for (size_t at = text.find(name); at != std::string::npos; at = text.find(name)) {
+        text.replace(at, name.size(), std::to_string(token));
+      }
+    }
+    return text;
+  };
   if (tokens == "last") {
     options.tokens.mode = TokenSelection::Mode::kLast;
   } else if (tokens == "all") {
     options.tokens.mode = TokenSelection::Mode::kAll;
   } else {
     options.tokens.mode = TokenSelection::Mode::kList;
-    std::string numeric = tokens;  // named tokens (ViT: cls, center) become their indices
-    for (const auto& [name, token] : token_names) {
-      for (size_t at = numeric.find(name); at != std::string::npos; at = numeric.find(name)) {
-        numeric.replace(at, name.size(), std::to_string(token));
+    options.tokens.tokens = parse_int_list(numeric(tokens), "--tokens");
+  }
+  if (!context_pairs.empty()) {
+    std::istringstream list(numeric(context_pairs));
+    std::string pair;
+    while (std::getline(list, pair, ',')) {
+      const auto colon = pair.find(':');
+      try {
+        if (colon == std::string::npos) throw std::invalid_argument(pair);
+        const auto ends = parse_int_list(pair.substr(0, colon) + "," + pair.substr(colon + 1), "--context-pairs");
+        if (ends.size() != 2) throw std::invalid_argument(pair);
+        options.tokens.context_pairs.push_back({ends[0], ends[1]});
+      } catch (const std::exception&) {
+        throw ConfigError("--context-pairs '" + context_pairs +
+                          "' is not a comma list of INPUT:OUTPUT token pairs (e.g. 0:-1,5:-1)");
       }
     }
-    options.tokens.tokens = parse_int_list(numeric, "--tokens");
   }
   bool known = false;
   for (size_t i = 0; i < std::size(kSpectrumMethods); ++i) {

@@ -10,7 +10,11 @@
 #include <hdf5.h>
 #include <hdf5_hl.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -90,6 +94,66 @@ void write_probes(hid_t file, const at::Tensor& probes) {
         "writing /probes");
   hdf5::describe(ds.get(), integer ? "probe inputs: token ids [probe, position]" : "probe inputs [probe, ...]",
                  integer ? "token ids" : "model input units");
+}
+
+/// /context_pairs [np, 2]: the resolved (t1, t2) of each context pair, the coordinates behind the
+/// context axis (index (layer - 1) * np + pair).
+void write_context_pairs(hid_t file, const std::vector<TokenPair>& pairs) {
+  std::vector<int64_t> values;
+  for (const auto& pair : pairs) values.insert(values.end(), {pair.input, pair.output});
+  hsize_t dims[2] = {pairs.size(), 2};
+  Handle space(H5Screate_simple(2, dims, nullptr), H5Sclose);
+  Handle ds(check(H5Dcreate2(file, "context_pairs", H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                  "creating /context_pairs"),
+            H5Dclose);
+  check(H5Dwrite(ds.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), "writing /context_pairs");
+  hdf5::describe(ds.get(), "context pair c: (input token t1, output token t2) of J_{t1 t2}; /measurement's context "
+                           "axis is (layer - 1) * np + c", "token positions");
+}
+
+/// Names of the links in a group.
+std::vector<std::string> member_names(hid_t group) {
+  H5G_info_t info;
+  check(H5Gget_info(group, &info), "listing a group");
+  std::vector<std::string> names;
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    const ssize_t size = H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    std::string name(static_cast<size_t>(check(size, "reading a link name")), '\0');
+    H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT);
+    names.push_back(name);
+  }
+  return names;
+}
+
+/// Why the measurement datasets of `file` are not those the registry logs for `layout` (empty
+/// when they are): a dataset missing, unknown, or of another shape.
+std::string layout_mismatch(hid_t file, const MeasurementLayout& layout) {
+  if (!hdf5::exists(file, std::string(kMeasurementGroup) + "/step")) return "";
+  Handle group = hdf5::open_group(file, kMeasurementGroup);
+  std::set<std::string> known;
+  for (const auto& column : column_paths<MeasurementRecord>()) known.insert(column.substr(column.rfind('/') + 1));
+  for (const auto& d : logged_datasets()) {
+    known.insert(d.name);
+    const bool present = d.field->present.holds(layout);
+    if (present != hdf5::exists(group.get(), d.name)) {
+      return d.name + (present ? " is missing" : " is there but not measured by this run");
+    }
+    if (!present) continue;
+    Handle dataset(check(H5Dopen2(group.get(), d.name.c_str(), H5P_DEFAULT), "opening " + d.name), H5Dclose);
+    Handle space(H5Dget_space(dataset.get()), H5Sclose);
+    std::vector<hsize_t> dims(static_cast<size_t>(H5Sget_simple_extent_ndims(space.get())));
+    H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+    const auto shape = field_shape(*d.field, layout);
+    if (!std::equal(dims.begin() + 1, dims.end(), shape.begin() + (d.mean ? d.field->mean_axes : 0), shape.end())) {
+      return d.name + " has another shape";
+    }
+  }
+  for (const auto& name : member_names(group.get())) {
+    if (known.count(name) > 0) continue;
+    Handle dataset(check(H5Dopen2(group.get(), name.c_str(), H5P_DEFAULT), "opening " + name), H5Dclose);
+    if (H5DSis_scale(dataset.get()) <= 0) return name + " is unknown to this libcoupling";
+  }
+  return "";
 }
 
 }  // namespace
@@ -177,6 +241,7 @@ struct CouplingLog::Impl {
         hdf5::write_scale(g, axis, spec.values(m), spec.description);
       }
     }
+    if (!m.context_pairs.empty()) write_context_pairs(file.get(), m.context_pairs);
     create_columns<MeasurementRecord>(g);
     for (const auto& d : logged_datasets()) {
       if (!d.field->present.holds(m)) continue;
@@ -266,13 +331,21 @@ CouplingLog CouplingLog::create(const std::string& path, const LogMetadata& meta
   }
   if (layout) impl->create_measurement_datasets(*layout);
   impl->flush();
-  fs::rename(creating, path, ec);
-  if (ec) throw IoError("cannot name the new log " + path + ": " + ec.message());
   if (layout) impl->start_swmr();  // every object exists: readers may follow the file live
+  // A hard link never replaces a file that appeared meanwhile; the open handle follows the inode.
+  if (::link(creating.c_str(), path.c_str()) == 0) {
+    fs::remove(creating, ec);
+  } else if (errno == EEXIST) {
+    throw IoError("log " + path + " appeared while this one was being created: it was left alone");
+  } else {
+    fs::rename(creating, path, ec);  // a file system without hard links
+    if (ec) throw IoError("cannot name the new log " + path + ": " + ec.message());
+  }
   return CouplingLog(std::move(impl));
 }
 
-CouplingLog CouplingLog::resume(const std::string& path, const LogMetadata& metadata, int64_t last_step) {
+CouplingLog CouplingLog::resume(const std::string& path, const LogMetadata& metadata, int64_t last_step,
+                                const std::optional<MeasurementLayout>& layout) {
   hdf5::silence_errors();
   if (!fs::is_regular_file(path)) throw LogError("no log at " + path + " to resume: was the run started with another log path?");
   if (H5Fis_hdf5(path.c_str()) <= 0) {
@@ -301,6 +374,14 @@ CouplingLog CouplingLog::resume(const std::string& path, const LogMetadata& meta
       if (stored != *value) {
         throw LogError("log " + path + " belongs to a run with a different " + name + " (log: '" + stored.value_or("") +
                        "', this run: '" + *value + "'): resume with the original settings or choose another log path");
+      }
+    }
+    if (layout) {
+      const std::string mismatch = layout_mismatch(readonly.get(), *layout);
+      if (!mismatch.empty()) {
+        throw LogError("log " + path + " holds other measurements than this run makes (" + mismatch +
+                       "): it was left untouched; resume with the libcoupling and options that started it, or "
+                       "choose another log path");
       }
     }
   }

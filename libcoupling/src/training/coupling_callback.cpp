@@ -4,6 +4,7 @@
 #include "coupling/error.h"
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -24,28 +25,41 @@ double CouplingCallback::overhead_fraction(double wall_seconds) const {
   return training > 0.0 ? measure_seconds_ / training : 0.0;
 }
 
+LogMetadata CouplingCallback::log_metadata() const {
+  const int64_t world_size = options_.communicator ? options_.communicator->world_size() : 1;
+  return {options_.model,  options_.model_config, options_.measurement.str(), options_.seed,
+          world_size,      probes_,               options_.training_precision};
+}
+
 void CouplingCallback::on_setup(const TrainBegin& begin) {
   set_up_ = true;
-  const auto layout = resolve_layout(*adapter_, probes_, options_.measurement);  // every rank: same verdict
-  if (!writes_log()) return;
-  const int64_t world_size = options_.communicator ? options_.communicator->world_size() : 1;
-  const LogMetadata metadata{options_.model, options_.model_config, options_.measurement.str(), options_.seed,
-                             world_size, probes_, options_.training_precision};
-  // A run resumed from its step-0 checkpoint may have been stopped before its log existed.
-  if (begin.resumed && (begin.start_step > 0 || std::filesystem::exists(options_.log_path))) {
-    log_.emplace(CouplingLog::resume(options_.log_path, metadata, begin.start_step));
-    spdlog::info("coupling: resumed log {} at step {} ({} measurements kept)", options_.log_path, begin.start_step,
-                 log_->measured_steps().size());
-    return;
+  layout_ = resolve_layout(*adapter_, probes_, options_.measurement);  // every rank: the same verdict
+  if (writes_log()) {
+    // A run resumed from its step-0 checkpoint may have been stopped before its log existed.
+    if (begin.resumed && (begin.start_step > 0 || std::filesystem::exists(options_.log_path))) {
+      log_.emplace(CouplingLog::resume(options_.log_path, log_metadata(), begin.start_step, *layout_));
+      spdlog::info("coupling: resumed log {} at step {} ({} measurements kept)", options_.log_path,
+                   begin.start_step, log_->measured_steps().size());
+    } else if (std::filesystem::exists(options_.log_path)) {
+      throw IoError("log " + options_.log_path + " already exists: resume its run, or choose another log path "
+                    "(it is never overwritten)");
+    }
   }
-  log_.emplace(CouplingLog::create(options_.log_path, metadata, layout));
-  spdlog::info("coupling: log {} | schedule '{}' + step 0 + final | {} | {} probes x {} tokens, {:.1f} MiB a row",
-               options_.log_path, options_.schedule.str(), options_.measurement.str(), layout.probes,
-               layout.tokens.size(), static_cast<double>(logged_bytes(layout)) / (1 << 20));
+  if (state_missing_at_) {
+    throw CheckpointError("the checkpoint at step " + std::to_string(*state_missing_at_) +
+                          " lacks the coupling callback's state: it was written without the coupling log or by an "
+                          "older libcoupling: start a new run");
+  }
 }
 
 void CouplingCallback::on_train_begin(const TrainBegin& begin) {
   if (!set_up_) on_setup(begin);
+  if (writes_log() && !log_) {  // created only now, after the trainer's step-0 checkpoint
+    log_.emplace(CouplingLog::create(options_.log_path, log_metadata(), *layout_));
+    spdlog::info("coupling: log {} | schedule '{}' + step 0 + final | {} | {} probes x {} tokens, {:.1f} MiB a row",
+                 options_.log_path, options_.schedule.str(), options_.measurement.str(), layout_->probes,
+                 layout_->tokens.size(), static_cast<double>(logged_bytes(*layout_)) / (1 << 20));
+  }
   if (begin.start_step == 0) measure_now(0, 0, 0, begin.wall_seconds);
 }
 
@@ -96,9 +110,9 @@ void CouplingCallback::on_eval(const EvalResult& eval) {
 }
 
 void CouplingCallback::on_checkpoint_save(int64_t, CallbackState& state) {
-  state["measure_seconds"] = std::to_string(measure_seconds_);
-  state["last_measure_seconds"] = std::to_string(last_measure_seconds_);
-  state["training_at_last_measurement"] = std::to_string(training_at_last_measurement_);
+  state["measure_seconds"] = fmt::format("{:.17g}", measure_seconds_);  // round-trips exactly
+  state["last_measure_seconds"] = fmt::format("{:.17g}", last_measure_seconds_);
+  state["training_at_last_measurement"] = fmt::format("{:.17g}", training_at_last_measurement_);
   state["pending_since"] = std::to_string(pending_since_);
 }
 
@@ -109,9 +123,7 @@ void CouplingCallback::on_checkpoint_load(int64_t step, const CallbackState& sta
     training_at_last_measurement_ = std::stod(state.at("training_at_last_measurement"));
     pending_since_ = std::stoll(state.at("pending_since"));
   } catch (const std::exception&) {
-    throw CheckpointError("the checkpoint at step " + std::to_string(step) +
-                          " lacks the coupling callback's state: it was written without the coupling log or by an "
-                          "older libcoupling: start a new run");
+    state_missing_at_ = step;  // refused in on_setup, after the log has had its say (its schema version)
   }
 }
 

@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
       app.add_option("--k", coupling.k, "K grid, each <= d (TorchScript; default 10,30,50 capped at d)"),
       app.add_option("--tokens", coupling.tokens, "Measured tokens: last, all or a list (TorchScript)")
           ->capture_default_str(),
+      app.add_option("--context-pairs", coupling.context_pairs, "INPUT:OUTPUT token pairs for context coupling "
+                                                                "(TorchScript), e.g. 0:-1,5:-1"),
       app.add_option("--spectrum", coupling.spectrum, "auto, exact or randomized (TorchScript)")->capture_default_str(),
       app.add_option("--probe-text", probes.text, "TorchScript probes: byte windows of this text file"),
       app.add_option("--probe-idx", probes.idx, "TorchScript probes: images of this IDX file, in [0, 1]"),

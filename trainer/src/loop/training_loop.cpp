@@ -137,7 +137,7 @@ std::string join_metrics(const std::vector<Metric>& metrics) {
 }  // namespace
 
 coupling::MeasurementOptions measurement_options(const CouplingConfig& c, const std::map<std::string, int64_t>& names) {
-  auto options = coupling::MeasurementOptions::parse(c.k, c.tokens, c.spectrum, names);
+  auto options = coupling::MeasurementOptions::parse(c.k, c.tokens, c.context_pairs, c.spectrum, names);
   options.max_row_bytes = c.max_row_mib << 20;
   return options;
 }
@@ -363,7 +363,7 @@ void TrainingRun::setup(const TaskFactory& make_task, bool resume) {
   std::exception_ptr setup_failure;  // e.g. rank 0 cannot resume the log
   try {
     callbacks_.on_setup(begin);
-  } catch (const coupling::Error&) {
+  } catch (const std::exception&) {
     setup_failure = std::current_exception();
   }
   coupling::rethrow_if_any_rank_failed(setup_failure, "the start of the instrumentation", communicator_);
@@ -375,7 +375,7 @@ void TrainingRun::setup(const TaskFactory& make_task, bool resume) {
   session_start_ = Clock::now();
   first_step_ = state_.step;
   if (!resume_from_) save_checkpoint_now();
-  callbacks_.on_train_begin(begin);
+  callbacks_.on_train_begin({state_.step, train_.steps, resume_from_.has_value(), wall_seconds()});
   task_->model().train();
 }
 

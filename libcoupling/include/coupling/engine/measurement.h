@@ -48,13 +48,14 @@ struct MeasurementOptions {
   /// than this many bytes as float64: token and block-by-token coupling grow as tokens^2.
   int64_t max_row_bytes = int64_t{256} << 20;
 
-  /// Options from the command-line texts: k "10,30,50" (K > d is an error; "" = the default
-  /// grid, capped at d); tokens "last", "all" or a comma list
+  /// Options from the command-line texts: k "4,8" (K > d is an error; "" or the default grid
+  /// "10,30,50" = the default grid, capped at d); tokens "last", "all" or a comma list
   /// (negative = from the end; names in token_names, such as the ViT's "cls", stand for their
-  /// index); spectrum "auto", "exact" or "randomized". Throws coupling::ConfigError naming the
-  /// flag (--k, --tokens, --spectrum) and what it accepts.
-  static MeasurementOptions parse(const std::string& k, const std::string& tokens, const std::string& spectrum,
-                                  const std::map<std::string, int64_t>& token_names = {});
+  /// index); context pairs "" or "t1:t2,..." (input:output tokens, same conventions); spectrum
+  /// "auto", "exact" or "randomized". Throws coupling::ConfigError naming the flag (--k,
+  /// --tokens, --context-pairs, --spectrum) and what it accepts.
+  static MeasurementOptions parse(const std::string& k, const std::string& tokens, const std::string& context_pairs,
+                                  const std::string& spectrum, const std::map<std::string, int64_t>& token_names = {});
   /// Canonical one-line text (K grid, tokens, pairs, estimator and its parameters, precision):
   /// stored in logs and compared on resume.
   std::string str() const;

@@ -58,7 +58,10 @@ class CouplingLog {
   /// measurement and eval rows with step > last_step and training rows with step >= last_step
   /// (last_step = INT64_MAX keeps every row: continuing a post-hoc analysis). A run resumed from
   /// its step-0 checkpoint (last_step = 0) measures step 0 again, so its step-0 row goes too.
-  static CouplingLog resume(const std::string& path, const LogMetadata& metadata, int64_t last_step);
+  /// With `layout`, the log's measurement datasets must be exactly those the registry logs for
+  /// it, with its shapes (checked before anything is changed).
+  static CouplingLog resume(const std::string& path, const LogMetadata& metadata, int64_t last_step,
+                            const std::optional<MeasurementLayout>& layout = std::nullopt);
 
   CouplingLog(CouplingLog&&) noexcept;
   CouplingLog& operator=(CouplingLog&&) noexcept;

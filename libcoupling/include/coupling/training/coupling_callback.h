@@ -12,9 +12,11 @@
 // would push the overhead above max_overhead is deferred to a later step (the log records the
 // step it was scheduled for); step 0 and the final step are never deferred.
 //
-// Step 0: on_setup opens the log (creating it, or resuming it with the run) without measuring,
-// so a trainer can checkpoint step 0 before the step-0 measurement; on_train_begin measures
-// step 0 (again, when a run resumes from its step-0 checkpoint: that row is replaced).
+// Step 0: on_setup checks the measurement against the model and resumes a resumed run's log,
+// without measuring, so a trainer can checkpoint step 0 before the step-0 measurement;
+// on_train_begin creates a fresh run's log (after that checkpoint, so a run stopped in between
+// restarts from it) and measures step 0 (again, when a run resumes from its step-0
+// checkpoint: that row is replaced).
 //
 // Data-parallel: give every rank a callback with the same probes and options.communicator. The
 // ranks share each measurement (measure(..., Communicator&)); rank 0 alone writes the log and
@@ -55,7 +57,8 @@ class CouplingCallback : public TrainingCallback {
   /// Throws coupling::ConfigError when probe_inputs is empty.
   CouplingCallback(std::shared_ptr<ModelAdapter> adapter, at::Tensor probe_inputs, CouplingCallbackOptions options);
 
-  /// Checks the measurement's layout (size cap, tokens, K) against the model, then opens the log.
+  /// Checks the measurement's layout (size cap, tokens, K) against the model, and resumes the
+  /// log of a resumed run (refusing one of another run, layout or schema version).
   void on_setup(const TrainBegin& begin) override;
   void on_train_begin(const TrainBegin& begin) override;
   void on_step_end(const StepEnd& step) override;
@@ -76,6 +79,7 @@ class CouplingCallback : public TrainingCallback {
   bool writes_log() const { return options_.communicator == nullptr || options_.communicator->rank() == 0; }
   /// Whether to defer the pending measurement: rank 0's judgement, shared with every rank.
   bool defer(const StepEnd& step);
+  LogMetadata log_metadata() const;
 
   std::shared_ptr<ModelAdapter> adapter_;
   at::Tensor probes_;
@@ -86,6 +90,8 @@ class CouplingCallback : public TrainingCallback {
   double last_measure_seconds_ = 0.0;    ///< cost estimate for the next one
   double training_at_last_measurement_ = 0.0;  ///< training seconds (no measurements) at the last one
   bool set_up_ = false;
+  std::optional<MeasurementLayout> layout_;   ///< checked in on_setup
+  std::optional<int64_t> state_missing_at_;  ///< a checkpoint without this callback's state
   int64_t pending_since_ = -1;           ///< scheduled step of a deferred measurement, or -1
 };
 

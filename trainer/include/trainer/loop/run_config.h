@@ -52,6 +52,7 @@ struct CouplingConfig {
   int64_t probes = 8;                        ///< probe sequences (seeded choice of validation windows)
   std::string k;                             ///< K grid; empty = 10,30,50 capped at d
   std::string tokens = "last";               ///< "last", "all", or a comma list (negative = from the end)
+  std::string context_pairs;                 ///< "t1:t2,..." Jacobians J_{t1 t2} for context coupling
   std::string spectrum = "auto";             ///< "auto", "exact" or "randomized"
   double max_overhead = 0.0;                 ///< measurement/training time cap (0 = none)
   int64_t max_row_mib = 256;                 ///< refuse measurements whose logged row is larger
@@ -111,6 +112,8 @@ void visit_coupling_fields(Visitor& v, Coupling&... c) {
     c.k...);
   v("tokens", "Measured tokens: last, all, or a comma list (negative = from the end; ViT: cls, center)",
     P::kMustMatch, c.tokens...);
+  v("context-pairs", "Context coupling of J_{t1 t2} across blocks and pairs: INPUT:OUTPUT token pairs, e.g. "
+    "0:-1,5:-1 (negative = from the end; none by default)", P::kMustMatch, c.context_pairs...);
   v("spectrum", "Top-K estimator: auto (randomized when 4 K <= d), exact or randomized", P::kMustMatch,
     c.spectrum...);
   v("max-overhead", "Defer measurements beyond this measurement/training time ratio (0 = never)", P::kMayChange,
