@@ -124,6 +124,29 @@ if [[ $s -eq 3 ]] && grep -Eq "errno: 98|EADDRINUSE" "$work/busy.log"; then
 else
   fail "port in use (status $s)" "$work/busy.log"
 fi
+port=$((port + 1))
+# A stopped rank (SIGSTOP) cannot hold a launch: rank 0 times out, launch.sh escalates to SIGKILL.
+(COUPLING_TRAIN=$bin MASTER_PORT=$port COUPLING_LAUNCH_GRACE=2 timeout 120 "$launch" 2 "${tiny[@]}" --steps 100000 \
+   --out "$work/stopped" --dist-timeout 5 > "$work/stopped.log" 2>&1; echo $? > "$work/stopped.status") &
+launcher=$!
+victim=
+for _ in $(seq 600); do
+  for p in $(pgrep -f -- "--out $work/stopped"); do
+    tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx RANK=1 && victim=$p
+  done
+  [[ -n $victim && -s $work/stopped/train_log.csv ]] && break  # training is under way
+  sleep 0.1
+done
+start=$(date +%s)
+kill -STOP "$victim"
+wait $launcher
+s=$(cat "$work/stopped.status")
+if [[ -n $victim && $s -ne 0 && $s -ne 124 ]] && ! kill -0 "$victim" 2>/dev/null && grep -q "SIGKILL" "$work/stopped.log"; then
+  echo "ok   a stopped rank: launch.sh exits $s after $(( $(date +%s) - start )) s (SIGTERM, then SIGKILL)"
+else
+  kill -KILL "$victim" 2>/dev/null
+  fail "stopped rank (launch status $s, victim '$victim')" "$work/stopped.log"
+fi
 
 # 4. torchrun.
 if "$python" -c "import torch.distributed.run" 2> /dev/null; then  # torchrun of the tests' torch
