@@ -92,6 +92,33 @@ for o in o17 o18; do
     echo "FAIL $o: a log or checkpoint was written"; ls -la "$work/$o"; failures=$((failures + 1))
   fi
 done
+expect_error lr_inf "--lr must be a positive number \(got inf\)" "$work/o19" "${tiny[@]}" --lr inf --out "$work/o19"
+expect_error dropout_nan "--dropout must be in \[0, 1\) \(got nan\)" "$work/o20" "${tiny[@]}" --dropout nan \
+  --out "$work/o20"
+expect_error threads_huge "--threads must be in 0..1024 \(got 100000" "$work/o21" "${tiny[@]}" --threads 100000 \
+  --out "$work/o21"
+
+# One run per directory: a second trainer, or a --resume, on a directory whose run is going.
+"$bin" gpt "${tiny[@]}" --steps 100000 --ckpt-every 1 --log none --out "$work/busy" > "$work/busy.log" 2>&1 &
+busy=$!
+for _ in $(seq 600); do [[ -d $work/busy/checkpoints/step_1 ]] && break; sleep 0.05; done
+expect_error locked_out "run directory .*/busy is in use by process [0-9]+@.*: wait for that run to end" "" \
+  "${tiny[@]}" --steps 2 --log none --out "$work/busy"
+expect_error locked_resume "run directory .*/busy is in use by process $busy@" "" --resume "$work/busy"
+kill -9 $busy; wait $busy 2>/dev/null
+timeout 3 "$bin" gpt --resume "$work/busy" > "$work/unlocked.log" 2>&1
+if grep -q "in use" "$work/unlocked.log" || ! grep -q "resumed from" "$work/unlocked.log"; then
+  echo "FAIL the lock outlived its holder"; cat "$work/unlocked.log"; failures=$((failures + 1))
+else
+  echo "ok   unlocked_after_kill: the lock ends with its holder (kill -9)"; passed=$((passed + 1))
+fi
+"$bin" gpt "${tiny[@]}" --steps 2 --log none --out "$work/free" > "$work/free.log" 2>&1 || {
+  echo "FAIL a fresh directory after the lock tests"; failures=$((failures + 1)); }
+
+# A bad line in train_log.csv: one line naming the file and line on resume, never an abort.
+"$bin" gpt "${tiny[@]}" --steps 2 --ckpt-every 1 --log none --out "$work/csv" > "$work/csv.log" 2>&1
+echo "garbage,1,2" >> "$work/csv/train_log.csv"
+expect_error bad_csv_line "train_log.csv line 4 does not start with a step \(garbage,1,2\)" "" --resume "$work/csv"
 
 # CLI11 parse errors are non-zero too.
 "$bin" gpt --no-such-flag > "$work/flag.log" 2>&1

@@ -76,5 +76,11 @@ int main(int argc, char** argv) {
   } catch (const c10::Error& e) {
     spdlog::error("LibTorch error: {}", e.what_without_backtrace());
     return 1;
+  } catch (const std::bad_alloc&) {
+    spdlog::error("out of memory: measure fewer probes or tokens");
+    return 1;
+  } catch (const std::exception& e) {  // a bug of ours: say what it was, never abort()
+    spdlog::error("unexpected error: {}", e.what());
+    return 1;
   }
 }

@@ -5,6 +5,8 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include <filesystem>
 #include <sstream>
 #include <type_traits>
@@ -38,17 +40,20 @@ void require(bool ok, const std::string& message) {
 void TrainConfig::validate() const {
   require(steps > 0, fmt::format("--steps must be positive (got {})", steps));
   require(batch > 0, fmt::format("--batch must be positive (got {})", batch));
-  require(lr > 0.0, fmt::format("--lr must be positive (got {})", lr));
+  require(std::isfinite(lr) && lr > 0.0, fmt::format("--lr must be a positive number (got {})", lr));
   require(min_lr_fraction >= 0.0 && min_lr_fraction <= 1.0,
           fmt::format("--min-lr-fraction must be in [0, 1] (got {})", min_lr_fraction));
-  require(weight_decay >= 0.0, fmt::format("--weight-decay must be >= 0 (got {})", weight_decay));
+  require(std::isfinite(weight_decay) && weight_decay >= 0.0,
+          fmt::format("--weight-decay must be a number >= 0 (got {})", weight_decay));
   require(warmup >= 0, fmt::format("--warmup must be >= 0 (got {})", warmup));
-  require(grad_clip >= 0.0, fmt::format("--grad-clip must be >= 0 (got {})", grad_clip));
+  require(std::isfinite(grad_clip) && grad_clip >= 0.0,
+          fmt::format("--grad-clip must be a number >= 0 (got {})", grad_clip));
   require(eval_every >= 0, fmt::format("--eval-every must be >= 0 (got {})", eval_every));
   require(eval_windows > 0, fmt::format("--eval-windows must be positive (got {})", eval_windows));
   require(ckpt_every >= 0, fmt::format("--ckpt-every must be >= 0 (got {})", ckpt_every));
   require(log_every > 0, fmt::format("--log-every must be positive (got {})", log_every));
-  require(threads >= 0, fmt::format("--threads must be >= 0 (got {})", threads));
+  require(threads >= 0 && threads <= kMaxThreads,
+          fmt::format("--threads must be in 0..{} (got {}; 0 = one per core)", kMaxThreads, threads));
   require(backend == "auto" || backend == "gloo" || backend == "nccl",
           "--backend must be 'auto', 'gloo' or 'nccl' (got '" + backend + "')");
   require(dist_timeout > 0, fmt::format("--dist-timeout must be positive (got {})", dist_timeout));
@@ -60,7 +65,8 @@ void CouplingConfig::validate() const {
   if (!enabled()) return;
   require(probes > 0, fmt::format("--probes must be positive (got {})", probes));
   require(measure_every >= 0, fmt::format("--measure-every must be >= 0 (got {})", measure_every));
-  require(max_overhead >= 0.0, fmt::format("--max-overhead must be >= 0 (got {})", max_overhead));
+  require(std::isfinite(max_overhead) && max_overhead >= 0.0,
+          fmt::format("--max-overhead must be a number >= 0 (got {})", max_overhead));
   require(max_row_mib > 0 && max_row_mib <= (int64_t{1} << 30),
           fmt::format("--max-row-mib must be in 1..{} (got {})", int64_t{1} << 30, max_row_mib));
   require(spectrum == "auto" || spectrum == "exact" || spectrum == "randomized",

@@ -10,6 +10,7 @@
 #include "trainer/loop/files.h"
 #include "trainer/loop/json_object.h"
 #include "trainer/loop/lr_schedule.h"
+#include "trainer/loop/run_lock.h"
 #include "trainer/loop/runtime.h"
 
 #include <ATen/ATen.h>
@@ -221,6 +222,7 @@ class TrainingRun {
   const bool writer_;
   const LrSchedule schedule_;
 
+  std::optional<RunLock> lock_;  ///< rank 0's, for the run's life
   std::unique_ptr<TrainingTask> task_;
   Instrumentation instrumentation_;
   std::optional<std::string> resume_from_;
@@ -251,6 +253,10 @@ void TrainingRun::validate(const TaskFactory& make_task, bool resume) {
       throw coupling::ConfigError(fmt::format("--batch {} is the global batch and must be a multiple of the {} ranks",
                                               train_.batch, world_size_));
     }
+    if (writer_) {  // before anything in the directory is read: one run at a time
+      ensure_writable_directory(train_.out);
+      lock_.emplace(RunLock::acquire(train_.out));
+    }
     at::manual_seed(static_cast<uint64_t>(train_.seed));  // the same initial model on every rank
     task_ = make_task();
     instrumentation_ = prepare_instrumentation(run_, *task_, paths_);
@@ -268,7 +274,6 @@ void TrainingRun::validate(const TaskFactory& make_task, bool resume) {
         throw coupling::ConfigError("coupling log " + instrumentation_.options.log_path +
                                     " already exists: resume its run with --resume, or choose another --log");
       }
-      ensure_writable_directory(train_.out);
       if (run_.coupling.enabled()) {
         ensure_writable_directory(fs::absolute(instrumentation_.options.log_path).parent_path().string(), "--log");
       }

@@ -40,6 +40,8 @@ struct TrainConfig {
   int64_t dist_timeout = 300;    ///< seconds a rendezvous or collective may wait for the other ranks
   int64_t check_every = 100;     ///< data-parallel parameter checksum every N steps (0 = checkpoints only)
 
+  static constexpr int64_t kMaxThreads = 1024;  ///< more intra-op threads than this is a typo
+
   /// Throws coupling::ConfigError naming the offending flag.
   void validate() const;
 };

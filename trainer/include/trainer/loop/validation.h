@@ -25,7 +25,7 @@ inline void require_heads_divide(int64_t d_model, int64_t heads) {
 
 /// Throws coupling::ConfigError unless 0 <= dropout < 1.
 inline void require_dropout(double dropout) {
-  if (dropout < 0.0 || dropout >= 1.0) {
+  if (!(dropout >= 0.0 && dropout < 1.0)) {  // NaN fails both comparisons
     throw coupling::ConfigError("--dropout must be in [0, 1) (got " + std::to_string(dropout) + ")");
   }
 }
