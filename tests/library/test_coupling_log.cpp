@@ -126,6 +126,30 @@ TEST(CouplingLog, ResumeRepairsAnAppendTornBetweenFlushes) {
   EXPECT_EQ(run_python(dir.file("c.h5") + " 0,10,20"), 0);  // every column has 3 rows again
 }
 
+TEST(CouplingLog, ResumeKeepsOnlyTheOrderedStartOfAStepColumnThatDoesNotIncrease) {
+  // Rows of an earlier failure can leave steps out of order (a full disk once left [0 0 1500 ...]
+  // in /eval): resume keeps rows while the steps increase, never a binary search over them.
+  TempDir dir;
+  auto f = make_fixture();
+  {
+    auto log = coupling::CouplingLog::create(dir.file("c.h5"), f.metadata);
+    append_steps(log, f, {0, 10, 20});
+    for (int64_t step : {10, 10, 5}) log.append_eval({step, 1.0});
+  }
+  const std::string scramble = std::string(test_paths::kPython) + " -c \"import h5py; f = h5py.File('" +
+                               dir.file("c.h5") + "', 'r+'); f['measurement/step'][:] = [0, 20, 10]\"";
+  ASSERT_EQ(std::system(scramble.c_str()), 0);
+  {
+    auto log = coupling::CouplingLog::resume(dir.file("c.h5"), f.metadata, 30);
+    EXPECT_EQ(log.measured_steps(), (std::vector<int64_t>{0, 20}));
+    append_steps(log, f, {30});
+  }
+  EXPECT_EQ(run_python(dir.file("c.h5") + " 0,20,30"), 0);
+  const std::string eval = std::string(test_paths::kPython) + " -c \"import h5py; f = h5py.File('" + dir.file("c.h5") +
+                           "', 'r', swmr=True, libver='latest'); assert list(f['eval/step'][:]) == [10], f['eval/step'][:]\"";
+  EXPECT_EQ(std::system(eval.c_str()), 0);
+}
+
 TEST(CouplingLog, ResumeRefusesForeignCorruptOrMismatchedFilesAndLeavesThemUntouched) {
   TempDir dir;
   auto f = make_fixture();

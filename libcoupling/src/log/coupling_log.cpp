@@ -174,7 +174,9 @@ struct CouplingLog::Impl {
         if (name.rfind(group, 0) == 0) d.flush();
       }
     } else {
-      check(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "flushing " + path);
+      if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) {
+        throw IoError("HDF5: flushing " + path + " failed: is its disk full? Free space and resume");
+      }
     }
   }
 
@@ -263,7 +265,10 @@ struct CouplingLog::Impl {
     const hsize_t rows = step.rows();
     std::vector<int64_t> steps(rows);
     if (rows > 0) check(H5Dread(step.id(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, steps.data()), "reading steps");
-    auto keep = static_cast<hsize_t>(std::lower_bound(steps.begin(), steps.end(), keep_below) - steps.begin());
+    // Rows up to the first one at or past the limit, or out of order: a log whose steps do not
+    // increase (rows of an earlier failure) keeps only its ordered start.
+    hsize_t keep = 0;
+    while (keep < rows && steps[keep] < keep_below && (keep == 0 || steps[keep] > steps[keep - 1])) ++keep;
     // A writer killed between its per-dataset flushes leaves columns one row longer or shorter
     // than the step column: only rows that every column holds are complete.
     for (const auto& column : columns) keep = std::min(keep, ds(column).rows());

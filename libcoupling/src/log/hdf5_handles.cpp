@@ -63,7 +63,15 @@ void GrowingDataset::append(const void* row) {
         "selecting a row");
   Handle memory_space(check(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr), "H5Screate"),
                       H5Sclose);
-  check(H5Dwrite(dataset_.get(), type_, memory_space.get(), file_space.get(), H5P_DEFAULT, row), "writing a row");
+  check(H5Dwrite(dataset_.get(), type_, memory_space.get(), file_space.get(), H5P_DEFAULT, row),
+        "writing a row (is the disk full?)");
+}
+
+void GrowingDataset::flush() const {
+  if (H5Dflush(dataset_.get()) < 0) {
+    throw IoError("HDF5: writing rows to the log failed: is its disk full? The rows of the last good measurement "
+                  "are intact; free space and resume");
+  }
 }
 
 void GrowingDataset::truncate(hsize_t new_rows) {

@@ -62,7 +62,9 @@ class GrowingDataset {
   void append(const void* row);
   /// Shrinks to `rows` rows.
   void truncate(hsize_t rows);
-  void flush() const { H5Dflush(dataset_.get()); }
+  /// Writes the dataset's cached rows to the file; throws coupling::IoError (a full disk shows
+  /// up here, not in append()).
+  void flush() const;
   hid_t id() const { return dataset_.get(); }
   const std::vector<hsize_t>& item() const { return item_; }
 

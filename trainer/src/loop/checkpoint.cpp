@@ -26,6 +26,14 @@ namespace fs = std::filesystem;
 namespace trainer {
 namespace {
 
+/// An archive serialised in memory, then written by checked writes: LibTorch's own file writer
+/// aborts the process (an exception from a destructor) when the disk fills up.
+void save_archive(torch::serialize::OutputArchive& archive, const std::string& path) {
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  write_file_atomic(path, bytes.str());
+}
+
 constexpr const char* kStepPrefix = "step_";
 
 at::Generator default_generator() { return at::detail::getDefaultCPUGenerator(); }
@@ -67,7 +75,7 @@ void save_optimizer(const torch::nn::Module& model, const torch::optim::Optimize
     archive.write(item.key() + ".exp_avg", state->exp_avg());
     archive.write(item.key() + ".exp_avg_sq", state->exp_avg_sq());
   }
-  archive.save_to(path);
+  save_archive(archive, path);
 }
 
 /// Fills the optimizer's state from save_optimizer's archive. A file in LibTorch's own format
@@ -129,9 +137,7 @@ void save_weights_for_python(const torch::nn::Module& model, const std::string& 
     pairs.emplace_back(c10::ivalue::Tuple::create({item.key(), item.value().detach().cpu().clone()}));
   }
   const std::vector<char> bytes = torch::pickle_save(c10::ivalue::Tuple::create(std::move(pairs)));
-  std::ofstream out(path, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  if (!out) throw coupling::IoError("cannot write " + path);
+  write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
 }
 
 std::string checkpoint_dir(const std::string& out, int64_t step) {
@@ -167,11 +173,14 @@ void save_checkpoint(const std::string& out, const TrainerState& state, const to
   std::error_code ec;
   fs::remove_all(temp_dir, ec);
   fs::create_directories(temp_dir, ec);
-  if (ec) throw coupling::IoError("cannot create checkpoint directory " + temp_dir.string() + ": " + ec.message());
+  if (ec) {
+    throw coupling::IoError("cannot create checkpoint directory " + temp_dir.string() + ": " + ec.message() +
+                            " (is the disk full?)");
+  }
   try {
     torch::serialize::OutputArchive model_archive;
     model.save(model_archive);
-    model_archive.save_to((temp_dir / "model.pt").string());
+    save_archive(model_archive, (temp_dir / "model.pt").string());
 
     save_optimizer(model, optimizer, (temp_dir / "optimizer.pt").string());
 
@@ -186,13 +195,14 @@ void save_checkpoint(const std::string& out, const TrainerState& state, const to
     c10::Dict<std::string, std::string> callback_state;
     for (const auto& [key, value] : state.callback_state) callback_state.insert(key, value);
     state_archive.write("callback_state", c10::IValue(callback_state));
-    state_archive.save_to((temp_dir / "state.pt").string());
+    save_archive(state_archive, (temp_dir / "state.pt").string());
 
     save_weights_for_python(model, (temp_dir / "weights.pt").string());
     write_file_atomic((temp_dir / "config.toml").string(), config_toml);
   } catch (const c10::Error& e) {
     fs::remove_all(temp_dir, ec);
-    throw coupling::IoError("cannot write checkpoint " + final_dir.string() + ": " + e.what_without_backtrace());
+    throw coupling::IoError("cannot write checkpoint " + final_dir.string() + " (is the disk full?): " +
+                            e.what_without_backtrace());
   } catch (...) {
     fs::remove_all(temp_dir, ec);
     throw;

@@ -74,15 +74,22 @@ at::Tensor every_rank_generator_state(coupling::Communicator* communicator) {
 /// Appends lines to a CSV log, writing the header when the file is new; flushed per line.
 class CsvLog {
  public:
-  CsvLog(const std::string& path, const std::string& header) {
+  CsvLog(const std::string& path, const std::string& header) : path_(path) {
     const bool fresh = !fs::exists(path);
     out_.open(path, std::ios::app);
     if (!out_) throw coupling::IoError("cannot open log " + path + " for appending");
-    if (fresh) out_ << header << '\n' << std::flush;
+    if (fresh) line(header);
   }
-  void line(const std::string& text) { out_ << text << '\n' << std::flush; }
+  void line(const std::string& text) {
+    out_ << text << '\n' << std::flush;
+    if (!out_) {
+      throw coupling::IoError("cannot append to " + path_ + " (is the disk full?): the run stopped; its last "
+                              "checkpoint is intact: free space and resume");
+    }
+  }
 
  private:
+  std::string path_;
   std::ofstream out_;
 };
 
