@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# A run whose disk fills up (its run directory, or only its log's disk): it stops with exit status 2 and one line that says so, its last
-# checkpoint and every completed log row intact; after space is freed, --resume completes the run
-# with a log whose steps increase without gaps or duplicates. Uses a small tmpfs (needs mount
-# rights, as root in a VM or container with CAP_SYS_ADMIN); skipped (status 77) with the reason
-# where it cannot mount.
+# A run whose disk fills up (its run directory, or only its log's disk): it stops with exit
+# status 2 and one line that says so, its last checkpoint and every completed log row intact;
+# after space is freed, --resume completes the run with a log whose steps increase without gaps
+# or duplicates. Uses a small tmpfs (needs mount rights, as root in a VM or a container with
+# CAP_SYS_ADMIN); skipped (status 77) with the reason where it cannot mount.
 # Usage: full_disk.sh path/to/coupling-train
 set -uo pipefail
 train=$(realpath "$1")

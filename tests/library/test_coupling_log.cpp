@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <functional>
 #include <limits>
 #include <fstream>
 #include <sstream>
@@ -167,6 +168,22 @@ TEST(CouplingLog, ResumeRefusesForeignCorruptOrMismatchedFilesAndLeavesThemUntou
     EXPECT_NE(std::string(e.what()).find("different engine_config"), std::string::npos) << e.what();
   }
   EXPECT_EQ(file_bytes(dir.file("c.h5")), before);
+  // The run's identity: its seed and its probe inputs (other data or probes).
+  for (const auto& [what, change] :
+       std::vector<std::pair<std::string, std::function<void(coupling::LogMetadata&)>>>{
+           {"different seed (log: 7, this run: 8)", [](coupling::LogMetadata& m) { m.seed = 8; }},
+           {"different probes", [](coupling::LogMetadata& m) { m.probes = m.probes + 1e-3; }},
+           {"different probes", [](coupling::LogMetadata& m) { m.probes = m.probes.narrow(0, 0, 1); }}}) {
+    auto foreign_run = f.metadata;
+    change(foreign_run);
+    try {
+      coupling::CouplingLog::resume(dir.file("c.h5"), foreign_run, 0);
+      FAIL() << what << " accepted";
+    } catch (const coupling::LogError& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(file_bytes(dir.file("c.h5")), before);
+  }
 
   test_support::write_text(dir.file("text.h5"), "not hdf5 at all", 100);
   EXPECT_THROW(coupling::CouplingLog::resume(dir.file("text.h5"), f.metadata, 0), coupling::LogError);

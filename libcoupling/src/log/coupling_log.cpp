@@ -96,6 +96,23 @@ void write_probes(hid_t file, const at::Tensor& probes) {
                  integer ? "token ids" : "model input units");
 }
 
+/// Whether the file's /probes hold exactly `probes` (the run identity: data, seed, probe count).
+bool same_probes(hid_t file, const at::Tensor& probes) {
+  if (!hdf5::exists(file, "probes")) return false;
+  Handle ds(check(H5Dopen2(file, "probes", H5P_DEFAULT), "opening /probes"), H5Dclose);
+  Handle space(H5Dget_space(ds.get()), H5Sclose);
+  std::vector<hsize_t> dims(static_cast<size_t>(H5Sget_simple_extent_ndims(space.get())));
+  H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  if (!std::equal(dims.begin(), dims.end(), probes.sizes().begin(), probes.sizes().end())) return false;
+  const bool integer = !at::isFloatingType(probes.scalar_type());
+  const auto expected = probes.to(integer ? at::kLong : at::kFloat).cpu().contiguous();
+  auto stored = at::empty_like(expected);
+  check(H5Dread(ds.get(), integer ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                stored.data_ptr()),
+        "reading /probes");
+  return at::equal(stored, expected);
+}
+
 /// /context_pairs [np, 2]: the resolved (t1, t2) of each context pair, the coordinates behind the
 /// context axis (index (layer - 1) * np + pair).
 void write_context_pairs(hid_t file, const std::vector<TokenPair>& pairs) {
@@ -380,6 +397,19 @@ CouplingLog CouplingLog::resume(const std::string& path, const LogMetadata& meta
         throw LogError("log " + path + " belongs to a run with a different " + name + " (log: '" + stored.value_or("") +
                        "', this run: '" + *value + "'): resume with the original settings or choose another log path");
       }
+    }
+    // The run's identity beyond its options: the seed, and the probe inputs themselves (which
+    // follow from the data, the seed and the probe count).
+    const auto stored_seed = hdf5::read_int_attribute(readonly.get(), "seed");
+    if (stored_seed != metadata.seed) {
+      throw LogError("log " + path + " belongs to a run with a different seed (log: " +
+                     (stored_seed ? std::to_string(*stored_seed) : std::string("none")) + ", this run: " +
+                     std::to_string(metadata.seed) + "): it was left untouched; resume with the original --seed "
+                     "or choose another log path");
+    }
+    if (metadata.probes.defined() && !same_probes(readonly.get(), metadata.probes)) {
+      throw LogError("log " + path + " belongs to a run with different probes (other --data, --seed or --probes): it "
+                     "was left untouched; resume with the original settings or choose another log path");
     }
     if (layout) {
       const std::string mismatch = layout_mismatch(readonly.get(), *layout);
