@@ -47,8 +47,11 @@ expect_error resume_empty "no checkpoint" "$work/o6" "${tiny[@]}" --resume "$wor
 
 # A real (2-step) run to resume from.
 "$bin" gpt "${tiny[@]}" --steps 2 --out "$work/run" > "$work/run.log" 2>&1 || { echo "FAIL: setup run"; cat "$work/run.log"; exit 1; }
+cp -r "$work/run" "$work/override"  # for the --override case below
 rm -f "$work/run/summary.json"
-expect_error resume_conflict "--lr 0.5 conflicts with the checkpoint" "$work/run" --resume "$work/run" --lr 0.5
+expect_error resume_conflict "--lr 0.5 conflicts with the checkpoint .* add --override" "$work/run" --resume "$work/run" --lr 0.5
+expect_error resume_override_model "--layers 3 conflicts with the checkpoint" "$work/run" --resume "$work/run" --layers 3 --override
+expect_error override_new_run "--override goes with --resume" "$work/o22" "${tiny[@]}" --out "$work/o22" --override
 expect_error overwrite_run "already holds a run" "" "${tiny[@]}" --steps 2 --out "$work/run"
 head -c 100 "$work/run/checkpoints/step_2/model.pt" > "$work/truncated" && mv "$work/truncated" "$work/run/checkpoints/step_2/model.pt"
 expect_error resume_corrupt "is corrupt" "$work/run" --resume "$work/run"
@@ -119,6 +122,16 @@ fi
 "$bin" gpt "${tiny[@]}" --steps 2 --ckpt-every 1 --log none --out "$work/csv" > "$work/csv.log" 2>&1
 echo "garbage,1,2" >> "$work/csv/train_log.csv"
 expect_error bad_csv_line "train_log.csv line 4 does not start with a step \(garbage,1,2\)" "" --resume "$work/csv"
+
+# --override: the optimisation may change on resume, and the change is recorded.
+if "$bin" gpt --resume "$work/override" --lr 0.001 --warmup 20 --override > "$work/override.log" 2>&1 \
+   && grep -q "^lr = 0.001" "$work/override/config.toml" \
+   && grep -q "resumed with changed optimisation from step 2: lr 0.002 -> 0.001, warmup 100 -> 20" "$work/override.log" \
+   && /usr/bin/env "${COUPLING_PYTHON:-/usr/bin/python3}" -c "import h5py, sys; a = h5py.File(sys.argv[1], 'r', swmr=True, libver='latest').attrs['resume_overrides']; assert a == 'step 2: lr 0.002 -> 0.001, warmup 100 -> 20', a" "$work/override/coupling.h5"; then
+  echo "ok   override: --resume --override --lr 0.001 --warmup 20 changes them, in config.toml and the log"; passed=$((passed + 1))
+else
+  echo "FAIL override"; cat "$work/override.log"; failures=$((failures + 1))
+fi
 
 # CLI11 parse errors are non-zero too.
 "$bin" gpt --no-such-flag > "$work/flag.log" 2>&1

@@ -121,6 +121,22 @@ TEST(Training, ResumeWithConflictingFlagIsRejected) {
   EXPECT_THROW(trainer::config_for_resume(config.train.out, requested, {"out"}), coupling::ConfigError);
 }
 
+TEST(Training, OverrideChangesOnlyTheOptimisationAndSaysWhat) {
+  TempDir dir;
+  auto config = tiny_run(test_support::write_tiny_corpus(dir), dir.file("run"));
+  config.train.steps = 2;
+  trainer::train_gpt(config, false);
+  auto requested = config;
+  requested.train.lr = 1e-3;
+  requested.train.warmup = 50;
+  const auto resumed = trainer::config_for_resume(config.train.out, requested, {"lr", "warmup"}, true);
+  EXPECT_EQ(resumed.train.lr, 1e-3);
+  EXPECT_EQ(resumed.train.warmup, 50);
+  EXPECT_EQ(resumed.train.resume_overrides, "lr 0.003 -> 0.001, warmup 5 -> 50");
+  requested.model.layers = 3;  // the model is not the optimisation: never overridden
+  EXPECT_THROW(trainer::config_for_resume(config.train.out, requested, {"layers"}, true), coupling::ConfigError);
+}
+
 TEST(Training, NonFiniteLossStopsWithTheStep) {
   TempDir dir;
   auto config = tiny_run(test_support::write_tiny_corpus(dir), dir.file("run"));

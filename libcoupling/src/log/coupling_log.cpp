@@ -433,6 +433,12 @@ CouplingLog CouplingLog::resume(const std::string& path, const LogMetadata& meta
   }
   impl->file = Handle(file, H5Fclose);
   check(H5Fincrement_filesize(file, 0), "repairing the end-of-allocation mark of " + path);
+  if (!metadata.resume_note.empty()) {  // attributes change only before SWMR mode starts
+    const auto earlier = hdf5::read_string_attribute(file, "resume_overrides");
+    if (earlier) check(H5Adelete(file, "resume_overrides"), "replacing attribute resume_overrides");
+    hdf5::write_string_attribute(file, "resume_overrides",
+                                 (earlier ? *earlier + "\n" : std::string()) + metadata.resume_note);
+  }
 
   impl->open_columns<TrainingRecord>();
   impl->open_columns<EvalRecord>();

@@ -27,8 +27,8 @@ double CouplingCallback::overhead_fraction(double wall_seconds) const {
 
 LogMetadata CouplingCallback::log_metadata() const {
   const int64_t world_size = options_.communicator ? options_.communicator->world_size() : 1;
-  return {options_.model,  options_.model_config, options_.measurement.str(), options_.seed,
-          world_size,      probes_,               options_.training_precision};
+  return {options_.model, options_.model_config, options_.measurement.str(), options_.seed, world_size, probes_,
+          options_.training_precision, options_.resume_note};
 }
 
 void CouplingCallback::on_setup(const TrainBegin& begin) {
@@ -37,7 +37,11 @@ void CouplingCallback::on_setup(const TrainBegin& begin) {
   if (writes_log()) {
     // A run resumed from its step-0 checkpoint may have been stopped before its log existed.
     if (begin.resumed && (begin.start_step > 0 || std::filesystem::exists(options_.log_path))) {
-      log_.emplace(CouplingLog::resume(options_.log_path, log_metadata(), begin.start_step, *layout_));
+      auto metadata = log_metadata();
+      if (!metadata.resume_note.empty()) {
+        metadata.resume_note = "step " + std::to_string(begin.start_step) + ": " + metadata.resume_note;
+      }
+      log_.emplace(CouplingLog::resume(options_.log_path, metadata, begin.start_step, *layout_));
       spdlog::info("coupling: resumed log {} at step {} ({} measurements kept)", options_.log_path,
                    begin.start_step, log_->measured_steps().size());
     } else if (std::filesystem::exists(options_.log_path)) {

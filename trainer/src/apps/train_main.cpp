@@ -47,6 +47,8 @@ class Subcommand {
           ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     }, config_);
     command_->add_option("--resume", resume_dir_, "Continue the run in this directory from its newest checkpoint");
+    command_->add_flag("--override", override_, "With --resume: let --lr, --min-lr-fraction, --weight-decay, "
+                                                "--warmup and --grad-clip change from here on (logged)");
     command_->add_option("--config", config_file_, "Read options from this TOML file (e.g. a run's config.toml)");
     // Precedence: flags > --config FILE > defaults. This runs before any flag is stored: it
     // finds --config in the raw arguments and loads it as the flags' defaults.
@@ -87,7 +89,8 @@ class Subcommand {
     RunConfig config;
     std::exception_ptr failure;
     try {
-      config = resume ? trainer::config_for_resume(resume_dir_, config_, explicit_flags) : config_;
+      if (override_ && !resume) throw coupling::ConfigError("--override goes with --resume: a new run has nothing to override");
+      config = resume ? trainer::config_for_resume(resume_dir_, config_, explicit_flags, override_) : config_;
     } catch (const coupling::Error&) {
       failure = std::current_exception();
     }
@@ -105,6 +108,7 @@ class Subcommand {
   RunConfig config_;
   std::string config_file_;
   std::string resume_dir_;
+  bool override_ = false;
 };
 
 }  // namespace

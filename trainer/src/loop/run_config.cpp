@@ -139,18 +139,26 @@ RunConfig read_config_file(const std::string& path) {
 
 template <class RunConfig>
 RunConfig merge_for_resume(const RunConfig& saved, const RunConfig& requested,
-                           const std::set<std::string>& explicit_flags) {
+                           const std::set<std::string>& explicit_flags, bool allow_override) {
   RunConfig merged = saved;
+  std::string overrides;
   visit_fields([&](const char* name, const char*, ResumePolicy policy, auto& merged_value, const auto& wanted) {
     if (explicit_flags.count(name) == 0 || wanted == merged_value) return;
-    if (policy == ResumePolicy::kMustMatch) {
+    if (policy == ResumePolicy::kMustMatch || (policy == ResumePolicy::kOverridable && !allow_override)) {
       throw coupling::ConfigError(fmt::format(
-          "--{} {} conflicts with the checkpoint being resumed ({} = {}): drop --{} to resume, "
+          "--{} {} conflicts with the checkpoint being resumed ({} = {}): drop --{} to resume, {}"
           "or start a new run in another --out directory",
-          name, format_value(wanted), name, format_value(merged_value), name));
+          name, format_value(wanted), name, format_value(merged_value), name,
+          policy == ResumePolicy::kOverridable ? "add --override to change the optimisation from here on (logged), "
+                                               : ""));
+    }
+    if (policy == ResumePolicy::kOverridable) {
+      overrides += fmt::format("{}{} {} -> {}", overrides.empty() ? "" : ", ", name, format_value(merged_value),
+                               format_value(wanted));
     }
     merged_value = wanted;
   }, merged, requested);
+  merged.train.resume_overrides = overrides;
   return merged;
 }
 
@@ -158,7 +166,7 @@ RunConfig merge_for_resume(const RunConfig& saved, const RunConfig& requested,
   template std::vector<std::pair<std::string, std::string>> config_fields(const RunConfig&);               \
   template std::string to_toml(const RunConfig&);                                                          \
   template RunConfig read_config_file<RunConfig>(const std::string&);                                      \
-  template RunConfig merge_for_resume(const RunConfig&, const RunConfig&, const std::set<std::string>&);
+  template RunConfig merge_for_resume(const RunConfig&, const RunConfig&, const std::set<std::string>&, bool);
 TRAINER_RUN_CONFIG_FUNCTIONS(GptRunConfig)
 TRAINER_RUN_CONFIG_FUNCTIONS(VitRunConfig)
 #undef TRAINER_RUN_CONFIG_FUNCTIONS

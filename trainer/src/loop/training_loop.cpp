@@ -122,6 +122,7 @@ Instrumentation prepare_instrumentation(const RunDefinition& run, const Training
   options.model_config = task.model_config_text(c.probes);
   options.seed = run.train.seed;
   options.training_precision = run.train.precision;
+  options.resume_note = run.train.resume_overrides;
   return result;
 }
 
@@ -160,7 +161,7 @@ RunPaths::RunPaths(const std::string& out_dir)
 
 template <class RunConfig>
 RunConfig config_for_resume(const std::string& run_dir, const RunConfig& requested,
-                            const std::set<std::string>& explicit_flags) {
+                            const std::set<std::string>& explicit_flags, bool allow_override) {
   if (explicit_flags.count("out") > 0 && requested.train.out != run_dir) {
     throw coupling::ConfigError("--out " + requested.train.out + " differs from --resume " + run_dir +
                                 ": a resumed run continues in its own directory; drop --out");
@@ -171,13 +172,13 @@ RunConfig config_for_resume(const std::string& run_dir, const RunConfig& request
                                     "/checkpoints; start a new run with --out instead");
   }
   RunConfig config = merge_for_resume(read_config_file<RunConfig>((fs::path(*checkpoint) / "config.toml").string()),
-                                         requested, explicit_flags);
+                                         requested, explicit_flags, allow_override);
   config.train.out = run_dir;
   return config;
 }
 
-template GptRunConfig config_for_resume(const std::string&, const GptRunConfig&, const std::set<std::string>&);
-template VitRunConfig config_for_resume(const std::string&, const VitRunConfig&, const std::set<std::string>&);
+template GptRunConfig config_for_resume(const std::string&, const GptRunConfig&, const std::set<std::string>&, bool);
+template VitRunConfig config_for_resume(const std::string&, const VitRunConfig&, const std::set<std::string>&, bool);
 
 void TrainingTask::to(c10::Device device) {
   device_ = device;
@@ -381,6 +382,10 @@ void TrainingRun::setup(const TaskFactory& make_task, bool resume) {
   coupling::rethrow_if_any_rank_failed(setup_failure, "the start of the instrumentation", communicator_);
   open_run_files();
   if (resume_from_) spdlog::info("resumed from {} at step {}", *resume_from_, state_.step);
+  if (!train_.resume_overrides.empty()) {
+    spdlog::warn("resumed with changed optimisation from step {}: {} (recorded in config.toml and the coupling log)",
+                 state_.step, train_.resume_overrides);
+  }
 
   // The wall clock starts before anything is measured; a fresh run saves its step-0 checkpoint
   // first, so every measurement (the step-0 baseline included) can be recomputed from weights.
@@ -410,9 +415,9 @@ void TrainingRun::step() {
   }
   if (!std::isfinite(loss_value)) {
     throw coupling::DivergenceError(fmt::format(
-        "training loss is {} at step {}: the run stopped without saving; lower --lr or raise --warmup "
-        "and resume from the last checkpoint",
-        loss_value, step));
+        "training loss is {} at step {}: the run stopped without saving; resume from the last checkpoint with "
+        "a lower --lr or a longer --warmup: --resume {} --override --lr ... (the change is logged)",
+        loss_value, step, train_.out));
   }
   loss.backward();
   if (averager_) averager_->average();
@@ -421,7 +426,9 @@ void TrainingRun::step() {
       parameters_, train_.grad_clip > 0.0 ? train_.grad_clip : std::numeric_limits<double>::infinity());
   if (!std::isfinite(grad_norm)) {
     throw coupling::DivergenceError(fmt::format(
-        "gradient norm is {} at step {}: the run stopped without saving; lower --lr and resume", grad_norm, step));
+        "gradient norm is {} at step {}: the run stopped without saving; resume from the last checkpoint with a "
+        "lower --lr: --resume {} --override --lr ... (the change is logged)",
+        grad_norm, step, train_.out));
   }
   optimizer_->step();
   state_.step = step + 1;

@@ -32,6 +32,9 @@ struct LogMetadata {
   int64_t world_size = 1;
   at::Tensor probes;          ///< the probe inputs, stored once as /probes
   std::string training_precision = "fp32";  ///< of the training forward passes (fp32 or bf16)
+  /// On resume: a line appended to the root attribute `resume_overrides` (what a resumed run
+  /// changed, e.g. "step 120: lr 0.002 -> 0.001"); empty = nothing.
+  std::string resume_note;
 };
 
 /// The schema tables of docs/hdf5-schema.md (dimension scales, record columns, fields),

@@ -42,6 +42,9 @@ struct TrainConfig {
 
   static constexpr int64_t kMaxThreads = 1024;  ///< more intra-op threads than this is a typo
 
+  /// Not a flag: what an --override resume changed ("lr 0.002 -> 0.001"), for the log.
+  std::string resume_overrides;
+
   /// Throws coupling::ConfigError naming the offending flag.
   void validate() const;
 };
@@ -66,8 +69,9 @@ struct CouplingConfig {
 
 /// How a field may differ between a checkpoint's config and a resumed run.
 enum class ResumePolicy {
-  kMustMatch,  ///< changes the computation: a different value on resume is an error
-  kMayChange,  ///< bookkeeping only (logging, threads, where to write)
+  kMustMatch,    ///< changes the computation: a different value on resume is an error
+  kOverridable,  ///< the optimisation from here on: may change on resume with --override (logged)
+  kMayChange,    ///< bookkeeping only (logging, threads, where to write)
 };
 
 /// The loop's fields (visit_fields calls this for every run kind).
@@ -77,11 +81,11 @@ void visit_train_fields(Visitor& v, Train&... t) {
   v("out", "Run directory (checkpoints, logs, summary.json)", P::kMayChange, t.out...);
   v("steps", "Optimizer steps", P::kMustMatch, t.steps...);
   v("batch", "Examples per step (the global batch when data-parallel)", P::kMustMatch, t.batch...);
-  v("lr", "Peak learning rate (AdamW)", P::kMustMatch, t.lr...);
-  v("min-lr-fraction", "Final learning rate as a fraction of --lr", P::kMustMatch, t.min_lr_fraction...);
-  v("weight-decay", "AdamW weight decay (matrices and embeddings only)", P::kMustMatch, t.weight_decay...);
-  v("warmup", "Linear warm-up steps", P::kMustMatch, t.warmup...);
-  v("grad-clip", "Clip the global gradient norm to this (0 = off)", P::kMustMatch, t.grad_clip...);
+  v("lr", "Peak learning rate (AdamW)", P::kOverridable, t.lr...);
+  v("min-lr-fraction", "Final learning rate as a fraction of --lr", P::kOverridable, t.min_lr_fraction...);
+  v("weight-decay", "AdamW weight decay (matrices and embeddings only)", P::kOverridable, t.weight_decay...);
+  v("warmup", "Linear warm-up steps", P::kOverridable, t.warmup...);
+  v("grad-clip", "Clip the global gradient norm to this (0 = off)", P::kOverridable, t.grad_clip...);
   v("seed", "Seed for initialisation, sampling and dropout", P::kMustMatch, t.seed...);
   v("eval-every", "Evaluate every N steps (0 = at the end only)", P::kMayChange, t.eval_every...);
   v("eval-windows", "Held-out examples per evaluation (GPT: validation windows; ViT: test images)", P::kMayChange,
@@ -193,10 +197,11 @@ template <class RunConfig = GptRunConfig>
 RunConfig read_config_file(const std::string& path);
 
 /// For a resumed run: the checkpoint's config, with every field named in `explicit_flags` taken
-/// from `requested` when its policy allows a change. Throws coupling::ConfigError naming the first
-/// flag whose requested value conflicts with the checkpoint.
+/// from `requested` when its policy allows a change (kOverridable ones only with
+/// `allow_override`; the result's train.resume_overrides then says what changed). Throws
+/// coupling::ConfigError naming the first flag whose requested value conflicts with the checkpoint.
 template <class RunConfig>
 RunConfig merge_for_resume(const RunConfig& saved, const RunConfig& requested,
-                           const std::set<std::string>& explicit_flags);
+                           const std::set<std::string>& explicit_flags, bool allow_override = false);
 
 }  // namespace trainer

@@ -131,6 +131,6 @@ TrainSummary run_training(const RunDefinition& run, const TaskFactory& make_task
 /// coupling::CheckpointError when there is no checkpoint, coupling::ConfigError on a conflict.
 template <class RunConfig>
 RunConfig config_for_resume(const std::string& run_dir, const RunConfig& requested,
-                            const std::set<std::string>& explicit_flags);
+                            const std::set<std::string>& explicit_flags, bool allow_override = false);
 
 }  // namespace trainer
