@@ -101,19 +101,23 @@ TEST(Training, BadInputsFailBeforeWritingAnything) {
   expect_error(config, false, "cannot create output directory");
 }
 
-TEST(Training, RefusesToOverwriteAnExistingRun) {
-  TempDir dir;
+/// A finished 2-step run in dir/run, and its configuration.
+trainer::GptRunConfig finished_two_step_run(const TempDir& dir) {
   auto config = tiny_run(test_support::write_tiny_corpus(dir), dir.file("run"));
   config.train.steps = 2;
   trainer::train_gpt(config, false);
+  return config;
+}
+
+TEST(Training, RefusesToOverwriteAnExistingRun) {
+  TempDir dir;
+  const auto config = finished_two_step_run(dir);
   EXPECT_THROW(trainer::train_gpt(config, false), coupling::ConfigError);
 }
 
 TEST(Training, ResumeWithConflictingFlagIsRejected) {
   TempDir dir;
-  auto config = tiny_run(test_support::write_tiny_corpus(dir), dir.file("run"));
-  config.train.steps = 2;
-  trainer::train_gpt(config, false);
+  const auto config = finished_two_step_run(dir);
   auto requested = config;
   requested.train.lr = 0.5;
   EXPECT_THROW(trainer::config_for_resume(config.train.out, requested, {"lr"}), coupling::ConfigError);
@@ -123,9 +127,7 @@ TEST(Training, ResumeWithConflictingFlagIsRejected) {
 
 TEST(Training, OverrideChangesOnlyTheOptimisationAndSaysWhat) {
   TempDir dir;
-  auto config = tiny_run(test_support::write_tiny_corpus(dir), dir.file("run"));
-  config.train.steps = 2;
-  trainer::train_gpt(config, false);
+  const auto config = finished_two_step_run(dir);
   auto requested = config;
   requested.train.lr = 1e-3;
   requested.train.warmup = 50;
