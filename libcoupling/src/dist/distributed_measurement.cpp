@@ -6,7 +6,6 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
-#include <limits>
 
 namespace coupling {
 namespace {
@@ -21,13 +20,9 @@ Measurement measure_split_by_probe(ModelAdapter& adapter, const at::Tensor& prob
   const int64_t slice = contiguous_share(P, 0, ranks).size();  // the largest slice
   const Share own = contiguous_share(P, &communicator);
   const int64_t own_first = own.size() > 0 ? own.begin : 0;
-  // Every rank checks the whole measurement (the size cap counts all probes), so all ranks
-  // refuse alike before any collective; the slices then skip the cap.
-  resolve_layout(adapter, probe_inputs, options);
-  MeasurementOptions slice_options = options;
-  slice_options.max_row_bytes = std::numeric_limits<int64_t>::max();
-  Measurement m = measure_probe_slice(
-      adapter, probe_inputs.narrow(0, own_first, std::max<int64_t>(own.size(), 1)), slice_options, own_first);
+  // The size cap counts all P probes on every rank: all ranks refuse alike, before any collective.
+  Measurement m = measure_probe_slice(adapter, probe_inputs.narrow(0, own_first, std::max<int64_t>(own.size(), 1)),
+                                      options, own_first, P);
 
   std::vector<at::Tensor> parts;
   for (const auto& field : measurement_fields()) {

@@ -80,9 +80,10 @@ TopK top_singular_per_probe(const at::Tensor& jacobians, int64_t k, const Measur
 }
 
 
-/// measure() of probes first_probe.. (their global indices seed the randomized spectra).
+/// measure() of probes first_probe.. of a set of total_probes (their global indices seed the
+/// randomized spectra; the size cap counts the whole set).
 Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options,
-                           int64_t first_probe) {
+                           int64_t first_probe, int64_t total_probes) {
   const auto start = Clock::now();
   MeasurementScope scope(adapter);
   Measurement m;
@@ -101,7 +102,8 @@ Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs
   const auto stacked = at::stack(states, 2).to(at::kFloat);  // [P, T, L+1, d]
   if (stacked.dim() != 4) throw ConfigError("residual_states must return tensors of shape [B, T, d]");
   const int64_t P = stacked.size(0), T = stacked.size(1), d = stacked.size(3);
-  static_cast<MeasurementLayout&>(m) = resolve_layout(P, T, L, d, adapter.causal(), options);
+  static_cast<MeasurementLayout&>(m) = resolve_layout(total_probes, T, L, d, adapter.causal(), options);
+  m.probes = P;
   m.timings.forward = seconds_since(start);
 
   // 2. Which Jacobians: diagonal tokens, then context pairs, grouped by output token.
@@ -277,12 +279,12 @@ MeasurementLayout resolve_layout(ModelAdapter& adapter, const at::Tensor& probe_
 }
 
 Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options) {
-  return measure_probes(adapter, probe_inputs, options, 0);
+  return measure_probes(adapter, probe_inputs, options, 0, probe_inputs.size(0));
 }
 
 Measurement measure_probe_slice(ModelAdapter& adapter, const at::Tensor& probe_inputs,
-                                const MeasurementOptions& options, int64_t first_probe) {
-  return measure_probes(adapter, probe_inputs, options, first_probe);
+                                const MeasurementOptions& options, int64_t first_probe, int64_t total_probes) {
+  return measure_probes(adapter, probe_inputs, options, first_probe, total_probes);
 }
 
 std::string headline(const Measurement& m) {

@@ -119,10 +119,11 @@ struct Measurement : MeasurementLayout {
 /// inconsistent options or a misbehaving adapter.
 Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options = {});
 
-/// measure() of a slice of a larger probe set whose first probe has global index `first_probe`
-/// (it seeds the randomized spectra, so a probe's numbers do not depend on the slicing).
+/// measure() of a slice of a set of `total_probes` probes whose first has global index
+/// `first_probe` (it seeds the randomized spectra, so a probe's numbers do not depend on the
+/// slicing). The size cap counts the whole set, so every slice of a set refuses alike.
 Measurement measure_probe_slice(ModelAdapter& adapter, const at::Tensor& probe_inputs,
-                                const MeasurementOptions& options, int64_t first_probe);
+                                const MeasurementOptions& options, int64_t first_probe, int64_t total_probes);
 
 /// One-line summary for progress logs: "depth m_K=10 0.9719 (ujv/norm), LSS 2.003, norm growth
 /// x1.037/block" (smallest K; means over probes and tokens).
