@@ -10,10 +10,10 @@
 #include "coupling/engine/device.h"
 #include "coupling/error.h"
 #include "trainer/apps/analysis.h"
+#include "trainer/apps/exit_status.h"
 #include "trainer/loop/runtime.h"
 
 #include <CLI/CLI.hpp>
-#include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>
 
 int main(int argc, char** argv) {
@@ -70,17 +70,7 @@ int main(int argc, char** argv) {
                             : trainer::analyze_torchscript(torchscript, probes, coupling, log_path, device);
     spdlog::info("{}: {} model(s) measured, {} already in the log", result.log_path, result.measured, result.skipped);
     return 0;
-  } catch (const coupling::Error& e) {
-    spdlog::error("{}", e.what());
-    return 2;
-  } catch (const c10::Error& e) {
-    spdlog::error("LibTorch error: {}", e.what_without_backtrace());
-    return 1;
-  } catch (const std::bad_alloc&) {
-    spdlog::error("out of memory: measure fewer probes or tokens");
-    return 1;
-  } catch (const std::exception& e) {  // a bug of ours: say what it was, never abort()
-    spdlog::error("unexpected error: {}", e.what());
-    return 1;
+  } catch (...) {
+    return trainer::report_failure("measure fewer probes or tokens");
   }
 }

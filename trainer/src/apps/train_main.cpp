@@ -8,13 +8,13 @@
 #include "coupling/engine/device.h"
 #include "coupling/dist/dist_env.h"
 #include "coupling/error.h"
+#include "trainer/apps/exit_status.h"
 #include "trainer/loop/gpt_trainer.h"
 #include "trainer/loop/run_config.h"
 #include "trainer/loop/runtime.h"
 #include "trainer/loop/vit_trainer.h"
 
 #include <CLI/CLI.hpp>
-#include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -24,9 +24,6 @@
 #include <thread>
 
 namespace {
-
-constexpr int kUserErrorExit = 2;
-constexpr int kCommunicationErrorExit = 3;
 
 trainer::TrainSummary train(const trainer::GptRunConfig& config, bool resume, coupling::Communicator* comm) {
   return trainer::train_gpt(config, resume, comm);
@@ -128,27 +125,14 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const coupling::Error& e) {
     spdlog::error("{}", e.what());
-    return kUserErrorExit;
+    return trainer::kUserErrorExit;
   }
 
   try {
     if (gpt.chosen()) gpt.run();
     if (vit.chosen()) vit.run();
     return 0;
-  } catch (const coupling::CommunicationError& e) {
-    spdlog::error("{}", e.what());
-    return kCommunicationErrorExit;
-  } catch (const coupling::Error& e) {
-    spdlog::error("{}", e.what());
-    return kUserErrorExit;
-  } catch (const c10::Error& e) {
-    spdlog::error("LibTorch error: {}", e.what_without_backtrace());
-    return 1;
-  } catch (const std::bad_alloc&) {
-    spdlog::error("out of memory: lower --batch, --probes or the model size");
-    return 1;
-  } catch (const std::exception& e) {  // a bug of ours: say what it was, never abort()
-    spdlog::error("unexpected error: {}", e.what());
-    return 1;
+  } catch (...) {
+    return trainer::report_failure("lower --batch, --probes or the model size");
   }
 }

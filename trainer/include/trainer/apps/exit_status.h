@@ -1,0 +1,15 @@
+// The exit status of the command-line tools, in one place: 0 done, 2 the user's input (a
+// coupling::Error, said in one line), 3 a failed collective of a data-parallel job, 1 anything
+// else, reported in one line too: a tool never ends in abort().
+#pragma once
+
+namespace trainer {
+
+constexpr int kUserErrorExit = 2;
+constexpr int kCommunicationErrorExit = 3;
+
+/// Call inside a catch (...) block: logs the exception being handled in one line and returns
+/// the exit status it means. `out_of_memory_hint` says what to lower when memory ran out.
+int report_failure(const char* out_of_memory_hint);
+
+}  // namespace trainer
