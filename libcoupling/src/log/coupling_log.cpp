@@ -79,21 +79,29 @@ const std::vector<LoggedDataset>& logged_datasets() {
   return datasets;
 }
 
-void write_probes(hid_t file, const at::Tensor& probes) {
-  if (!probes.defined()) return;
-  const bool integer = !at::isFloatingType(probes.scalar_type());
-  const auto data = probes.to(integer ? at::kLong : at::kFloat).cpu().contiguous();
+/// A fixed dataset `name` holding `values` (int64 when they are integers, else float32), with
+/// its description and units.
+void write_tensor(hid_t parent, const std::string& name, const at::Tensor& values, const std::string& description,
+                  const std::string& units) {
+  const bool integer = !at::isFloatingType(values.scalar_type());
+  const auto data = values.to(integer ? at::kLong : at::kFloat).cpu().contiguous();
   std::vector<hsize_t> dims(data.sizes().begin(), data.sizes().end());
   Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
-  Handle ds(check(H5Dcreate2(file, "probes", integer ? H5T_STD_I64LE : H5T_IEEE_F32LE, space.get(), H5P_DEFAULT,
-                             H5P_DEFAULT, H5P_DEFAULT),
-                  "creating /probes"),
+  Handle ds(check(H5Dcreate2(parent, name.c_str(), integer ? H5T_STD_I64LE : H5T_IEEE_F32LE, space.get(),
+                             H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                  "creating " + name),
             H5Dclose);
   check(H5Dwrite(ds.get(), integer ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
                  data.data_ptr()),
-        "writing /probes");
-  hdf5::describe(ds.get(), integer ? "probe inputs: token ids [probe, position]" : "probe inputs [probe, ...]",
-                 integer ? "token ids" : "model input units");
+        "writing " + name);
+  hdf5::describe(ds.get(), description, units);
+}
+
+void write_probes(hid_t file, const at::Tensor& probes) {
+  if (!probes.defined()) return;
+  const bool integer = !at::isFloatingType(probes.scalar_type());
+  write_tensor(file, "probes", probes, integer ? "probe inputs: token ids [probe, position]" : "probe inputs [probe, ...]",
+               integer ? "token ids" : "model input units");
 }
 
 /// Whether the file's /probes hold exactly `probes` (the run identity: data, seed, probe count).
@@ -118,14 +126,10 @@ bool same_probes(hid_t file, const at::Tensor& probes) {
 void write_context_pairs(hid_t file, const std::vector<TokenPair>& pairs) {
   std::vector<int64_t> values;
   for (const auto& pair : pairs) values.insert(values.end(), {pair.input, pair.output});
-  hsize_t dims[2] = {pairs.size(), 2};
-  Handle space(H5Screate_simple(2, dims, nullptr), H5Sclose);
-  Handle ds(check(H5Dcreate2(file, "context_pairs", H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                  "creating /context_pairs"),
-            H5Dclose);
-  check(H5Dwrite(ds.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), "writing /context_pairs");
-  hdf5::describe(ds.get(), "context pair c: (input token t1, output token t2) of J_{t1 t2}; /measurement's context "
-                           "axis is (layer - 1) * np + c", "token positions");
+  write_tensor(file, "context_pairs", at::tensor(values, at::kLong).view({-1, 2}),
+               "context pair c: (input token t1, output token t2) of J_{t1 t2}; /measurement's context axis is "
+               "(layer - 1) * np + c",
+               "token positions");
 }
 
 /// Names of the links in a group.
