@@ -53,7 +53,7 @@ expect_error resume_conflict "--lr 0.5 conflicts with the checkpoint .* add --ov
 expect_error resume_override_model "--layers 3 conflicts with the checkpoint" "$work/run" --resume "$work/run" --layers 3 --override
 expect_error override_new_run "--override goes with --resume" "$work/o22" "${tiny[@]}" --out "$work/o22" --override
 expect_error overwrite_run "already holds a run" "" "${tiny[@]}" --steps 2 --out "$work/run"
-head -c 100 "$work/run/checkpoints/step_2/model.pt" > "$work/truncated" && mv "$work/truncated" "$work/run/checkpoints/step_2/model.pt"
+head -c 100 "$work/run/checkpoints/step_2/model.safetensors" > "$work/truncated" && mv "$work/truncated" "$work/run/checkpoints/step_2/model.safetensors"
 expect_error resume_corrupt "is corrupt" "$work/run" --resume "$work/run"
 
 # Coupling-log inputs.

@@ -19,7 +19,7 @@ gpt=(gpt --data "$work/tiny.txt" --d-model 16 --layers 2 --heads 2 --context 64 
      --eval-windows 4 --probes 2 --k 2,4 --steps 6 --ckpt-every 3 --spectrum exact --measure-schedule checkpoints)
 
 "$train" "${gpt[@]}" --tokens 31,-1 --out "$work/run" > "$work/train.log" 2>&1 || { cat "$work/train.log"; exit 1; }
-test -s "$work/run/checkpoints/step_0/weights.pt"
+test -s "$work/run/checkpoints/step_0/model.safetensors"
 $python "$here/python/check_log.py" "$work/run/coupling.h5" 0,3,6
 $python "$here/python/check_token_coupling.py" "$work/run" "$work/run/coupling.h5" --heads 2 --step 0
 echo "ok   step-0 checkpoint; token coupling = brute force from its weights"

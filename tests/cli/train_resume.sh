@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # coupling-train end to end through the CLI: a tiny run, its outputs (summary.json keys,
-# config.toml that repeats the run, weights.pt readable by Python's torch.load with the
+# config.toml that repeats the run, model.safetensors readable by Python with the
 # documented names), and --resume continuing to more steps is refused while a consistent
 # resume of a finished run re-creates the summary.
 # Usage: train_resume.sh path/to/coupling-train
@@ -25,10 +25,20 @@ sed "s|^out = .*|out = \"$work/b\"|" "$work/a/config.toml" > "$work/b.toml"
 "$bin" gpt --config="$work/b.toml"
 cmp <(cut -d, -f1-2 "$work/a/train_log.csv") <(cut -d, -f1-2 "$work/b/train_log.csv")
 
-# Python reads weights.pt as a dict with the documented names.
-$python - "$work/a/checkpoints/step_6/weights.pt" <<'PY'
-import sys, torch
-w = dict(torch.load(sys.argv[1]))  # (name, tensor) pairs; weights_only in torch 2.x
+# Python reads model.safetensors as a dict with the documented names (numpy alone; with the
+# safetensors package, the same as safetensors.torch.load_file, which the venv's Python checks).
+$python - "$work/a/checkpoints/step_6/model.safetensors" "$(dirname "$0")/../../scripts" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[2])
+import coupling_safetensors
+w = coupling_safetensors.load_torch(sys.argv[1])
+try:
+    import safetensors.torch
+    reference = safetensors.torch.load_file(sys.argv[1])
+    assert reference.keys() == w.keys() and all((reference[k] == w[k]).all() for k in w)
+    print("the safetensors package reads model.safetensors the same")
+except ImportError:
+    pass
 expected = {"wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias"}
 for l in range(2):
     for s in ["ln1.weight", "ln1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
@@ -36,13 +46,12 @@ for l in range(2):
         expected.add(f"blocks.{l}.{s}")
 assert set(w.keys()) == expected, sorted(set(w.keys()) ^ expected)
 assert tuple(w["blocks.0.attn.qkv.weight"].shape) == (48, 16)
-print("weights.pt keys ok:", len(w))
+print("model.safetensors keys ok:", len(w))
 PY
 
 # Resume after an interruption at step 3 reproduces the loss curve.
 cp -r "$work/a" "$work/c"
 rm -rf "$work/c/checkpoints/step_6" "$work/c/summary.json"
-sed -i "s|^out = .*|out = \"$work/c\"|" "$work/c/checkpoints/step_3/config.toml"
 "$bin" gpt --resume "$work/c" --log-every 1
 cmp <(cut -d, -f1-2 "$work/a/train_log.csv") <(cut -d, -f1-2 "$work/c/train_log.csv")
 echo "1 passed, 0 failed"

@@ -3,7 +3,7 @@
 GPT, re-implemented independently of the C++ in gpt_reference.py.
 
 Usage: check_token_coupling.py RUN_DIR LOG.h5 --heads H [--step S] [--depth]
-Loads RUN_DIR/checkpoints/step_S/weights.pt ((name, tensor) pairs), the probes (/probes), the
+Loads RUN_DIR/checkpoints/step_S/model.safetensors, the probes (/probes), the
 measured tokens (/measurement/token) and the K grid (/measurement/k) of LOG.h5 and the log's row
 with /measurement/step == S (default 0). For every probe p, block l and measured token t it computes
 J^l_tt = d f^l(X^{l-1})_t / d x^{l-1}_t with torch.autograd.functional.jacobian in float64, its full
@@ -28,6 +28,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+import coupling_safetensors  # noqa: E402
 from gpt_reference import num_layers, residual_branch, residual_states  # noqa: E402
 
 # TOLERANCE. The log's m_K come from float32 Jacobians (fp32 forward to X^{l-1}, fp32 backward
@@ -179,11 +181,10 @@ def main():
     heads_in_log = re.search(r"\bheads=(\d+)", model_config)
     if heads_in_log and int(heads_in_log.group(1)) != args.heads:
         sys.exit(f"check_token_coupling: --heads {args.heads} but the log's model_config says {model_config!r}")
-    path = os.path.join(args.run_dir, "checkpoints", f"step_{args.step}", "weights.pt")
+    path = os.path.join(args.run_dir, "checkpoints", f"step_{args.step}", "model.safetensors")
     if not os.path.isfile(path):
         sys.exit(f"check_token_coupling: no checkpoint weights {path}")
-    # (name, tensor) pairs: tuples, str and tensors are all allowed by torch 2.x's weights_only loader
-    weights = dict(torch.load(path))
+    weights = coupling_safetensors.load_torch(path)
     T, d = probes.shape[1], weights["wte.weight"].shape[1]
     tokens = [t + T if t < 0 else t for t in tokens]
     warning = spectrum_warning(engine_config, ks, d)

@@ -12,6 +12,9 @@ import h5py
 import numpy as np
 import torch
 
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2] / "scripts"))
+import coupling_safetensors  # noqa: E402
+
 
 def losses(run):
     with open(f"{run}/train_log.csv") as f:
@@ -26,8 +29,8 @@ def main():
     assert loss_diff < 1e-4, f"losses differ by {loss_diff}"
 
     step = max(int(p.name.split("_")[1]) for p in __import__("pathlib").Path(f"{one}/checkpoints").glob("step_*"))
-    wa = dict(torch.load(f"{one}/checkpoints/step_{step}/weights.pt"))
-    wb = dict(torch.load(f"{many}/checkpoints/step_{step}/weights.pt"))
+    wa = coupling_safetensors.load_torch(f"{one}/checkpoints/step_{step}/model.safetensors")
+    wb = coupling_safetensors.load_torch(f"{many}/checkpoints/step_{step}/model.safetensors")
     weight_diff = max((wa[k] - wb[k]).abs().max().item() / (wa[k].abs().max().item() + 1e-12) for k in wa)
     assert weight_diff < 1e-3, f"final weights differ by {weight_diff} (relative)"
 

@@ -2,7 +2,7 @@
 measurements (docs/metrics.md), for cross-checking the C++ numbers.
 
 Usage: gpt_reference.py DIR --heads H [--coupling]
-DIR holds weights.pt ((name, tensor) pairs written by the C++ trainer), tokens.pt ([B, T] int64)
+DIR holds model.safetensors (written by the C++ trainer), tokens.pt ([B, T] int64)
 and logits.pt (the C++ model's logits). With --coupling it also holds the C++ measurement of the
 last token: depth.pt ([B, L, L] m_K, ujv, norm, K = 4), sigma.pt ([B, L, K]) and lss.pt ([B]).
 Exits 0 when everything agrees (logits to 1e-4 relative, measurements to 1e-3), 1 otherwise.
@@ -10,10 +10,14 @@ Uses only torch and torch.nn.functional: no code is shared with the C++ side.
 """
 import argparse
 import math
+import os
 import sys
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+import coupling_safetensors  # noqa: E402
 
 
 def layer_norm(x, w, b):
@@ -104,7 +108,7 @@ def main():
     parser.add_argument("--heads", type=int, required=True)
     parser.add_argument("--coupling", action="store_true")
     args = parser.parse_args()
-    weights = dict(torch.load(f"{args.dir}/weights.pt"))
+    weights = coupling_safetensors.load_torch(f"{args.dir}/model.safetensors")
     idx = torch.load(f"{args.dir}/tokens.pt")
     expected = torch.load(f"{args.dir}/logits.pt")
     with torch.no_grad():

@@ -1,6 +1,9 @@
 // Checkpoints: round trip of model, optimizer, RNG and trainer state; newest-checkpoint lookup;
-// corrupt and incomplete checkpoints; weights.pt as pickled (name, tensor) pairs.
+// corrupt, incomplete, forged and format-1 checkpoints refused by name; model.safetensors by name.
 #include "coupling/error.h"
+#include "coupling/formats/safetensors.h"
+#include "coupling/formats/sha256.h"
+#include "test_paths.h"
 #include "trainer_support.h"
 #include "trainer/loop/checkpoint.h"
 #include "trainer/models/gpt.h"
@@ -8,7 +11,6 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/optim/adamw.h>
-#include <torch/serialize.h>
 
 #include <filesystem>
 #include <fstream>
@@ -75,51 +77,110 @@ TEST(Checkpoint, RoundTripRestoresEverything) {
 TEST(Checkpoint, LatestPicksHighestStepAndIgnoresTemporaries) {
   TempDir dir;
   EXPECT_FALSE(trainer::latest_checkpoint(dir.path().string()).has_value());
-  for (const char* name : {"step_9", "step_10", "step_2", "step_99.tmp-123", "notes"}) {
+  for (const char* name : {"step_9", "step_10", "step_2", "step_99.tmp-123", "notes", "step_99999999999999999999"}) {
     fs::create_directories(dir.path() / "checkpoints" / name);
   }
   EXPECT_EQ(trainer::latest_checkpoint(dir.path().string()), (dir.path() / "checkpoints" / "step_10").string());
 }
 
-TEST(Checkpoint, CorruptOrIncompleteCheckpointsAreReported) {
+/// The message of the CheckpointError that loading checkpoint `dir` into a fresh tiny model throws.
+std::string load_error(const std::string& dir) {
+  trainer::Gpt model(tiny_model());
+  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-2));
+  try {
+    trainer::load_checkpoint(dir, *model, optimizer);
+  } catch (const coupling::CheckpointError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+/// Replaces `file` of checkpoint `dir` by `bytes` and records them in its manifest, as a forger would.
+void forge(const std::string& dir, const std::string& file, const std::string& bytes) {
+  std::ofstream(dir + "/" + file, std::ios::binary) << bytes;
+  std::string manifest = read_file(dir + "/manifest.json");
+  const auto entry = manifest.find("\"" + file + "\"");
+  const auto bytes_at = manifest.find("\"bytes\": ", entry) + 9;
+  manifest.replace(bytes_at, manifest.find(',', bytes_at) - bytes_at, std::to_string(bytes.size()));
+  const auto sha_at = manifest.find("\"sha256\": \"", entry) + 11;
+  manifest.replace(sha_at, 64, coupling::sha256_hex(bytes));
+  std::ofstream(dir + "/manifest.json", std::ios::binary) << manifest;
+}
+
+TEST(Checkpoint, CorruptIncompleteOrForeignCheckpointsAreRefusedByName) {
   TempDir dir;
   trainer::Gpt model(tiny_model());
   torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-2));
-  trainer::save_checkpoint(dir.path().string(), {3, "x", 0, 0.0}, *model, optimizer, "");
-  const auto ckpt = trainer::checkpoint_dir(dir.path().string(), 3);
-  const auto model_file = ckpt + "/model.pt";
-  const auto size = fs::file_size(model_file);
-  fs::resize_file(model_file, size / 2);
-  try {
-    trainer::load_checkpoint(ckpt, *model, optimizer);
-    FAIL() << "truncated model.pt accepted";
-  } catch (const coupling::CheckpointError& e) {
-    EXPECT_NE(std::string(e.what()).find("corrupt"), std::string::npos) << e.what();
+  take_step(model, optimizer);
+  const auto save = [&](int64_t step) {
+    trainer::save_checkpoint(dir.path().string(), {step, "x", 0, 0.0}, *model, optimizer, "");
+    return trainer::checkpoint_dir(dir.path().string(), step);
+  };
+  ASSERT_EQ(load_error(save(1)), "");
+
+  // One flipped bit anywhere in a file fails its SHA-256, before anything is loaded.
+  for (const std::string file : {"model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"}) {
+    const auto ckpt = save(2);
+    std::string bytes = read_file(ckpt + "/" + file);
+    bytes[bytes.size() / 2] ^= 1;
+    std::ofstream(ckpt + "/" + file, std::ios::binary) << bytes;
+    EXPECT_NE(load_error(ckpt).find("is corrupt: " + file + " does not match its size and SHA-256"), std::string::npos)
+        << load_error(ckpt);
   }
-  fs::remove(ckpt + "/optimizer.pt");
-  try {
-    trainer::load_checkpoint(ckpt, *model, optimizer);
-    FAIL() << "missing optimizer.pt accepted";
-  } catch (const coupling::CheckpointError& e) {
-    EXPECT_NE(std::string(e.what()).find("no optimizer.pt"), std::string::npos) << e.what();
-  }
+  auto ckpt = save(3);
+  fs::remove(ckpt + "/optimizer.safetensors");
+  EXPECT_NE(load_error(ckpt).find("is incomplete (no optimizer.safetensors)"), std::string::npos) << load_error(ckpt);
+  fs::remove(ckpt + "/manifest.json");
+  EXPECT_NE(load_error(ckpt).find("is incomplete (no manifest.json)"), std::string::npos) << load_error(ckpt);
+
+  // Files that pass a forged manifest are still checked as data.
+  ckpt = save(4);
+  forge(ckpt, "state.json", "{\"step\": \"four\"}");
+  EXPECT_NE(load_error(ckpt).find("has a malformed state.json"), std::string::npos) << load_error(ckpt);
+  ckpt = save(5);
+  forge(ckpt, "model.safetensors", read_file(ckpt + "/model.safetensors").substr(0, 200));
+  EXPECT_NE(load_error(ckpt).find("model.safetensors"), std::string::npos) << load_error(ckpt);
+  ckpt = save(6);
+  trainer::Gpt wider(test_support::gpt_config(8, 32, 2, 2));
+  trainer::save_model_safetensors(*wider, ckpt + "/wider");
+  forge(ckpt, "model.safetensors", read_file(ckpt + "/wider"));
+  EXPECT_NE(load_error(ckpt).find("holds another model: wte.weight has shape [256, 32] there and [256, 16]"),
+            std::string::npos)
+      << load_error(ckpt);
+  ckpt = save(7);
+  std::string manifest = read_file(ckpt + "/manifest.json");
+  manifest.replace(manifest.find("\"version\": 2"), 12, "\"version\": 3");
+  std::ofstream(ckpt + "/manifest.json", std::ios::binary) << manifest;
+  EXPECT_NE(load_error(ckpt).find("has format 3 and this libcoupling reads format 2"), std::string::npos)
+      << load_error(ckpt);
 }
 
-TEST(Checkpoint, WeightsFileIsPickledNameTensorPairs) {
+TEST(Checkpoint, FormatOneIsRefusedWithoutBeingOpened) {
+  TempDir dir;
+  fs::copy(std::string(test_paths::kTestSourceDir) + "/fixtures/checkpoint-format-1/run/checkpoints/step_2", dir.path(),
+           fs::copy_options::recursive);
+  // A TorchScript archive is never parsed: garbage in its place gives the same one-line refusal.
+  const std::string expected = "has format 1 (TorchScript archives";
+  EXPECT_NE(load_error(dir.path().string()).find(expected), std::string::npos) << load_error(dir.path().string());
+  std::ofstream(dir.file("model.pt"), std::ios::binary) << "not an archive";
+  EXPECT_NE(load_error(dir.path().string()).find(expected), std::string::npos);
+  trainer::Gpt model(tiny_model());
+  EXPECT_THROW(trainer::load_model(dir.path().string(), *model), coupling::CheckpointError);
+}
+
+TEST(Checkpoint, ModelFileIsSafetensorsByParameterName) {
   TempDir dir;
   trainer::Gpt model(tiny_model());
-  trainer::save_weights_for_python(*model, dir.file("weights.pt"));
-  std::ifstream in(dir.file("weights.pt"), std::ios::binary);
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::map<std::string, at::Tensor> weights;
-  const c10::IValue loaded = torch::pickle_load(bytes);
-  for (const auto& pair : loaded.toTupleRef().elements()) {
-    const auto& name_and_tensor = pair.toTupleRef().elements();
-    weights[name_and_tensor.at(0).toStringRef()] = name_and_tensor.at(1).toTensor();
-  }
-  EXPECT_EQ(weights.size(), model->named_parameters().size());
-  EXPECT_TRUE(at::equal(weights.at("wte.weight"), model->wte->weight));
-  EXPECT_TRUE(at::equal(weights.at("blocks.1.mlp.fc.bias"), model->block(1)->mlp->fc->bias));
+  trainer::save_model_safetensors(*model, dir.file("model.safetensors"));
+  const coupling::safetensors::SafetensorsFile file(dir.file("model.safetensors"));
+  EXPECT_EQ(file.header().tensors.size(), model->named_parameters().size() + model->named_buffers().size());
+  EXPECT_TRUE(at::equal(file.tensor("wte.weight"), model->wte->weight));
+  EXPECT_TRUE(at::equal(file.tensor("blocks.1.mlp.fc.bias"), model->block(1)->mlp->fc->bias));
 }
 
 }  // namespace

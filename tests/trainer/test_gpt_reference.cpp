@@ -1,7 +1,7 @@
 // Reference check (llm.c style): an independent PyTorch re-implementation of the GPT written from
 // docs/architecture.md, and of the measurements from docs/metrics.md (tests/python/
 // gpt_reference.py), must reproduce this model's logits and its coupling, singular values and
-// LSS from the exported weights.pt.
+// LSS from the exported model.safetensors.
 #include "coupling/engine/measurement.h"
 #include "test_paths.h"
 #include "trainer_support.h"
@@ -30,7 +30,7 @@ TEST(GptReference, PythonReimplementationReproducesLogitsAndMeasurements) {
   auto idx = at::randint(256, {2, 20}, at::kLong);
   save_tensor(idx, dir.file("tokens.pt"));
   save_tensor(model->forward(idx).detach(), dir.file("logits.pt"));
-  trainer::save_weights_for_python(*model, dir.file("weights.pt"));
+  trainer::save_model_safetensors(*model, dir.file("model.safetensors"));
 
   trainer::GptAdapter adapter(model);
   coupling::MeasurementOptions options;

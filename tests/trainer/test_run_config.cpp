@@ -51,6 +51,47 @@ TEST(RunConfig, VitTomlRoundTripAndOwnDefaults) {
   EXPECT_THROW(config.validate(), coupling::ConfigError);
 }
 
+TEST(RunConfig, TomlEscapesAreTheStandardsBothWays) {
+  TempDir dir;
+  // Hand-written TOML: a basic string's escapes are decoded, a literal string is taken as it is.
+  test_support::write_text(dir.file("escapes.toml"),
+                           "data = \"C:\\\\corpus\\\\it's \\\"x\\\".txt\"\nout = 'runs\\new'\nlr = 1e-3\nsteps = 5\n");
+  const auto read = trainer::read_config_file(dir.file("escapes.toml"));
+  EXPECT_EQ(read.train.data, "C:\\corpus\\it's \"x\".txt");
+  EXPECT_EQ(read.train.out, "runs\\new");
+  EXPECT_EQ(read.train.lr, 1e-3);
+  EXPECT_EQ(read.train.steps, 5);
+  // Every character a path can hold survives a write and a read.
+  trainer::GptRunConfig config;
+  config.train.data = "a\\b'c\"d\te\nf\x01g \u00e9";
+  trainer::write_file_atomic(dir.file("config.toml"), trainer::to_toml(config));
+  EXPECT_EQ(trainer::read_config_file(dir.file("config.toml")).train.data, config.train.data);
+}
+
+/// The message of the ConfigError reading `text` as a GPT config file throws ("" if none).
+std::string config_error(const std::string& text) {
+  TempDir dir;
+  test_support::write_text(dir.file("c.toml"), text);
+  try {
+    trainer::read_config_file(dir.file("c.toml"));
+  } catch (const coupling::ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(RunConfig, BadConfigFilesNameTheLineAndTheFault) {
+  EXPECT_NE(config_error("steps = 3\nlearning-rate = 0.1\n").find("line 2: 'learning-rate' is not an option"),
+            std::string::npos);
+  EXPECT_NE(config_error("steps = \"many\"\n").find("line 1: steps must be an integer"), std::string::npos);
+  EXPECT_NE(config_error("lr = 'fast'\n").find("lr must be a number"), std::string::npos);
+  EXPECT_NE(config_error("data = 3\n").find("data must be a string"), std::string::npos);
+  EXPECT_NE(config_error("steps = 3.5\n").find("steps must be an integer"), std::string::npos);
+  EXPECT_NE(config_error("\n\ndata = \"unterminated\n").find("line 3"), std::string::npos);
+  EXPECT_NE(config_error("[train]\nsteps = 3\n").find("'train' is not an option"), std::string::npos);
+  EXPECT_EQ(config_error("lr = 1\n"), "");  // an integer is a number
+}
+
 TEST(RunConfig, UnknownKeyIsAnError) {
   TempDir dir;
   test_support::write_text(dir.file("bad.toml"), "steps = 3\nlearning-rate = 0.1\n");

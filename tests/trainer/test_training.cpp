@@ -46,8 +46,8 @@ TEST(Training, LossDecreasesOnTinyCorpus) {
   EXPECT_EQ(summary.final_step, 40);
   EXPECT_TRUE(fs::exists(dir.file("run/summary.json")));
   EXPECT_TRUE(fs::exists(dir.file("run/config.toml")));
-  EXPECT_TRUE(fs::exists(trainer::checkpoint_dir(dir.file("run"), 20) + "/weights.pt"));
-  EXPECT_TRUE(fs::exists(trainer::checkpoint_dir(dir.file("run"), 40) + "/weights.pt"));
+  EXPECT_TRUE(fs::exists(trainer::checkpoint_dir(dir.file("run"), 20) + "/model.safetensors"));
+  EXPECT_TRUE(fs::exists(trainer::checkpoint_dir(dir.file("run"), 40) + "/model.safetensors"));
 }
 
 TEST(Training, ResumedRunReproducesUninterruptedLossCurve) {

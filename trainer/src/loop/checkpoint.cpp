@@ -2,19 +2,21 @@
 
 #include "coupling/engine/device.h"
 #include "coupling/error.h"
+#include "coupling/formats/safetensors.h"
+#include "coupling/formats/sha256.h"
 #include "trainer/loop/files.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/GeneratorImpl.h>
+#include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
 #include <torch/optim/adamw.h>
 #include <torch/optim/optimizer.h>
-#include <torch/serialize.h>
-#include <torch/serialize/input-archive.h>
-#include <torch/serialize/output-archive.h>
-#include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -22,26 +24,26 @@
 #include <type_traits>
 
 namespace fs = std::filesystem;
+using nlohmann::json;
+namespace st = coupling::safetensors;
 
 namespace trainer {
 namespace {
 
-/// An archive serialised in memory, then written by checked writes: LibTorch's own file writer
-/// aborts the process (an exception from a destructor) when the disk fills up.
-void save_archive(torch::serialize::OutputArchive& archive, const std::string& path) {
-  std::ostringstream bytes;
-  archive.save_to(bytes);
-  write_file_atomic(path, bytes.str());
-}
-
 constexpr const char* kStepPrefix = "step_";
+constexpr const char* kManifest = "manifest.json";
+constexpr const char* kManifestKind = "libcoupling checkpoint";
+/// The files of a checkpoint, each listed in its manifest with size and SHA-256.
+const std::vector<std::string> kCheckpointFiles = {"model.safetensors", "optimizer.safetensors", "rng.safetensors",
+                                                   "state.json", "config.toml"};
+/// A manifest or state file larger than this is not one of ours.
+constexpr std::uintmax_t kMaxJsonBytes = 16 << 20;
 
 at::Generator default_generator() { return at::detail::getDefaultCPUGenerator(); }
 
-/// optimizer.pt holds AdamW's state by parameter name under this format key. LibTorch's own
-/// Optimizer::save keys it by parameter address in a layout that changed in 2.0 (a 1.13 file loads
-/// into 2.x onto the wrong parameters), so it is not used.
-constexpr const char* kOptimizerFormatKey = "libcoupling_optimizer_format";
+/// optimizer.safetensors holds AdamW's state by parameter name (LibTorch's own Optimizer::save keys
+/// it by parameter address, in a layout that changed between LibTorch 1.x and 2.x).
+constexpr const char* kOptimizerFormatKey = "format";
 constexpr const char* kOptimizerFormat = "adamw-by-parameter-name-1";
 
 /// The key of a parameter in Optimizer::state(): its TensorImpl's address as text in LibTorch 1.x,
@@ -65,79 +67,141 @@ auto* adamw_state(Optimizer& optimizer, const at::Tensor& parameter) {
   return found == states.end() ? nullptr : dynamic_cast<torch::optim::AdamWParamState*>(found->second.get());
 }
 
-void save_optimizer(const torch::nn::Module& model, const torch::optim::Optimizer& optimizer, const std::string& path) {
-  torch::serialize::OutputArchive archive;
-  archive.write(kOptimizerFormatKey, c10::IValue(std::string(kOptimizerFormat)));
+/// Every parameter and buffer of `model`, by name: what model.safetensors holds.
+std::vector<std::pair<std::string, at::Tensor>> named_tensors(const torch::nn::Module& model) {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& item : model.named_parameters()) tensors.emplace_back(item.key(), item.value());
+  for (const auto& item : model.named_buffers()) tensors.emplace_back(item.key(), item.value());
+  return tensors;
+}
+
+std::string optimizer_bytes(const torch::nn::Module& model, const torch::optim::Optimizer& optimizer) {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const auto& item : model.named_parameters()) {
     const auto* state = adamw_state(optimizer, item.value());
     if (state == nullptr) continue;  // no update has touched it yet
-    archive.write(item.key() + ".step", c10::IValue(state->step()));
-    archive.write(item.key() + ".exp_avg", state->exp_avg());
-    archive.write(item.key() + ".exp_avg_sq", state->exp_avg_sq());
+    tensors.emplace_back(item.key() + ".step", at::scalar_tensor(state->step(), at::kLong));
+    tensors.emplace_back(item.key() + ".exp_avg", state->exp_avg());
+    tensors.emplace_back(item.key() + ".exp_avg_sq", state->exp_avg_sq());
   }
-  save_archive(archive, path);
+  return st::serialize(tensors, {{kOptimizerFormatKey, kOptimizerFormat}});
 }
 
-/// Fills the optimizer's state from save_optimizer's archive. A file in LibTorch's own format
-/// loads only where it was written (LibTorch 1.x, the only one before this format).
-void load_optimizer(torch::serialize::InputArchive& archive, const std::string& path, const torch::nn::Module& model,
-                    torch::optim::Optimizer& optimizer) {
-  c10::IValue format;
-  if (!archive.try_read(kOptimizerFormatKey, format)) {
-    if (coupling::torch_version().rfind("1.", 0) == 0) {
-      optimizer.load(archive);
-      return;
-    }
-    throw coupling::CheckpointError(path + " holds optimizer state in the layout of LibTorch 1.x (written by "
-                                    "libcoupling before checkpoints recorded their LibTorch), which LibTorch " +
-                                    coupling::torch_version() +
-                                    " maps onto the wrong parameters: resume this run with the LibTorch 1.13 build "
-                                    "(scripts/build.sh)");
+/// The error for checkpoint `dir`, with the advice that always works.
+coupling::CheckpointError broken(const std::string& dir, const std::string& what) {
+  return coupling::CheckpointError("checkpoint " + dir + " " + what +
+                                   ": delete it to resume from the previous checkpoint");
+}
+
+/// `tensor` (from a checkpoint) copied into `target`, which must have its shape.
+void copy_checked(const at::Tensor& tensor, at::Tensor target, const std::string& dir, const std::string& name) {
+  if (!tensor.sizes().equals(target.sizes())) {
+    throw coupling::CheckpointError("checkpoint " + dir + " holds another model: " + name + " has shape " +
+                                    c10::str(tensor.sizes()) + " there and " + c10::str(target.sizes()) +
+                                    " in this model");
   }
-  if (format.toStringRef() != kOptimizerFormat) {
-    throw coupling::CheckpointError(path + " holds optimizer state in format '" + format.toStringRef() +
-                                    "', which this libcoupling does not know (it reads '" + kOptimizerFormat + "')");
+  at::NoGradGuard no_grad;
+  target.copy_(tensor);
+}
+
+void load_model_tensors(const std::string& dir, torch::nn::Module& model) {
+  const st::SafetensorsFile file((fs::path(dir) / "model.safetensors").string());
+  size_t used = 0;
+  auto load = [&](const std::string& name, at::Tensor target) {
+    if (!file.contains(name)) throw coupling::CheckpointError("checkpoint " + dir + " holds another model: it has no " + name);
+    copy_checked(file.tensor(name), target, dir, name);
+    ++used;
+  };
+  for (const auto& item : model.named_parameters()) load(item.key(), item.value());
+  for (const auto& item : model.named_buffers()) load(item.key(), item.value());
+  if (used != file.header().tensors.size()) {
+    throw coupling::CheckpointError("checkpoint " + dir + " holds another model: it has " +
+                                    std::to_string(file.header().tensors.size()) + " tensors and this model " +
+                                    std::to_string(used));
   }
+}
+
+void load_optimizer(const std::string& dir, const torch::nn::Module& model, torch::optim::Optimizer& optimizer) {
+  const std::string path = (fs::path(dir) / "optimizer.safetensors").string();
+  const st::SafetensorsFile file(path);
+  const auto format = file.header().metadata.find(kOptimizerFormatKey);
+  if (format == file.header().metadata.end() || format->second != kOptimizerFormat) {
+    throw coupling::CheckpointError(path + " holds optimizer state in another format than '" + kOptimizerFormat + "'");
+  }
+  size_t used = 0;
   for (const auto& item : model.named_parameters()) {
-    c10::IValue step;
-    if (!archive.try_read(item.key() + ".step", step)) continue;
+    if (!file.contains(item.key() + ".step")) continue;
+    const at::Tensor step = file.tensor(item.key() + ".step");
+    if (step.dim() != 0 || step.scalar_type() != at::kLong) throw broken(dir, "has a malformed optimizer step");
     auto state = std::make_unique<torch::optim::AdamWParamState>();
-    at::Tensor exp_avg, exp_avg_sq;
-    archive.read(item.key() + ".exp_avg", exp_avg);
-    archive.read(item.key() + ".exp_avg_sq", exp_avg_sq);
-    if (!exp_avg.sizes().equals(item.value().sizes()) || !exp_avg_sq.sizes().equals(item.value().sizes())) {
-      throw coupling::CheckpointError(path + ": the optimizer state of " + item.key() +
-                                      " does not have its parameter's shape");
-    }
-    state->step(step.toInt());
+    at::Tensor exp_avg = at::zeros_like(item.value()), exp_avg_sq = at::zeros_like(item.value());
+    copy_checked(file.tensor(item.key() + ".exp_avg"), exp_avg, dir, item.key() + ".exp_avg");
+    copy_checked(file.tensor(item.key() + ".exp_avg_sq"), exp_avg_sq, dir, item.key() + ".exp_avg_sq");
+    state->step(step.item<int64_t>());
     state->exp_avg(exp_avg);
     state->exp_avg_sq(exp_avg_sq);
     optimizer.state()[optimizer_state_key(optimizer, item.value())] = std::move(state);
+    used += 3;
   }
+  if (used != file.header().tensors.size()) throw broken(dir, "has optimizer state for parameters this model lacks");
 }
 
-/// Where the model's parameters live: checkpoints load straight onto that device (a checkpoint
-/// written on one device loads on any other).
-c10::Device device_of(const torch::nn::Module& model) {
-  const auto parameters = model.parameters();
-  return parameters.empty() ? c10::Device(c10::kCPU) : parameters.front().device();
+json read_json(const std::string& path, const std::string& dir) {
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (ec || size > kMaxJsonBytes) throw broken(dir, "has no readable " + fs::path(path).filename().string());
+  std::ifstream in(path, std::ios::binary);
+  const json value = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded() || !value.is_object()) {
+    throw broken(dir, "has a " + fs::path(path).filename().string() + " that is not a JSON object");
+  }
+  return value;
+}
+
+/// Checks `dir` against its manifest before anything is read from it: the format, and that every
+/// file is there with its recorded size and SHA-256.
+void verify_manifest(const std::string& dir) {
+  const fs::path manifest_path = fs::path(dir) / kManifest;
+  if (!fs::exists(manifest_path)) {
+    if (fs::exists(fs::path(dir) / "model.pt")) {
+      throw coupling::CheckpointError(
+          "checkpoint " + dir +
+          " has format 1 (TorchScript archives, written by libcoupling before data-only checkpoints), which can run "
+          "code when loaded, so it is not opened: start the run again with this libcoupling (format " +
+          std::to_string(kCheckpointFormat) + ")");
+    }
+    throw broken(dir, "is incomplete (no manifest.json)");
+  }
+  const json manifest = read_json(manifest_path.string(), dir);
+  try {
+    if (manifest.at("format").get<std::string>() != kManifestKind) throw broken(dir, "has a foreign manifest.json");
+    const int version = manifest.at("version").get<int>();
+    if (version != kCheckpointFormat) {
+      throw coupling::CheckpointError("checkpoint " + dir + " has format " + std::to_string(version) +
+                                      " and this libcoupling reads format " + std::to_string(kCheckpointFormat) +
+                                      ": use the libcoupling that wrote it");
+    }
+    const json& files = manifest.at("files");
+    if (files.size() != kCheckpointFiles.size()) throw broken(dir, "has a manifest.json that lists other files");
+    for (const auto& name : kCheckpointFiles) {
+      const json& entry = files.at(name);
+      const fs::path path = fs::path(dir) / name;
+      std::error_code ec;
+      if (!fs::is_regular_file(path, ec)) throw broken(dir, "is incomplete (no " + name + ")");
+      if (fs::file_size(path, ec) != entry.at("bytes").get<std::uintmax_t>() ||
+          coupling::sha256_file_hex(path.string()) != entry.at("sha256").get<std::string>()) {
+        throw broken(dir, "is corrupt: " + name + " does not match its size and SHA-256 in manifest.json");
+      }
+    }
+  } catch (const json::exception&) {
+    throw broken(dir, "has a malformed manifest.json");
+  }
 }
 
 }  // namespace
 
-void save_weights_for_python(const torch::nn::Module& model, const std::string& path) {
-  // A tuple of (name, tensor) pairs, not a c10::Dict: LibTorch pickles typed dicts with a
-  // torch.jit type tag that torch.load (weights_only, the default since PyTorch 2.6) refuses,
-  // while tuples, strings and tensors are plain data.
-  std::vector<c10::IValue> pairs;
-  for (const auto& item : model.named_parameters()) {
-    pairs.emplace_back(c10::ivalue::Tuple::create({item.key(), item.value().detach().cpu().clone()}));
-  }
-  for (const auto& item : model.named_buffers()) {
-    pairs.emplace_back(c10::ivalue::Tuple::create({item.key(), item.value().detach().cpu().clone()}));
-  }
-  const std::vector<char> bytes = torch::pickle_save(c10::ivalue::Tuple::create(std::move(pairs)));
-  write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
+void save_model_safetensors(const torch::nn::Module& model, const std::string& path) {
+  write_file_atomic(path, st::serialize(named_tensors(model)));
 }
 
 std::string checkpoint_dir(const std::string& out, int64_t step) {
@@ -149,7 +213,7 @@ std::map<int64_t, std::string> checkpoints(const std::string& out) {
   std::map<int64_t, std::string> found;
   std::error_code ec;
   if (!fs::is_directory(root, ec)) return found;
-  static const std::regex pattern("step_([0-9]+)");
+  static const std::regex pattern("step_([0-9]{1,18})");  // longer is not a step this code wrote
   for (const auto& entry : fs::directory_iterator(root, ec)) {
     std::smatch match;
     const std::string name = entry.path().filename().string();
@@ -169,40 +233,36 @@ std::optional<std::string> latest_checkpoint(const std::string& out) {
 void save_checkpoint(const std::string& out, const TrainerState& state, const torch::nn::Module& model,
                      const torch::optim::Optimizer& optimizer, const std::string& config_toml) {
   const fs::path final_dir = checkpoint_dir(out, state.step);
-  const fs::path temp_dir = final_dir.string() + ".tmp-" + std::to_string(::getpid());
   std::error_code ec;
-  fs::remove_all(temp_dir, ec);
-  fs::create_directories(temp_dir, ec);
-  if (ec) {
-    throw coupling::IoError("cannot create checkpoint directory " + temp_dir.string() + ": " + ec.message() +
-                            " (is the disk full?)");
+  fs::create_directories(final_dir.parent_path(), ec);
+  // A fresh directory (mkdtemp): a name planted in advance is never reused or followed.
+  std::string temp_name = final_dir.string() + ".tmp-XXXXXX";
+  if (ec || ::mkdtemp(temp_name.data()) == nullptr) {
+    throw coupling::IoError("cannot create a checkpoint directory next to " + final_dir.string() + ": " +
+                            (ec ? ec.message() : std::strerror(errno)) + " (is the disk full?)");
   }
+  const fs::path temp_dir = temp_name;
+  fs::permissions(temp_dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                fs::perms::others_read | fs::perms::others_exec, ec);
   try {
-    torch::serialize::OutputArchive model_archive;
-    model.save(model_archive);
-    save_archive(model_archive, (temp_dir / "model.pt").string());
-
-    save_optimizer(model, optimizer, (temp_dir / "optimizer.pt").string());
-
-    torch::serialize::OutputArchive state_archive;
-    state_archive.write("step", c10::IValue(state.step));
-    state_archive.write("sampler_rng", c10::IValue(state.sampler_rng));
+    json manifest = {{"format", kManifestKind}, {"version", kCheckpointFormat}, {"files", json::object()}};
+    auto write = [&](const std::string& name, const std::string& bytes) {
+      write_file_atomic((temp_dir / name).string(), bytes);
+      manifest["files"][name] = {{"bytes", bytes.size()}, {"sha256", coupling::sha256_hex(bytes)}};
+    };
+    write("model.safetensors", st::serialize(named_tensors(model)));
+    write("optimizer.safetensors", optimizer_bytes(model, optimizer));
     const auto rng = state.torch_rng.defined() ? state.torch_rng : default_generator().get_state().unsqueeze(0);
-    state_archive.write("torch_rng", c10::IValue(rng));
-    state_archive.write("tokens_seen", c10::IValue(state.tokens_seen));
-    state_archive.write("train_seconds", c10::IValue(state.train_seconds));
-    state_archive.write("libtorch_version", c10::IValue(coupling::torch_version()));
-    c10::Dict<std::string, std::string> callback_state;
-    for (const auto& [key, value] : state.callback_state) callback_state.insert(key, value);
-    state_archive.write("callback_state", c10::IValue(callback_state));
-    save_archive(state_archive, (temp_dir / "state.pt").string());
-
-    save_weights_for_python(model, (temp_dir / "weights.pt").string());
-    write_file_atomic((temp_dir / "config.toml").string(), config_toml);
-  } catch (const c10::Error& e) {
-    fs::remove_all(temp_dir, ec);
-    throw coupling::IoError("cannot write checkpoint " + final_dir.string() + " (is the disk full?): " +
-                            e.what_without_backtrace());
+    write("rng.safetensors", st::serialize({{"torch_rng", rng}}));
+    const json trainer_state = {{"step", state.step},
+                                {"sampler_rng", state.sampler_rng},
+                                {"tokens_seen", state.tokens_seen},
+                                {"train_seconds", state.train_seconds},
+                                {"libtorch_version", coupling::torch_version()},
+                                {"callback_state", state.callback_state}};
+    write("state.json", trainer_state.dump(2) + "\n");
+    write("config.toml", config_toml);
+    write_file_atomic((temp_dir / kManifest).string(), manifest.dump(2) + "\n");
   } catch (...) {
     fs::remove_all(temp_dir, ec);
     throw;
@@ -213,58 +273,33 @@ void save_checkpoint(const std::string& out, const TrainerState& state, const to
 }
 
 void load_model(const std::string& dir, torch::nn::Module& model) {
-  const auto path = (fs::path(dir) / "model.pt").string();
-  if (!fs::is_regular_file(path)) throw coupling::CheckpointError("no model.pt in checkpoint " + dir);
+  verify_manifest(dir);
   try {
-    torch::serialize::InputArchive archive;
-    archive.load_from(path, device_of(model));
-    model.load(archive);
-  } catch (const c10::Error& e) {
-    throw coupling::CheckpointError("cannot load " + path + " (" + e.what_without_backtrace() +
-                                    "): the checkpoint is corrupt or from a model of another shape");
+    load_model_tensors(dir, model);
+  } catch (const coupling::DataError& e) {
+    throw broken(dir, std::string("is malformed (") + e.what() + ")");
   }
 }
 
 TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
                              int64_t rank, int64_t world_size) {
-  for (const char* file : {"model.pt", "optimizer.pt", "state.pt", "config.toml"}) {
-    if (!fs::is_regular_file(fs::path(dir) / file)) {
-      throw coupling::CheckpointError("checkpoint " + dir + " is incomplete (no " + file +
-                                      "): delete it to resume from the previous checkpoint");
-    }
-  }
+  verify_manifest(dir);
   TrainerState state;
   try {
-    const c10::Device device = device_of(model);
-    torch::serialize::InputArchive model_archive;
-    model_archive.load_from((fs::path(dir) / "model.pt").string(), device);
-    model.load(model_archive);
-
-    torch::serialize::InputArchive optimizer_archive;
-    optimizer_archive.load_from((fs::path(dir) / "optimizer.pt").string(), device);
-    load_optimizer(optimizer_archive, (fs::path(dir) / "optimizer.pt").string(), model, optimizer);
-
-    torch::serialize::InputArchive state_archive;
-    state_archive.load_from((fs::path(dir) / "state.pt").string());
-    c10::IValue value;
-    state_archive.read("step", value);
-    state.step = value.toInt();
-    state_archive.read("sampler_rng", value);
-    state.sampler_rng = value.toStringRef();
-    state_archive.read("torch_rng", value);
-    state.torch_rng = value.toTensor().dim() == 1 ? value.toTensor().unsqueeze(0) : value.toTensor();
-    state_archive.read("tokens_seen", value);
-    state.tokens_seen = value.toInt();
-    state_archive.read("train_seconds", value);
-    state.train_seconds = value.toDouble();
-    state_archive.read("callback_state", value);
-    for (const auto& entry : value.toGenericDict()) {
-      state.callback_state[entry.key().toStringRef()] = entry.value().toStringRef();
-    }
-  } catch (const c10::Error& e) {
-    throw coupling::CheckpointError("checkpoint " + dir + " is corrupt or from an incompatible model (" +
-                                    e.what_without_backtrace() +
-                                    "): delete it to resume from the previous checkpoint");
+    const json saved = read_json((fs::path(dir) / "state.json").string(), dir);
+    state.step = saved.at("step").get<int64_t>();
+    state.sampler_rng = saved.at("sampler_rng").get<std::string>();
+    state.tokens_seen = saved.at("tokens_seen").get<int64_t>();
+    state.train_seconds = saved.at("train_seconds").get<double>();
+    state.callback_state = saved.at("callback_state").get<std::map<std::string, std::string>>();
+    state.torch_rng = st::SafetensorsFile((fs::path(dir) / "rng.safetensors").string()).tensor("torch_rng").clone();
+  } catch (const json::exception& e) {
+    throw broken(dir, std::string("has a malformed state.json (") + e.what() + ")");
+  } catch (const coupling::DataError& e) {
+    throw broken(dir, std::string("is malformed (") + e.what() + ")");
+  }
+  if (state.torch_rng.dim() != 2 || state.torch_rng.scalar_type() != at::kByte || state.torch_rng.size(0) < 1) {
+    throw broken(dir, "has a malformed rng.safetensors");
   }
   if (state.torch_rng.size(0) != world_size) {
     throw coupling::CheckpointError("checkpoint " + dir + " was written by a job of " +
@@ -272,8 +307,16 @@ TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, t
                                     std::to_string(state.torch_rng.size(0)) + " (this launch has " +
                                     std::to_string(world_size) + ")");
   }
-  // A fresh tensor: LibTorch 2.x reads a generator state from the start of its storage.
-  default_generator().set_state(state.torch_rng.select(0, rank).clone());
+  try {
+    load_model_tensors(dir, model);
+    load_optimizer(dir, model, optimizer);
+    // A fresh tensor: LibTorch 2.x reads a generator state from the start of its storage.
+    default_generator().set_state(state.torch_rng.select(0, rank).clone());
+  } catch (const coupling::DataError& e) {
+    throw broken(dir, std::string("is malformed (") + e.what() + ")");
+  } catch (const c10::Error& e) {
+    throw broken(dir, std::string("is malformed (") + e.what_without_backtrace() + ")");
+  }
   return state;
 }
 

@@ -2,33 +2,49 @@
 
 #include "coupling/error.h"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <toml++/toml.h>
 
 #include <cmath>
-
 #include <filesystem>
+#include <optional>
 #include <sstream>
 #include <type_traits>
 
 namespace trainer {
 namespace {
 
+/// `value` as a TOML value: strings quoted and escaped by toml++, numbers in their shortest form
+/// that reads back exactly (fmt; "0.1", "1e-05": TOML floats, or integers, which read as numbers).
 template <class T>
 std::string format_value(const T& value) {
   if constexpr (std::is_same_v<T, std::string>) {
-    // A TOML literal string keeps backslashes as they are; the --config reader has no escapes
-    // for them. Only a value containing a single quote needs a basic (double-quoted) string.
-    if (value.find('\'') == std::string::npos) return "'" + value + "'";
-    std::string quoted = "\"";
-    for (char ch : value) {
-      if (ch == '"') quoted += '\\';
-      quoted += ch;
-    }
-    return quoted + "\"";
+    std::ostringstream text;
+    text << toml::value<std::string>(value);
+    return text.str();
   } else {
     return fmt::format("{}", value);
   }
+}
+
+/// Sets `target` from the TOML node `node` of key `name` in `path`, or says what type it needed.
+template <class T>
+void read_value(const toml::node& node, const std::string& name, const std::string& path, T& target) {
+  std::optional<T> value;
+  if constexpr (std::is_same_v<T, double>) {
+    if (node.is_integer()) value = static_cast<double>(*node.value<int64_t>());
+    else if (node.is_floating_point()) value = node.value<double>();
+  } else if constexpr (std::is_same_v<T, int64_t>) {
+    if (node.is_integer()) value = node.value<int64_t>();
+  } else {
+    if (node.is_string()) value = node.value<std::string>();
+  }
+  if (!value) {
+    const char* wanted = std::is_same_v<T, std::string> ? "a string" : std::is_same_v<T, double> ? "a number" : "an integer";
+    throw coupling::ConfigError(fmt::format("config file {} line {}: {} must be {}", path, node.source().begin.line,
+                                            name, wanted));
+  }
+  target = *value;
 }
 
 void require(bool ok, const std::string& message) {
@@ -122,17 +138,23 @@ RunConfig read_config_file(const std::string& path) {
   if (!std::filesystem::is_regular_file(path)) {
     throw coupling::ConfigError("config file " + path + " does not exist");
   }
-  RunConfig config;
-  CLI::App app("config reader");
-  visit_fields([&](const char* name, const char* description, ResumePolicy, auto& value) {
-    app.add_option(std::string("--") + name, value, description);
-  }, config);
-  app.set_config("--config");
-  app.allow_config_extras(false);
+  toml::table table;
   try {
-    app.parse(std::vector<std::string>{path, "--config"});
-  } catch (const CLI::Error& e) {
-    throw coupling::ConfigError("cannot read config file " + path + ": " + e.what());
+    table = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    throw coupling::ConfigError(fmt::format("config file {} line {}: {}", path, e.source().begin.line, e.description()));
+  }
+  RunConfig config;
+  std::set<std::string> known;
+  visit_fields([&](const char* name, const char*, ResumePolicy, auto& value) {
+    known.insert(name);
+    if (const toml::node* node = table.get(name)) read_value(*node, name, path, value);
+  }, config);
+  for (const auto& [key, node] : table) {
+    if (known.count(std::string(key.str())) == 0) {
+      throw coupling::ConfigError(fmt::format("config file {} line {}: '{}' is not an option of coupling-train {}", path,
+                                              key.source().begin.line, key.str(), RunConfig::kModel));
+    }
   }
   return config;
 }

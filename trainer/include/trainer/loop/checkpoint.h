@@ -1,11 +1,16 @@
-// Checkpoints of the bundled trainers: OUT/checkpoints/step_<N>/ holds
-//   model.pt      the module (LibTorch archive)
-//   optimizer.pt  the optimizer state
-//   state.pt      step, sampler RNG state, every rank's LibTorch RNG state, tokens seen, training seconds
-//   weights.pt    name -> tensor dict that Python's torch.load reads (names: docs/architecture.md)
-//   config.toml   the run's configuration
-// A checkpoint is written into a temporary directory and renamed into place, so a crash never
-// leaves a half-written step_<N>.
+// Checkpoints of the bundled trainers (format 2, data only: nothing in a checkpoint is code).
+// OUT/checkpoints/step_<N>/ holds
+//   model.safetensors      every parameter and buffer by name (docs/architecture.md); Python
+//                          reads it with safetensors.torch.load_file
+//   optimizer.safetensors  AdamW's moments and step count, by parameter name
+//   rng.safetensors        [ranks, S] every data-parallel rank's LibTorch generator state
+//   state.json             step, sampler RNG state, tokens seen, training seconds, callbacks' state
+//   config.toml            the run's configuration
+//   manifest.json          the format version and the size and SHA-256 of each file above,
+//                          verified before anything is loaded
+// A checkpoint is written into a fresh temporary directory and renamed into place, so a crash
+// never leaves a half-written step_<N>. Format 1 (TorchScript archives, which can run code when
+// loaded) is refused without being opened.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -38,9 +43,12 @@ struct TrainerState {
   at::Tensor torch_rng;
 };
 
-/// Writes every parameter and buffer of `model` as (name, tensor) pairs that Python reads with
-/// `dict(torch.load(path))` (weights_only, PyTorch 1.13 and 2.x). Throws coupling::IoError.
-void save_weights_for_python(const torch::nn::Module& model, const std::string& path);
+/// The checkpoint format this code writes and reads (manifest.json's "version").
+constexpr int kCheckpointFormat = 2;
+
+/// Writes every parameter and buffer of `model` by name to a safetensors file. Throws
+/// coupling::IoError.
+void save_model_safetensors(const torch::nn::Module& model, const std::string& path);
 
 /// Directory of the checkpoint for `step` under run directory `out`.
 std::string checkpoint_dir(const std::string& out, int64_t step);
@@ -55,13 +63,15 @@ std::optional<std::string> latest_checkpoint(const std::string& out);
 void save_checkpoint(const std::string& out, const TrainerState& state, const torch::nn::Module& model,
                      const torch::optim::Optimizer& optimizer, const std::string& config_toml);
 
-/// Restores only the model's parameters from checkpoint directory `dir` (for analysis).
-/// Throws coupling::CheckpointError if model.pt is missing, corrupt or of another shape.
+/// Restores only the model's parameters and buffers from checkpoint directory `dir` (for
+/// analysis). Throws coupling::CheckpointError if the checkpoint fails its manifest, has another
+/// format, or holds a model of another shape.
 void load_model(const std::string& dir, torch::nn::Module& model);
 
 /// Restores model, optimizer and the LibTorch default generator (rank `rank`'s row) from checkpoint
-/// directory `dir` and returns the trainer state. Throws coupling::CheckpointError if anything is
-/// missing or corrupt, or the checkpoint was written by a job of another world size.
+/// directory `dir` and returns the trainer state. Throws coupling::CheckpointError if a file is
+/// missing, fails its SHA-256, is malformed, the format is not this code's, or the checkpoint was
+/// written by a job of another world size; nothing is loaded until every file has passed.
 TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
                              int64_t rank = 0, int64_t world_size = 1);
 
