@@ -37,7 +37,9 @@ expect_error() {
   passed=$((passed + 1))
 }
 
-expect_error missing_data "cannot open data file" "$work/o1" "${tiny[@]}" --data "$work/nope.txt" --out "$work/o1"
+expect_error missing_data "cannot read data file .*No such file" "$work/o1" "${tiny[@]}" --data "$work/nope.txt" --out "$work/o1"
+expect_error data_directory "cannot read data file .* not a regular file" "$work/o1" "${tiny[@]}" --data "$work" --out "$work/o1"
+expect_error data_device "cannot read data file /dev/zero: it is not a regular file" "$work/o1" "${tiny[@]}" --data /dev/zero --out "$work/o1"
 expect_error empty_data "is empty" "$work/o2" "${tiny[@]}" --data "$work/empty.txt" --out "$work/o2"
 expect_error short_data "too short for --context" "$work/o3" "${tiny[@]}" --data "$work/short.txt" --out "$work/o3"
 expect_error context_too_long "too short for --context 50000" "$work/o4" "${tiny[@]}" --context 50000 --out "$work/o4"
@@ -53,6 +55,10 @@ expect_error resume_conflict "--lr 0.5 conflicts with the checkpoint .* add --ov
 expect_error resume_override_model "--layers 3 conflicts with the checkpoint" "$work/run" --resume "$work/run" --layers 3 --override
 expect_error override_new_run "--override goes with --resume" "$work/o22" "${tiny[@]}" --out "$work/o22" --override
 expect_error overwrite_run "already holds a run" "" "${tiny[@]}" --steps 2 --out "$work/run"
+# The same path holding other text: refused by its SHA-256, by the checkpoint and by the log.
+cp "$work/tiny.txt" "$work/tiny.saved" && sed -i 's/fox/cat/' "$work/tiny.txt"
+expect_error resume_other_data "is not the data this run was trained on" "$work/run" --resume "$work/run"
+mv "$work/tiny.saved" "$work/tiny.txt"
 head -c 100 "$work/run/checkpoints/step_2/model.safetensors" > "$work/truncated" && mv "$work/truncated" "$work/run/checkpoints/step_2/model.safetensors"
 expect_error resume_corrupt "is corrupt" "$work/run" --resume "$work/run"
 

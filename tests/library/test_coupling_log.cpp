@@ -38,6 +38,7 @@ Fixture make_fixture() {
   f.probes = at::randn({2, 4, 8}, g, at::TensorOptions());
   f.options.k_grid = {2, 4};
   f.metadata = {"linear", "d = 8", f.options.str(), 7, 1, f.probes};
+  f.metadata.data_sha256 = std::string(64, 'a');
   return f;
 }
 
@@ -168,10 +169,12 @@ TEST(CouplingLog, ResumeRefusesForeignCorruptOrMismatchedFilesAndLeavesThemUntou
     EXPECT_NE(std::string(e.what()).find("different engine_config"), std::string::npos) << e.what();
   }
   EXPECT_EQ(file_bytes(dir.file("c.h5")), before);
-  // The run's identity: its seed and its probe inputs (other data or probes).
+  // The run's identity: its seed, its data and its probe inputs.
   for (const auto& [what, change] :
        std::vector<std::pair<std::string, std::function<void(coupling::LogMetadata&)>>>{
            {"different seed (log: 7, this run: 8)", [](coupling::LogMetadata& m) { m.seed = 8; }},
+           {"run on other data (data_sha256 of the log: aaaaaaaaaaaaaaaa..., of this run's --data: bbbb",
+            [](coupling::LogMetadata& m) { m.data_sha256 = std::string(64, 'b'); }},
            {"different probes", [](coupling::LogMetadata& m) { m.probes = m.probes + 1e-3; }},
            {"different probes", [](coupling::LogMetadata& m) { m.probes = m.probes.narrow(0, 0, 1); }}}) {
     auto foreign_run = f.metadata;

@@ -96,7 +96,7 @@ TEST(ByteCorpus, BadFilesGiveClearErrors) {
     ByteCorpus::from_file(dir.file("missing.txt"));
     FAIL() << "no error for a missing file";
   } catch (const coupling::DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("cannot open data file"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("cannot read data file"), std::string::npos);
   }
   test_support::write_text(dir.file("empty.txt"), "");
   EXPECT_THROW(ByteCorpus::from_file(dir.file("empty.txt")), coupling::DataError);

@@ -38,7 +38,7 @@ TEST(Checkpoint, RoundTripRestoresEverything) {
   trainer::Gpt model(tiny_model());
   torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-2));
   take_step(model, optimizer);
-  trainer::TrainerState state{7, "rng-state-text", 1234, 5.5};
+  trainer::TrainerState state{7, "rng-state-text", 1234, 5.5, "d474"};
   const auto expected_next_random = [] {
     auto generator = at::detail::getDefaultCPUGenerator();
     auto saved = generator.get_state();
@@ -60,6 +60,7 @@ TEST(Checkpoint, RoundTripRestoresEverything) {
   EXPECT_EQ(loaded.sampler_rng, "rng-state-text");
   EXPECT_EQ(loaded.tokens_seen, 1234);
   EXPECT_EQ(loaded.train_seconds, 5.5);
+  EXPECT_EQ(loaded.data_sha256, "d474");
   EXPECT_TRUE(at::equal(at::rand({4}), expected_next_random));
   auto a = model->parameters(), b = restored->parameters();
   ASSERT_EQ(a.size(), b.size());

@@ -87,7 +87,7 @@ TEST(Training, BadInputsFailBeforeWritingAnything) {
     EXPECT_FALSE(fs::exists(config.train.out + "/config.toml")) << fragment;
   };
   auto config = tiny_run(dir.file("missing.txt"), dir.file("a"));
-  expect_error(config, false, "cannot open data file");
+  expect_error(config, false, "cannot read data file");
   config = tiny_run(test_support::write_text(dir.file("short.txt"), "abc"), dir.file("b"));
   expect_error(config, false, "too short for --context");
   config = tiny_run(data, dir.file("c"));

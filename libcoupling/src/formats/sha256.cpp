@@ -38,11 +38,13 @@ std::string finish(EVP_MD_CTX* context) {
 
 }  // namespace
 
-std::string sha256_hex(const std::string& bytes) {
+std::string sha256_hex(const void* data, size_t size) {
   const auto context = start();
-  EVP_DigestUpdate(context.get(), bytes.data(), bytes.size());
+  EVP_DigestUpdate(context.get(), data, size);
   return finish(context.get());
 }
+
+std::string sha256_hex(const std::string& bytes) { return sha256_hex(bytes.data(), bytes.size()); }
 
 std::string sha256_file_hex(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

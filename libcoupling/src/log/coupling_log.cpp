@@ -343,6 +343,7 @@ CouplingLog CouplingLog::create(const std::string& path, const LogMetadata& meta
   hdf5::write_string_attribute(file, "model_config", metadata.model_config);
   hdf5::write_string_attribute(file, "engine_config", metadata.engine_config);
   hdf5::write_int_attribute(file, "seed", metadata.seed);
+  if (!metadata.data_sha256.empty()) hdf5::write_string_attribute(file, "data_sha256", metadata.data_sha256);
   hdf5::write_int_attribute(file, "world_size", metadata.world_size);
   hdf5::write_string_attribute(file, "training_precision", metadata.training_precision);
   write_probes(file, metadata.probes);
@@ -410,6 +411,12 @@ CouplingLog CouplingLog::resume(const std::string& path, const LogMetadata& meta
                      (stored_seed ? std::to_string(*stored_seed) : std::string("none")) + ", this run: " +
                      std::to_string(metadata.seed) + "): it was left untouched; resume with the original --seed "
                      "or choose another log path");
+    }
+    const auto stored_data = hdf5::read_string_attribute(readonly.get(), "data_sha256");
+    if (stored_data && !metadata.data_sha256.empty() && *stored_data != metadata.data_sha256) {
+      throw LogError("log " + path + " belongs to a run on other data (data_sha256 of the log: " +
+                     stored_data->substr(0, 16) + "..., of this run's --data: " + metadata.data_sha256.substr(0, 16) +
+                     "...): it was left untouched; resume with the original --data or choose another log path");
     }
     if (metadata.probes.defined() && !same_probes(readonly.get(), metadata.probes)) {
       throw LogError("log " + path + " belongs to a run with different probes (other --data, --seed or --probes): it "

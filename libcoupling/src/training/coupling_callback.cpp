@@ -28,7 +28,7 @@ double CouplingCallback::overhead_fraction(double wall_seconds) const {
 LogMetadata CouplingCallback::log_metadata() const {
   const int64_t world_size = options_.communicator ? options_.communicator->world_size() : 1;
   return {options_.model, options_.model_config, options_.measurement.str(), options_.seed, world_size, probes_,
-          options_.training_precision, options_.resume_note};
+          options_.training_precision, options_.resume_note, options_.data_sha256};
 }
 
 void CouplingCallback::on_setup(const TrainBegin& begin) {

@@ -1,12 +1,16 @@
 #include "trainer/data/byte_corpus.h"
 
 #include "coupling/error.h"
+#include "coupling/formats/sha256.h"
 
 #include <ATen/ATen.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
@@ -18,16 +22,23 @@ ByteCorpus::ByteCorpus(std::vector<uint8_t> bytes, std::string name)
     throw coupling::DataError("data file " + name_ + " is empty: pass a non-empty text file with --data");
   }
   split_ = static_cast<int64_t>(std::floor(static_cast<double>(bytes_.size()) * (1.0 - kValidationFraction)));
+  sha256_ = coupling::sha256_hex(bytes_.data(), bytes_.size());
 }
 
 ByteCorpus ByteCorpus::from_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw coupling::DataError("cannot open data file " + path +
-                              ": check the path given to --data (run scripts/setup.sh for the default corpus)");
+  std::error_code ec;
+  if (!in || !std::filesystem::is_regular_file(path, ec)) {
+    throw coupling::DataError("cannot read data file " + path + ": " +
+                              (in ? std::string("it is not a regular file (a directory or a device)") : std::strerror(errno)) +
+                              "; pass a text file with --data (run scripts/setup.sh for the default corpus)");
   }
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw coupling::DataError("error while reading data file " + path);
+  // A regular file's size is known: exactly that many bytes are read.
+  std::vector<uint8_t> bytes(std::filesystem::file_size(path, ec));
+  in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (ec || in.gcount() != static_cast<std::streamsize>(bytes.size())) {
+    throw coupling::DataError("error while reading data file " + path);
+  }
   return ByteCorpus(std::move(bytes), path);
 }
 

@@ -1,6 +1,7 @@
 #include "trainer/data/image_dataset.h"
 
 #include "coupling/error.h"
+#include "coupling/formats/sha256.h"
 
 #include <ATen/ATen.h>
 
@@ -100,6 +101,12 @@ ImageDataset ImageDataset::from_directory(const std::string& dir) {
   ImageDataset data;
   data.train_ = read_split(dir, "train");
   data.test_ = read_split(dir, "t10k");
+  std::string digests;
+  for (const char* file : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                           "t10k-labels-idx1-ubyte"}) {
+    digests += std::string(file) + " " + coupling::sha256_file_hex((fs::path(dir) / file).string()) + "\n";
+  }
+  data.sha256_ = coupling::sha256_hex(digests);
   if (data.test_.images.size(1) != data.train_.images.size(1)) {
     throw coupling::DataError("the test images of " + dir + " are " + std::to_string(data.test_.images.size(1)) +
                               " pixels wide and the training images " + std::to_string(data.train_.images.size(1)) +

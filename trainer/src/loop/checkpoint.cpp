@@ -257,6 +257,7 @@ void save_checkpoint(const std::string& out, const TrainerState& state, const to
     const json trainer_state = {{"step", state.step},
                                 {"sampler_rng", state.sampler_rng},
                                 {"tokens_seen", state.tokens_seen},
+                                {"data_sha256", state.data_sha256},
                                 {"train_seconds", state.train_seconds},
                                 {"libtorch_version", coupling::torch_version()},
                                 {"callback_state", state.callback_state}};
@@ -290,6 +291,7 @@ TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, t
     state.step = saved.at("step").get<int64_t>();
     state.sampler_rng = saved.at("sampler_rng").get<std::string>();
     state.tokens_seen = saved.at("tokens_seen").get<int64_t>();
+    state.data_sha256 = saved.at("data_sha256").get<std::string>();
     state.train_seconds = saved.at("train_seconds").get<double>();
     state.callback_state = saved.at("callback_state").get<std::map<std::string, std::string>>();
     state.torch_rng = st::SafetensorsFile((fs::path(dir) / "rng.safetensors").string()).tensor("torch_rng").clone();

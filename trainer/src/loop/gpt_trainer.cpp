@@ -90,6 +90,7 @@ class GptTask : public TrainingTask {
     return corpus_.probe_windows(count, config_.model.context, seed);
   }
   std::shared_ptr<coupling::ModelAdapter> adapter() override { return std::make_shared<GptAdapter>(model_); }
+  std::string data_sha256() const override { return corpus_.sha256(); }
   std::string model_config_text(int64_t probes) const override {
     const GptConfig& m = config_.model;
     return fmt::format("context={} d_model={} layers={} heads={} vocab={} probes={}", m.context, m.d_model, m.layers,

@@ -121,6 +121,7 @@ Instrumentation prepare_instrumentation(const RunDefinition& run, const Training
   options.model = run.model_kind;
   options.model_config = task.model_config_text(c.probes);
   options.seed = run.train.seed;
+  options.data_sha256 = task.data_sha256();
   options.training_precision = run.train.precision;
   options.resume_note = run.train.resume_overrides;
   return result;
@@ -296,6 +297,12 @@ void TrainingRun::validate(const TaskFactory& make_task, bool resume) {
 void TrainingRun::restore_or_seed() {
   if (resume_from_) {
     state_ = load_checkpoint(*resume_from_, task_->model(), *optimizer_, rank_, world_size_);
+    if (state_.data_sha256 != task_->data_sha256()) {
+      throw coupling::ConfigError("--data " + train_.data + " is not the data this run was trained on (SHA-256 " +
+                                  task_->data_sha256().substr(0, 16) + "..., the checkpoint's " +
+                                  state_.data_sha256.substr(0, 16) +
+                                  "...): resume with the original data, or start a new run in another --out");
+    }
     task_->restore_sampler_state(state_.sampler_rng, state_.step);
     if (device_.is_cuda()) {
       // Checkpoints hold the CPU generator only: a CUDA run's dropout generator restarts from
@@ -328,6 +335,7 @@ void TrainingRun::save_checkpoint_now() {
   state_.callback_state.clear();
   callbacks_.on_checkpoint_save(state_.step, state_.callback_state);
   state_.sampler_rng = task_->sampler_state();
+  state_.data_sha256 = task_->data_sha256();
   state_.torch_rng = every_rank_generator_state(communicator_);
   state_.train_seconds = wall_seconds();
   if (writer_) {

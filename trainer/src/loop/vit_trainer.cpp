@@ -69,6 +69,7 @@ class VitTask : public TrainingTask {
     return data_.normalise(seeded_choice(data_.test().images, count, seed, "the test split of " + config_.train.data));
   }
   std::shared_ptr<coupling::ModelAdapter> adapter() override { return std::make_shared<VitAdapter>(model_); }
+  std::string data_sha256() const override { return data_.sha256(); }
   std::string model_config_text(int64_t probes) const override {
     const VitConfig& m = model_->config();
     return fmt::format("image={} channels={} patch={} d_model={} layers={} heads={} classes={} probes={}",

@@ -35,6 +35,9 @@ struct LogMetadata {
   /// On resume: a line appended to the root attribute `resume_overrides` (what a resumed run
   /// changed, e.g. "step 120: lr 0.002 -> 0.001"); empty = nothing.
   std::string resume_note;
+  /// SHA-256 of the training data (root attribute `data_sha256`); must match on resume. Empty =
+  /// unknown: not written, and not checked (nor is a log without the attribute).
+  std::string data_sha256;
 };
 
 /// The schema tables of docs/hdf5-schema.md (dimension scales, record columns, fields),

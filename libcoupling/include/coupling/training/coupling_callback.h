@@ -47,6 +47,7 @@ struct CouplingCallbackOptions {
   std::string model = "model";       ///< stored in the log
   std::string model_config;          ///< stored in the log; must match on resume
   int64_t seed = 0;
+  std::string data_sha256;           ///< of the training data, stored in the log; must match on resume
   std::string training_precision = "fp32";  ///< stored in the log (measurements always run in fp32)
   /// A resumed run's changed optimisation ("lr 0.002 -> 0.001"), recorded in the log; or empty.
   std::string resume_note;

@@ -33,6 +33,8 @@ class ByteCorpus {
 
   const std::string& name() const { return name_; }
   int64_t size() const { return static_cast<int64_t>(bytes_.size()); }
+  /// SHA-256 of the bytes: the data's part of a run's identity.
+  const std::string& sha256() const { return sha256_; }
   /// The first (1 - kValidationFraction) of the bytes.
   int64_t train_size() const { return split_; }
   /// The last kValidationFraction of the bytes.
@@ -68,6 +70,7 @@ class ByteCorpus {
 
   std::vector<uint8_t> bytes_;
   std::string name_;
+  std::string sha256_;
   int64_t split_ = 0;
 };
 

@@ -43,6 +43,8 @@ class ImageDataset {
   const ImageSplit& test() const { return test_; }
   int64_t image_size() const { return train_.images.size(1); }
   int64_t classes() const { return classes_; }
+  /// SHA-256 over the four IDX files' own SHA-256s: the data's part of a run's identity.
+  const std::string& sha256() const { return sha256_; }
 
   /// uint8 images [B, H, W] -> float [B, 1, H, W], (pixel / 255 - mean) / deviation.
   at::Tensor normalise(const at::Tensor& images) const;
@@ -52,6 +54,7 @@ class ImageDataset {
  private:
   ImageSplit train_, test_;
   int64_t classes_ = 0;
+  std::string sha256_;
   double mean_ = 0.0, deviation_ = 1.0;
 };
 

@@ -37,6 +37,7 @@ struct TrainerState {
   std::string sampler_rng;     ///< std::mt19937_64 state (operator<< text)
   int64_t tokens_seen = 0;
   double train_seconds = 0.0;  ///< wall time spent training, summed over resumed sessions
+  std::string data_sha256;     ///< of the training data: a resume on other data is refused
   std::map<std::string, std::string> callback_state;  ///< what the training callbacks saved
   /// [ranks, S] the LibTorch generator state of every data-parallel rank (dropout); its row count
   /// is the world size that wrote the checkpoint. Undefined when saving = this process's only.

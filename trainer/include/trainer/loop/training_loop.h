@@ -66,6 +66,9 @@ class TrainingTask {
   virtual std::shared_ptr<coupling::ModelAdapter> adapter() = 0;
   /// The measurement-relevant model shape, stored in the coupling log (must match on resume).
   virtual std::string model_config_text(int64_t probes) const = 0;
+  /// SHA-256 of the training data: checkpoints and the coupling log record it, and a resume on
+  /// other data is refused.
+  virtual std::string data_sha256() const = 0;
   /// Named tokens the --tokens flag may use (e.g. "cls" -> 0), besides last/all/integers.
   virtual std::map<std::string, int64_t> token_names() const { return {}; }
 
