@@ -7,7 +7,8 @@
 #     failed collective; the coupling log stays readable with every completed measurement;
 #     --resume on 2 ranks (scripts/launch.sh) completes the run; 1 rank cannot resume it.
 #  3. Bad launches, each a clear error on every rank: configs differing in --layers, a rank that
-#     never arrives, MASTER_PORT in use.
+#     never arrives (after one --dist-timeout), MASTER_PORT in use by a running job; a running
+#     single-node job listens on loopback only (/proc/net/tcp).
 #  4. torchrun --no_python (1.13 spelling; 2.x takes it too) launches it (when torchrun is installed).
 # Usage: data_parallel.sh path/to/coupling-train
 set -uo pipefail
@@ -104,26 +105,50 @@ else
   fail "mismatched configs (statuses $s0 $s1)" "$work/m0.log" "$work/m1.log"
 fi
 port=$((port + 1))
-start=$(date +%s)
-MASTER_PORT=$port RANK=0 timeout 60 "$bin" "${tiny[@]}" --steps 4 --out "$work/alone" --dist-timeout 3 > "$work/alone.log" 2>&1
-s=$?
-if [[ $s -eq 3 ]] && grep -q "rendezvous at 127.0.0.1:$port failed for rank 0 of 2" "$work/alone.log" \
-   && (( $(date +%s) - start < 20 )); then
-  echo "ok   a rank that never arrives: exit 3 after $(( $(date +%s) - start )) s, 'rendezvous ... failed'"
-else
-  fail "missing rank (status $s)" "$work/alone.log"
-fi
+# A rank that never arrives fails the other after one --dist-timeout (5 s; two would be 10 s and
+# more), whichever rank is missing.
+for present in 0 1; do
+  start=$(date +%s)
+  MASTER_PORT=$port RANK=$present timeout 60 "$bin" "${tiny[@]}" --steps 4 --out "$work/alone$present" --dist-timeout 5 \
+    > "$work/alone$present.log" 2>&1
+  s=$? took=$(( $(date +%s) - start ))
+  if [[ $s -eq 3 ]] && grep -q "rendezvous at 127.0.0.1:$port failed for rank $present of 2" "$work/alone$present.log" \
+     && (( took < 9 )); then
+    echo "ok   rank $((1 - present)) never arrives: rank $present exits 3 after $took s, 'rendezvous ... failed'"
+  else
+    fail "rank $((1 - present)) missing (status $s after $took s)" "$work/alone$present.log"
+  fi
+  port=$((port + 1))
+done
 port=$((port + 1))
-$python -c "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', $port)); s.listen(); time.sleep(20)" &
-sleep 0.5
-MASTER_PORT=$port RANK=0 timeout 60 "$bin" "${tiny[@]}" --steps 4 --out "$work/busy" --dist-timeout 3 > "$work/busy.log" 2>&1
-s=$?
-# LibTorch 1.13 says "errno: 98 - Address already in use", 2.x "code: -98, name: EADDRINUSE".
-if [[ $s -eq 3 ]] && grep -Eq "errno: 98|EADDRINUSE" "$work/busy.log"; then
-  echo "ok   MASTER_PORT in use: exit 3, $(grep -Eo 'errno: 98[^)]*|name: EADDRINUSE' "$work/busy.log" | head -1)"
+# A running single-node job listens on loopback only (its store is a file, Gloo binds 127.0.0.1),
+# and a second job on its MASTER_PORT is refused.
+(COUPLING_TRAIN=$bin MASTER_PORT=$port timeout 120 "$launch" 2 "${tiny[@]}" --steps 100000 --out "$work/busy" \
+   > "$work/busy.log" 2>&1) &
+ranks=()
+for _ in $(seq 600); do
+  mapfile -t ranks < <(pgrep -f -- "^$bin .*--out $work/busy")
+  [[ ${#ranks[@]} -eq 2 && -s $work/busy/train_log.csv ]] && break  # training is under way
+  sleep 0.1
+done
+# The local address (hex, as /proc/net/tcp writes it) of every TCP socket the ranks listen on.
+inodes=$(for p in "${ranks[@]}"; do ls -l "/proc/$p/fd" 2>/dev/null; done | grep -o 'socket:\[[0-9]*\]' | tr -c '0-9' ' ')
+listening=$(awk -v inodes="$inodes" 'BEGIN { n = split(inodes, list, " "); for (i = 1; i <= n; i++) want[list[i]] = 1 }
+  FNR > 1 && $4 == "0A" && ($10 in want) { print $2 }' /proc/net/tcp /proc/net/tcp6)
+exposed=$(grep -Ev '^(0100007F|00000000000000000000000001000000):' <<< "$listening" | grep . )
+if [[ ${#ranks[@]} -eq 2 && -z $exposed ]]; then
+  echo "ok   a single-node job listens on loopback only ($(grep -c . <<< "$listening") listening sockets, none beyond 127.0.0.1)"
 else
-  fail "port in use (status $s)" "$work/busy.log"
+  fail "listening sockets of a single-node job (ranks: ${ranks[*]}; beyond loopback: ${exposed:-none}; all: $(echo $listening))" "$work/busy.log"
 fi
+MASTER_PORT=$port RANK=0 timeout 60 "$bin" "${tiny[@]}" --steps 4 --out "$work/second" --dist-timeout 3 > "$work/second.log" 2>&1
+s=$?
+if [[ $s -eq 3 ]] && grep -Eq "MASTER_PORT $port is in use by another job on this machine \(its rank 0 is process ($(IFS='|'; echo "${ranks[*]}"))\)" "$work/second.log"; then
+  echo "ok   MASTER_PORT in use: exit 3, $(grep -o 'MASTER_PORT [0-9]* is in use[^:]*' "$work/second.log")"
+else
+  fail "port in use (status $s)" "$work/second.log"
+fi
+kill -TERM "${ranks[@]}" 2>/dev/null
 port=$((port + 1))
 # A stopped rank (SIGSTOP) cannot hold a launch: rank 0 times out, launch.sh escalates to SIGKILL.
 (COUPLING_TRAIN=$bin MASTER_PORT=$port COUPLING_LAUNCH_GRACE=2 timeout 120 "$launch" 2 "${tiny[@]}" --steps 100000 \

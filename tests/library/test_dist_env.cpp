@@ -105,4 +105,16 @@ TEST(DistEnv, MalformedValuesNameTheVariable) {
   expect_error({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "0"}}, "SLURM_NTASKS must be >= 1");
 }
 
+TEST(DistEnv, SingleNodeMeansALoopbackMaster) {
+  for (const char* address : {"127.0.0.1", "127.1.2.3", "localhost", "::1", "[::1]"}) {
+    EXPECT_TRUE(coupling::is_loopback_address(address)) << address;
+  }
+  for (const char* address : {"10.0.0.1", "128.0.0.1", "0.0.0.0", "node07", "127.0.0.1.example.com", "::", ""}) {
+    EXPECT_FALSE(coupling::is_loopback_address(address)) << address;
+  }
+  EXPECT_TRUE(coupling::resolve_dist_env(fake({{"WORLD_SIZE", "2"}, {"RANK", "1"}})).single_node());
+  EXPECT_FALSE(coupling::resolve_dist_env(fake({{"WORLD_SIZE", "2"}, {"RANK", "1"}, {"MASTER_ADDR", "node07"}}))
+                   .single_node());
+}
+
 }  // namespace

@@ -1,5 +1,7 @@
 #include "coupling/dist/communicator.h"
 
+#include "dist/local_rendezvous.h"
+
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -10,6 +12,7 @@
 #endif
 
 #include <cstdlib>
+#include <optional>
 
 namespace coupling {
 
@@ -39,6 +42,14 @@ struct Communicator::Impl {
 #endif
   c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
   c10::intrusive_ptr<c10d::ProcessGroup> user_group;  ///< from_process_group
+  std::optional<DistEnv> local_rendezvous;  ///< a single-node job's: released by rank 0 at the end
+
+  Impl() = default;
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  ~Impl() {
+    if (local_rendezvous && rank == 0) detail::release_local_rendezvous(*local_rendezvous);
+  }
 
   template <class Fn>
   void run(const std::string& operation, const std::string& what, Fn&& fn) {
@@ -106,17 +117,30 @@ Communicator Communicator::connect(const DistEnv& env, const CommunicatorOptions
                               " -- check that every rank was started, that MASTER_ADDR/MASTER_PORT agree, and that "
                               "the port is free");
   };
+  // A job on this machine alone listens on loopback only: a FileStore in a private directory
+  // (local_rendezvous.h) and Gloo on 127.0.0.1. A store that torchrun's agent already hosts is
+  // joined as it is. Only the process group's handshake waits for every rank, so a rank that
+  // never arrives fails the others after one --dist-timeout.
+  const bool local = env.single_node() && !env.launcher_hosts_store;
   try {
-    c10d::TCPStoreOptions store_options;
-    store_options.port = static_cast<std::uint16_t>(env.master_port);
-    store_options.isServer = env.rank == 0 && !env.launcher_hosts_store;
-    store_options.numWorkers = static_cast<std::size_t>(env.world_size);
-    store_options.waitWorkers = true;  // clients count themselves in; the server waits for the count
-    store_options.timeout = options.timeout;
-    auto tcp_store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, store_options);
+    c10::intrusive_ptr<c10d::Store> store;
+    if (local) {
+      store = detail::local_rendezvous_store(env, options.timeout);
+      impl->local_rendezvous = env;
+    } else {
+      c10d::TCPStoreOptions store_options;
+      store_options.port = static_cast<std::uint16_t>(env.master_port);
+      store_options.isServer = env.rank == 0 && !env.launcher_hosts_store;
+      store_options.numWorkers = static_cast<std::size_t>(env.world_size);
+      store_options.waitWorkers = false;
+      store_options.timeout = options.timeout;
+      store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, store_options);
+    }
     // A store shared with torchrun's agent (and its earlier attempts) gets a key space of our own.
     impl->store = c10::make_intrusive<c10d::PrefixStore>(
-        "libcoupling/attempt_" + std::to_string(env.restart_count), tcp_store);
+        "libcoupling/attempt_" + std::to_string(env.restart_count), store);
+  } catch (const ConfigError&) {
+    throw;  // the rendezvous directory is not private: the user's to fix
   } catch (const std::exception& e) {
     throw rendezvous_error(e);
   }
@@ -126,6 +150,8 @@ Communicator Communicator::connect(const DistEnv& env, const CommunicatorOptions
       // Without blocking wait, WorkNCCL::wait() only orders streams: a dead peer would surface as
       // the watchdog aborting the process, not as a CommunicationError within the timeout.
       ::setenv("TORCH_NCCL_BLOCKING_WAIT", "1", /*overwrite=*/0);
+      // NCCL's bootstrap sockets: on the loopback interface for a single-node job.
+      if (local) ::setenv("NCCL_SOCKET_IFNAME", "lo", /*overwrite=*/0);
       auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
       nccl_options->timeout = options.timeout;
       impl->device = options.device.is_cuda() ? options.device
@@ -135,7 +161,8 @@ Communicator Communicator::connect(const DistEnv& env, const CommunicatorOptions
     }
 #endif
     auto gloo_options = c10d::ProcessGroupGloo::Options::create(options.timeout);
-    gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    gloo_options->devices.push_back(local ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                          : c10d::ProcessGroupGloo::createDefaultDevice());
     impl->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, env.rank, env.world_size, gloo_options);
   } catch (const std::exception& e) {
     throw rendezvous_error(e);

@@ -3,6 +3,8 @@
 #include "coupling/error.h"
 #include "internal/parse_integer.h"
 
+#include <arpa/inet.h>
+
 #include <cctype>
 #include <cstdlib>
 
@@ -120,5 +122,13 @@ DistEnv resolve_dist_env(const EnvLookup& env) {
   validate(e, "rank", "world size");
   return e;
 }
+
+bool is_loopback_address(const std::string& address) {
+  if (address == "localhost" || address == "::1" || address == "[::1]") return true;
+  in_addr ipv4{};
+  return ::inet_pton(AF_INET, address.c_str(), &ipv4) == 1 && (ntohl(ipv4.s_addr) >> 24) == 127;
+}
+
+bool DistEnv::single_node() const { return is_loopback_address(master_addr); }
 
 }  // namespace coupling

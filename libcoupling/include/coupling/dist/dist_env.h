@@ -26,7 +26,13 @@ struct DistEnv {
   int64_t restart_count = 0;  ///< TORCHELASTIC_RESTART_COUNT: keys of a restarted attempt are fresh
 
   bool distributed() const { return world_size > 1; }
+  /// A job on this machine alone (MASTER_ADDR a loopback address, or unset): its rendezvous and
+  /// transports then listen on loopback only (Communicator::connect).
+  bool single_node() const;
 };
+
+/// Whether `address` names this machine's loopback: "localhost", 127.0.0.0/8 or ::1.
+bool is_loopback_address(const std::string& address);
 
 /// Looks up one environment variable (nullopt when unset).
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
