@@ -20,6 +20,8 @@ namespace trainer {
 
 at::Tensor read_idx(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
+  std::error_code ec;
+  if (in && !fs::is_regular_file(path, ec)) throw coupling::DataError(path + " is not a regular file");
   if (!in) {
     const bool gzipped = fs::exists(path + ".gz");
     throw coupling::DataError("cannot open IDX file " + path +
@@ -41,11 +43,16 @@ at::Tensor read_idx(const std::string& path) {
   const size_t header = 4 + 4 * dims;
   if (dims == 0 || bytes.size() < header) throw coupling::DataError(path + " has a truncated IDX header");
   std::vector<int64_t> shape;
-  size_t count = 1;
+  size_t count = 1, stride_span = 1;
   for (size_t i = 0; i < dims; ++i) {
     const unsigned char* b = &bytes[4 + 4 * i];
     shape.push_back((int64_t{b[0]} << 24) | (int64_t{b[1]} << 16) | (int64_t{b[2]} << 8) | int64_t{b[3]});
-    count *= static_cast<size_t>(shape.back());
+    // The strides multiply the sizes too (zeros aside): both must stay far inside int64.
+    const auto extent = static_cast<size_t>(shape.back());
+    if (__builtin_mul_overflow(count, extent, &count) ||
+        __builtin_mul_overflow(stride_span, std::max<size_t>(extent, 1), &stride_span) || stride_span > (size_t{1} << 48)) {
+      throw coupling::DataError(path + " has an IDX header whose sizes multiply past 2^48: it is corrupt");
+    }
   }
   if (bytes.size() - header != count) {
     throw coupling::DataError(path + " should hold " + std::to_string(count) + " bytes of data after its header " +

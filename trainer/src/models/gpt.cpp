@@ -1,7 +1,6 @@
 #include "trainer/models/gpt.h"
 
 #include "coupling/error.h"
-#include "trainer/loop/validation.h"
 
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
@@ -9,16 +8,6 @@
 #include <string>
 
 namespace trainer {
-
-void GptConfig::validate() const {
-  require_positive(vocab, "--vocab");
-  require_positive(context, "--context");
-  require_positive(d_model, "--d-model");
-  require_positive(layers, "--layers");
-  require_positive(heads, "--heads");
-  require_heads_divide(d_model, heads);
-  require_dropout(dropout);
-}
 
 GptImpl::GptImpl(const GptConfig& config) : config_(config) {
   config_.validate();

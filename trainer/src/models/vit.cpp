@@ -1,7 +1,6 @@
 #include "trainer/models/vit.h"
 
 #include "coupling/error.h"
-#include "trainer/loop/validation.h"
 
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
@@ -9,22 +8,6 @@
 #include <string>
 
 namespace trainer {
-
-void VitConfig::validate() const {
-  require_positive(image_size, "image size");
-  require_positive(channels, "channels");
-  require_positive(patch, "--patch");
-  require_positive(d_model, "--d-model");
-  require_positive(layers, "--layers");
-  require_positive(heads, "--heads");
-  require_positive(classes, "classes");
-  if (image_size % patch != 0) {
-    throw coupling::ConfigError("--patch " + std::to_string(patch) + " does not divide the image size " +
-                                std::to_string(image_size) + ": choose a divisor (28x28 images: 2, 4, 7, 14)");
-  }
-  require_heads_divide(d_model, heads);
-  require_dropout(dropout);
-}
 
 at::Tensor patchify(const at::Tensor& images, int64_t patch) {
   const int64_t b = images.size(0), c = images.size(1), h = images.size(2) / patch, w = images.size(3) / patch;
