@@ -1,5 +1,6 @@
 // libFuzzer: resuming a valid coupling log whose row data (step columns, a loss column) were
-// replaced by fuzz bytes, at a fuzzed checkpoint step. HDF5's own metadata parser is not ours and
+// replaced by fuzz bytes, at a fuzzed checkpoint step, with or without its row checksums (the
+// first byte's low bit drops them, as in a log written before them). HDF5's own metadata parser is not ours and
 // is not fuzzed. Either the resumed log keeps increasing steps up to the checkpoint, or a
 // coupling::LogError; never a crash.
 #include "coupling/engine/measurement.h"
@@ -69,11 +70,12 @@ void overwrite(hid_t file, const char* name, hid_t type, size_t element, const u
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Template& log_template = valid_log();
-  if (size < 8) return 0;
+  if (size < 9) return 0;
+  const bool without_checksums = (data[0] & 1) != 0;  // as a log written before row_crc32
   int64_t last_step = 0;
-  std::memcpy(&last_step, data, 8);
-  data += 8;
-  size -= 8;
+  std::memcpy(&last_step, data + 1, 8);
+  data += 9;
+  size -= 9;
   static const ScratchFile copy("log.h5");
   const std::string& path = copy.path;
   std::filesystem::copy_file(log_template.file.path, path, std::filesystem::copy_options::overwrite_existing);
@@ -83,6 +85,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     overwrite(file, "/train/step", H5T_NATIVE_INT64, 8, data, size);
     overwrite(file, "/eval/step", H5T_NATIVE_INT64, 8, data, size);
     overwrite(file, "/train/loss", H5T_NATIVE_DOUBLE, 8, data, size);
+    if (without_checksums) {
+      for (const char* checksum : {"/measurement/row_crc32", "/train/row_crc32", "/eval/row_crc32"}) {
+        H5Ldelete(file, checksum, H5P_DEFAULT);
+      }
+    }
     H5Fclose(file);
   }
   try {

@@ -34,6 +34,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import coupling_log  # noqa: E402
+
 UJV, NORM = 0, 0
 # per-step coupling matrices that can be large (schema 2): not read whole, the plots use their summaries
 MATRICES = ("token_coupling", "block_token_coupling", "context_coupling")
@@ -288,6 +291,12 @@ def main():
     if not os.path.isfile(args.log):
         sys.exit(f"plot_coupling: no such log: {args.log}")
     out = args.out or os.path.dirname(os.path.abspath(args.log))
+    try:
+        for group, rows in coupling_log.check(args.log).items():
+            print(f"plot_coupling: warning: /{group} rows {rows[:10]} do not match their row_crc32: the log is "
+                  "damaged (plotted as they are)", file=sys.stderr)
+    except OSError:
+        pass  # not readable yet: load() below says so
     while True:
         try:
             d = load(args.log)

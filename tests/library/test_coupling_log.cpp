@@ -130,7 +130,8 @@ TEST(CouplingLog, ResumeRepairsAnAppendTornBetweenFlushes) {
 
 TEST(CouplingLog, ResumeKeepsOnlyTheOrderedStartOfAStepColumnThatDoesNotIncrease) {
   // Rows of an earlier failure can leave steps out of order (a full disk once left [0 0 1500 ...]
-  // in /eval): resume keeps rows while the steps increase, never a binary search over them.
+  // in /eval): resume keeps rows while the steps increase, never a binary search over them. Such
+  // logs predate the row checksums, so the scrambled log has none (and still resumes).
   TempDir dir;
   auto f = make_fixture();
   {
@@ -139,7 +140,8 @@ TEST(CouplingLog, ResumeKeepsOnlyTheOrderedStartOfAStepColumnThatDoesNotIncrease
     for (int64_t step : {10, 10, 5}) log.append_eval({step, 1.0});
   }
   const std::string scramble = std::string(test_paths::kPython) + " -c \"import h5py; f = h5py.File('" +
-                               dir.file("c.h5") + "', 'r+'); f['measurement/step'][:] = [0, 20, 10]\"";
+                               dir.file("c.h5") + "', 'r+'); f['measurement/step'][:] = [0, 20, 10]; "
+                               "del f['measurement/row_crc32'], f['eval/row_crc32'], f['train/row_crc32']\"";
   ASSERT_EQ(std::system(scramble.c_str()), 0);
   {
     auto log = coupling::CouplingLog::resume(dir.file("c.h5"), f.metadata, 30);
@@ -150,6 +152,34 @@ TEST(CouplingLog, ResumeKeepsOnlyTheOrderedStartOfAStepColumnThatDoesNotIncrease
   const std::string eval = std::string(test_paths::kPython) + " -c \"import h5py; f = h5py.File('" + dir.file("c.h5") +
                            "', 'r', swmr=True, libver='latest'); assert list(f['eval/step'][:]) == [10], f['eval/step'][:]\"";
   EXPECT_EQ(std::system(eval.c_str()), 0);
+}
+
+TEST(CouplingLog, ResumeRefusesADamagedRowItKeepsAndLeavesTheFileUntouched) {
+  TempDir dir;
+  auto f = make_fixture();
+  {
+    auto log = coupling::CouplingLog::create(dir.file("c.h5"), f.metadata);
+    for (int64_t s = 0; s < 25; ++s) log.append_training({s, 1.0, 1e-3, s, 0.0});
+    append_steps(log, f, {0, 10, 20});
+  }
+  // One value of the step-10 measurement changes after it was written (a bit flip, an editor).
+  const std::string damage = std::string(test_paths::kPython) + " -c \"import h5py; f = h5py.File('" +
+                             dir.file("c.h5") + "', 'r+'); f['measurement/line_shape_score'][1, 0, 0] += 1e-9\"";
+  ASSERT_EQ(std::system(damage.c_str()), 0);
+  EXPECT_NE(run_python(dir.file("c.h5") + " 0,10,20"), 0);  // the Python reader sees it too
+  const auto before = file_bytes(dir.file("c.h5"));
+  try {
+    coupling::CouplingLog::resume(dir.file("c.h5"), f.metadata, 20);
+    FAIL() << "a damaged row was kept";
+  } catch (const coupling::LogError& e) {
+    EXPECT_NE(std::string(e.what()).find("is damaged: row 1 (step 10) of /measurement does not match its row_crc32"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(file_bytes(dir.file("c.h5")), before);
+  // Resumed from the step-0 checkpoint, the damaged row is one that resume drops: no refusal.
+  auto log = coupling::CouplingLog::resume(dir.file("c.h5"), f.metadata, 5);
+  EXPECT_EQ(log.measured_steps(), (std::vector<int64_t>{0}));
 }
 
 TEST(CouplingLog, ResumeRefusesForeignCorruptOrMismatchedFilesAndLeavesThemUntouched) {

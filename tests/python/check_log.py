@@ -3,13 +3,18 @@
 Usage: check_log.py LOG STEPS [--train-rows N]
 STEPS: the comma-separated measurement steps the log must hold, in order. Checks the schema
 attributes, that every /measurement dataset has step as axis 0, named dimension scales on
-every axis, description and units attributes, and the /train row count when given. Exits 0 when all holds.
+every axis, description and units attributes, every row against its row_crc32 (when the log has
+the column), and the /train row count when given. Exits 0 when all holds.
 """
 import argparse
+import os
 import sys
 
 import h5py
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+import coupling_log  # noqa: E402
 
 
 def main():
@@ -46,6 +51,9 @@ def main():
                 problems.append(f"{name} axis 0 is {ds.dims[0][0].name}")
         if len(want) and not np.isfinite(f["measurement/depth_coupling"][:]).all():
             problems.append("non-finite depth_coupling")
+        for group in ("measurement", "train", "eval"):
+            if group in f and coupling_log.damaged_rows(f[group]):
+                problems.append(f"/{group} rows {coupling_log.damaged_rows(f[group])} do not match their row_crc32")
         if args.train_rows is not None and f["train/loss"].shape[0] != args.train_rows:
             problems.append(f"train rows {f['train/loss'].shape[0]} != {args.train_rows}")
     for p in problems:

@@ -19,7 +19,8 @@ def rows(f, steps):
     return [have.index(s) for s in steps]
 
 
-BOOKKEEPING = {"step", "scheduled_step", "tokens_seen", "wall_seconds", "measure_seconds", "train_seconds"}
+# Differ between runs of the same arithmetic (row_crc32 covers the times too).
+BOOKKEEPING = {"step", "scheduled_step", "tokens_seen", "wall_seconds", "measure_seconds", "train_seconds", "row_crc32"}
 
 
 def bitwise(a, b, step):

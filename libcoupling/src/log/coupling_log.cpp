@@ -5,6 +5,7 @@
 #include "coupling/version.h"
 #include "hdf5_attributes.h"
 #include "hdf5_handles.h"
+#include "row_checksum.h"
 
 #include <ATen/ATen.h>
 #include <hdf5.h>
@@ -19,6 +20,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <tuple>
 #include <type_traits>
 
 namespace fs = std::filesystem;
@@ -46,6 +48,52 @@ std::vector<std::string> column_paths() {
   Record record{};
   Record::visit(record, [&](const Column& c, auto&) { paths.push_back(std::string(Record::kGroup) + "/" + c.name); });
   return paths;
+}
+
+/// How many rows resume keeps of a group with these steps: those up to the first one at or past
+/// `keep_below`, or out of order (a log whose steps do not increase, rows of an earlier failure,
+/// keeps only its ordered start).
+hsize_t ordered_rows_below(const std::vector<int64_t>& steps, int64_t keep_below) {
+  hsize_t keep = 0;
+  while (keep < steps.size() && steps[keep] < keep_below && (keep == 0 || steps[keep] > steps[keep - 1])) ++keep;
+  return keep;
+}
+
+/// The rows of dataset `path` (0 if it does not exist).
+hsize_t dataset_rows(hid_t file, const std::string& path) {
+  if (!hdf5::exists(file, path)) return 0;
+  Handle dataset(check(H5Dopen2(file, path.c_str(), H5P_DEFAULT), "opening " + path), H5Dclose);
+  Handle space(check(H5Dget_space(dataset.get()), "space of " + path), H5Sclose);
+  hsize_t dims[H5S_MAX_RANK] = {0};
+  H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+  return dims[0];
+}
+
+/// Refuses a log whose rows that resume would keep in `group` (datasets `names`) do not match
+/// their row checksums: checked on the read-only file, before anything is truncated.
+void verify_kept_rows(hid_t file, const std::string& path, const std::string& group,
+                      const std::vector<std::string>& names, int64_t keep_below) {
+  const std::string step_path = group + "/step";
+  std::vector<int64_t> steps(dataset_rows(file, step_path));
+  if (steps.empty()) return;
+  Handle step(check(H5Dopen2(file, step_path.c_str(), H5P_DEFAULT), "opening " + step_path), H5Dclose);
+  check(H5Dread(step.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, steps.data()), "reading " + step_path);
+  hsize_t keep = ordered_rows_below(steps, keep_below);
+  for (const auto& name : names) keep = std::min(keep, dataset_rows(file, group + "/" + name));
+  keep = std::min(keep, dataset_rows(file, group + "/" + hdf5::kRowChecksumColumn));
+  if (const auto row = hdf5::first_damaged_row(file, group, names, keep)) {
+    throw LogError("log " + path + " is damaged: row " + std::to_string(*row) + " (step " + std::to_string(steps[*row]) +
+                   ") of " + group + " does not match its " + hdf5::kRowChecksumColumn +
+                   ": it was left untouched; restore it from a copy, or start the analysis in another log");
+  }
+}
+
+/// The names (within their group) of a record's columns.
+template <class Record>
+std::vector<std::string> column_names() {
+  std::vector<std::string> names;
+  for (const auto& path : column_paths<Record>()) names.push_back(path.substr(path.rfind('/') + 1));
+  return names;
 }
 
 /// One logged dataset of the registry: a field itself or its NAME_avg mean.
@@ -153,6 +201,7 @@ std::string layout_mismatch(hid_t file, const MeasurementLayout& layout) {
   Handle group = hdf5::open_group(file, kMeasurementGroup);
   std::set<std::string> known;
   for (const auto& column : column_paths<MeasurementRecord>()) known.insert(column.substr(column.rfind('/') + 1));
+  known.insert(hdf5::kRowChecksumColumn);
   for (const auto& d : logged_datasets()) {
     known.insert(d.name);
     const bool present = d.field->present.holds(layout);
@@ -225,6 +274,10 @@ struct CouplingLog::Impl {
       datasets[std::string(Record::kGroup) + "/" + c.name] = std::move(d);
       first = false;
     });
+    auto checksum = GrowingDataset::create(group, hdf5::kRowChecksumColumn, H5T_STD_I64LE, {});
+    hdf5::attach(checksum.id(), group, {"step"});
+    hdf5::describe(checksum.id(), "CRC-32 of the row's values in every other dataset of the group (docs/hdf5-schema.md)", "1");
+    datasets[std::string(Record::kGroup) + "/" + hdf5::kRowChecksumColumn] = std::move(checksum);
   }
 
   template <class Record>
@@ -235,13 +288,30 @@ struct CouplingLog::Impl {
       const std::string name = std::string(Record::kGroup) + "/" + c.name;
       datasets[name] = GrowingDataset::open(file.get(), name, hdf5::Types<T>::memory());
     });
+    const std::string checksum = std::string(Record::kGroup) + "/" + hdf5::kRowChecksumColumn;
+    if (hdf5::exists(file.get(), checksum)) datasets[checksum] = GrowingDataset::open(file.get(), checksum, H5T_NATIVE_INT64);
   }
 
+  /// Appends a record's columns, adding them to `checksum`; then the row's checksum, unless
+  /// `more` datasets of the row follow (the measurement's fields).
   template <class Record>
-  void append_record(const Record& record) {
+  void append_record(const Record& record, hdf5::RowChecksum& checksum, bool more = false) {
     Record::visit(record, [&](const Column& c, const auto& value) {
       ds(std::string(Record::kGroup) + "/" + c.name).append(&value);
+      // As the checksum reads it back: integers as int64, numbers as float64.
+      using T = std::decay_t<decltype(value)>;
+      const std::conditional_t<std::is_integral_v<T>, int64_t, double> widened = value;
+      checksum.add(c.name, &widened, sizeof widened);
     });
+    if (!more) append_checksum(Record::kGroup, checksum);
+  }
+
+  /// Appends the row checksum of `group` (logs from before the column have none to append to).
+  void append_checksum(const std::string& group, const hdf5::RowChecksum& checksum) {
+    const auto found = datasets.find(group + "/" + hdf5::kRowChecksumColumn);
+    if (found == datasets.end()) return;
+    const int64_t value = checksum.value();
+    found->second.append(&value);
   }
 
   void open_measurement_datasets() {
@@ -286,16 +356,20 @@ struct CouplingLog::Impl {
     const hsize_t rows = step.rows();
     std::vector<int64_t> steps(rows);
     if (rows > 0) check(H5Dread(step.id(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, steps.data()), "reading steps");
-    // Rows up to the first one at or past the limit, or out of order: a log whose steps do not
-    // increase (rows of an earlier failure) keeps only its ordered start.
-    hsize_t keep = 0;
-    while (keep < rows && steps[keep] < keep_below && (keep == 0 || steps[keep] > steps[keep - 1])) ++keep;
+    hsize_t keep = ordered_rows_below(steps, keep_below);
     // A writer killed between its per-dataset flushes leaves columns one row longer or shorter
     // than the step column: only rows that every column holds are complete.
     for (const auto& column : columns) keep = std::min(keep, ds(column).rows());
     for (const auto& column : columns) {
       if (ds(column).rows() != keep) ds(column).truncate(keep);
     }
+  }
+
+  /// `columns` (paths in one group) and that group's row_crc32 column, if the log has one.
+  std::vector<std::string> with_checksum(std::vector<std::string> columns) const {
+    const std::string checksum = columns.front().substr(0, columns.front().rfind('/') + 1) + hdf5::kRowChecksumColumn;
+    if (datasets.count(checksum) > 0) columns.push_back(checksum);
+    return columns;
   }
 
   /// The measurement group's columns and logged datasets that exist in this file.
@@ -422,6 +496,14 @@ CouplingLog CouplingLog::resume(const std::string& path, const LogMetadata& meta
       throw LogError("log " + path + " belongs to a run with different probes (other --data, --seed or --probes): it "
                      "was left untouched; resume with the original settings or choose another log path");
     }
+    const int64_t keep_below = last_step == std::numeric_limits<int64_t>::max() ? last_step : last_step + 1;
+    verify_kept_rows(readonly.get(), path, TrainingRecord::kGroup, column_names<TrainingRecord>(), last_step);
+    verify_kept_rows(readonly.get(), path, EvalRecord::kGroup, column_names<EvalRecord>(), keep_below);
+    auto measurement_names = column_names<MeasurementRecord>();
+    for (const auto& d : logged_datasets()) {
+      if (hdf5::exists(readonly.get(), d.path())) measurement_names.push_back(d.name);
+    }
+    verify_kept_rows(readonly.get(), path, kMeasurementGroup, measurement_names, last_step == 0 ? 0 : keep_below);
     if (layout) {
       const std::string mismatch = layout_mismatch(readonly.get(), *layout);
       if (!mismatch.empty()) {
@@ -455,12 +537,12 @@ CouplingLog CouplingLog::resume(const std::string& path, const LogMetadata& meta
   impl->open_columns<EvalRecord>();
   // Rows with step < limit stay; last_step = INT64_MAX keeps every row (no overflow).
   const int64_t after_last = last_step == std::numeric_limits<int64_t>::max() ? last_step : last_step + 1;
-  impl->truncate(column_paths<TrainingRecord>(), last_step);
-  impl->truncate(column_paths<EvalRecord>(), after_last);
+  impl->truncate(impl->with_checksum(column_paths<TrainingRecord>()), last_step);
+  impl->truncate(impl->with_checksum(column_paths<EvalRecord>()), after_last);
   if (impl->has_measurements()) {
     impl->open_measurement_datasets();
     // Resumed from its step-0 checkpoint, a run measures step 0 again: its old row goes.
-    impl->truncate(impl->measurement_columns(), last_step == 0 ? 0 : after_last);
+    impl->truncate(impl->with_checksum(impl->measurement_columns()), last_step == 0 ? 0 : after_last);
     impl->start_swmr();
   }
   impl->flush();
@@ -479,7 +561,7 @@ void CouplingLog::append(const MeasurementRecord& record, const Measurement& m) 
                       std::to_string(steps.back()));
   }
   // Convert and check every dataset before the first write, so a mismatch leaves no partial row.
-  std::vector<std::pair<GrowingDataset*, at::Tensor>> rows;
+  std::vector<std::tuple<GrowingDataset*, std::string, at::Tensor>> rows;
   MeasurementRecord bookkeeping = record;
   for (const auto& d : logged_datasets()) {
     const bool logged = impl.datasets.count(d.path()) > 0;
@@ -495,20 +577,27 @@ void CouplingLog::append(const MeasurementRecord& record, const Measurement& m) 
                         ", unlike earlier measurements in " + impl.path + ": probes, tokens and K must stay fixed");
     }
     if (!at::isfinite(value).all().item<bool>()) bookkeeping.nonfinite = 1;
-    rows.emplace_back(&dataset, value);
+    rows.emplace_back(&dataset, d.name, value);
   }
-  impl.append_record(bookkeeping);
-  for (auto& [dataset, value] : rows) dataset->append(value.data_ptr<double>());
+  hdf5::RowChecksum checksum;
+  impl.append_record(bookkeeping, checksum, /*more=*/true);
+  for (auto& [dataset, name, value] : rows) {
+    dataset->append(value.data_ptr<double>());
+    checksum.add(name, value.data_ptr<double>(), value.numel() * sizeof(double));
+  }
+  impl.append_checksum(kMeasurementGroup, checksum);
   impl.flush(std::string(kMeasurementGroup) + "/");
 }
 
 void CouplingLog::append_training(const TrainingRecord& record) {
-  impl_->append_record(record);
+  hdf5::RowChecksum checksum;
+  impl_->append_record(record, checksum);
   impl_->flush(std::string(TrainingRecord::kGroup) + "/");
 }
 
 void CouplingLog::append_eval(const EvalRecord& record) {
-  impl_->append_record(record);
+  hdf5::RowChecksum checksum;
+  impl_->append_record(record, checksum);
   impl_->flush(std::string(EvalRecord::kGroup) + "/");
 }
 
