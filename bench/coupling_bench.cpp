@@ -25,12 +25,12 @@
 #include "trainer/models/block_adapter.h"
 #include "trainer/models/gpt.h"
 #include "trainer/models/transformer_adapter.h"
-#include "trainer/loop/json_object.h"
 #include "trainer/loop/runtime.h"
 
 #include <ATen/ATen.h>
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/optim/adamw.h>
 
@@ -97,13 +97,9 @@ int jacobian_worker(const std::string& method, int64_t d, int64_t tokens, int re
 std::string self_path() { return fs::read_symlink("/proc/self/exe").string(); }
 
 struct Report {
-  std::vector<std::string> rows;  // JSON objects
-  void add(const trainer::JsonObject& row) { rows.push_back(row.str()); }
-  std::string json() const {
-    std::string out = "[\n";
-    for (size_t i = 0; i < rows.size(); ++i) out += rows[i] + (i + 1 < rows.size() ? ",\n" : "\n");
-    return out + "]\n";
-  }
+  nlohmann::ordered_json rows = nlohmann::ordered_json::array();
+  void add(nlohmann::ordered_json row) { rows.push_back(std::move(row)); }
+  std::string json() const { return rows.dump(2) + "\n"; }
 };
 
 // ---- 1. Jacobians ------------------------------------------------------------------------------
@@ -129,16 +125,10 @@ void bench_jacobians(Report& report, bool quick, int repeats, double gflops, c10
         std::printf("   %5lld %5lld %-12s %11.4f%s %11.1fx %9.1f%% %10.0f\n", static_cast<long long>(d),
                     static_cast<long long>(t), method.c_str(), seconds, scale > 1.0 ? "x" : " ", paper_seconds / seconds,
                     100.0 * bound / seconds, child.peak_mib);
-        report.add(trainer::JsonObject()
-                       .add("case", std::string("jacobian"))
-                       .add("d", d)
-                       .add("T", t)
-                       .add("method", std::string(method))
-                       .add("seconds", seconds)
-                       .add("scaled_from_rows", scale > 1.0 ? kTimedRows : d)
-                       .add("speedup_vs_paper", paper_seconds / seconds)
-                       .add("fraction_of_gemm_bound", bound / seconds)
-                       .add("peak_rss_mib", child.peak_mib));
+        report.add({{"case", std::string("jacobian")}, {"d", d}, {"T", t}, {"method", std::string(method)},
+                    {"seconds", seconds}, {"scaled_from_rows", scale > 1.0 ? kTimedRows : d},
+                    {"speedup_vs_paper", paper_seconds / seconds}, {"fraction_of_gemm_bound", bound / seconds},
+                    {"peak_rss_mib", child.peak_mib}});
       }
     }
   }
@@ -174,19 +164,10 @@ void bench_measurement(Report& report, bool quick, int repeats, c10::Device devi
     const std::string name = spectrum == coupling::SpectrumMethod::kExact ? "exact" : "randomized";
     std::printf("   %-11s %8.2f %8.2f %9.2f %8.2f %8.2f %8.2f\n", name.c_str(), t.total, t.forward, t.jacobians,
                 t.spectra, t.coupling, t.trajectories);
-    report.add(trainer::JsonObject()
-                   .add("case", std::string("measurement"))
-                   .add("spectrum", name)
-                   .add("layers", layers)
-                   .add("d", d)
-                   .add("T", tokens)
-                   .add("probes", probes)
-                   .add("total_seconds", t.total)
-                   .add("forward_seconds", t.forward)
-                   .add("jacobian_seconds", t.jacobians)
-                   .add("spectra_seconds", t.spectra)
-                   .add("coupling_seconds", t.coupling)
-                   .add("trajectory_seconds", t.trajectories));
+    report.add({{"case", std::string("measurement")}, {"spectrum", name}, {"layers", layers}, {"d", d}, {"T", tokens},
+                {"probes", probes}, {"total_seconds", t.total}, {"forward_seconds", t.forward},
+                {"jacobian_seconds", t.jacobians}, {"spectra_seconds", t.spectra}, {"coupling_seconds", t.coupling},
+                {"trajectory_seconds", t.trajectories}});
     if (options.keep_jacobians) kept = std::move(m);
   }
 
@@ -208,14 +189,8 @@ void bench_measurement(Report& report, bool quick, int repeats, c10::Device devi
     const double m_error = (coupling::coupling_matrices(jac, approx, {10, 30, 50}) - exact_m).abs().max().item<double>();
     std::printf("   %4lld %4lld %10.3f %9.1fx %14.2e %14.2e\n", static_cast<long long>(p), static_cast<long long>(q),
                 seconds, exact_seconds / seconds, s_error, m_error);
-    report.add(trainer::JsonObject()
-                   .add("case", std::string("spectra"))
-                   .add("oversample", p)
-                   .add("power_iterations", q)
-                   .add("seconds", seconds)
-                   .add("exact_seconds", exact_seconds)
-                   .add("max_rel_error_s", s_error)
-                   .add("max_abs_error_m", m_error));
+    report.add({{"case", std::string("spectra")}, {"oversample", p}, {"power_iterations", q}, {"seconds", seconds},
+                {"exact_seconds", exact_seconds}, {"max_rel_error_s", s_error}, {"max_abs_error_m", m_error}});
   }
   std::printf("   exact (full SVD, fp32): %.3f s\n", exact_seconds);
 }
@@ -242,13 +217,8 @@ void bench_training_overhead(Report& report, int64_t steps) {
   fs::remove_all(dir);
   std::printf("   plain %.1f s, instrumented %.1f s (%.1f s measuring): ratio %.3f\n", wall[0], wall[1], measured,
               wall[1] / wall[0]);
-  report.add(trainer::JsonObject()
-                 .add("case", std::string("training_overhead"))
-                 .add("steps", steps)
-                 .add("plain_seconds", wall[0])
-                 .add("instrumented_seconds", wall[1])
-                 .add("measure_seconds", measured)
-                 .add("ratio", wall[1] / wall[0]));
+  report.add({{"case", std::string("training_overhead")}, {"steps", steps}, {"plain_seconds", wall[0]},
+              {"instrumented_seconds", wall[1]}, {"measure_seconds", measured}, {"ratio", wall[1] / wall[0]}});
 }
 
 // ---- 4. C++ vs PyTorch step --------------------------------------------------------------------------
@@ -271,11 +241,8 @@ void bench_step_time(Report& report, int repeats) {
                                        std::to_string(at::get_num_threads())});
   const double python = child.status == 0 ? parse_value(child.output, "step_seconds=") : std::nan("");
   std::printf("   C++ %.4f s/step, PyTorch %.4f s/step: C++ / PyTorch = %.3f\n", cpp, python, cpp / python);
-  report.add(trainer::JsonObject()
-                 .add("case", std::string("step_time"))
-                 .add("cpp_seconds", cpp)
-                 .add("pytorch_seconds", python)
-                 .add("ratio", cpp / python));
+  report.add({{"case", std::string("step_time")}, {"cpp_seconds", cpp}, {"pytorch_seconds", python},
+              {"ratio", cpp / python}});
 }
 
 }  // namespace
@@ -315,12 +282,8 @@ int main(int argc, char** argv) {
               coupling::torch_version().c_str(), static_cast<long long>(threads), trainer::openblas_core().c_str(),
               gflops, device.str().c_str(), quick ? ", --quick" : "");
   Report report;
-  report.add(trainer::JsonObject()
-                 .add("case", std::string("machine"))
-                 .add("libtorch", coupling::torch_version())
-                 .add("device", device.str())
-                 .add("threads", threads)
-                 .add("sgemm_gflops", gflops));
+  report.add({{"case", std::string("machine")}, {"libtorch", coupling::torch_version()}, {"device", device.str()},
+              {"threads", threads}, {"sgemm_gflops", gflops}});
   bench_jacobians(report, quick, repeats, gflops, device);
   bench_measurement(report, quick, repeats, device);
   if (!skip_training) bench_training_overhead(report, quick ? 40 : train_steps);

@@ -49,6 +49,13 @@ void append_steps(coupling::CouplingLog& log, Fixture& f, const std::vector<int6
   }
 }
 
+/// A log of 25 training steps measured at steps 0, 10 and 20.
+void write_training_run(const std::string& path, Fixture& f) {
+  auto log = coupling::CouplingLog::create(path, f.metadata);
+  for (int64_t s = 0; s < 25; ++s) log.append_training({s, 1.0, 1e-3, s, 0.0});
+  append_steps(log, f, {0, 10, 20});
+}
+
 int run_python(const std::string& args) {
   const std::string command =
       std::string(test_paths::kPython) + " " + test_paths::kTestSourceDir + "/python/check_log.py " + args;
@@ -87,11 +94,7 @@ TEST(CouplingLog, NeverOverwritesAndRejectsBadPaths) {
 TEST(CouplingLog, ResumeDropsRowsAfterTheCheckpointAndContinues) {
   TempDir dir;
   auto f = make_fixture();
-  {
-    auto log = coupling::CouplingLog::create(dir.file("c.h5"), f.metadata);
-    for (int64_t s = 0; s < 25; ++s) log.append_training({s, 1.0, 1e-3, s, 0.0});
-    append_steps(log, f, {0, 10, 20});
-  }
+  write_training_run(dir.file("c.h5"), f);
   {
     auto log = coupling::CouplingLog::resume(dir.file("c.h5"), f.metadata, 10);
     EXPECT_EQ(log.measured_steps(), (std::vector<int64_t>{0, 10}));
@@ -157,11 +160,7 @@ TEST(CouplingLog, ResumeKeepsOnlyTheOrderedStartOfAStepColumnThatDoesNotIncrease
 TEST(CouplingLog, ResumeRefusesADamagedRowItKeepsAndLeavesTheFileUntouched) {
   TempDir dir;
   auto f = make_fixture();
-  {
-    auto log = coupling::CouplingLog::create(dir.file("c.h5"), f.metadata);
-    for (int64_t s = 0; s < 25; ++s) log.append_training({s, 1.0, 1e-3, s, 0.0});
-    append_steps(log, f, {0, 10, 20});
-  }
+  write_training_run(dir.file("c.h5"), f);
   // One value of the step-10 measurement changes after it was written (a bit flip, an editor).
   const std::string damage = std::string(test_paths::kPython) + " -c \"import h5py; f = h5py.File('" +
                              dir.file("c.h5") + "', 'r+'); f['measurement/line_shape_score'][1, 0, 0] += 1e-9\"";

@@ -18,6 +18,8 @@
 #include "coupling/engine/torchscript_model.h"
 #include "coupling/engine/trajectory.h"
 
+#include "coupling/formats/safetensors.h"
+#include "coupling/formats/sha256.h"
 #include "coupling/log/coupling_log.h"
 #include "coupling/log/records.h"
 

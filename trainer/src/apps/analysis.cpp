@@ -105,6 +105,7 @@ template <class RunConfig>
 AnalysisResult analyze_run(const std::map<int64_t, std::string>& found, const std::string& log_path,
                            std::unique_ptr<TrainingTask> (*make_task)(const RunConfig&), c10::Device device) {
   const std::string& first_dir = found.begin()->second;
+  for (const auto& [step, dir] : found) verify_checkpoint(dir);  // before the log is created
   const auto config = read_config_file<RunConfig>(config_path(first_dir));
   for (const auto& [step, dir] : found) {
     require_same_model(config, read_config_file<RunConfig>(config_path(dir)), first_dir, dir);

@@ -158,9 +158,11 @@ json read_json(const std::string& path, const std::string& dir) {
   return value;
 }
 
+}  // namespace
+
 /// Checks `dir` against its manifest before anything is read from it: the format, and that every
 /// file is there with its recorded size and SHA-256.
-void verify_manifest(const std::string& dir) {
+void verify_checkpoint(const std::string& dir) {
   const fs::path manifest_path = fs::path(dir) / kManifest;
   if (!fs::exists(manifest_path)) {
     if (fs::exists(fs::path(dir) / "model.pt")) {
@@ -197,8 +199,6 @@ void verify_manifest(const std::string& dir) {
     throw broken(dir, "has a malformed manifest.json");
   }
 }
-
-}  // namespace
 
 void save_model_safetensors(const torch::nn::Module& model, const std::string& path) {
   write_file_atomic(path, st::serialize(named_tensors(model)));
@@ -274,7 +274,7 @@ void save_checkpoint(const std::string& out, const TrainerState& state, const to
 }
 
 void load_model(const std::string& dir, torch::nn::Module& model) {
-  verify_manifest(dir);
+  verify_checkpoint(dir);
   try {
     load_model_tensors(dir, model);
   } catch (const coupling::DataError& e) {
@@ -284,7 +284,7 @@ void load_model(const std::string& dir, torch::nn::Module& model) {
 
 TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
                              int64_t rank, int64_t world_size) {
-  verify_manifest(dir);
+  verify_checkpoint(dir);
   TrainerState state;
   try {
     const json saved = read_json((fs::path(dir) / "state.json").string(), dir);

@@ -8,7 +8,6 @@
 #include "coupling/version.h"
 #include "trainer/loop/checkpoint.h"
 #include "trainer/loop/files.h"
-#include "trainer/loop/json_object.h"
 #include "trainer/loop/lr_schedule.h"
 #include "trainer/loop/run_lock.h"
 #include "trainer/loop/runtime.h"
@@ -16,6 +15,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/nn/module.h>
 #include <torch/nn/utils/clip_grad.h>
@@ -504,21 +504,21 @@ TrainSummary TrainingRun::finish() {
   summary.world_size = world_size_;
   summary.communication_seconds = (averager_ ? averager_->seconds() : 0.0) + loss_reduce_seconds_;
   if (writer_) {
-    JsonObject json;
-    json.add("final_step", summary.final_step);
-    for (const auto& [name, value] : summary.metrics) json.add(name, value);
-    json.add(task_->unit() + "_per_second", summary.items_per_second)
-        .add("wall_seconds", summary.wall_seconds)
-        .add("parameters", summary.parameters)
-        .add("measure_seconds", summary.measure_seconds)
-        .add("overhead_fraction", summary.overhead_fraction)
-        .add("world_size", summary.world_size)
-        .add("communication_seconds", summary.communication_seconds)
-        .add("coupling_log", run_.coupling.enabled() ? instrumentation_.options.log_path : std::string("none"))
-        .add("model", run_.model_kind)
-        .add("data", train_.data)
-        .add("libcoupling_version", coupling::version());
-    write_file_atomic(paths_.summary, json.str());
+    // In this order; a non-finite number (a diverged loss) is written as null, as JSON has no NaN.
+    nlohmann::ordered_json json = {{"final_step", summary.final_step}};
+    for (const auto& [name, value] : summary.metrics) json[name] = value;
+    json[task_->unit() + "_per_second"] = summary.items_per_second;
+    json["wall_seconds"] = summary.wall_seconds;
+    json["parameters"] = summary.parameters;
+    json["measure_seconds"] = summary.measure_seconds;
+    json["overhead_fraction"] = summary.overhead_fraction;
+    json["world_size"] = summary.world_size;
+    json["communication_seconds"] = summary.communication_seconds;
+    json["coupling_log"] = run_.coupling.enabled() ? instrumentation_.options.log_path : std::string("none");
+    json["model"] = run_.model_kind;
+    json["data"] = train_.data;
+    json["libcoupling_version"] = coupling::version();
+    write_file_atomic(paths_.summary, json.dump(2) + "\n");
   }
   std::vector<Metric> all_metrics(summary.metrics.begin(), summary.metrics.end());
   spdlog::info("summary: step {} | {} | {:.0f} {}/s | {}", summary.final_step, join_metrics(all_metrics),

@@ -64,6 +64,10 @@ std::optional<std::string> latest_checkpoint(const std::string& out);
 void save_checkpoint(const std::string& out, const TrainerState& state, const torch::nn::Module& model,
                      const torch::optim::Optimizer& optimizer, const std::string& config_toml);
 
+/// Checks checkpoint directory `dir` against its manifest: format 2, every file present with its
+/// size and SHA-256. Throws coupling::CheckpointError naming the file or the format.
+void verify_checkpoint(const std::string& dir);
+
 /// Restores only the model's parameters and buffers from checkpoint directory `dir` (for
 /// analysis). Throws coupling::CheckpointError if the checkpoint fails its manifest, has another
 /// format, or holds a model of another shape.
