@@ -27,8 +27,8 @@ def damaged_rows(group):
     """Indices of the rows of `group` whose values do not match their row_crc32 ([] without the column)."""
     if ROW_CHECKSUM not in group:
         return []
-    rows = min(group[ROW_CHECKSUM].shape[0], group["step"].shape[0])
     names = _row_datasets(group)
+    rows = min(group[name].shape[0] for name in names + [ROW_CHECKSUM])  # a torn last row is incomplete
     values = {}
     for name in names:
         data = group[name][:rows]

@@ -35,6 +35,23 @@ TEST(Schedule, PlannedSteps) {
   EXPECT_EQ(MeasurementSchedule::parse("").planned(7), (std::vector<int64_t>{0, 7}));
 }
 
+TEST(Schedule, LogSpacedStepsAreTheFormulasForAnyCount) {
+  // Brute force: every i of round(total^(i / (points - 1))), against due() for every step.
+  for (const int64_t total : {1, 2, 7, 100, 1000, 12345}) {
+    for (const int64_t points : {2, 3, 8, 50, 999, 100000}) {
+      std::set<int64_t> expected;
+      for (int64_t i = 0; i < points; ++i) {
+        const double x = std::exp(std::log(static_cast<double>(total)) * static_cast<double>(i) / static_cast<double>(points - 1));
+        expected.insert(std::clamp<int64_t>(std::llround(x), 1, total));
+      }
+      const auto schedule = MeasurementSchedule::parse("log:" + std::to_string(points));
+      for (int64_t step = 1; step < total; ++step) {
+        EXPECT_EQ(schedule.due(step, total, false), expected.count(step) > 0) << step << " of " << total << ", log:" << points;
+      }
+    }
+  }
+}
+
 TEST(Schedule, BadItemsAreRejected) {
   for (const char* bad : {"often", "every:x", "log:-3", "steps:1,b", "every"}) {
     EXPECT_THROW(MeasurementSchedule::parse(bad), coupling::ConfigError) << bad;

@@ -129,6 +129,10 @@ TEST(Safetensors, MalformedFilesAreRefusedNamingTheFault) {
       {raw_file(R"({"x":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", eight), "not a non-negative integer"},
       {raw_file(R"({"x":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", eight),
        "shape is too large"},
+      {raw_file(R"({"x":{"dtype":"F32","shape":[0,4611686018427387904,4],"data_offsets":[0,0]}})", ""),
+       "shape is too large"},  // a zero size does not hide the others from the strides
+      {raw_file(R"({"x":{"dtype":"F32","shape":[[2]],"data_offsets":[0,8]}})", eight), "nests deeper"},
+      {raw_file(std::string(1000, '[') + std::string(1000, ']'), ""), "nests deeper"},
       {raw_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", eight), "data_offsets [8, 0]"},
       {raw_file(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
                 R"("y":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", eight),

@@ -153,6 +153,26 @@ TEST(Checkpoint, CorruptIncompleteOrForeignCheckpointsAreRefusedByName) {
   EXPECT_NE(load_error(ckpt).find("holds another model: wte.weight has shape [256, 32] there and [256, 16]"),
             std::string::npos)
       << load_error(ckpt);
+  ckpt = save(8);
+  forge(ckpt, "rng.safetensors", coupling::safetensors::serialize({{"torch_rng", at::zeros({1, 7}, at::kByte)}}));
+  EXPECT_NE(load_error(ckpt).find("has a malformed rng.safetensors"), std::string::npos) << load_error(ckpt);
+  ckpt = save(9);
+  forge(ckpt, "state.json", read_file(ckpt + "/state.json").replace(read_file(ckpt + "/state.json").find("\"step\": 9"), 9, "\"step\": 3"));
+  EXPECT_NE(load_error(ckpt).find("holds step 3 in its state.json"), std::string::npos) << load_error(ckpt);
+
+  // A checkpoint is loaded whole or not at all: a bad optimizer file leaves the model as it was.
+  ckpt = save(10);
+  forge(ckpt, "optimizer.safetensors",
+        coupling::safetensors::serialize({{"ghost.step", at::scalar_tensor(int64_t{1}, at::kLong)},
+                                          {"ghost.exp_avg", at::zeros({1})}, {"ghost.exp_avg_sq", at::zeros({1})}},
+                                         {{"format", "adamw-by-parameter-name-1"}}));
+  trainer::Gpt untouched(tiny_model());
+  torch::optim::AdamW untouched_optimizer(untouched->parameters(), torch::optim::AdamWOptions(1e-2));
+  const at::Tensor before = untouched->wte->weight.clone();
+  EXPECT_THROW(trainer::load_checkpoint(ckpt, *untouched, untouched_optimizer), coupling::CheckpointError);
+  EXPECT_TRUE(at::equal(untouched->wte->weight, before));
+  EXPECT_TRUE(untouched_optimizer.state().empty());
+
   ckpt = save(7);
   std::string manifest = read_file(ckpt + "/manifest.json");
   manifest.replace(manifest.find("\"version\": 2"), 12, "\"version\": 3");

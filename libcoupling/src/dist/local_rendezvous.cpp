@@ -107,15 +107,22 @@ std::string base_name(const DistEnv& env) {
   return "port-" + std::to_string(env.master_port) + "-attempt-" + std::to_string(env.restart_count);
 }
 
-/// Writes `text` to `path` through a temporary name in the same (private) directory and a rename.
-void publish(const fs::path& path, const std::string& text) {
+/// Writes `text` to `path` whole and only if `path` does not exist (a hard link from a temporary
+/// name in the same private directory): of two rank 0s starting at once, one publishes.
+/// Returns false if `path` exists.
+bool publish_exclusive(const fs::path& path, const std::string& text) {
   const fs::path temp = path.string() + ".tmp-" + std::to_string(::getpid());
   {
     std::ofstream out(temp, std::ios::trunc);
     out << text << '\n';
     if (!out.flush()) throw IoError("cannot write " + temp.string());
   }
-  fs::rename(temp, path);
+  const bool published = ::link(temp.c_str(), path.c_str()) == 0;
+  const int error = errno;
+  std::error_code ec;
+  fs::remove(temp, ec);
+  if (!published && error != EEXIST) throw IoError("cannot publish " + path.string() + ": " + std::strerror(error));
+  return published;
 }
 
 }  // namespace
@@ -127,15 +134,20 @@ c10::intrusive_ptr<c10d::Store> local_rendezvous_store(const DistEnv& env, std::
   if (env.rank == 0) {
     remove_stale(dir);
     const ProcessId me = this_process();
-    if (const auto owner = read_owner(owner_path); owner && alive(owner->process) && !(owner->process == me)) {
+    const std::string store = base_name(env) + "-" + me.pid + "-" + me.start + ".store";
+    if (const auto owner = read_owner(owner_path); owner && owner->process == me) {
+      std::error_code ec;
+      fs::remove(owner_path, ec);  // this process's earlier job (a second connect)
+    }
+    if (!publish_exclusive(owner_path, me.pid + " " + me.start + " " + store)) {
+      const auto owner = read_owner(owner_path);
       throw CommunicationError("MASTER_PORT " + std::to_string(env.master_port) +
                                " is in use by another job on this machine (its rank 0 is process " +
-                               owner->process.pid + "): export another MASTER_PORT for this job");
+                               (owner ? owner->process.pid : std::string("unknown")) +
+                               "): export another MASTER_PORT for this job");
     }
-    const std::string store = base_name(env) + "-" + me.pid + "-" + me.start + ".store";
     auto file_store = c10::make_intrusive<c10d::FileStore>((dir / store).string(), world);
     file_store->setTimeout(timeout);
-    publish(owner_path, me.pid + " " + me.start + " " + store);
     return file_store;
   }
   const auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -32,6 +32,33 @@ constexpr std::array<DTypeInfo, 10> kDTypes{{{DType::kF64, "F64", 8},
                                              {DType::kU8, "U8", 1},
                                              {DType::kBool, "BOOL", 1}}};
 
+/// Far more elements than any real tensor, and far inside int64 for the strides.
+constexpr uint64_t kMaxElements = uint64_t{1} << 48;
+/// A header is a flat object of objects: {"name": {"shape": [...]}} is three levels deep.
+constexpr int kMaxNesting = 3;
+
+/// Whether the JSON text nests arrays and objects deeper than kMaxNesting: checked before parsing,
+/// so a header of 100 MB of "[[[[" is refused without building its values.
+bool nests_too_deep(const unsigned char* text, size_t size) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (size_t i = 0; i < size; ++i) {
+    const unsigned char c = text[i];
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxNesting) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
+}
+
 const DTypeInfo& info(DType dtype) {
   return *std::find_if(kDTypes.begin(), kDTypes.end(), [&](const DTypeInfo& d) { return d.dtype == dtype; });
 }
@@ -77,10 +104,13 @@ TensorEntry parse_entry(const std::string& name, const json& value, const std::s
   if (shape == value.end() || !shape->is_array()) {
     throw DataError(file + " is not a valid safetensors file: " + where + " has no shape");
   }
-  uint64_t bytes = found->size;
+  // The byte count, and the strides' span (zeros aside: a zero size must not hide huge others,
+  // which would overflow the strides of the tensor made from it).
+  uint64_t bytes = found->size, span = 1;
   for (const auto& extent : *shape) {
     const uint64_t n = unsigned_value(extent, where + "'s shape", file);
-    if (n > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) || __builtin_mul_overflow(bytes, n, &bytes)) {
+    if (__builtin_mul_overflow(bytes, n, &bytes) || __builtin_mul_overflow(span, std::max<uint64_t>(n, 1), &span) ||
+        span > kMaxElements) {
       throw DataError(file + " is not a valid safetensors file: " + where + "'s shape is too large");
     }
     entry.shape.push_back(static_cast<int64_t>(n));
@@ -113,6 +143,9 @@ Header parse_header(const unsigned char* bytes, size_t size, const std::string& 
     throw DataError(file + " is not a valid safetensors file (or is truncated): its header length " +
                     std::to_string(length) + " exceeds the file's " + std::to_string(size - 8) + " remaining bytes" +
                     (length > kMaxHeaderBytes ? " or the 100 MB limit" : ""));
+  }
+  if (nests_too_deep(bytes + 8, length)) {
+    throw DataError(file + " is not a valid safetensors file: its header nests deeper than a tensor table");
   }
   const json object = json::parse(bytes + 8, bytes + 8 + length, nullptr, /*allow_exceptions=*/false);
   if (object.is_discarded() || !object.is_object()) {

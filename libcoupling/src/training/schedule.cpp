@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <set>
 #include <sstream>
 
 namespace coupling {
@@ -17,15 +16,26 @@ int64_t parse_count(const std::string& item, const std::string& value) {
   throw ConfigError("bad measurement schedule item '" + item + "': expected a non-negative integer after ':'");
 }
 
-std::set<int64_t> log_spaced(int64_t points, int64_t total) {
-  std::set<int64_t> steps;
-  if (points <= 0 || total <= 0) return steps;
-  if (points == 1) return {total};
-  for (int64_t i = 0; i < points; ++i) {
-    const double exponent = std::log(static_cast<double>(total)) * static_cast<double>(i) / static_cast<double>(points - 1);
-    steps.insert(std::clamp<int64_t>(std::llround(std::exp(exponent)), 1, total));
+/// The i-th of `points` (>= 2) log-spaced steps in [1, total]: round(total^(i / (points - 1))).
+int64_t log_spaced_step(int64_t i, int64_t points, int64_t total) {
+  const double exponent = std::log(static_cast<double>(total)) * static_cast<double>(i) / static_cast<double>(points - 1);
+  return std::clamp<int64_t>(std::llround(std::exp(exponent)), 1, total);
+}
+
+/// Whether `step` is one of the log-spaced steps, in constant time: the steps increase with i, and
+/// an i that reaches `step` lies within one of the inverse of the formula at `step` (a schedule
+/// is asked once per training step, and "log:N" may be large).
+bool is_log_spaced(int64_t step, int64_t points, int64_t total) {
+  if (points <= 0 || total <= 0 || step < 1 || step > total) return false;
+  if (points == 1) return step == total;
+  if (total == 1) return step == 1;
+  const double position =
+      static_cast<double>(points - 1) * std::log(static_cast<double>(step)) / std::log(static_cast<double>(total));
+  const int64_t nearest = std::llround(position);
+  for (int64_t i = std::max<int64_t>(0, nearest - 1); i <= std::min(points - 1, nearest + 1); ++i) {
+    if (log_spaced_step(i, points, total) == step) return true;
   }
-  return steps;
+  return false;
 }
 
 }  // namespace
@@ -77,7 +87,7 @@ bool MeasurementSchedule::due(int64_t step, int64_t total, bool checkpoint) cons
   if (every > 0 && step % every == 0) return true;
   if (at_checkpoints && checkpoint) return true;
   if (std::binary_search(steps.begin(), steps.end(), step)) return true;
-  return log_points > 0 && log_spaced(log_points, total).count(step) > 0;
+  return is_log_spaced(step, log_points, total);
 }
 
 std::vector<int64_t> MeasurementSchedule::planned(int64_t total) const {

@@ -14,6 +14,9 @@
 #include <torch/optim/adamw.h>
 #include <torch/optim/optimizer.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -38,6 +41,15 @@ const std::vector<std::string> kCheckpointFiles = {"model.safetensors", "optimiz
                                                    "state.json", "config.toml"};
 /// A manifest or state file larger than this is not one of ours.
 constexpr std::uintmax_t kMaxJsonBytes = 16 << 20;
+
+/// The step of a checkpoint directory's name step_<N>, if it is one (N of 1 to 18 digits: longer
+/// is not a step this code wrote).
+std::optional<int64_t> step_of_name(const std::string& name) {
+  static const std::regex pattern("step_([0-9]{1,18})");
+  std::smatch match;
+  if (!std::regex_match(name, match, pattern)) return std::nullopt;
+  return std::stoll(match[1].str());
+}
 
 at::Generator default_generator() { return at::detail::getDefaultCPUGenerator(); }
 
@@ -93,57 +105,79 @@ coupling::CheckpointError broken(const std::string& dir, const std::string& what
                                    ": delete it to resume from the previous checkpoint");
 }
 
-/// `tensor` (from a checkpoint) copied into `target`, which must have its shape.
-void copy_checked(const at::Tensor& tensor, at::Tensor target, const std::string& dir, const std::string& name) {
-  if (!tensor.sizes().equals(target.sizes())) {
+/// Copies into targets, checked before the first copy: a checkpoint is loaded whole or not at all.
+using StagedCopies = std::vector<std::pair<at::Tensor, at::Tensor>>;  // (target, source)
+
+/// `source` (from a checkpoint) staged for `target`, which must have its shape.
+void stage_checked(StagedCopies& copies, const at::Tensor& source, at::Tensor target, const std::string& dir,
+                   const std::string& name) {
+  if (!source.sizes().equals(target.sizes())) {
     throw coupling::CheckpointError("checkpoint " + dir + " holds another model: " + name + " has shape " +
-                                    c10::str(tensor.sizes()) + " there and " + c10::str(target.sizes()) +
+                                    c10::str(source.sizes()) + " there and " + c10::str(target.sizes()) +
                                     " in this model");
   }
-  at::NoGradGuard no_grad;
-  target.copy_(tensor);
+  copies.emplace_back(std::move(target), source);
 }
 
-void load_model_tensors(const std::string& dir, torch::nn::Module& model) {
+void commit(const StagedCopies& copies) {
+  at::NoGradGuard no_grad;
+  for (const auto& [target, source] : copies) target.copy_(source);
+}
+
+/// The copies that load model.safetensors into `model` (the sources view its mapping).
+StagedCopies stage_model(const std::string& dir, torch::nn::Module& model) {
   const st::SafetensorsFile file((fs::path(dir) / "model.safetensors").string());
-  size_t used = 0;
-  auto load = [&](const std::string& name, at::Tensor target) {
+  StagedCopies copies;
+  auto stage = [&](const std::string& name, const at::Tensor& target) {
     if (!file.contains(name)) throw coupling::CheckpointError("checkpoint " + dir + " holds another model: it has no " + name);
-    copy_checked(file.tensor(name), target, dir, name);
-    ++used;
+    stage_checked(copies, file.tensor(name), target, dir, name);
   };
-  for (const auto& item : model.named_parameters()) load(item.key(), item.value());
-  for (const auto& item : model.named_buffers()) load(item.key(), item.value());
-  if (used != file.header().tensors.size()) {
+  for (const auto& item : model.named_parameters()) stage(item.key(), item.value());
+  for (const auto& item : model.named_buffers()) stage(item.key(), item.value());
+  if (copies.size() != file.header().tensors.size()) {
     throw coupling::CheckpointError("checkpoint " + dir + " holds another model: it has " +
                                     std::to_string(file.header().tensors.size()) + " tensors and this model " +
-                                    std::to_string(used));
+                                    std::to_string(copies.size()));
   }
+  return copies;
 }
 
-void load_optimizer(const std::string& dir, const torch::nn::Module& model, torch::optim::Optimizer& optimizer) {
+using StagedOptimizerState = std::vector<std::pair<at::Tensor, std::unique_ptr<torch::optim::AdamWParamState>>>;
+
+/// AdamW's state from optimizer.safetensors, by parameter, checked whole before any is used.
+StagedOptimizerState stage_optimizer(const std::string& dir, const torch::nn::Module& model) {
   const std::string path = (fs::path(dir) / "optimizer.safetensors").string();
   const st::SafetensorsFile file(path);
   const auto format = file.header().metadata.find(kOptimizerFormatKey);
   if (format == file.header().metadata.end() || format->second != kOptimizerFormat) {
     throw coupling::CheckpointError(path + " holds optimizer state in another format than '" + kOptimizerFormat + "'");
   }
-  size_t used = 0;
+  StagedOptimizerState states;
   for (const auto& item : model.named_parameters()) {
     if (!file.contains(item.key() + ".step")) continue;
     const at::Tensor step = file.tensor(item.key() + ".step");
-    if (step.dim() != 0 || step.scalar_type() != at::kLong) throw broken(dir, "has a malformed optimizer step");
-    auto state = std::make_unique<torch::optim::AdamWParamState>();
+    if (step.dim() != 0 || step.scalar_type() != at::kLong || step.item<int64_t>() < 0) {
+      throw broken(dir, "has a malformed optimizer step");
+    }
+    StagedCopies moments;
     at::Tensor exp_avg = at::zeros_like(item.value()), exp_avg_sq = at::zeros_like(item.value());
-    copy_checked(file.tensor(item.key() + ".exp_avg"), exp_avg, dir, item.key() + ".exp_avg");
-    copy_checked(file.tensor(item.key() + ".exp_avg_sq"), exp_avg_sq, dir, item.key() + ".exp_avg_sq");
+    stage_checked(moments, file.tensor(item.key() + ".exp_avg"), exp_avg, dir, item.key() + ".exp_avg");
+    stage_checked(moments, file.tensor(item.key() + ".exp_avg_sq"), exp_avg_sq, dir, item.key() + ".exp_avg_sq");
+    commit(moments);  // into fresh tensors: the optimizer is untouched until commit_optimizer
+    auto state = std::make_unique<torch::optim::AdamWParamState>();
     state->step(step.item<int64_t>());
     state->exp_avg(exp_avg);
     state->exp_avg_sq(exp_avg_sq);
-    optimizer.state()[optimizer_state_key(optimizer, item.value())] = std::move(state);
-    used += 3;
+    states.emplace_back(item.value(), std::move(state));
   }
-  if (used != file.header().tensors.size()) throw broken(dir, "has optimizer state for parameters this model lacks");
+  if (3 * states.size() != file.header().tensors.size()) {
+    throw broken(dir, "has optimizer state for parameters this model lacks");
+  }
+  return states;
+}
+
+void commit_optimizer(StagedOptimizerState& states, torch::optim::Optimizer& optimizer) {
+  for (auto& [parameter, state] : states) optimizer.state()[optimizer_state_key(optimizer, parameter)] = std::move(state);
 }
 
 json read_json(const std::string& path, const std::string& dir) {
@@ -213,13 +247,9 @@ std::map<int64_t, std::string> checkpoints(const std::string& out) {
   std::map<int64_t, std::string> found;
   std::error_code ec;
   if (!fs::is_directory(root, ec)) return found;
-  static const std::regex pattern("step_([0-9]{1,18})");  // longer is not a step this code wrote
   for (const auto& entry : fs::directory_iterator(root, ec)) {
-    std::smatch match;
-    const std::string name = entry.path().filename().string();
-    if (entry.is_directory() && std::regex_match(name, match, pattern)) {
-      found[std::stoll(match[1].str())] = entry.path().string();
-    }
+    const auto step = step_of_name(entry.path().filename().string());
+    if (entry.is_directory() && step) found[*step] = entry.path().string();
   }
   return found;
 }
@@ -268,15 +298,25 @@ void save_checkpoint(const std::string& out, const TrainerState& state, const to
     fs::remove_all(temp_dir, ec);
     throw;
   }
-  fs::remove_all(final_dir, ec);
-  fs::rename(temp_dir, final_dir, ec);
+  // A checkpoint of the same step (a resumed run saving it again) is moved aside, not deleted,
+  // until the new one is in place; then the rename is made durable.
+  const fs::path replaced = temp_dir.string() + ".replaced";
+  const bool had_one = fs::exists(final_dir, ec);
+  if (had_one) fs::rename(final_dir, replaced, ec);
+  if (!ec) fs::rename(temp_dir, final_dir, ec);
   if (ec) throw coupling::IoError("cannot move checkpoint into " + final_dir.string() + ": " + ec.message());
+  if (had_one) fs::remove_all(replaced, ec);
+  const int parent = ::open(final_dir.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (parent >= 0) {
+    ::fsync(parent);
+    ::close(parent);
+  }
 }
 
 void load_model(const std::string& dir, torch::nn::Module& model) {
   verify_checkpoint(dir);
   try {
-    load_model_tensors(dir, model);
+    commit(stage_model(dir, model));
   } catch (const coupling::DataError& e) {
     throw broken(dir, std::string("is malformed (") + e.what() + ")");
   }
@@ -300,8 +340,13 @@ TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, t
   } catch (const coupling::DataError& e) {
     throw broken(dir, std::string("is malformed (") + e.what() + ")");
   }
-  if (state.torch_rng.dim() != 2 || state.torch_rng.scalar_type() != at::kByte || state.torch_rng.size(0) < 1) {
+  if (state.torch_rng.dim() != 2 || state.torch_rng.scalar_type() != at::kByte || state.torch_rng.size(0) < 1 ||
+      state.torch_rng.size(1) != default_generator().get_state().numel()) {
     throw broken(dir, "has a malformed rng.safetensors");
+  }
+  const auto named_step = step_of_name(fs::path(dir).filename().string());
+  if (state.step < 0 || (named_step && *named_step != state.step)) {
+    throw broken(dir, "holds step " + std::to_string(state.step) + " in its state.json");
   }
   if (state.torch_rng.size(0) != world_size) {
     throw coupling::CheckpointError("checkpoint " + dir + " was written by a job of " +
@@ -310,8 +355,11 @@ TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, t
                                     std::to_string(world_size) + ")");
   }
   try {
-    load_model_tensors(dir, model);
-    load_optimizer(dir, model, optimizer);
+    // Everything is read and checked before the model, the optimizer or the generator changes.
+    const StagedCopies model_copies = stage_model(dir, model);
+    StagedOptimizerState optimizer_state = stage_optimizer(dir, model);
+    commit(model_copies);
+    commit_optimizer(optimizer_state, optimizer);
     // A fresh tensor: LibTorch 2.x reads a generator state from the start of its storage.
     default_generator().set_state(state.torch_rng.select(0, rank).clone());
   } catch (const coupling::DataError& e) {

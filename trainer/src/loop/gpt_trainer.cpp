@@ -75,7 +75,10 @@ class GptTask : public TrainingTask {
     text << sampler_;
     return text.str();
   }
-  void restore_sampler_state(const std::string& state, int64_t) override { std::istringstream(state) >> sampler_; }
+  void restore_sampler_state(const std::string& state, int64_t) override {
+    std::istringstream text(state);
+    if (!(text >> sampler_)) throw coupling::CheckpointError("the checkpoint's sampler_rng is malformed");
+  }
 
   std::vector<Metric> evaluate(coupling::Communicator* communicator) override {
     return {{"val_loss", trainer::evaluate(*model_, validation_, config_.train.batch, device(), communicator)}};
