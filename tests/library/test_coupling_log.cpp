@@ -16,8 +16,6 @@
 #include <csignal>
 #include <functional>
 #include <limits>
-#include <fstream>
-#include <sstream>
 
 namespace {
 
@@ -62,12 +60,6 @@ int run_python(const std::string& args) {
   return std::system(command.c_str());
 }
 
-std::string file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
 
 TEST(CouplingLog, WritesAReadableSelfDescribingFile) {
   TempDir dir;
@@ -166,7 +158,7 @@ TEST(CouplingLog, ResumeRefusesADamagedRowItKeepsAndLeavesTheFileUntouched) {
                              dir.file("c.h5") + "', 'r+'); f['measurement/line_shape_score'][1, 0, 0] += 1e-9\"";
   ASSERT_EQ(std::system(damage.c_str()), 0);
   EXPECT_NE(run_python(dir.file("c.h5") + " 0,10,20"), 0);  // the Python reader sees it too
-  const auto before = file_bytes(dir.file("c.h5"));
+  const auto before = test_support::read_bytes(dir.file("c.h5"));
   try {
     coupling::CouplingLog::resume(dir.file("c.h5"), f.metadata, 20);
     FAIL() << "a damaged row was kept";
@@ -175,7 +167,7 @@ TEST(CouplingLog, ResumeRefusesADamagedRowItKeepsAndLeavesTheFileUntouched) {
               std::string::npos)
         << e.what();
   }
-  EXPECT_EQ(file_bytes(dir.file("c.h5")), before);
+  EXPECT_EQ(test_support::read_bytes(dir.file("c.h5")), before);
   // Resumed from the step-0 checkpoint, the damaged row is one that resume drops: no refusal.
   auto log = coupling::CouplingLog::resume(dir.file("c.h5"), f.metadata, 5);
   EXPECT_EQ(log.measured_steps(), (std::vector<int64_t>{0}));
@@ -188,7 +180,7 @@ TEST(CouplingLog, ResumeRefusesForeignCorruptOrMismatchedFilesAndLeavesThemUntou
     auto log = coupling::CouplingLog::create(dir.file("c.h5"), f.metadata);
     append_steps(log, f, {0});
   }
-  const auto before = file_bytes(dir.file("c.h5"));
+  const auto before = test_support::read_bytes(dir.file("c.h5"));
   auto other = f.metadata;
   other.engine_config = "k_grid=3";
   try {
@@ -197,7 +189,7 @@ TEST(CouplingLog, ResumeRefusesForeignCorruptOrMismatchedFilesAndLeavesThemUntou
   } catch (const coupling::LogError& e) {
     EXPECT_NE(std::string(e.what()).find("different engine_config"), std::string::npos) << e.what();
   }
-  EXPECT_EQ(file_bytes(dir.file("c.h5")), before);
+  EXPECT_EQ(test_support::read_bytes(dir.file("c.h5")), before);
   // The run's identity: its seed, its data and its probe inputs.
   for (const auto& [what, change] :
        std::vector<std::pair<std::string, std::function<void(coupling::LogMetadata&)>>>{
@@ -214,7 +206,7 @@ TEST(CouplingLog, ResumeRefusesForeignCorruptOrMismatchedFilesAndLeavesThemUntou
     } catch (const coupling::LogError& e) {
       EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
     }
-    EXPECT_EQ(file_bytes(dir.file("c.h5")), before);
+    EXPECT_EQ(test_support::read_bytes(dir.file("c.h5")), before);
   }
 
   test_support::write_text(dir.file("text.h5"), "not hdf5 at all", 100);
@@ -222,14 +214,14 @@ TEST(CouplingLog, ResumeRefusesForeignCorruptOrMismatchedFilesAndLeavesThemUntou
   const std::string make_foreign = std::string(test_paths::kPython) + " -c \"import h5py; h5py.File('" +
                                    dir.file("foreign.h5") + "', 'w')['x'] = [1, 2]\"";
   ASSERT_EQ(std::system(make_foreign.c_str()), 0);
-  const auto foreign = file_bytes(dir.file("foreign.h5"));
+  const auto foreign = test_support::read_bytes(dir.file("foreign.h5"));
   try {
     coupling::CouplingLog::resume(dir.file("foreign.h5"), f.metadata, 0);
     FAIL() << "foreign file accepted";
   } catch (const coupling::LogError& e) {
     EXPECT_NE(std::string(e.what()).find("not a libcoupling log"), std::string::npos) << e.what();
   }
-  EXPECT_EQ(file_bytes(dir.file("foreign.h5")), foreign);
+  EXPECT_EQ(test_support::read_bytes(dir.file("foreign.h5")), foreign);
 }
 
 TEST(CouplingLog, LogsTokenBlockTokenAndContextCouplingWithTheirAxes) {
@@ -274,7 +266,7 @@ TEST(CouplingLog, RefusesTheSchemaOneFixtureNamingBothVersions) {
   TempDir dir;
   const std::string fixture = std::string(test_paths::kTestSourceDir) + "/fixtures/schema-1-log/run/coupling.h5";
   std::filesystem::copy_file(fixture, dir.file("old.h5"));
-  const std::string before = file_bytes(dir.file("old.h5"));
+  const std::string before = test_support::read_bytes(dir.file("old.h5"));
   auto f = make_fixture();
   try {
     coupling::CouplingLog::resume(dir.file("old.h5"), f.metadata, 2);
@@ -284,11 +276,11 @@ TEST(CouplingLog, RefusesTheSchemaOneFixtureNamingBothVersions) {
     EXPECT_NE(message.find("schema version 1"), std::string::npos) << message;
     EXPECT_NE(message.find("writes version 2"), std::string::npos) << message;
   }
-  EXPECT_EQ(file_bytes(dir.file("old.h5")), before);
+  EXPECT_EQ(test_support::read_bytes(dir.file("old.h5")), before);
 }
 
 TEST(LogSchema, DocsTablesAreTheRegistrys) {
-  const std::string docs = file_bytes(std::string(test_paths::kTestSourceDir) + "/../docs/hdf5-schema.md");
+  const std::string docs = test_support::read_bytes(std::string(test_paths::kTestSourceDir) + "/../docs/hdf5-schema.md");
   const std::string begin = "<!-- schema tables: generated from the field registry -->\n";
   const std::string end = "<!-- end of schema tables -->";
   const auto from = docs.find(begin), to = docs.find(end);

@@ -11,21 +11,12 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
-#include <fstream>
 
 namespace {
 
 namespace st = coupling::safetensors;
 using test_support::TempDir;
 
-std::string file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
 
 /// A file with header `json` (length prefix added) followed by `data`.
 std::string raw_file(const std::string& json, const std::string& data) {
@@ -38,7 +29,7 @@ std::string raw_file(const std::string& json, const std::string& data) {
 /// The message of the DataError that reading `bytes` as a safetensors file throws ("" if none).
 std::string error_of(const std::string& bytes) {
   TempDir dir;
-  write_bytes(dir.file("x.safetensors"), bytes);
+  test_support::write_text(dir.file("x.safetensors"), bytes);
   try {
     st::SafetensorsFile file(dir.file("x.safetensors"));
     file.tensors();
@@ -86,7 +77,7 @@ TEST(Safetensors, EveryDtypeRoundTripsAligned) {
       {"scalar", at::scalar_tensor(int64_t{7}, at::kLong)},
       {"strided", at::randn({4, 4}).t()},
   };
-  write_bytes(dir.file("all.safetensors"), st::serialize(tensors, {{"note", "round trip"}}));
+  test_support::write_text(dir.file("all.safetensors"), st::serialize(tensors, {{"note", "round trip"}}));
   const st::SafetensorsFile file(dir.file("all.safetensors"));
   EXPECT_EQ(file.header().data_start % 8, 0u);
   EXPECT_EQ(file.header().metadata.at("note"), "round trip");
@@ -107,7 +98,7 @@ TEST(Safetensors, MisalignedDataIsCopied) {
   std::string data(8, '\0');
   std::memcpy(data.data(), values, 8);
   TempDir dir;
-  write_bytes(dir.file("odd.safetensors"), raw_file(json + " ", data));
+  test_support::write_text(dir.file("odd.safetensors"), raw_file(json + " ", data));
   const st::SafetensorsFile file(dir.file("odd.safetensors"));
   EXPECT_TRUE(at::equal(file.tensor("x"), at::tensor({1.25F, -7.5F})));
 }
@@ -158,7 +149,7 @@ TEST(Sha256, MatchesTheStandardsTestVectors) {
   EXPECT_EQ(coupling::sha256_hex(long_message), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
   TempDir dir;
   const std::string million(1000000, 'a');  // spans the file reader's chunks
-  write_bytes(dir.file("a"), million);
+  test_support::write_text(dir.file("a"), million);
   EXPECT_EQ(coupling::sha256_file_hex(dir.file("a")), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
   EXPECT_THROW(coupling::sha256_file_hex(dir.file("absent")), coupling::IoError);
 }

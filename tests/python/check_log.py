@@ -52,8 +52,9 @@ def main():
         if len(want) and not np.isfinite(f["measurement/depth_coupling"][:]).all():
             problems.append("non-finite depth_coupling")
         for group in ("measurement", "train", "eval"):
-            if group in f and coupling_log.damaged_rows(f[group]):
-                problems.append(f"/{group} rows {coupling_log.damaged_rows(f[group])} do not match their row_crc32")
+            damaged = coupling_log.damaged_rows(f[group]) if group in f else []
+            if damaged:
+                problems.append(f"/{group} rows {damaged} do not match their row_crc32")
         if args.train_rows is not None and f["train/loss"].shape[0] != args.train_rows:
             problems.append(f"train rows {f['train/loss'].shape[0]} != {args.train_rows}")
     for p in problems:

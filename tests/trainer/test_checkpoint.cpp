@@ -13,7 +13,6 @@
 #include <torch/optim/adamw.h>
 
 #include <filesystem>
-#include <fstream>
 #include <map>
 
 namespace {
@@ -96,21 +95,16 @@ std::string load_error(const std::string& dir) {
   return "";
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 /// Replaces `file` of checkpoint `dir` by `bytes` and records them in its manifest, as a forger would.
 void forge(const std::string& dir, const std::string& file, const std::string& bytes) {
-  std::ofstream(dir + "/" + file, std::ios::binary) << bytes;
-  std::string manifest = read_file(dir + "/manifest.json");
+  test_support::write_text(dir + "/" + file, bytes);
+  std::string manifest = test_support::read_bytes(dir + "/manifest.json");
   const auto entry = manifest.find("\"" + file + "\"");
   const auto bytes_at = manifest.find("\"bytes\": ", entry) + 9;
   manifest.replace(bytes_at, manifest.find(',', bytes_at) - bytes_at, std::to_string(bytes.size()));
   const auto sha_at = manifest.find("\"sha256\": \"", entry) + 11;
   manifest.replace(sha_at, 64, coupling::sha256_hex(bytes));
-  std::ofstream(dir + "/manifest.json", std::ios::binary) << manifest;
+  test_support::write_text(dir + "/manifest.json", manifest);
 }
 
 TEST(Checkpoint, CorruptIncompleteOrForeignCheckpointsAreRefusedByName) {
@@ -127,9 +121,9 @@ TEST(Checkpoint, CorruptIncompleteOrForeignCheckpointsAreRefusedByName) {
   // One flipped bit anywhere in a file fails its SHA-256, before anything is loaded.
   for (const std::string file : {"model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"}) {
     const auto ckpt = save(2);
-    std::string bytes = read_file(ckpt + "/" + file);
+    std::string bytes = test_support::read_bytes(ckpt + "/" + file);
     bytes[bytes.size() / 2] ^= 1;
-    std::ofstream(ckpt + "/" + file, std::ios::binary) << bytes;
+    test_support::write_text(ckpt + "/" + file, bytes);
     EXPECT_NE(load_error(ckpt).find("is corrupt: " + file + " does not match its size and SHA-256"), std::string::npos)
         << load_error(ckpt);
   }
@@ -144,12 +138,12 @@ TEST(Checkpoint, CorruptIncompleteOrForeignCheckpointsAreRefusedByName) {
   forge(ckpt, "state.json", "{\"step\": \"four\"}");
   EXPECT_NE(load_error(ckpt).find("has a malformed state.json"), std::string::npos) << load_error(ckpt);
   ckpt = save(5);
-  forge(ckpt, "model.safetensors", read_file(ckpt + "/model.safetensors").substr(0, 200));
+  forge(ckpt, "model.safetensors", test_support::read_bytes(ckpt + "/model.safetensors").substr(0, 200));
   EXPECT_NE(load_error(ckpt).find("model.safetensors"), std::string::npos) << load_error(ckpt);
   ckpt = save(6);
   trainer::Gpt wider(test_support::gpt_config(8, 32, 2, 2));
   trainer::save_model_safetensors(*wider, ckpt + "/wider");
-  forge(ckpt, "model.safetensors", read_file(ckpt + "/wider"));
+  forge(ckpt, "model.safetensors", test_support::read_bytes(ckpt + "/wider"));
   EXPECT_NE(load_error(ckpt).find("holds another model: wte.weight has shape [256, 32] there and [256, 16]"),
             std::string::npos)
       << load_error(ckpt);
@@ -157,7 +151,8 @@ TEST(Checkpoint, CorruptIncompleteOrForeignCheckpointsAreRefusedByName) {
   forge(ckpt, "rng.safetensors", coupling::safetensors::serialize({{"torch_rng", at::zeros({1, 7}, at::kByte)}}));
   EXPECT_NE(load_error(ckpt).find("has a malformed rng.safetensors"), std::string::npos) << load_error(ckpt);
   ckpt = save(9);
-  forge(ckpt, "state.json", read_file(ckpt + "/state.json").replace(read_file(ckpt + "/state.json").find("\"step\": 9"), 9, "\"step\": 3"));
+  std::string state = test_support::read_bytes(ckpt + "/state.json");
+  forge(ckpt, "state.json", state.replace(state.find("\"step\": 9"), 9, "\"step\": 3"));
   EXPECT_NE(load_error(ckpt).find("holds step 3 in its state.json"), std::string::npos) << load_error(ckpt);
 
   // A checkpoint is loaded whole or not at all: a bad optimizer file leaves the model as it was.
@@ -174,9 +169,9 @@ TEST(Checkpoint, CorruptIncompleteOrForeignCheckpointsAreRefusedByName) {
   EXPECT_TRUE(untouched_optimizer.state().empty());
 
   ckpt = save(7);
-  std::string manifest = read_file(ckpt + "/manifest.json");
+  std::string manifest = test_support::read_bytes(ckpt + "/manifest.json");
   manifest.replace(manifest.find("\"version\": 2"), 12, "\"version\": 3");
-  std::ofstream(ckpt + "/manifest.json", std::ios::binary) << manifest;
+  test_support::write_text(ckpt + "/manifest.json", manifest);
   EXPECT_NE(load_error(ckpt).find("has format 3 and this libcoupling reads format 2"), std::string::npos)
       << load_error(ckpt);
 }
@@ -188,7 +183,7 @@ TEST(Checkpoint, FormatOneIsRefusedWithoutBeingOpened) {
   // A TorchScript archive is never parsed: garbage in its place gives the same one-line refusal.
   const std::string expected = "has format 1 (TorchScript archives";
   EXPECT_NE(load_error(dir.path().string()).find(expected), std::string::npos) << load_error(dir.path().string());
-  std::ofstream(dir.file("model.pt"), std::ios::binary) << "not an archive";
+  test_support::write_text(dir.file("model.pt"), "not an archive");
   EXPECT_NE(load_error(dir.path().string()).find(expected), std::string::npos);
   trainer::Gpt model(tiny_model());
   EXPECT_THROW(trainer::load_model(dir.path().string(), *model), coupling::CheckpointError);

@@ -61,12 +61,7 @@ hsize_t ordered_rows_below(const std::vector<int64_t>& steps, int64_t keep_below
 
 /// The rows of dataset `path` (0 if it does not exist).
 hsize_t dataset_rows(hid_t file, const std::string& path) {
-  if (!hdf5::exists(file, path)) return 0;
-  Handle dataset(check(H5Dopen2(file, path.c_str(), H5P_DEFAULT), "opening " + path), H5Dclose);
-  Handle space(check(H5Dget_space(dataset.get()), "space of " + path), H5Sclose);
-  hsize_t dims[H5S_MAX_RANK] = {0};
-  H5Sget_simple_extent_dims(space.get(), dims, nullptr);
-  return dims[0];
+  return hdf5::exists(file, path) ? GrowingDataset::open(file, path, H5T_NATIVE_INT64).rows() : 0;
 }
 
 /// Refuses a log whose rows that resume would keep in `group` (datasets `names`) do not match
@@ -76,8 +71,7 @@ void verify_kept_rows(hid_t file, const std::string& path, const std::string& gr
   const std::string step_path = group + "/step";
   std::vector<int64_t> steps(dataset_rows(file, step_path));
   if (steps.empty()) return;
-  Handle step(check(H5Dopen2(file, step_path.c_str(), H5P_DEFAULT), "opening " + step_path), H5Dclose);
-  check(H5Dread(step.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, steps.data()), "reading " + step_path);
+  GrowingDataset::open(file, step_path, H5T_NATIVE_INT64).read(0, steps.size(), steps.data());
   hsize_t keep = ordered_rows_below(steps, keep_below);
   for (const auto& name : names) keep = std::min(keep, dataset_rows(file, group + "/" + name));
   keep = std::min(keep, dataset_rows(file, group + "/" + hdf5::kRowChecksumColumn));

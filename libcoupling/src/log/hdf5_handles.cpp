@@ -74,6 +74,21 @@ void GrowingDataset::flush() const {
   }
 }
 
+void GrowingDataset::read(hsize_t first, hsize_t count, void* out) const {
+  if (count == 0) return;
+  std::vector<hsize_t> offset{first}, extent{count};
+  for (hsize_t e : item_) {
+    offset.push_back(0);
+    extent.push_back(e);
+  }
+  Handle space(check(H5Dget_space(dataset_.get()), "H5Dget_space"), H5Sclose);
+  check(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, offset.data(), nullptr, extent.data(), nullptr),
+        "selecting rows of a dataset");
+  Handle memory(check(H5Screate_simple(static_cast<int>(extent.size()), extent.data(), nullptr), "H5Screate_simple"),
+                H5Sclose);
+  check(H5Dread(dataset_.get(), type_, memory.get(), space.get(), H5P_DEFAULT, out), "reading rows of a dataset");
+}
+
 void GrowingDataset::truncate(hsize_t new_rows) {
   std::vector<hsize_t> extent{new_rows};
   extent.insert(extent.end(), item_.begin(), item_.end());

@@ -60,6 +60,8 @@ class GrowingDataset {
   hsize_t rows() const;
   /// Appends one row (item-shaped, contiguous, in this dataset's memory type).
   void append(const void* row);
+  /// Reads rows [first, first + count) into `out` (item-shaped rows, in this dataset's memory type).
+  void read(hsize_t first, hsize_t count, void* out) const;
   /// Shrinks to `rows` rows.
   void truncate(hsize_t rows);
   /// Writes the dataset's cached rows to the file; throws coupling::IoError (a full disk shows

@@ -3,7 +3,6 @@
 #include <zlib.h>
 
 #include <algorithm>
-#include <cstring>
 #include <functional>
 #include <numeric>
 
@@ -21,44 +20,17 @@ uint32_t crc32_of(const void* bytes, size_t size, uint32_t crc = 0) {
   return crc;
 }
 
-/// Reads a row dataset in blocks of rows, as bytes (int64 or float64, little-endian).
-class RowReader {
- public:
-  RowReader(hid_t file, const std::string& path)
-      : path_(path), dataset_(check(H5Dopen2(file, path.c_str(), H5P_DEFAULT), "opening " + path), H5Dclose) {
-    Handle type(check(H5Dget_type(dataset_.get()), "type of " + path), H5Tclose);
-    memory_type_ = H5Tget_class(type.get()) == H5T_INTEGER ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE;
-    Handle space(check(H5Dget_space(dataset_.get()), "space of " + path), H5Sclose);
-    dims_.resize(static_cast<size_t>(H5Sget_simple_extent_ndims(space.get())));
-    H5Sget_simple_extent_dims(space.get(), dims_.data(), nullptr);
-    row_bytes_ = 8 * std::accumulate(dims_.begin() + 1, dims_.end(), size_t{1}, std::multiplies<>());
-  }
-  size_t row_bytes() const { return row_bytes_; }
+/// A row dataset opened to read its rows as the checksum sees them: int64 or float64 (the memory
+/// types are little-endian here), 8 bytes a value.
+GrowingDataset open_as_stored(hid_t file, const std::string& path) {
+  Handle dataset(check(H5Dopen2(file, path.c_str(), H5P_DEFAULT), "opening " + path), H5Dclose);
+  Handle type(check(H5Dget_type(dataset.get()), "type of " + path), H5Tclose);
+  return GrowingDataset::open(file, path, H5Tget_class(type.get()) == H5T_INTEGER ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE);
+}
 
-  /// Rows [first, first + count), row after row.
-  std::vector<unsigned char> read(hsize_t first, hsize_t count) const {
-    std::vector<unsigned char> bytes(row_bytes_ * count);
-    if (count == 0) return bytes;
-    Handle space(check(H5Dget_space(dataset_.get()), "space of " + path_), H5Sclose);
-    std::vector<hsize_t> start(dims_.size(), 0), extent = dims_;
-    start[0] = first;
-    extent[0] = count;
-    check(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start.data(), nullptr, extent.data(), nullptr),
-          "selecting rows of " + path_);
-    Handle memory(check(H5Screate_simple(static_cast<int>(extent.size()), extent.data(), nullptr), "row space"),
-                  H5Sclose);
-    check(H5Dread(dataset_.get(), memory_type_, memory.get(), space.get(), H5P_DEFAULT, bytes.data()),
-          "reading " + path_);
-    return bytes;
-  }
-
- private:
-  std::string path_;
-  Handle dataset_;
-  hid_t memory_type_ = H5T_NATIVE_DOUBLE;
-  std::vector<hsize_t> dims_;
-  size_t row_bytes_ = 0;
-};
+size_t row_bytes(const GrowingDataset& dataset) {
+  return 8 * std::accumulate(dataset.item().begin(), dataset.item().end(), size_t{1}, std::multiplies<>());
+}
 
 /// Rows read at a time: a log's rows can be large (up to --max-row-mib each), its columns larger.
 constexpr size_t kBlockBytes = size_t{64} << 20;
@@ -84,22 +56,23 @@ std::optional<hsize_t> first_damaged_row(hid_t file, const std::string& group, c
   if (rows == 0 || H5Lexists(file, checksum_path.c_str(), H5P_DEFAULT) <= 0) return std::nullopt;
   std::vector<RowChecksum> checksums(rows);
   for (const auto& column : columns) {  // one block of one dataset in memory at a time
-    const RowReader reader(file, group + "/" + column);
-    const hsize_t block = std::max<hsize_t>(1, kBlockBytes / std::max<size_t>(reader.row_bytes(), 1));
+    const GrowingDataset dataset = open_as_stored(file, group + "/" + column);
+    const size_t bytes_per_row = row_bytes(dataset);
+    const hsize_t block = std::max<hsize_t>(1, kBlockBytes / std::max<size_t>(bytes_per_row, 1));
+    std::vector<unsigned char> bytes;
     for (hsize_t first = 0; first < rows; first += block) {
       const hsize_t count = std::min(block, rows - first);
-      const auto bytes = reader.read(first, count);
+      bytes.resize(count * bytes_per_row);
+      dataset.read(first, count, bytes.data());
       for (hsize_t row = 0; row < count; ++row) {
-        checksums[first + row].add(column, bytes.data() + row * reader.row_bytes(), reader.row_bytes());
+        checksums[first + row].add(column, bytes.data() + row * bytes_per_row, bytes_per_row);
       }
     }
   }
-  const RowReader stored(file, checksum_path);
-  const auto values = stored.read(0, rows);
+  std::vector<int64_t> stored(rows);
+  GrowingDataset::open(file, checksum_path, H5T_NATIVE_INT64).read(0, rows, stored.data());
   for (hsize_t row = 0; row < rows; ++row) {
-    int64_t expected = 0;
-    std::memcpy(&expected, values.data() + row * stored.row_bytes(), sizeof expected);
-    if (expected != checksums[row].value()) return row;
+    if (stored[row] != checksums[row].value()) return row;
   }
   return std::nullopt;
 }
