@@ -33,7 +33,7 @@ echo "ok   plots of the analysis log"
 $python "$here/python/make_images.py" "$work/images"
 "$train" vit --data "$work/images" --patch 4 --d-model 16 --layers 2 --heads 2 --batch 16 --steps 20 --ckpt-every 10 \
   --eval-windows 32 --probes 2 --k 2 --threads 1 --log none --out "$work/vit" > "$work/vit.log" 2>&1
-"$analyze" --checkpoints "$work/vit" --out "$work/vit.h5" --threads 1 > "$work/vit_analyze.log" 2>&1 ||
+"$analyze" --checkpoints "$work/vit" --log "$work/vit.h5" --threads 1 > "$work/vit_analyze.log" 2>&1 ||
   { cat "$work/vit_analyze.log"; exit 1; }
 $python "$here/python/check_log.py" "$work/vit.h5" 0,10,20
 echo "ok   a ViT run's checkpoints"
@@ -53,7 +53,7 @@ expect_error checkpoints_with_tokens "--tokens does not apply to --checkpoints" 
 cp -r "$here/fixtures/schema-1-log" "$work/old"
 # (its own checkpoints have format 1 and are refused first: tests/cli/checkpoint_versions.sh)
 (cd "$work/old" && expect_error schema_1_log "run/coupling.h5 has log schema version 1 and this libcoupling \(.*\) writes version 2" \
-  --checkpoints "$work/run" --out run/coupling.h5)
+  --checkpoints "$work/run" --log run/coupling.h5)
 $python "$here/../scripts/plot_coupling.py" "$work/old/run/coupling.h5" --out "$work/old_plots" > "$work/old_plot.log"
 test -s "$work/old_plots/coupling_vs_step.png"
 echo "ok   plots of a schema-1 log"
@@ -61,4 +61,4 @@ mkdir "$work/empty"
 expect_error no_checkpoints "no checkpoints under" --checkpoints "$work/empty"
 "$train" "${gpt[@]}" --d-model 32 --steps 4 --out "$work/other" > "$work/other.log" 2>&1
 cp -r "$work/other/checkpoints/step_4" "$work/run/checkpoints/step_100"
-expect_error mixed_models "checkpoint .* holds another model than .* \(d-model differ\)" --checkpoints "$work/run" --out "$work/mixed.h5"
+expect_error mixed_models "checkpoint .* holds another model than .* \(d-model differ\)" --checkpoints "$work/run" --log "$work/mixed.h5"

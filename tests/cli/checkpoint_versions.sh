@@ -30,7 +30,7 @@ expect_refusal() {
   fi
 }
 expect_refusal "coupling-train --resume" "$this" gpt --resume run
-expect_refusal "coupling-analyze --checkpoints" "$(dirname "$this")/coupling-analyze" --checkpoints run --out "$work/analysis.h5"
+expect_refusal "coupling-analyze --checkpoints" "$(dirname "$this")/coupling-analyze" --checkpoints run --log "$work/analysis.h5"
 if diff -r -x .coupling-train.lock "$fixture" "$work/fixture" > /dev/null && [[ ! -e $work/analysis.h5 ]]; then
   ok "the refused run is left as it was, and no log was written"
 else

@@ -16,12 +16,12 @@ $python "$here/../examples/export_torchscript.py" "$work/tiny.txt" "$work/ts" --
 common=(--probes 3 --k 4,8 --threads 1)
 
 "$analyze" --torchscript "$work/ts/models" --probe-text "$work/tiny.txt" --length 16 "${common[@]}" \
-  --out "$work/text.h5" > "$work/text.log" 2>&1 || { cat "$work/text.log"; exit 1; }
+  --log "$work/text.h5" > "$work/text.log" 2>&1 || { cat "$work/text.log"; exit 1; }
 $python "$here/python/check_log.py" "$work/text.h5" 0,10,20
 $python "$here/../scripts/plot_coupling.py" "$work/text.h5" --out "$work/plots" > "$work/plot.log"
 test -s "$work/plots/coupling_vs_step.png"
 "$analyze" --torchscript "$work/ts/models/step_20.pt" --torchscript "$work/ts/models/step_10.pt" \
-  --probe-tensor "$work/ts/probes.pt" "${common[@]}" --out "$work/tensor.h5" > "$work/tensor.log" 2>&1 ||
+  --probe-tensor "$work/ts/probes.pt" "${common[@]}" --log "$work/tensor.h5" > "$work/tensor.log" 2>&1 ||
   { cat "$work/tensor.log"; exit 1; }
 $python - "$work/tensor.h5" <<'PY'
 import sys, h5py
@@ -42,9 +42,9 @@ expect_error() {
   echo "ok   $name: $(grep -o '\[error\] .*' "$work/$name.log" | cut -c9-140)"
 }
 expect_error no_embed "has no method 'embed'" --torchscript "$work/ts/broken/no_embed.pt" \
-  --probe-tensor "$work/ts/probes.pt" --out "$work/e1.h5"
+  --probe-tensor "$work/ts/probes.pt" --log "$work/e1.h5"
 expect_error no_causal "has no bool attribute 'causal'" --torchscript "$work/ts/broken/no_causal.pt" \
-  --probe-tensor "$work/ts/probes.pt" --out "$work/e2.h5"
+  --probe-tensor "$work/ts/probes.pt" --log "$work/e2.h5"
 expect_error no_step "cannot tell the step of" --torchscript "$work/ts/broken" --probe-tensor "$work/ts/probes.pt" \
-  --out "$work/e3.h5"
-expect_error no_probes "give exactly one probe source" --torchscript "$work/ts/models" --out "$work/e4.h5"
+  --log "$work/e3.h5"
+expect_error no_probes "give exactly one probe source" --torchscript "$work/ts/models" --log "$work/e4.h5"

@@ -20,7 +20,7 @@ inline at::Tensor brute_force_jacobian(const std::function<at::Tensor(const at::
   const int64_t d = x.size(1);
   auto input = x.detach().clone().unsqueeze(0).requires_grad_(true);
   auto output = branch(input);
-  auto j = at::empty({d, d});
+  auto j = at::empty({d, d}, x.options());
   for (int64_t i = 0; i < d; ++i) {
     auto g = torch::autograd::grad({output[0][t2][i]}, {input}, {}, /*retain_graph=*/true)[0];
     j[i].copy_(g[0][t1]);

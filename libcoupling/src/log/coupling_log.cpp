@@ -20,6 +20,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <sstream>
 #include <tuple>
 #include <type_traits>
 
@@ -190,6 +191,21 @@ std::vector<std::string> member_names(hid_t group) {
 
 /// Why the measurement datasets of `file` are not those the registry logs for `layout` (empty
 /// when they are): a dataset missing, unknown, or of another shape.
+/// Appends `lines` to the string attribute `name` (created if absent); with `only_new`, just the
+/// lines it does not hold yet.
+void append_lines(hid_t file, const std::string& name, const std::string& lines, bool only_new) {
+  const auto earlier = hdf5::read_string_attribute(file, name);
+  std::string added;
+  std::istringstream in(lines);
+  for (std::string line; std::getline(in, line);) {
+    const bool present = earlier && ("\n" + *earlier + "\n").find("\n" + line + "\n") != std::string::npos;
+    if (!(only_new && present)) added += (added.empty() ? "" : "\n") + line;
+  }
+  if (added.empty()) return;
+  if (earlier) check(H5Adelete(file, name.c_str()), "replacing attribute " + name);
+  hdf5::write_string_attribute(file, name, (earlier ? *earlier + "\n" : std::string()) + added);
+}
+
 std::string layout_mismatch(hid_t file, const MeasurementLayout& layout) {
   if (!hdf5::exists(file, std::string(kMeasurementGroup) + "/step")) return "";
   Handle group = hdf5::open_group(file, kMeasurementGroup);
@@ -412,6 +428,7 @@ CouplingLog CouplingLog::create(const std::string& path, const LogMetadata& meta
   hdf5::write_string_attribute(file, "engine_config", metadata.engine_config);
   hdf5::write_int_attribute(file, "seed", metadata.seed);
   if (!metadata.data_sha256.empty()) hdf5::write_string_attribute(file, "data_sha256", metadata.data_sha256);
+  if (!metadata.sources.empty()) hdf5::write_string_attribute(file, "model_sources", metadata.sources);
   hdf5::write_int_attribute(file, "world_size", metadata.world_size);
   hdf5::write_string_attribute(file, "training_precision", metadata.training_precision);
   write_probes(file, metadata.probes);
@@ -520,12 +537,9 @@ CouplingLog CouplingLog::resume(const std::string& path, const LogMetadata& meta
   }
   impl->file = Handle(file, H5Fclose);
   check(H5Fincrement_filesize(file, 0), "repairing the end-of-allocation mark of " + path);
-  if (!metadata.resume_note.empty()) {  // attributes change only before SWMR mode starts
-    const auto earlier = hdf5::read_string_attribute(file, "resume_overrides");
-    if (earlier) check(H5Adelete(file, "resume_overrides"), "replacing attribute resume_overrides");
-    hdf5::write_string_attribute(file, "resume_overrides",
-                                 (earlier ? *earlier + "\n" : std::string()) + metadata.resume_note);
-  }
+  // Attributes change only before SWMR mode starts.
+  if (!metadata.resume_note.empty()) append_lines(file, "resume_overrides", metadata.resume_note, false);
+  if (!metadata.sources.empty()) append_lines(file, "model_sources", metadata.sources, true);
 
   impl->open_columns<TrainingRecord>();
   impl->open_columns<EvalRecord>();

@@ -8,6 +8,9 @@
 #include "trainer/loop/gpt_trainer.h"
 #include "trainer/data/image_dataset.h"
 #include "trainer/loop/vit_trainer.h"
+#include "trainer/data/probe_ids.h"
+#include "trainer/models/hf/hf_directory.h"
+#include "trainer/models/hf/hf_model.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -129,6 +132,17 @@ AnalysisResult analyze_run(const std::map<int64_t, std::string>& found, const st
   return measure_into_log(log_path, metadata, models, options, task->items_per_step(config.train.batch), device);
 }
 
+/// The training step a Hugging Face directory's name gives (step143000, step_1000, checkpoint-500).
+std::optional<int64_t> step_of_hf_directory(const std::string& dir) {
+  static const std::regex pattern("(?:^|[^A-Za-z0-9])(?:step|checkpoint)[-_]?([0-9]{1,18})$", std::regex::icase);
+  fs::path path = fs::path(dir).lexically_normal();
+  if (path.filename().empty()) path = path.parent_path();
+  const std::string name = path.filename().string();
+  std::smatch match;
+  if (!std::regex_search(name, match, pattern)) return std::nullopt;
+  return std::stoll(match[1].str());
+}
+
 /// The last number in a file's name (step_1200.pt -> 1200), if any.
 std::optional<int64_t> step_in_name(const fs::path& file) {
   static const std::regex digits("[0-9]+");
@@ -224,6 +238,63 @@ AnalysisResult analyze_torchscript(const std::vector<std::string>& paths, const 
   }
   spdlog::info("analysing {} TorchScript model(s) (steps {}..{}) on {} probes into {}", models.size(),
                by_step.begin()->first, by_step.rbegin()->first, probes.size(0), log_path);
+  return measure_into_log(log_path, metadata, models, options, 0, device);
+}
+
+AnalysisResult analyze_hf(const std::vector<std::string>& dirs, const std::string& probe_ids_path,
+                          const CouplingConfig& coupling, const std::string& log_path, std::optional<int64_t> step,
+                          c10::Device device) {
+  if (dirs.empty()) throw coupling::ConfigError("--hf needs at least one model directory");
+  if (step && dirs.size() > 1) {
+    throw coupling::ConfigError("--step names the step of a single --hf directory; several take theirs from their "
+                                "names (step143000, step_1000, checkpoint-500)");
+  }
+  // Everything is read and checked before the log is created.
+  std::map<int64_t, std::unique_ptr<hf::HfDirectory>> by_step;
+  for (const auto& dir : dirs) {
+    auto directory = std::make_unique<hf::HfDirectory>(dir);
+    const auto named = step ? step : step_of_hf_directory(dir);
+    if (!named && dirs.size() > 1) {
+      throw coupling::ConfigError("cannot tell the step of --hf " + dir + ": name the directories stepN, step_N or "
+                                  "checkpoint-N (as Pythia's and the Trainer's checkpoints are)");
+    }
+    const auto& first = by_step.empty() ? *directory : *by_step.begin()->second;
+    if (directory->config().summary() != first.config().summary()) {
+      throw coupling::ConfigError("--hf " + dir + " holds another architecture than " + first.dir() + " (config.json "
+                                  "differs): analyse one model's checkpoints at a time");
+    }
+    const auto [it, fresh] = by_step.emplace(named.value_or(0), std::move(directory));
+    if (!fresh) {
+      throw coupling::ConfigError(fmt::format("--hf {} and {} both name step {}: give one directory per step", dir,
+                                              it->second->dir(), it->first));
+    }
+  }
+  const auto& config = by_step.begin()->second->config();
+  const auto ids = read_probe_ids(probe_ids_path);
+  const auto [smallest, largest] = std::minmax_element(ids.ids.begin(), ids.ids.end());
+  config.check_probes(ids.tokens, *smallest, *largest);
+  const auto probes = at::tensor(ids.ids, at::kLong).view({ids.probes, ids.tokens});
+  const auto options = measurement_options(coupling, {});
+  coupling::LogMetadata metadata{"hf/" + config.model_type, config.summary(), options.str(), 0, 1, probes};
+  for (const auto& [model_step, directory] : by_step) {
+    metadata.sources += fmt::format("{}step {}: {}", metadata.sources.empty() ? "" : "\n", model_step,
+                                    fs::absolute(directory->dir()).lexically_normal().string());
+  }
+  std::unique_ptr<hf::HfAdapter> current;
+  std::vector<SavedModel> models;
+  for (const auto& [model_step, directory] : by_step) {
+    models.push_back({model_step, directory->dir(), [&current, &directory = *directory, device]() -> coupling::ModelAdapter& {
+                        current.reset();  // one model in memory at a time
+                        hf::HfTransformer model(directory.config(), hf::directory_source(directory));
+                        model->to(device);
+                        current = std::make_unique<hf::HfAdapter>(model);
+                        return *current;
+                      }});
+  }
+  spdlog::info("analysing {} Hugging Face {} model(s) (steps {}..{}; {} blocks, d={}) on {} probes of {} tokens "
+               "into {}",
+               models.size(), config.model_type, by_step.begin()->first, by_step.rbegin()->first, config.layers,
+               config.d_model, ids.probes, ids.tokens, log_path);
   return measure_into_log(log_path, metadata, models, options, 0, device);
 }
 

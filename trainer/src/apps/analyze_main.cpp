@@ -1,8 +1,11 @@
 // coupling-analyze: coupling measurements of saved models (docs/analysis.md).
-//   coupling-analyze --checkpoints RUN_DIR [--out LOG]
+//   coupling-analyze --checkpoints RUN_DIR [--log LOG]
 //       every checkpoint of a coupling-train run (GPT or ViT), with the run's own probes and
 //       options, into LOG (default RUN_DIR/analysis.h5)
-//   coupling-analyze --torchscript FILE|DIR [...] --out LOG (--probe-text F | --probe-idx F | --probe-tensor F)
+//   coupling-analyze --hf DIR [--hf DIR ...] --probe-ids FILE --log LOG [--step N] [--k ...] [--tokens ...]
+//       Hugging Face model directories (gpt2, gpt_neox, llama, mistral, bert), natively; a
+//       directory's step comes from its name (step143000, step_1000, checkpoint-500)
+//   coupling-analyze --torchscript FILE|DIR [...] --log LOG (--probe-text F | --probe-idx F | --probe-tensor F)
 //       [--probes 8] [--length 64] [--seed 1] [--k 10,30,50] [--tokens last] [--spectrum auto]
 //       models exported from PyTorch (coupling/engine/torchscript_model.h), step = last number in the name
 // The log has the standard schema (scripts/plot_coupling.py reads it); re-running skips the
@@ -21,7 +24,9 @@ int main(int argc, char** argv) {
   spdlog::set_pattern("[%H:%M:%S] [%^%l%$] %v");
   CLI::App app("coupling-analyze: coupling measurements of saved models");
   std::string run_dir, log_path;
-  std::vector<std::string> torchscript;
+  std::vector<std::string> torchscript, hf_dirs;
+  std::string probe_ids;
+  int64_t step = 0;
   trainer::ProbeSource probes;
   trainer::CouplingConfig coupling;
   int64_t threads = 0;
@@ -29,44 +34,63 @@ int main(int argc, char** argv) {
   auto* checkpoints = app.add_option("--checkpoints", run_dir, "A coupling-train run directory: measure its checkpoints");
   auto* scripts = app.add_option("--torchscript", torchscript,
                                  "TorchScript model files, or directories of *.pt files (repeatable)");
-  checkpoints->excludes(scripts);
-  app.add_option("--out", log_path, "The HDF5 log (--checkpoints: default RUN_DIR/analysis.h5); an existing one is "
+  auto* hf = app.add_option("--hf", hf_dirs, "Hugging Face model directories (config.json + safetensors), e.g. a "
+                                            "series of training checkpoints (repeatable)");
+  checkpoints->excludes(scripts)->excludes(hf);
+  scripts->excludes(hf);
+  app.add_option("--log", log_path, "The HDF5 log (--checkpoints: default RUN_DIR/analysis.h5); an existing one is "
                                     "continued");
-  // The TorchScript route's measurement options; --checkpoints measures with the run's own.
+  // Measurement options of --hf and --torchscript; --checkpoints measures with the run's own.
+  const std::vector<CLI::Option*> measurement_options = {
+      app.add_option("--k", coupling.k, "K grid, each <= d (default 10,30,50 capped at d)"),
+      app.add_option("--tokens", coupling.tokens, "Measured tokens: last, all or a list")->capture_default_str(),
+      app.add_option("--context-pairs", coupling.context_pairs, "INPUT:OUTPUT token pairs for context coupling, "
+                                                                "e.g. 0:-1,5:-1"),
+      app.add_option("--spectrum", coupling.spectrum, "auto, exact or randomized")->capture_default_str()};
   const std::vector<CLI::Option*> torchscript_only = {
-      app.add_option("--k", coupling.k, "K grid, each <= d (TorchScript; default 10,30,50 capped at d)"),
-      app.add_option("--tokens", coupling.tokens, "Measured tokens: last, all or a list (TorchScript)")
-          ->capture_default_str(),
-      app.add_option("--context-pairs", coupling.context_pairs, "INPUT:OUTPUT token pairs for context coupling "
-                                                                "(TorchScript), e.g. 0:-1,5:-1"),
-      app.add_option("--spectrum", coupling.spectrum, "auto, exact or randomized (TorchScript)")->capture_default_str(),
       app.add_option("--probe-text", probes.text, "TorchScript probes: byte windows of this text file"),
       app.add_option("--probe-idx", probes.idx, "TorchScript probes: images of this IDX file, in [0, 1]"),
       app.add_option("--probe-tensor", probes.tensor, "TorchScript probes: a tensor saved with torch.save"),
       app.add_option("--probes", probes.count, "Probe count (text, IDX)")->capture_default_str(),
       app.add_option("--length", probes.length, "Probe length in bytes (text)")->capture_default_str(),
       app.add_option("--seed", probes.seed, "Seed of the probe choice")->capture_default_str()};
+  const std::vector<CLI::Option*> hf_only = {
+      app.add_option("--probe-ids", probe_ids, "--hf probes: token ids, one probe per line, all the same length "
+                                               "(scripts/tokenize_probes.py)"),
+      app.add_option("--step", step, "--hf: the step of a single directory whose name has none (default 0)")};
   app.add_option("--threads", threads, "Intra-op threads (0 = one per core)")->capture_default_str();
   app.add_option("--device", device_spec, std::string("Where to measure: ") + coupling::kDeviceChoices +
                                               " (auto: CUDA when a device is visible)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
-    if (run_dir.empty() && torchscript.empty()) {
-      throw coupling::ConfigError("say what to analyse: --checkpoints RUN_DIR or --torchscript FILE|DIR");
+    if (run_dir.empty() && torchscript.empty() && hf_dirs.empty()) {
+      throw coupling::ConfigError("say what to analyse: --checkpoints RUN_DIR, --hf DIR or --torchscript FILE|DIR");
     }
-    if (!torchscript.empty() && log_path.empty()) throw coupling::ConfigError("--torchscript needs --out LOG");
-    for (const auto* option : torchscript_only) {
-      if (!run_dir.empty() && option->count() > 0) {
-        throw coupling::ConfigError(option->get_name() + " does not apply to --checkpoints: a run's checkpoints are "
-                                    "measured with the run's own probes and options (its config.toml); drop " +
-                                    option->get_name());
+    const std::string route = !run_dir.empty() ? "--checkpoints" : !hf_dirs.empty() ? "--hf" : "--torchscript";
+    if (run_dir.empty() && log_path.empty()) throw coupling::ConfigError(route + " needs --log LOG");
+    if (!hf_dirs.empty() && probe_ids.empty()) {
+      throw coupling::ConfigError("--hf needs --probe-ids FILE (token ids; scripts/tokenize_probes.py MODEL_DIR "
+                                  "PROMPTS > FILE makes one with the model's tokenizer)");
+    }
+    auto refuse = [&](const std::vector<CLI::Option*>& options, bool applies, const std::string& why) {
+      for (const auto* option : options) {
+        if (!applies && option->count() > 0) {
+          throw coupling::ConfigError(option->get_name() + " does not apply to " + route + why + "; drop " +
+                                      option->get_name());
+        }
       }
-    }
+    };
+    refuse(measurement_options, run_dir.empty(), ": a run's checkpoints are measured with the run's own probes and "
+                                                 "options (its config.toml)");
+    refuse(torchscript_only, !torchscript.empty(), "");
+    refuse(hf_only, !hf_dirs.empty(), "");
     const c10::Device device = coupling::resolve_device(device_spec);
     trainer::setup_compute(threads);
-    const auto result = torchscript.empty()
-                            ? trainer::analyze_checkpoints(run_dir, log_path, device)
+    const auto hf_step = app.get_option("--step")->count() > 0 ? std::optional<int64_t>(step) : std::nullopt;
+    const auto result = !run_dir.empty() ? trainer::analyze_checkpoints(run_dir, log_path, device)
+                        : !hf_dirs.empty()
+                            ? trainer::analyze_hf(hf_dirs, probe_ids, coupling, log_path, hf_step, device)
                             : trainer::analyze_torchscript(torchscript, probes, coupling, log_path, device);
     spdlog::info("{}: {} model(s) measured, {} already in the log", result.log_path, result.measured, result.skipped);
     return 0;

@@ -38,6 +38,10 @@ struct LogMetadata {
   /// SHA-256 of the training data (root attribute `data_sha256`); must match on resume. Empty =
   /// unknown: not written, and not checked (nor is a log without the attribute).
   std::string data_sha256;
+  /// Where each step's model came from, as "step N: SOURCE" lines (root attribute
+  /// `model_sources`, e.g. the directories of a post-hoc analysis). Not compared on resume: its
+  /// lines that the log lacks are appended. Empty = none.
+  std::string sources;
 };
 
 /// The schema tables of docs/hdf5-schema.md (dimension scales, record columns, fields),

@@ -5,6 +5,8 @@
 //    with the run's own probes and measurement options, so the numbers match its training-time log.
 //  - analyze_torchscript: models exported from PyTorch (coupling/engine/torchscript_model.h), one per
 //    step, on probes from a text file, an IDX image file or a saved tensor.
+//  - analyze_hf: Hugging Face model directories (a series of training checkpoints, or one model),
+//    natively (trainer/models/hf/), on token ids from a file.
 #pragma once
 
 #include "trainer/loop/run_config.h"
@@ -13,6 +15,7 @@
 #include <c10/core/Device.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,5 +57,16 @@ at::Tensor load_probes(const ProbeSource& source);
 AnalysisResult analyze_torchscript(const std::vector<std::string>& paths, const ProbeSource& probes,
                                    const CouplingConfig& coupling, const std::string& log_path,
                                    c10::Device device = c10::Device(c10::kCPU));
+
+/// Measures Hugging Face model directories (coupling-analyze --hf; trainer/models/hf/) into
+/// `log_path`, on the token ids of `probe_ids_path` (trainer/data/probe_ids.h). A directory's step
+/// comes from its name (step143000, step_1000, checkpoint-500); a single directory without one
+/// takes `step` (default 0). Every directory must hold the same architecture. The log records
+/// the family and config (model_config), each step's directory (model_sources) and the ids (/probes).
+/// Throws coupling::ConfigError (a family or option not implemented, a step that cannot be told,
+/// two directories for one step, different architectures), coupling::DataError (unreadable files).
+AnalysisResult analyze_hf(const std::vector<std::string>& dirs, const std::string& probe_ids_path,
+                          const CouplingConfig& coupling, const std::string& log_path,
+                          std::optional<int64_t> step = std::nullopt, c10::Device device = c10::Device(c10::kCPU));
 
 }  // namespace trainer

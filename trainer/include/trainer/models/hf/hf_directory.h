@@ -1,0 +1,41 @@
+// A Hugging Face model directory read as data: config.json and the weights in safetensors, one
+// file (model.safetensors) or shards listed by model.safetensors.index.json. Nothing here
+// unpickles: a directory with only pytorch_model.bin is refused with the command that converts it.
+#pragma once
+
+#include "coupling/formats/safetensors.h"
+#include "trainer/models/hf/hf_config.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace trainer::hf {
+
+class HfDirectory {
+ public:
+  /// Reads DIR/config.json and maps the safetensors files. Throws coupling::ConfigError (the
+  /// family or an option), coupling::DataError (a missing, truncated or lying file, an index
+  /// naming a missing shard or a tensor its shard lacks).
+  explicit HfDirectory(const std::string& dir);
+
+  const std::string& dir() const { return dir_; }
+  const HfConfig& config() const { return config_; }
+  /// Every tensor name in the checkpoint.
+  std::vector<std::string> names() const;
+  /// The tensor `name` (on the CPU, in the file's dtype), which must have `shape`. Throws
+  /// coupling::DataError naming the directory, the tensor and both shapes.
+  at::Tensor tensor(const std::string& name, const std::vector<int64_t>& shape) const;
+
+ private:
+  std::string dir_;
+  HfConfig config_;
+  std::vector<std::unique_ptr<coupling::safetensors::SafetensorsFile>> files_;
+  std::map<std::string, const coupling::safetensors::SafetensorsFile*> by_name_;
+};
+
+}  // namespace trainer::hf
