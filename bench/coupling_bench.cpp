@@ -4,18 +4,22 @@
 //
 //   build/bin/coupling-bench [--quick] [--repeats N] [--train-steps N] [--json FILE]
 //                            [--skip-training] [--skip-python] [--device cpu|cuda|cuda:N|auto]
+//   build/bin/coupling-bench --hf DIR [--repeats N] [--json FILE]
 // --device places cases 1 and 2 (auto: CUDA when a device is visible); cases 3 and 4 are CPU.
 //
-// 1. Block Jacobian of a GPT block, d x T grid: the paper's algorithm (one forward, then one
-//    backward per output coordinate of the last token over the whole sequence), our generic path
-//    (replicated batch), our token-local path, and the GEMM bound 24 d^3 / sgemm rate. Each
-//    method runs in its own child process, whose peak RSS is reported. The paper's and the
-//    generic path are timed on their first 64 rows and scaled by d / 64 (their cost is linear in
-//    the rows; marked "x").
+// 1. Block Jacobian of a GPT block, d x T grid: the paper's algorithm (the generic path row by
+//    row: one forward, then one backward per output coordinate of the last token over the whole
+//    sequence), the generic path's replicated batch, the generic path as chosen by shape
+//    (coupling::generic_strategy), our token-local path, and the GEMM bound 24 d^3 / sgemm rate.
+//    Each method runs in its own child process, whose peak RSS is reported. The generic methods
+//    are timed on their first 64 rows and scaled by d / 64 (their cost is linear in the rows;
+//    marked "x").
 // 2. One full measurement of a 12-layer d=768 T=128 GPT on 8 probes, K {10, 30, 50}.
 // 3. Training overhead: the default GPT for N steps with and without the coupling log.
 // 4. C++ trainer step vs the same model and batch in PyTorch eager (bench/pytorch_reference.py).
 // 5. Randomized vs exact top-K on the Jacobians of case 2.
+// 6. (--hf DIR, alone) case 1's methods on a Hugging Face model's middle block, T = 128, and the
+//    Jacobian time of a whole measurement (8 probes, last token) that each implies.
 #include "bench_paths.h"
 #include "bench_support.h"
 #include "coupling/engine/coupling_metric.h"
@@ -24,6 +28,8 @@
 #include "coupling/engine/measurement.h"
 #include "trainer/models/block_adapter.h"
 #include "trainer/models/gpt.h"
+#include "trainer/models/hf/hf_directory.h"
+#include "trainer/models/hf/hf_model.h"
 #include "trainer/models/transformer_adapter.h"
 #include "trainer/loop/runtime.h"
 
@@ -31,7 +37,6 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <torch/csrc/autograd/autograd.h>
 #include <torch/optim/adamw.h>
 
 #include <filesystem>
@@ -60,6 +65,23 @@ void wait_for(c10::Device device) {
   if (!device.is_cpu()) at::zeros({1}, at::TensorOptions().device(device)).cpu();
 }
 
+/// The Jacobian methods of case 1 and 6, in the order printed (ratios are against the first).
+const std::vector<std::string> kJacobianMethods = {"paper", "replicated", "generic", "token-local"};
+
+/// The engine's options for a method; "paper" is the generic path row by row (one forward, one
+/// backward per output coordinate), "generic" the strategy coupling::generic_strategy picks.
+coupling::JacobianOptions jacobian_options(const std::string& method) {
+  using Options = coupling::JacobianOptions;
+  Options options;
+  options.method = method == "token-local" ? Options::Method::kTokenLocal : Options::Method::kGeneric;
+  options.generic = method == "paper" ? Options::Generic::kRowByRow
+                    : method == "replicated" ? Options::Generic::kReplicated : Options::Generic::kAuto;
+  return options;
+}
+
+/// Rows timed: all of them token-locally, the first kTimedRows otherwise (scaled by d / rows).
+int64_t timed_rows(const std::string& method, int64_t d) { return method == "token-local" ? d : std::min(d, kTimedRows); }
+
 int jacobian_worker(const std::string& method, int64_t d, int64_t tokens, int repeats, c10::Device device) {
   trainer::configure_threads(0);
   at::manual_seed(0);
@@ -69,23 +91,9 @@ int jacobian_worker(const std::string& method, int64_t d, int64_t tokens, int re
   trainer::BlockAdapter adapter(block);
   const auto x = at::randn({tokens, d}).to(device);
   const int64_t t2 = tokens - 1;
-  const int64_t rows = method == "token-local" ? d : std::min(d, kTimedRows);
-  std::function<void()> run;
-  if (method == "paper") {
-    run = [&] {
-      at::AutoGradMode grad_on(true);
-      auto input = x.unsqueeze(0).clone().requires_grad_(true);
-      auto output = block->residual_branch(input);
-      for (int64_t i = 0; i < rows; ++i) {
-        torch::autograd::grad({output[0][t2][i]}, {input}, {}, /*retain_graph=*/true);
-      }
-    };
-  } else {
-    coupling::JacobianOptions options;
-    options.method = method == "generic" ? coupling::JacobianOptions::Method::kGeneric
-                                         : coupling::JacobianOptions::Method::kTokenLocal;
-    run = [&] { coupling::jacobian_rows(adapter, 0, x, t2, {t2}, 0, rows, options); };
-  }
+  const int64_t rows = timed_rows(method, d);
+  const auto options = jacobian_options(method);
+  const auto run = [&] { coupling::jacobian_rows(adapter, 0, x, t2, {t2}, 0, rows, options); };
   const double seconds = bench::median_seconds([&] {
     run();
     wait_for(device);
@@ -109,13 +117,14 @@ void bench_jacobians(Report& report, bool quick, int repeats, double gflops, c10
               static_cast<long long>(kTimedRows));
   std::printf("   %5s %5s %-12s %12s %12s %10s %10s\n", "d", "T", "method", "seconds", "vs paper", "of bound",
               "peak MiB");
-  const std::vector<int64_t> widths = quick ? std::vector<int64_t>{128, 256} : std::vector<int64_t>{128, 256, 512, 768};
-  const std::vector<int64_t> lengths = quick ? std::vector<int64_t>{64} : std::vector<int64_t>{64, 128, 256};
+  // Small shapes find where the generic path's two strategies cross (coupling::generic_strategy).
+  const std::vector<int64_t> widths = quick ? std::vector<int64_t>{32, 128} : std::vector<int64_t>{16, 32, 64, 128, 256, 512, 768};
+  const std::vector<int64_t> lengths = quick ? std::vector<int64_t>{16, 64} : std::vector<int64_t>{16, 64, 128, 256};
   for (int64_t d : widths) {
     for (int64_t t : lengths) {
       const double bound = 24.0 * std::pow(static_cast<double>(d), 3) / (gflops * 1e9);
       double paper_seconds = 0.0;
-      for (const std::string method : {"paper", "generic", "token-local"}) {
+      for (const std::string& method : kJacobianMethods) {
         const auto child = bench::run_child({self_path(), "--worker", method, std::to_string(d), std::to_string(t),
                                              "--repeats", std::to_string(repeats), "--device", device.str()});
         if (child.status != 0) throw std::runtime_error("worker failed: " + child.output);
@@ -245,6 +254,40 @@ void bench_step_time(Report& report, int repeats) {
               {"ratio", cpp / python}});
 }
 
+// ---- 6. A Hugging Face model's block ------------------------------------------------------------
+void bench_hf(Report& report, const std::string& dir, int repeats) {
+  const trainer::hf::HfDirectory directory(dir);
+  const auto& config = directory.config();
+  trainer::hf::HfAdapter adapter(trainer::hf::HfTransformer(config, trainer::hf::directory_source(directory)));
+  const int64_t tokens = std::min<int64_t>(128, config.max_positions), block = config.layers / 2, d = config.d_model;
+  at::manual_seed(0);
+  at::Tensor x;
+  {
+    at::NoGradGuard no_grad;
+    x = adapter.residual_states(at::randint(config.vocab, {1, tokens}, at::kLong))[static_cast<size_t>(block)][0];
+  }
+  std::printf("\n6. Block Jacobian J_{T-1,T-1} of %s (block %lld of %lld, d=%lld, T=%lld), median of %d\n",
+              dir.c_str(), static_cast<long long>(block), static_cast<long long>(config.layers),
+              static_cast<long long>(d), static_cast<long long>(tokens), repeats);
+  std::printf("   %-12s %12s %12s %16s\n", "method", "seconds", "vs paper", "x L blocks x 8");
+  double paper_seconds = 0.0;
+  for (const auto& method : kJacobianMethods) {
+    const int64_t rows = timed_rows(method, d);
+    const auto options = jacobian_options(method);
+    const double scale = static_cast<double>(d) / static_cast<double>(rows);
+    const double seconds =
+        scale * bench::median_seconds([&] { coupling::jacobian_rows(adapter, block, x, tokens - 1, {tokens - 1}, 0, rows, options); },
+                                      repeats);
+    if (method == kJacobianMethods.front()) paper_seconds = seconds;
+    const double per_measurement = seconds * static_cast<double>(config.layers) * 8.0;
+    std::printf("   %-12s %11.4f%s %11.1fx %15.1f s\n", method.c_str(), seconds, scale > 1.0 ? "x" : " ",
+                paper_seconds / seconds, per_measurement);
+    report.add({{"case", std::string("hf_jacobian")}, {"model", config.model_type}, {"d", d}, {"T", tokens},
+                {"method", method}, {"seconds", seconds}, {"speedup_vs_paper", paper_seconds / seconds},
+                {"jacobians_of_8_probes_seconds", per_measurement}});
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -264,6 +307,8 @@ int main(int argc, char** argv) {
   app.add_flag("--skip-python", skip_python, "Skip case 4");
   app.add_option("--device", device_spec, std::string("Where cases 1 and 2 run: ") + coupling::kDeviceChoices)
       ->capture_default_str();
+  std::string hf_dir;
+  app.add_option("--hf", hf_dir, "Case 6 alone: a Hugging Face model directory's block Jacobian by method");
   app.add_option("--worker", worker, "(internal) METHOD D T")->expected(3);
   CLI11_PARSE(app, argc, argv);
   c10::Device device(c10::kCPU);
@@ -284,6 +329,12 @@ int main(int argc, char** argv) {
   Report report;
   report.add({{"case", std::string("machine")}, {"libtorch", coupling::torch_version()}, {"device", device.str()},
               {"threads", threads}, {"sgemm_gflops", gflops}});
+  if (!hf_dir.empty()) {
+    bench_hf(report, hf_dir, repeats);
+    std::ofstream(json) << report.json();
+    std::printf("\nresults: %s\n", json.c_str());
+    return 0;
+  }
   bench_jacobians(report, quick, repeats, gflops, device);
   bench_measurement(report, quick, repeats, device);
   if (!skip_training) bench_training_overhead(report, quick ? 40 : train_steps);

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-40}
 shift || true
 names=("$@")
-if ((${#names[@]} == 0)); then names=(safetensors config idx launcher_env schedule log_resume); fi
+if ((${#names[@]} == 0)); then names=(safetensors config hf_config probe_ids idx launcher_env schedule log_resume); fi
 build=build-fuzz
 if [[ ! -f $build/CMakeCache.txt ]]; then
   CC=clang-14 CXX=clang++-14 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOUPLING_FUZZ=ON

@@ -68,6 +68,27 @@ TEST(Jacobian, ChunkingDoesNotChangeTheResult) {
   }
 }
 
+TEST(Jacobian, GenericStrategiesAgreeWithRowByRowAutogradAndArePickedByShape) {
+  auto model = tiny_gpt();
+  trainer::GptAdapter adapter(model);
+  const auto x = at::randn({8, 16});
+  auto branch = [&](const at::Tensor& in) { return model->block(0)->residual_branch(in); };
+  using Options = coupling::JacobianOptions;
+  for (auto strategy : {Options::Generic::kRowByRow, Options::Generic::kReplicated}) {
+    Options options;
+    options.method = Options::Method::kGeneric;
+    options.generic = strategy;
+    const auto rows = coupling::jacobian_rows(adapter, 0, x, 6, {6, 0, 3}, 2, 13, options);
+    for (int64_t r = 0; r < 3; ++r) {
+      const auto reference = engine_support::brute_force_jacobian(branch, x, std::vector<int64_t>{6, 0, 3}[r], 6);
+      EXPECT_TRUE(at::allclose(rows[r], reference.narrow(0, 2, 11), 1e-5, 1e-6)) << "input " << r;
+    }
+  }
+  EXPECT_EQ(coupling::generic_strategy(8, 16, false), Options::Generic::kReplicated);
+  EXPECT_EQ(coupling::generic_strategy(128, 768, false), Options::Generic::kRowByRow);
+  EXPECT_EQ(coupling::generic_strategy(128, 768, true), Options::Generic::kReplicated);
+}
+
 TEST(Jacobian, NonCausalBlockGivesEveryPair) {
   at::manual_seed(3);
   trainer::TransformerBlock block(trainer::BlockConfig{16, 2, 0.0, /*causal=*/false});

@@ -10,10 +10,19 @@
 
 namespace coupling {
 
+/// tokens * d^2 from which a CPU backward pass per row beats the replicated batch (coupling-bench).
+constexpr int64_t kRowByRowMinWork = int64_t{1} << 17;
+
 int64_t replica_bytes(int64_t tokens, int64_t d) { return 4 * tokens * (64 * d + 16 * tokens); }
 
 int64_t jacobian_chunk_rows(int64_t tokens, int64_t d, int64_t max_bytes) {
   return std::clamp<int64_t>(max_bytes / std::max<int64_t>(1, replica_bytes(tokens, d)), 1, d);
+}
+
+JacobianOptions::Generic generic_strategy(int64_t tokens, int64_t d, bool device_is_cuda) {
+  // On CUDA the replicated batch stays (as before this choice existed): not measured on a GPU yet.
+  if (device_is_cuda) return JacobianOptions::Generic::kReplicated;
+  return tokens * d * d >= kRowByRowMinWork ? JacobianOptions::Generic::kRowByRow : JacobianOptions::Generic::kReplicated;
 }
 
 namespace {
@@ -41,6 +50,14 @@ at::Tensor token_local_jacobian(ModelAdapter& adapter, int64_t block, const at::
     result.narrow(0, row0 - row_begin, rows).copy_(torch::autograd::grad({output}, {replicated}, {cotangent})[0]);
   }
   return result;
+}
+
+void check_branch_shape(const at::Tensor& output, const at::Tensor& input, int64_t block) {
+  if (!output.sizes().equals(input.sizes())) {
+    throw ConfigError("residual_branch of block " + std::to_string(block) + " returned shape " +
+                      c10::str(output.sizes()) + " for input " + c10::str(input.sizes()) +
+                      ": it must map [B, T, d] to [B, T, d]");
+  }
 }
 
 }  // namespace
@@ -95,16 +112,26 @@ at::Tensor jacobian_rows(ModelAdapter& adapter, int64_t block, const at::Tensor&
   const auto input = x.narrow(0, 0, used).detach().to(at::kFloat);
   const auto index = at::tensor(input_tokens, at::kLong).to(input.device());
   auto result = at::empty({static_cast<int64_t>(input_tokens.size()), row_end - row_begin, d}, input.options());
+  const auto strategy = options.generic == JacobianOptions::Generic::kAuto
+                            ? generic_strategy(used, d, input.is_cuda())
+                            : options.generic;
+  if (strategy == JacobianOptions::Generic::kRowByRow) {
+    auto sequence = input.unsqueeze(0).clone().requires_grad_(true);
+    auto output = adapter.residual_branch(block, sequence);
+    check_branch_shape(output, sequence, block);
+    const auto at_output = output[0][output_token];
+    for (int64_t row = row_begin; row < row_end; ++row) {
+      auto grad = torch::autograd::grad({at_output[row]}, {sequence}, {}, /*retain_graph=*/true)[0];  // [1, used, d]
+      result.select(1, row - row_begin).copy_(grad[0].index_select(0, index));
+    }
+    return result;
+  }
   const int64_t chunk = jacobian_chunk_rows(used, d, options.max_bytes);
   for (int64_t row0 = row_begin; row0 < row_end; row0 += chunk) {
     const int64_t rows = std::min(chunk, row_end - row0);
     auto replicated = input.unsqueeze(0).expand({rows, used, d}).clone().requires_grad_(true);
     auto output = adapter.residual_branch(block, replicated);
-    if (!output.sizes().equals(replicated.sizes())) {
-      throw ConfigError("residual_branch of block " + std::to_string(block) + " returned shape " +
-                        c10::str(output.sizes()) + " for input " + c10::str(replicated.sizes()) +
-                        ": it must map [B, T, d] to [B, T, d]");
-    }
+    check_branch_shape(output, replicated, block);
     // Replica r carries the cotangent e_{row0 + r} at the output token.
     auto cotangent = at::zeros_like(output);
     cotangent.select(1, output_token).narrow(1, row0, rows).diagonal().fill_(1.0);
