@@ -11,7 +11,7 @@
 namespace coupling {
 
 /// tokens * d^2 from which a CPU backward pass per row beats the replicated batch (coupling-bench).
-constexpr int64_t kRowByRowMinWork = int64_t{1} << 17;
+constexpr int64_t kRowByRowMinWork = int64_t{1} << 19;
 
 int64_t replica_bytes(int64_t tokens, int64_t d) { return 4 * tokens * (64 * d + 16 * tokens); }
 

@@ -68,8 +68,10 @@ AnalysisResult measure_into_log(const std::string& log_path, const coupling::Log
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     log.append({model.step, model.step, model.step * items_per_step, 0.0, seconds, 0.0}, m);
     ++result.measured;
-    spdlog::info("step {:>6} ({}/{}): {}, {:.1f} s", model.step, result.measured + result.skipped, models.size(),
-                 coupling::headline(m), seconds);
+    const auto& t = m.timings;
+    spdlog::info("step {:>6} ({}/{}): {}, {:.1f} s (forward {:.1f}, Jacobians {:.1f}, spectra {:.1f}, coupling {:.1f})",
+                 model.step, result.measured + result.skipped, models.size(), coupling::headline(m), seconds, t.forward,
+                 t.jacobians, t.spectra, t.coupling);
   }
   return result;
 }

@@ -48,7 +48,7 @@ int64_t replica_bytes(int64_t tokens, int64_t d);
 int64_t jacobian_chunk_rows(int64_t tokens, int64_t d, int64_t max_bytes);
 
 /// The generic strategy kAuto uses for a block input of `tokens` x `d`: on a CPU, row by row once
-/// a forward pass is work enough to hide the fixed cost of a backward pass (tokens * d^2 >= 2^17,
+/// a forward pass is work enough to hide the fixed cost of a backward pass (tokens * d^2 >= 2^19,
 /// measured in coupling-bench case 1), else replicated; on CUDA, replicated (not yet measured).
 JacobianOptions::Generic generic_strategy(int64_t tokens, int64_t d, bool device_is_cuda);
 
