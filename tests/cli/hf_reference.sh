@@ -72,5 +72,18 @@ expect_error out_of_vocabulary "a probe token id is outside \[0, 64\)" --hf "$wo
   --log "$work/e5.h5"
 expect_error probe_text_with_hf "--probe-text does not apply to --hf" --hf "$work/ref/gpt2" --probe-ids "$work/ids.txt" \
   --probe-text "$work/ids.txt" --log "$work/e6.h5"
-for i in 1 2 3 4 5 6; do [[ ! -e "$work/e$i.h5" ]] || { echo "FAIL e$i.h5 was written"; exit 1; }; done
+expect_error negative_step "--step -1 is negative" --hf "$work/ref/gpt2" --step=-1 --probe-ids "$work/ids.txt" \
+  --log "$work/e7.h5"
+expect_error k_above_d "K = 40 is larger than the model.s width d = 32" --hf "$work/ref/gpt2" --k 40 --probe-ids "$work/ids.txt" --log "$work/e8.h5"
+cp -r "$work/ref/gpt2" "$work/incomplete"
+$python - "$work/incomplete/model.safetensors" <<'PY'
+import sys
+from safetensors.torch import load_file, save_file
+tensors = load_file(sys.argv[1])
+del tensors["transformer.h.1.mlp.c_proj.bias"]
+save_file(tensors, sys.argv[1])
+PY
+expect_error missing_tensor "lacks tensor transformer.h.1.mlp.c_proj.bias" --hf "$work/incomplete" \
+  --probe-ids "$work/ids.txt" --log "$work/e9.h5"
+for i in 1 2 3 4 5 6 7 8 9; do [[ ! -e "$work/e$i.h5" ]] || { echo "FAIL e$i.h5 was written"; exit 1; }; done
 echo "ok   bad inputs exit 2 in one line and write no log"

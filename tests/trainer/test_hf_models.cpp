@@ -145,8 +145,40 @@ TEST(HfConfig, OptionsThatChangeTheMathAreRefusedByName) {
       {error_of([] { tiny("gpt2", {{"n_layer", -1}}); }), "'n_layer' must be in [1, "},
       {error_of([] { trainer::hf::parse_hf_config("{\"model_type\": \"gpt2\"}", "c.json"); }), "'vocab_size' is missing"},
       {error_of([] { trainer::hf::parse_hf_config("[1, 2]", "c.json"); }), "c.json is not a JSON object"},
+      {error_of([] { tiny("llama", {{"quantization_config", {{"load_in_8bit", true}}}}); }),
+       "'quantization_config' says the weights are quantized"},
+      {error_of([] { tiny("llama", {{"rope_scaling", {{"rope_type", "llama3"}}}}); }),
+       "'factor' is missing: rope_type llama3 needs it"},
+      {error_of([] { tiny("llama", {{"rope_scaling", {{"rope_type", "linear"}, {"factor", 2.0}}},
+                                    {"rope_parameters", {{"rope_type", "default"}}}}); }),
+       "'rope_parameters' and 'rope_scaling' are both given"},
+      {error_of([] { tiny("mistral", {{"sliding_window", 0}}); }), "'sliding_window' must be in [1, "},
   };
   for (const auto& [message, expected] : cases) EXPECT_NE(message.find(expected), std::string::npos) << message;
+}
+
+TEST(HfConfig, EachFamilyReadsItsOwnKeysAsTransformersDoes) {
+  // NeoX: rotary_emb_base and rotary_pct; a top-level rope_theta is not NeoX's (transformers ignores it).
+  const auto neox = tiny("gpt_neox", {{"rope_theta", 500.0}, {"rotary_emb_base", 1000}, {"rotary_pct", 1.0}});
+  EXPECT_EQ(neox.rotary.theta, 1000.0);
+  EXPECT_EQ(neox.rotary.dims, 8);
+  EXPECT_EQ(tiny("gpt_neox").rotary.theta, 10000.0);
+  // Llama: rope_theta; NeoX's keys are not Llama's.
+  EXPECT_EQ(tiny("llama", {{"rope_theta", 500.0}, {"rotary_emb_base", 7}}).rotary.theta, 500.0);
+  // Mistral: a missing key takes MistralConfig's default, null means none / one per head; no biases.
+  const auto mistral = tiny("mistral", {{"num_key_value_heads", nullptr}, {"attention_bias", true}});
+  EXPECT_EQ(mistral.kv_heads, 4);
+  EXPECT_EQ(mistral.sliding_window, 4096);
+  EXPECT_FALSE(mistral.attention_bias);
+  EXPECT_EQ(tiny("mistral", {{"sliding_window", nullptr}}).sliding_window, 0);
+  EXPECT_EQ(trainer::hf::parse_hf_config(R"({"model_type": "mistral", "vocab_size": 5, "hidden_size": 64,
+      "num_hidden_layers": 1, "num_attention_heads": 16, "intermediate_size": 8, "max_position_embeddings": 4})",
+                                         "m.json").kv_heads, 8);
+  // GPT-2 has no head_dim or key-value groups: transformers ignores both keys.
+  const auto gpt2 = tiny("gpt2", {{"head_dim", 3}, {"num_key_value_heads", 1}, {"activation_function", "gelu_fast"}});
+  EXPECT_EQ(gpt2.head_dim, 8);
+  EXPECT_EQ(gpt2.kv_heads, 2);
+  EXPECT_EQ(gpt2.activation, trainer::hf::Activation::kGeluFast);
 }
 
 TEST(HfConfig, DynamicRotaryRefusesProbesBeyondTheTrainedContext) {
@@ -175,6 +207,10 @@ TEST(ProbeIds, ParsesLinesAndRefusesWhatIsNotIds) {
     EXPECT_NE(message.find(expected), std::string::npos) << text << " -> " << message;
   }
   EXPECT_EQ(trainer::parse_probe_ids("2147483647", "ids.txt").ids.back(), 2147483647);
+  const auto old_mac = trainer::parse_probe_ids("1 2\r3 4\r", "ids.txt");  // CR-only line ends
+  EXPECT_EQ(old_mac.probes, 2);
+  EXPECT_NE(error_of([] { trainer::parse_probe_ids("1 2\r\n3\r\n", "ids.txt"); }).find("ids.txt line 2:"),
+            std::string::npos);
 }
 
 /// Random weights of the shapes the model asks for (norm weights near 1), recorded by name.
@@ -206,6 +242,7 @@ void write_directory(const fs::path& dir, const std::string& config, const Rando
 }
 
 TEST(HfDirectory, ReadsSingleFilesAndShardsWithPrefixesAndRefusesLiesByName) {
+  at::manual_seed(4);
   test_support::TempDir temp;
   RandomWeights weights(3);
   const auto config = tiny("gpt2");
@@ -254,16 +291,11 @@ TEST(HfDirectory, ReadsSingleFilesAndShardsWithPrefixesAndRefusesLiesByName) {
   write_index(lying);
   EXPECT_NE(message_of(sharded).find("shard model-00003-of-00003.safetensors (listed for h.0.ln_1.weight) is missing"),
             std::string::npos);
-  lying = weight_map;
-  lying["h.0.ln_1.weight"] = lying["h.0.ln_1.bias"] == "model-00001-of-00002.safetensors"
-                                 ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors";
-  lying["h.0.ln_1.weight"] = lying["h.0.ln_1.weight"] == weight_map["h.0.ln_1.weight"]
-                                 ? lying["h.0.ln_1.weight"] : lying["h.0.ln_1.weight"];
+  lying = weight_map;  // the other shard, which does not hold it
+  const std::string first_shard = "model-00001-of-00002.safetensors", second_shard = "model-00002-of-00002.safetensors";
+  lying["h.0.ln_1.weight"] = weight_map["h.0.ln_1.weight"] == first_shard ? second_shard : first_shard;
   write_index(lying);
-  const auto wrong_shard = message_of(sharded);
-  if (lying["h.0.ln_1.weight"] != weight_map["h.0.ln_1.weight"]) {
-    EXPECT_NE(wrong_shard.find("h.0.ln_1.weight is listed in shard"), std::string::npos) << wrong_shard;
-  }
+  EXPECT_NE(message_of(sharded).find("h.0.ln_1.weight is listed in shard"), std::string::npos);
   lying = weight_map;
   lying.erase("h.1.mlp.c_fc.bias");
   write_index(lying);
@@ -286,8 +318,31 @@ TEST(HfDirectory, ReadsSingleFilesAndShardsWithPrefixesAndRefusesLiesByName) {
                                      "project's venv: .venv/bin/python -c \"from transformers import AutoModel;"),
             std::string::npos);
   EXPECT_NE(message_of(temp.path() / "absent").find("is not a directory"), std::string::npos);
+  // Integer (e.g. quantized) weights are refused, not converted.
+  auto integer = weights;
+  integer.tensors[3].second = integer.tensors[3].second.to(at::kInt);
+  write_directory(temp.path() / "integer", tiny_config("gpt2"), integer, "");
+  EXPECT_NE(message_of(temp.path() / "integer").find("has dtype I32, not a floating-point type"), std::string::npos);
   fs::create_directories(temp.path() / "empty");
   EXPECT_NE(message_of(temp.path() / "empty").find("no config.json in"), std::string::npos);
+}
+
+TEST(HfDirectory, OldBertCheckpointsWithGammaAndBetaRead) {
+  test_support::TempDir temp;
+  RandomWeights weights(6);
+  trainer::hf::HfTransformer made(tiny("bert"), weights.source());
+  for (auto& [name, value] : weights.tensors) {
+    for (const auto& [modern, legacy] : {std::pair<std::string, std::string>{"LayerNorm.weight", "LayerNorm.gamma"},
+                                         {"LayerNorm.bias", "LayerNorm.beta"}}) {
+      const auto at = name.find(modern);
+      if (at != std::string::npos) name.replace(at, modern.size(), legacy);
+    }
+  }
+  write_directory(temp.path() / "bert", tiny_config("bert"), weights, "bert.");
+  trainer::hf::HfDirectory directory((temp.path() / "bert").string());
+  trainer::hf::HfTransformer loaded(directory.config(), trainer::hf::directory_source(directory));
+  const auto ids = at::randint(50, {1, 5}, at::kLong);
+  EXPECT_TRUE(at::equal(made->residual_states(ids).back(), loaded->residual_states(ids).back()));
 }
 
 /// Tiny configurations covering every code path: each family, GQA, a window, both NeoX residuals,
@@ -295,6 +350,8 @@ TEST(HfDirectory, ReadsSingleFilesAndShardsWithPrefixesAndRefusesLiesByName) {
 std::vector<std::pair<std::string, HfConfig>> family_cases() {
   return {
       {"gpt2", tiny("gpt2")},
+      {"gpt2 unscaled quick_gelu", tiny("gpt2", {{"scale_attn_weights", false}, {"activation_function", "quick_gelu"}})},
+      {"neox no attention bias relu", tiny("gpt_neox", {{"attention_bias", false}, {"hidden_act", "relu"}})},
       {"neox parallel", tiny("gpt_neox")},
       {"neox sequential", tiny("gpt_neox", {{"use_parallel_residual", false}, {"rotary_pct", 1.0}})},
       {"llama gqa llama3", tiny("llama", {{"head_dim", 6}, {"attention_bias", true}, {"mlp_bias", true},
@@ -307,6 +364,7 @@ std::vector<std::pair<std::string, HfConfig>> family_cases() {
 }
 
 TEST(HfModel, TokenLocalJacobiansEqualGenericAndRowByRowAutogradInEveryFamily) {
+  at::manual_seed(5);  // the probe ids
   for (const auto& [name, config] : family_cases()) {
     RandomWeights weights(7);
     trainer::hf::HfTransformer model(config, weights.source());

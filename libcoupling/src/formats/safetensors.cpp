@@ -91,10 +91,14 @@ SafetensorsFile::SafetensorsFile(const std::string& path)
 
 bool SafetensorsFile::contains(const std::string& name) const { return index_.count(name) != 0; }
 
-at::Tensor SafetensorsFile::tensor(const std::string& name) const {
+const TensorEntry& SafetensorsFile::entry(const std::string& name) const {
   const auto found = index_.find(name);
   if (found == index_.end()) throw DataError(path_ + " has no tensor '" + name + "'");
-  const TensorEntry& entry = header_.tensors[found->second];
+  return header_.tensors[found->second];
+}
+
+at::Tensor SafetensorsFile::tensor(const std::string& name) const {
+  const TensorEntry& entry = this->entry(name);
   unsigned char* data = mapping_->bytes + header_.data_start + entry.begin;
   const auto options = at::TensorOptions().dtype(scalar_type(entry.dtype));
   if (entry.dtype == DType::kBool) {

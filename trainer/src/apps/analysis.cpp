@@ -247,6 +247,7 @@ AnalysisResult analyze_hf(const std::vector<std::string>& dirs, const std::strin
                           const CouplingConfig& coupling, const std::string& log_path, std::optional<int64_t> step,
                           c10::Device device) {
   if (dirs.empty()) throw coupling::ConfigError("--hf needs at least one model directory");
+  if (step && *step < 0) throw coupling::ConfigError(fmt::format("--step {} is negative: steps count from 0", *step));
   if (step && dirs.size() > 1) {
     throw coupling::ConfigError("--step names the step of a single --hf directory; several take theirs from their "
                                 "names (step143000, step_1000, checkpoint-500)");
@@ -255,6 +256,7 @@ AnalysisResult analyze_hf(const std::vector<std::string>& dirs, const std::strin
   std::map<int64_t, std::unique_ptr<hf::HfDirectory>> by_step;
   for (const auto& dir : dirs) {
     auto directory = std::make_unique<hf::HfDirectory>(dir);
+    hf::HfTransformer checked(directory->config(), hf::directory_checker(*directory));  // every tensor, no data
     const auto named = step ? step : step_of_hf_directory(dir);
     if (!named && dirs.size() > 1) {
       throw coupling::ConfigError("cannot tell the step of --hf " + dir + ": name the directories stepN, step_N or "
@@ -277,6 +279,7 @@ AnalysisResult analyze_hf(const std::vector<std::string>& dirs, const std::strin
   config.check_probes(ids.tokens, *smallest, *largest);
   const auto probes = at::tensor(ids.ids, at::kLong).view({ids.probes, ids.tokens});
   const auto options = measurement_options(coupling, {});
+  coupling::resolve_layout(ids.probes, ids.tokens, config.layers, config.d_model, config.causal, options);
   coupling::LogMetadata metadata{"hf/" + config.model_type, config.summary(), options.str(), 0, 1, probes};
   for (const auto& [model_step, directory] : by_step) {
     metadata.sources += fmt::format("{}step {}: {}", metadata.sources.empty() ? "" : "\n", model_step,

@@ -15,7 +15,7 @@ namespace {
 constexpr int64_t kLargestId = (int64_t{1} << 31) - 1;
 constexpr uintmax_t kMaxFileBytes = 64u << 20;
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+bool is_space(char c) { return c == ' ' || c == '\t'; }
 
 }  // namespace
 
@@ -23,7 +23,7 @@ ProbeIds parse_probe_ids(const std::string& text, const std::string& source) {
   ProbeIds result;
   size_t line_start = 0;
   for (int64_t line = 1; line_start < text.size(); ++line) {
-    size_t line_end = text.find('\n', line_start);
+    size_t line_end = text.find_first_of("\r\n", line_start);  // LF, CRLF (a blank line between) or CR
     if (line_end == std::string::npos) line_end = text.size();
     int64_t count = 0;
     for (size_t i = line_start; i < line_end;) {
@@ -59,7 +59,8 @@ ProbeIds parse_probe_ids(const std::string& text, const std::string& source) {
       result.tokens = count;
       ++result.probes;
     }
-    line_start = line_end + 1;
+    const bool crlf = line_end + 1 < text.size() && text[line_end] == '\r' && text[line_end + 1] == '\n';
+    line_start = line_end + (crlf ? 2 : 1);
   }
   if (result.probes == 0) throw coupling::DataError(source + " holds no probes: write one line of token ids per probe");
   return result;
@@ -76,6 +77,7 @@ ProbeIds read_probe_ids(const std::string& path) {
                                           kMaxFileBytes));
   }
   std::ifstream in(path, std::ios::binary);
+  if (!in) throw coupling::DataError("cannot open probe ids " + path + ": check its permissions");
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   return parse_probe_ids(text, path);
 }

@@ -27,6 +27,9 @@ class SafetensorsFile {
   const std::string& path() const { return path_; }
   const Header& header() const { return header_; }
   bool contains(const std::string& name) const;
+  /// The header entry of tensor `name` (dtype, shape), without reading its data. Throws
+  /// coupling::DataError if there is none (naming the file).
+  const TensorEntry& entry(const std::string& name) const;
   /// The tensor `name` on the CPU. Throws coupling::DataError if there is none (naming the file).
   at::Tensor tensor(const std::string& name) const;
   /// Every tensor, by name.

@@ -88,7 +88,8 @@ class Keys {
 
 Activation activation_named(const std::string& name, const Keys& keys, const std::string& key) {
   if (name == "gelu") return Activation::kGelu;
-  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") return Activation::kGeluTanh;
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh") return Activation::kGeluTanh;
+  if (name == "gelu_fast") return Activation::kGeluFast;
   if (name == "quick_gelu") return Activation::kQuickGelu;
   if (name == "relu") return Activation::kRelu;
   if (name == "silu" || name == "swish") return Activation::kSilu;
@@ -96,27 +97,32 @@ Activation activation_named(const std::string& name, const Keys& keys, const std
                                         "gelu_fast, quick_gelu, relu, silu or swish");
 }
 
-/// The rotary embedding: transformers 5.x's `rope_parameters`, else the 4.x keys (`rope_theta`,
-/// `rope_scaling`, and NeoX's `rotary_pct`/`rotary_emb_base`).
-Rotary read_rotary(const Keys& keys, int64_t head_dim, double default_fraction, double default_theta,
-                   int64_t max_positions) {
+/// The rotary embedding: transformers 5.x's `rope_parameters`, else the 4.x keys: `rope_scaling`
+/// plus the family's own top-level theta key (`rope_theta`; NeoX: `rotary_emb_base`) and, for
+/// NeoX, `rotary_pct`. As transformers 5.24, another family's keys are ignored.
+Rotary read_rotary(const Keys& keys, int64_t head_dim, const char* theta_key, const char* fraction_key,
+                   double default_fraction, int64_t max_positions) {
   const json* parameters = keys.find("rope_parameters");
   const json* scaling = keys.find("rope_scaling");
   if (parameters != nullptr && !parameters->is_object()) throw keys.error("rope_parameters", "must be an object");
   if (scaling != nullptr && !scaling->is_object()) throw keys.error("rope_scaling", "must be an object");
+  if (parameters != nullptr && scaling != nullptr) {
+    throw keys.error("rope_parameters", "and 'rope_scaling' are both given: keep one (transformers 5.x writes "
+                                        "rope_parameters, 4.x rope_scaling)");
+  }
   static const json kEmpty = json::object();
   const Keys rope(parameters != nullptr ? *parameters : scaling != nullptr ? *scaling : kEmpty,
                   keys.source() + (parameters != nullptr ? " rope_parameters" : " rope_scaling"));
   Rotary rotary;
-  const double fraction = rope.number("partial_rotary_factor",
-                                      keys.number("partial_rotary_factor", keys.number("rotary_pct", default_fraction)));
+  const double legacy_fraction = fraction_key != nullptr ? keys.number(fraction_key, default_fraction) : default_fraction;
+  const double fraction = rope.number("partial_rotary_factor", legacy_fraction);
   if (!(fraction > 0.0 && fraction <= 1.0)) throw keys.error("partial_rotary_factor", "must be in (0, 1]");
   rotary.dims = static_cast<int64_t>(static_cast<double>(head_dim) * fraction);  // as transformers: int(head_dim * f)
   if (rotary.dims < 2 || rotary.dims % 2 != 0) {
     throw keys.error("partial_rotary_factor", fmt::format("gives {} rotary dimensions of {}: they must be even and "
                                                           "at least 2", rotary.dims, head_dim));
   }
-  rotary.theta = rope.number("rope_theta", keys.number("rope_theta", keys.number("rotary_emb_base", default_theta)));
+  rotary.theta = rope.number("rope_theta", keys.number(theta_key, 10000.0));
   if (!(rotary.theta > 1.0)) throw keys.error("rope_theta", "must be greater than 1");
   rotary.type = rope.string("rope_type", rope.string("type", "default"));
   if (rotary.type == "default") return rotary;
@@ -124,6 +130,7 @@ Rotary read_rotary(const Keys& keys, int64_t head_dim, double default_fraction, 
     throw rope.error("rope_type", "= \"" + rotary.type + "\" is not implemented here: use a model with default, linear, "
                                                          "dynamic or llama3 rotary scaling");
   }
+  if (rope.find("factor") == nullptr) throw rope.error("factor", "is missing: rope_type " + rotary.type + " needs it");
   rotary.factor = rope.number("factor", 1.0);
   if (!(rotary.factor >= 1.0)) throw rope.error("factor", "must be at least 1");
   rotary.original_max_positions = rope.optional_integer("original_max_position_embeddings").value_or(max_positions);
@@ -141,7 +148,9 @@ Rotary read_rotary(const Keys& keys, int64_t head_dim, double default_fraction, 
 /// Heads, KV heads and head size; every projection's shape follows from them.
 void read_heads(HfConfig& config, const Keys& keys, const std::string& heads_key, int64_t default_kv_heads = 0) {
   config.heads = keys.positive(heads_key);
-  const int64_t kv_default = default_kv_heads > 0 ? default_kv_heads : config.heads;
+  // A missing key takes the family's default; null (as MistralConfig) means one per head.
+  const int64_t kv_default =
+      default_kv_heads > 0 && !keys.object().contains("num_key_value_heads") ? default_kv_heads : config.heads;
   config.kv_heads = keys.positive("num_key_value_heads", keys.optional_integer("num_key_value_heads").value_or(kv_default));
   if (config.heads % config.kv_heads != 0) {
     throw keys.error("num_key_value_heads", fmt::format("({}) must divide {} ({})", config.kv_heads, heads_key, config.heads));
@@ -163,7 +172,12 @@ HfConfig read_gpt2(const Keys& keys) {
   config.vocab = keys.positive("vocab_size");
   config.d_model = keys.positive("n_embd");
   config.layers = keys.positive("n_layer");
-  read_heads(config, keys, "n_head");
+  config.heads = keys.positive("n_head");  // GPT-2 has no head_dim or key-value groups
+  if (config.d_model % config.heads != 0) {
+    throw keys.error("n_head", fmt::format("({}) must divide the hidden size ({})", config.heads, config.d_model));
+  }
+  config.kv_heads = config.heads;
+  config.head_dim = config.d_model / config.heads;
   config.intermediate = keys.positive("n_inner", keys.optional_integer("n_inner").value_or(4 * config.d_model));
   config.max_positions = keys.positive("n_positions");
   config.learned_positions = true;
@@ -175,22 +189,30 @@ HfConfig read_gpt2(const Keys& keys) {
   return config;
 }
 
-HfConfig read_gpt_neox(const Keys& keys) {
+/// The sizes every family but GPT-2 names alike (hidden_size, num_attention_heads, ...).
+/// `plain_heads`: the family's heads split hidden_size evenly, without key-value groups.
+HfConfig read_sizes(const Keys& keys, const char* family, bool plain_heads, int64_t default_kv_heads = 0) {
   HfConfig config;
   config.vocab = keys.positive("vocab_size");
   config.d_model = keys.positive("hidden_size");
   config.layers = keys.positive("num_hidden_layers");
-  read_heads(config, keys, "num_attention_heads");
-  if (config.kv_heads != config.heads || config.head_dim * config.heads != config.d_model) {
-    throw keys.error("num_attention_heads", "must split the hidden size evenly, without key-value groups, in GPT-NeoX");
+  read_heads(config, keys, "num_attention_heads", default_kv_heads);
+  if (plain_heads && (config.kv_heads != config.heads || config.head_dim * config.heads != config.d_model)) {
+    throw keys.error("num_attention_heads",
+                     std::string("must split the hidden size evenly, without key-value groups, in ") + family);
   }
   config.intermediate = keys.positive("intermediate_size");
   config.max_positions = keys.positive("max_position_embeddings");
+  return config;
+}
+
+HfConfig read_gpt_neox(const Keys& keys) {
+  HfConfig config = read_sizes(keys, "GPT-NeoX", true);
   config.norm_eps = keys.number("layer_norm_eps", 1e-5);
   config.activation = activation_named(keys.string("hidden_act", "gelu"), keys, "hidden_act");
   config.layout = keys.boolean("use_parallel_residual", true) ? BlockLayout::kParallelPreNorm : BlockLayout::kPreNorm;
   config.attention_bias = keys.boolean("attention_bias", true);
-  config.rotary = read_rotary(keys, config.head_dim, 0.25, 10000.0, config.max_positions);
+  config.rotary = read_rotary(keys, config.head_dim, "rotary_emb_base", "rotary_pct", 0.25, config.max_positions);
   return config;
 }
 
@@ -199,29 +221,25 @@ constexpr int64_t kMistralDefaultKvHeads = 8;
 constexpr int64_t kMistralDefaultWindow = 4096;
 
 HfConfig read_llama(const Keys& keys, bool mistral) {
-  HfConfig config;
-  config.vocab = keys.positive("vocab_size");
-  config.d_model = keys.positive("hidden_size");
-  config.layers = keys.positive("num_hidden_layers");
-  read_heads(config, keys, "num_attention_heads", mistral ? kMistralDefaultKvHeads : 0);
-  config.intermediate = keys.positive("intermediate_size");
-  config.max_positions = keys.positive("max_position_embeddings");
+  HfConfig config = read_sizes(keys, "Llama", false, mistral ? kMistralDefaultKvHeads : 0);
   config.rms_norm = true;
   config.norm_eps = keys.number("rms_norm_eps", 1e-6);
   config.activation = activation_named(keys.string("hidden_act", "silu"), keys, "hidden_act");
   config.gated_mlp = true;
-  config.attention_bias = keys.boolean("attention_bias", false);
-  config.mlp_bias = keys.boolean("mlp_bias", false);
-  config.rotary = read_rotary(keys, config.head_dim, 1.0, 10000.0, config.max_positions);
-  if (config.rotary.dims != config.head_dim) {
+  // Mistral's projections never have biases (transformers 5.24 ignores these keys there).
+  config.attention_bias = !mistral && keys.boolean("attention_bias", false);
+  config.mlp_bias = !mistral && keys.boolean("mlp_bias", false);
+  config.rotary = read_rotary(keys, config.head_dim, "rope_theta", nullptr, 1.0, config.max_positions);
+  // transformers applies a Llama partial_rotary_factor only with some rope types: refused in either place.
+  if (config.rotary.dims != config.head_dim || (keys.find("partial_rotary_factor") != nullptr &&
+                                                keys.number("partial_rotary_factor", 1.0) != 1.0)) {
     throw keys.error("partial_rotary_factor", "is not implemented for Llama/Mistral (their rotary covers the whole head)");
   }
   if (mistral) {
     // As transformers: a missing key means the default window, null means none.
-    config.sliding_window = keys.object().contains("sliding_window")
-                                ? keys.optional_integer("sliding_window").value_or(0)
-                                : kMistralDefaultWindow;
-    if (config.sliding_window != 0) keys.positive("sliding_window", config.sliding_window);
+    const auto window = keys.optional_integer("sliding_window");
+    config.sliding_window = keys.object().contains("sliding_window") ? window.value_or(0) : kMistralDefaultWindow;
+    if (window) keys.positive("sliding_window", *window);
   } else if (keys.find("sliding_window") != nullptr) {
     throw keys.error("sliding_window", "is not a Llama option: a windowed model should say model_type \"mistral\"");
   }
@@ -229,16 +247,7 @@ HfConfig read_llama(const Keys& keys, bool mistral) {
 }
 
 HfConfig read_bert(const Keys& keys) {
-  HfConfig config;
-  config.vocab = keys.positive("vocab_size");
-  config.d_model = keys.positive("hidden_size");
-  config.layers = keys.positive("num_hidden_layers");
-  read_heads(config, keys, "num_attention_heads");
-  if (config.kv_heads != config.heads || config.head_dim * config.heads != config.d_model) {
-    throw keys.error("num_attention_heads", "must split the hidden size evenly, without key-value groups, in BERT");
-  }
-  config.intermediate = keys.positive("intermediate_size");
-  config.max_positions = keys.positive("max_position_embeddings");
+  HfConfig config = read_sizes(keys, "BERT", true);
   config.type_vocab = keys.positive("type_vocab_size", keys.optional_integer("type_vocab_size").value_or(2));
   config.learned_positions = true;
   config.embedding_norm = true;
@@ -265,6 +274,7 @@ const char* activation_name(Activation activation) {
   switch (activation) {
     case Activation::kGelu: return "gelu";
     case Activation::kGeluTanh: return "gelu_tanh";
+    case Activation::kGeluFast: return "gelu_fast";
     case Activation::kQuickGelu: return "quick_gelu";
     case Activation::kRelu: return "relu";
     case Activation::kSilu: return "silu";
@@ -320,6 +330,10 @@ HfConfig parse_hf_config(const std::string& json_text, const std::string& source
     throw coupling::ConfigError(source + " is not a JSON object: is it a Hugging Face config.json?");
   }
   const Keys keys(document, source);
+  if (keys.find("quantization_config") != nullptr) {
+    throw keys.error("quantization_config", "says the weights are quantized, which coupling-analyze does not read: "
+                                            "give the unquantized model");
+  }
   const std::string model_type = keys.string("model_type", "");
   HfConfig config;
   if (model_type == "gpt2") {

@@ -2,7 +2,6 @@
 
 #include "coupling/error.h"
 
-#include <c10/util/Exception.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
@@ -10,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <set>
 
 namespace fs = std::filesystem;
 
@@ -25,29 +23,40 @@ constexpr const char* kIndex = "model.safetensors.index.json";
 /// config.json and the shard index are small; anything larger is not one.
 constexpr uintmax_t kMaxJsonBytes = 64u << 20;
 
+/// Whether `path` exists; a path that cannot even be examined (permissions, loops) is an error.
+bool present(const fs::path& path) {
+  std::error_code ec;
+  const bool found = fs::exists(path, ec);
+  if (ec) throw coupling::DataError("cannot examine " + path.string() + ": " + ec.message());
+  return found;
+}
+
 std::string read_json_text(const fs::path& path) {
   std::error_code ec;
   const auto size = fs::file_size(path, ec);
-  if (ec || !fs::is_regular_file(path)) throw coupling::DataError("cannot read " + path.string() + ": it is not a regular file");
+  if (ec || !fs::is_regular_file(path, ec)) {
+    throw coupling::DataError("cannot read " + path.string() + ": it is not a readable regular file");
+  }
   if (size > kMaxJsonBytes) {
     throw coupling::DataError(fmt::format("{} has {} bytes, more than a JSON description of a model ({} at most)",
                                           path.string(), size, kMaxJsonBytes));
   }
   std::ifstream in(path, std::ios::binary);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!in.good() && !in.eof()) throw coupling::DataError("cannot read " + path.string());
-  return text;
+  if (!in) throw coupling::DataError("cannot open " + path.string() + ": check its permissions");
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 /// Weights in a format this code does not read: named, with the command that converts them.
 void refuse_other_formats(const fs::path& dir) {
   for (const char* other : {"pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack"}) {
-    if (fs::exists(dir / other)) {
+    if (present(dir / other)) {
+      // The converted copy keeps the directory's name (and so its step) under safetensors/.
+      const fs::path converted = dir.parent_path() / "safetensors" / dir.filename();
       throw coupling::DataError(fmt::format(
           "{} holds its weights as {} (a Python pickle or another framework's file), which coupling-analyze never "
           "loads; convert it to safetensors once in the project's venv: .venv/bin/python -c \"from transformers "
-          "import AutoModel; AutoModel.from_pretrained('{}').save_pretrained('{}-safetensors')\"",
-          dir.string(), other, dir.string(), dir.string()));
+          "import AutoModel; AutoModel.from_pretrained('{}').save_pretrained('{}')\"",
+          dir.string(), other, dir.string(), converted.string()));
     }
   }
   throw coupling::DataError("no " + std::string(kSingleFile) + " or " + kIndex + " in " + dir.string() +
@@ -66,7 +75,7 @@ std::map<std::string, std::string> read_index(const fs::path& index_path) {
   for (const auto& [name, shard] : index["weight_map"].items()) {
     if (!shard.is_string()) throw coupling::DataError(where + ": the shard of " + name + " is not a file name");
     const std::string file = shard.get<std::string>();
-    if (file.empty() || file.find('/') != std::string::npos || file == "." || file == "..") {
+    if (file.empty() || file.find_first_of(std::string("/\0", 2)) != std::string::npos || file == "." || file == "..") {
       throw coupling::DataError(where + ": shard \"" + file + "\" of " + name +
                                 " is not a file name in the model's directory");
     }
@@ -79,26 +88,31 @@ std::map<std::string, std::string> read_index(const fs::path& index_path) {
 }  // namespace
 
 HfDirectory::HfDirectory(const std::string& dir) : dir_(dir) {
-  const fs::path root(dir);
-  if (!fs::is_directory(root)) throw coupling::DataError("--hf " + dir + " is not a directory");
+  // Without a trailing separator, so that the name (and the step in it) is the last component.
+  const fs::path root = fs::path(dir).lexically_normal().string().back() == '/'
+                            ? fs::path(dir).lexically_normal().parent_path()
+                            : fs::path(dir).lexically_normal();
+  dir_ = root.string();
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) throw coupling::DataError("--hf " + dir + " is not a directory");
   const fs::path config_path = root / kConfig;
-  if (!fs::exists(config_path)) {
+  if (!present(config_path)) {
     throw coupling::DataError("no config.json in " + dir + ": give a Hugging Face model directory "
                               "(save_pretrained writes config.json beside the weights)");
   }
   config_ = parse_hf_config(read_json_text(config_path), config_path.string());
   using coupling::safetensors::SafetensorsFile;
-  if (fs::exists(root / kSingleFile)) {
+  if (present(root / kSingleFile)) {
     files_.push_back(std::make_unique<SafetensorsFile>((root / kSingleFile).string()));
     for (const auto& entry : files_.back()->header().tensors) by_name_.emplace(entry.name, files_.back().get());
     return;
   }
-  if (!fs::exists(root / kIndex)) refuse_other_formats(root);
+  if (!present(root / kIndex)) refuse_other_formats(root);
   std::map<std::string, const SafetensorsFile*> shard_files;
   for (const auto& [name, shard] : read_index(root / kIndex)) {
     auto it = shard_files.find(shard);
     if (it == shard_files.end()) {
-      if (!fs::exists(root / shard)) {
+      if (!present(root / shard)) {
         throw coupling::DataError(fmt::format("{}: shard {} (listed for {}) is missing: download the whole model",
                                               (root / kIndex).string(), shard, name));
       }
@@ -119,19 +133,41 @@ std::vector<std::string> HfDirectory::names() const {
   return names;
 }
 
-at::Tensor HfDirectory::tensor(const std::string& name, const std::vector<int64_t>& shape) const {
-  const auto it = by_name_.find(name);
+std::pair<std::string, const coupling::safetensors::SafetensorsFile*> HfDirectory::find(
+    const std::string& name, const std::vector<int64_t>& shape) const {
+  auto it = by_name_.find(name);
+  // Old BERT checkpoints name LayerNorm parameters gamma and beta (transformers renames them too).
+  for (const auto& [modern, legacy] : {std::pair<std::string, std::string>{".weight", ".gamma"}, {".bias", ".beta"}}) {
+    if (it == by_name_.end() && name.find("LayerNorm") != std::string::npos && name.size() > modern.size() &&
+        name.compare(name.size() - modern.size(), modern.size(), modern) == 0) {
+      it = by_name_.find(name.substr(0, name.size() - modern.size()) + legacy);
+    }
+  }
   if (it == by_name_.end()) {
     throw coupling::DataError(fmt::format("{} lacks tensor {}, which its config.json ({}) needs: is the download "
                                           "complete?",
                                           dir_, name, config_.model_type));
   }
-  auto value = it->second->tensor(name);
-  if (value.sizes().vec() != shape) {
-    throw coupling::DataError(fmt::format("{}: tensor {} has shape [{}] and config.json implies [{}]", dir_, name,
-                                          fmt::join(value.sizes(), ", "), fmt::join(shape, ", ")));
+  const auto& entry = it->second->entry(it->first);
+  using coupling::safetensors::DType;
+  if (entry.dtype != DType::kF64 && entry.dtype != DType::kF32 && entry.dtype != DType::kF16 &&
+      entry.dtype != DType::kBF16) {
+    throw coupling::DataError(fmt::format("{}: tensor {} has dtype {}, not a floating-point type: quantized or "
+                                          "integer weights are not read here",
+                                          dir_, it->first, coupling::safetensors::dtype_name(entry.dtype)));
   }
-  return value;
+  if (entry.shape != shape) {
+    throw coupling::DataError(fmt::format("{}: tensor {} has shape [{}] and config.json implies [{}]", dir_, it->first,
+                                          fmt::join(entry.shape, ", "), fmt::join(shape, ", ")));
+  }
+  return {it->first, it->second};
+}
+
+void HfDirectory::check(const std::string& name, const std::vector<int64_t>& shape) const { find(name, shape); }
+
+at::Tensor HfDirectory::tensor(const std::string& name, const std::vector<int64_t>& shape) const {
+  const auto [stored, file] = find(name, shape);
+  return file->tensor(stored);
 }
 
 }  // namespace trainer::hf

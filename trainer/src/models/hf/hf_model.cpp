@@ -67,6 +67,7 @@ at::Tensor activate(Activation activation, const at::Tensor& x) {
   switch (activation) {
     case Activation::kGelu: return at::gelu(x);
     case Activation::kGeluTanh: return at::gelu(x, "tanh");
+    case Activation::kGeluFast: return 0.5 * x * (1.0 + at::tanh(0.7978845608 * x * (1.0 + 0.044715 * x * x)));
     case Activation::kQuickGelu: return x * at::sigmoid(1.702 * x);
     case Activation::kRelu: return at::relu(x);
     case Activation::kSilu: return at::silu(x);
@@ -82,7 +83,10 @@ at::Tensor read(const TensorSource& source, const std::string& name, const std::
 
 }  // namespace
 
-TensorSource directory_source(const HfDirectory& directory) {
+namespace {
+
+/// The model-class prefix of a directory's tensor names, found from the token embedding's name.
+std::string weight_prefix(const HfDirectory& directory) {
   const std::string embedding = token_embedding_name(directory.config());
   std::string prefix;
   bool found = false;
@@ -101,8 +105,21 @@ TensorSource directory_source(const HfDirectory& directory) {
                                           "config.json describes",
                                           directory.dir(), embedding, directory.config().model_type));
   }
-  return [&directory, prefix](const std::string& name, const std::vector<int64_t>& shape) {
+  return prefix;
+}
+
+}  // namespace
+
+TensorSource directory_source(const HfDirectory& directory) {
+  return [&directory, prefix = weight_prefix(directory)](const std::string& name, const std::vector<int64_t>& shape) {
     return directory.tensor(prefix + name, shape);
+  };
+}
+
+TensorSource directory_checker(const HfDirectory& directory) {
+  return [&directory, prefix = weight_prefix(directory)](const std::string& name, const std::vector<int64_t>& shape) {
+    directory.check(prefix + name, shape);
+    return at::empty(shape, at::TensorOptions().device(c10::kMeta));
   };
 }
 

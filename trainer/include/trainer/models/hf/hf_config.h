@@ -20,7 +20,9 @@ enum class BlockLayout {
   kPostNorm,         ///< h = N1(x + Attn(x)), f = N2(h + MLP(h)) - x        (BERT)
 };
 
-enum class Activation { kGelu, kGeluTanh, kQuickGelu, kRelu, kSilu };
+/// kGeluTanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); kGeluFast: the same with the
+/// constant 0.7978845608 (transformers' FastGELUActivation).
+enum class Activation { kGelu, kGeluTanh, kGeluFast, kQuickGelu, kRelu, kSilu };
 
 /// Rotary position embedding of the first `dims` dimensions of every head (0: none).
 struct Rotary {

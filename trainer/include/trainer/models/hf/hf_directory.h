@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace trainer::hf {
@@ -27,11 +28,18 @@ class HfDirectory {
   const HfConfig& config() const { return config_; }
   /// Every tensor name in the checkpoint.
   std::vector<std::string> names() const;
-  /// The tensor `name` (on the CPU, in the file's dtype), which must have `shape`. Throws
-  /// coupling::DataError naming the directory, the tensor and both shapes.
+  /// The tensor `name` (on the CPU, in the file's dtype), which must have `shape` and a
+  /// floating-point dtype. A LayerNorm's `weight`/`bias` may be stored as `gamma`/`beta`. Throws
+  /// coupling::DataError naming the directory, the tensor and what is wrong.
   at::Tensor tensor(const std::string& name, const std::vector<int64_t>& shape) const;
+  /// The checks of tensor() from the headers alone, without reading any data.
+  void check(const std::string& name, const std::vector<int64_t>& shape) const;
 
  private:
+  /// The stored name of `name` and its file, checked as tensor() says.
+  std::pair<std::string, const coupling::safetensors::SafetensorsFile*> find(const std::string& name,
+                                                                              const std::vector<int64_t>& shape) const;
+
   std::string dir_;
   HfConfig config_;
   std::vector<std::unique_ptr<coupling::safetensors::SafetensorsFile>> files_;

@@ -31,6 +31,10 @@ using TensorSource = std::function<at::Tensor(const std::string& name, const std
 /// The source of a model directory's weights: names get the directory's model-class prefix
 /// ("transformer.", "gpt_neox.", "model.", "bert." or none), found from the token embedding.
 TensorSource directory_source(const HfDirectory& directory);
+/// A source that checks every tensor a model needs against the directory's headers (name,
+/// shape, dtype) without reading data, and gives shapes only (meta tensors): building an
+/// HfTransformer from it checks a directory completely and cheaply.
+TensorSource directory_checker(const HfDirectory& directory);
 
 /// One block, x -> x + f(x), with its weights in a common layout (separate q/k/v, [out, in]).
 class HfBlockImpl : public torch::nn::Module {
