@@ -403,6 +403,9 @@ TEST(HfModel, TokenLocalJacobiansEqualGenericAndRowByRowAutogradInEveryFamily) {
 TEST(HfModel, ProbesOutsideTheVocabularyOrContextAreRefused) {
   RandomWeights weights(1);
   trainer::hf::HfTransformer model(tiny("gpt2"), weights.source());
+  EXPECT_NE(error_of([&] { model->block(0)->residual_branch_at_token(at::randn({4, 16}), 1, at::randn({3, 16}), 2); })
+                .find("every row of `replaced` must be equal"),
+            std::string::npos);
   EXPECT_NE(error_of([&] { model->residual_states(at::full({1, 4}, 50, at::kLong)); }).find("outside [0, 50)"),
             std::string::npos);
   EXPECT_NE(error_of([&] { model->residual_states(at::zeros({1, 13}, at::kLong)); }).find("knows 12 positions"),

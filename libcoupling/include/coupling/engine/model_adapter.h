@@ -39,7 +39,10 @@ class ModelAdapter {
   virtual bool supports_token_local() const { return false; }
   /// f^l(X)_{output_token} for one sequence `x` ([T, d]) whose row `input_token` is replaced by
   /// each row of `replaced` ([B, d]) -> [B, d], differentiable with respect to `replaced`. Lets the
-  /// engine build J_{t1 t2} from the work of one token instead of the whole sequence.
+  /// engine build J_{t1 t2} from the work of one token instead of the whole sequence. The engine
+  /// passes B equal copies of x's row `input_token` (one replica per Jacobian row it
+  /// differentiates), so an implementation may compute each value once and broadcast it, as long
+  /// as every row gets its own gradient (trainer/models/hf/hf_model.cpp does).
   virtual at::Tensor residual_branch_at_token(int64_t /*block*/, const at::Tensor& /*x*/, int64_t /*input_token*/,
                                               const at::Tensor& /*replaced*/, int64_t /*output_token*/) {
     return {};

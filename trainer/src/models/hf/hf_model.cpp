@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
 #include <limits>
@@ -73,6 +74,30 @@ at::Tensor activate(Activation activation, const at::Tensor& x) {
     case Activation::kSilu: return at::silu(x);
   }
   return x;
+}
+
+/// x W^T for an x whose rows are equal in value (the engine's replicas of one token): the
+/// product is computed for one row and broadcast, while the backward pass still gives every row
+/// its own gradient. This halves the arithmetic of a token-local Jacobian (the forward of the d
+/// replicas was all repeats).
+struct SharedRowsMatmul : public torch::autograd::Function<SharedRowsMatmul> {
+  static at::Tensor forward(torch::autograd::AutogradContext* context, const at::Tensor& x, const at::Tensor& weight) {
+    context->save_for_backward({weight});
+    const auto row = at::linear(x.narrow(0, 0, 1), weight);
+    return row.expand({x.size(0), row.size(1)});
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* context,
+                                               torch::autograd::tensor_list gradients) {
+    return {gradients[0].matmul(context->get_saved_variables()[0]), at::Tensor()};
+  }
+};
+
+/// A linear layer on [..., in] (no bias when `bias` is undefined); `shared_rows`: x is [B, in]
+/// with equal rows (SharedRowsMatmul).
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool shared_rows) {
+  if (!shared_rows) return at::linear(x, weight, bias);
+  const auto product = SharedRowsMatmul::apply(x, weight);
+  return bias.defined() ? product + bias : product;
 }
 
 /// Reads `name` from `source` in `dtype`, or an undefined tensor when `present` is false.
@@ -194,35 +219,37 @@ at::Tensor HfBlockImpl::norm(const at::Tensor& x, const at::Tensor& weight, cons
   return weight * (x * at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + config_.norm_eps));
 }
 
-at::Tensor HfBlockImpl::mlp(const at::Tensor& x) const {
-  const auto up = at::linear(x, up_weight_, up_bias_);
-  const auto hidden = config_.gated_mlp ? activate(config_.activation, at::linear(x, gate_weight_, gate_bias_)) * up
-                                        : activate(config_.activation, up);
-  return at::linear(hidden, down_weight_, down_bias_);
+at::Tensor HfBlockImpl::mlp(const at::Tensor& x, bool shared_rows) const {
+  const auto up = linear(x, up_weight_, up_bias_, shared_rows);
+  const auto hidden = config_.gated_mlp
+                          ? activate(config_.activation, linear(x, gate_weight_, gate_bias_, shared_rows)) * up
+                          : activate(config_.activation, up);
+  return linear(hidden, down_weight_, down_bias_, shared_rows);
 }
 
-at::Tensor HfBlockImpl::finish(const at::Tensor& x, const at::Tensor& a) const {
+at::Tensor HfBlockImpl::finish(const at::Tensor& x, const at::Tensor& a, bool shared_rows) const {
   switch (config_.layout) {
-    case BlockLayout::kPreNorm: return a + mlp(norm(x + a, norm2_weight_, norm2_bias_));
-    case BlockLayout::kParallelPreNorm: return a + mlp(norm(x, norm2_weight_, norm2_bias_));
+    case BlockLayout::kPreNorm: return a + mlp(norm(x + a, norm2_weight_, norm2_bias_), shared_rows);
+    case BlockLayout::kParallelPreNorm: return a + mlp(norm(x, norm2_weight_, norm2_bias_), shared_rows);
     case BlockLayout::kPostNorm: {
       const auto h = norm(x + a, norm1_weight_, norm1_bias_);
-      return norm(h + mlp(h), norm2_weight_, norm2_bias_) - x;
+      return norm(h + mlp(h, shared_rows), norm2_weight_, norm2_bias_) - x;
     }
   }
   return a;
 }
 
-HfBlockImpl::Projections HfBlockImpl::project(const at::Tensor& attention_input, const at::Tensor& positions) {
+HfBlockImpl::Projections HfBlockImpl::project(const at::Tensor& attention_input, const at::Tensor& positions,
+                                              bool shared_rows) {
   auto split = [&](const at::Tensor& t, int64_t heads) {
     auto sizes = t.sizes().vec();
     sizes.back() = heads;
     sizes.push_back(config_.head_dim);
     return t.reshape(sizes);
   };
-  Projections p{split(at::linear(attention_input, q_weight_, q_bias_), config_.heads),
-                split(at::linear(attention_input, k_weight_, k_bias_), config_.kv_heads),
-                split(at::linear(attention_input, v_weight_, v_bias_), config_.kv_heads)};
+  Projections p{split(linear(attention_input, q_weight_, q_bias_, shared_rows), config_.heads),
+                split(linear(attention_input, k_weight_, k_bias_, shared_rows), config_.kv_heads),
+                split(linear(attention_input, v_weight_, v_bias_, shared_rows), config_.kv_heads)};
   if (inv_freq_.defined()) {
     p.query = rotate(p.query, inv_freq_, positions);
     p.key = rotate(p.key, inv_freq_, positions);
@@ -239,7 +266,7 @@ std::pair<int64_t, int64_t> HfBlockImpl::visible_keys(int64_t position, int64_t 
 at::Tensor HfBlockImpl::residual_branch(const at::Tensor& x) {
   const int64_t batch = x.size(0), tokens = x.size(1);
   const auto attention_input = config_.layout == BlockLayout::kPostNorm ? x : norm(x, norm1_weight_, norm1_bias_);
-  const auto p = project(attention_input, at::arange(tokens, x.options().dtype(at::kLong)));
+  const auto p = project(attention_input, at::arange(tokens, x.options().dtype(at::kLong)), false);
   const int64_t group = config_.heads / config_.kv_heads;
   const auto query = p.query.transpose(1, 2);                              // [B, H, T, hd]
   const auto key = p.key.repeat_interleave(group, 2).transpose(1, 2);      // [B, H, T, hd]
@@ -252,7 +279,7 @@ at::Tensor HfBlockImpl::residual_branch(const at::Tensor& x) {
     scores = scores.masked_fill(hidden, -std::numeric_limits<double>::infinity());
   }
   const auto mixed = at::matmul(at::softmax(scores, -1), value).transpose(1, 2).reshape({batch, tokens, -1});
-  return finish(x, at::linear(mixed, o_weight_, o_bias_));
+  return finish(x, at::linear(mixed, o_weight_, o_bias_), false);
 }
 
 at::Tensor HfBlockImpl::residual_branch_at_token(const at::Tensor& x, int64_t input_token, const at::Tensor& replaced,
@@ -263,6 +290,10 @@ at::Tensor HfBlockImpl::residual_branch_at_token(const at::Tensor& x, int64_t in
     throw coupling::ConfigError(fmt::format("token {} cannot influence token {} in this block (causal zero or out of "
                                             "range)", input_token, output_token));
   }
+  if (!at::equal(replaced, replaced.narrow(0, 0, 1).expand_as(replaced))) {
+    throw coupling::ConfigError("residual_branch_at_token takes replicas of one token: every row of `replaced` must be "
+                                "equal (the coupling engine passes them so)");
+  }
   const auto [first, last] = visible_keys(output_token, tokens);
   if (input_token < first) {  // outside the window: f at the output token does not depend on it
     const auto unchanged = residual_branch(x.unsqueeze(0)).select(1, output_token);
@@ -271,9 +302,10 @@ at::Tensor HfBlockImpl::residual_branch_at_token(const at::Tensor& x, int64_t in
   const bool post_norm = config_.layout == BlockLayout::kPostNorm;
   const auto fixed_rows = x.narrow(0, first, last - first + 1);
   const auto positions = at::arange(first, last + 1, x.options().dtype(at::kLong));
-  const auto fixed = project(post_norm ? fixed_rows : norm(fixed_rows, norm1_weight_, norm1_bias_), positions);
+  const auto fixed = project(post_norm ? fixed_rows : norm(fixed_rows, norm1_weight_, norm1_bias_), positions, false);
+  // Every value from here on is the same in each row of `replaced` (checked above).
   const auto varied = project(post_norm ? replaced : norm(replaced, norm1_weight_, norm1_bias_),
-                              at::full({batch}, input_token, positions.options()));
+                              at::full({batch}, input_token, positions.options()), true);
   const int64_t group = config_.heads / config_.kv_heads, at_input = input_token - first;
   const auto fixed_keys = fixed.key.repeat_interleave(group, 1), fixed_values = fixed.value.repeat_interleave(group, 1);
   const auto varied_keys = varied.key.repeat_interleave(group, 1), varied_values = varied.value.repeat_interleave(group, 1);
@@ -293,9 +325,9 @@ at::Tensor HfBlockImpl::residual_branch_at_token(const at::Tensor& x, int64_t in
   const auto mixed = (at::einsum("bhn,nhe->bhe", {weights, fixed_values}) +
                       weights.narrow(2, at_input, 1) * (varied_values - fixed_values.select(0, at_input)))
                          .reshape({batch, -1});
-  const auto a = at::linear(mixed, o_weight_, o_bias_);
+  const auto a = linear(mixed, o_weight_, o_bias_, true);
   const auto x_out = input_token == output_token ? replaced : x.select(0, output_token).unsqueeze(0).expand({batch, x.size(1)});
-  return finish(x_out, a);
+  return finish(x_out, a, true);
 }
 
 HfTransformerImpl::HfTransformerImpl(const HfConfig& config, const TensorSource& source, c10::ScalarType dtype)

@@ -46,6 +46,8 @@ class HfBlockImpl : public torch::nn::Module {
   /// of `replaced` [B, d] -> [B, d]. Only the replaced token's projections (and, when it is the
   /// output token, its attention row and MLP) are recomputed; the other tokens' keys and values
   /// come from x. An input token the output cannot see (outside Mistral's window) gives zeros.
+  /// The rows of `replaced` must be equal (the engine's replicas, one per Jacobian row): every
+  /// product is computed once, and only the backward pass works per row.
   at::Tensor residual_branch_at_token(const at::Tensor& x, int64_t input_token, const at::Tensor& replaced,
                                       int64_t output_token);
 
@@ -53,11 +55,12 @@ class HfBlockImpl : public torch::nn::Module {
   struct Projections {
     at::Tensor query, key, value;  ///< [..., H, hd], [..., KV, hd], [..., KV, hd]; rotary applied
   };
-  Projections project(const at::Tensor& attention_input, const at::Tensor& positions);
+  /// `shared_rows`: the input is [B, d] with equal rows (the token-local replicas).
+  Projections project(const at::Tensor& attention_input, const at::Tensor& positions, bool shared_rows);
   at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const;
-  at::Tensor mlp(const at::Tensor& x) const;
+  at::Tensor mlp(const at::Tensor& x, bool shared_rows) const;
   /// The block's output branch once the attention output `a` of token(s) `x` is known.
-  at::Tensor finish(const at::Tensor& x, const at::Tensor& a) const;
+  at::Tensor finish(const at::Tensor& x, const at::Tensor& a, bool shared_rows) const;
   /// Keys a query at `position` sees: [first, last] (causal and windowed as the config says).
   std::pair<int64_t, int64_t> visible_keys(int64_t position, int64_t tokens) const;
 
