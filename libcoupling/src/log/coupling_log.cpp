@@ -189,8 +189,6 @@ std::vector<std::string> member_names(hid_t group) {
   return names;
 }
 
-/// Why the measurement datasets of `file` are not those the registry logs for `layout` (empty
-/// when they are): a dataset missing, unknown, or of another shape.
 /// Appends `lines` to the string attribute `name` (created if absent); with `only_new`, just the
 /// lines it does not hold yet.
 void append_lines(hid_t file, const std::string& name, const std::string& lines, bool only_new) {
@@ -206,6 +204,8 @@ void append_lines(hid_t file, const std::string& name, const std::string& lines,
   hdf5::write_string_attribute(file, name, (earlier ? *earlier + "\n" : std::string()) + added);
 }
 
+/// Why the measurement datasets of `file` are not those the registry logs for `layout` (empty
+/// when they are): a dataset missing, unknown, or of another shape.
 std::string layout_mismatch(hid_t file, const MeasurementLayout& layout) {
   if (!hdf5::exists(file, std::string(kMeasurementGroup) + "/step")) return "";
   Handle group = hdf5::open_group(file, kMeasurementGroup);

@@ -135,11 +135,9 @@ AnalysisResult analyze_run(const std::map<int64_t, std::string>& found, const st
 }
 
 /// The training step a Hugging Face directory's name gives (step143000, step_1000, checkpoint-500).
-std::optional<int64_t> step_of_hf_directory(const std::string& dir) {
+std::optional<int64_t> step_of_hf_directory(const hf::HfDirectory& directory) {
   static const std::regex pattern("(?:^|[^A-Za-z0-9])(?:step|checkpoint)[-_]?([0-9]{1,18})$", std::regex::icase);
-  fs::path path = fs::path(dir).lexically_normal();
-  if (path.filename().empty()) path = path.parent_path();
-  const std::string name = path.filename().string();
+  const std::string name = fs::path(directory.dir()).filename().string();
   std::smatch match;
   if (!std::regex_search(name, match, pattern)) return std::nullopt;
   return std::stoll(match[1].str());
@@ -257,7 +255,7 @@ AnalysisResult analyze_hf(const std::vector<std::string>& dirs, const std::strin
   for (const auto& dir : dirs) {
     auto directory = std::make_unique<hf::HfDirectory>(dir);
     hf::HfTransformer checked(directory->config(), hf::directory_checker(*directory));  // every tensor, no data
-    const auto named = step ? step : step_of_hf_directory(dir);
+    const auto named = step ? step : step_of_hf_directory(*directory);
     if (!named && dirs.size() > 1) {
       throw coupling::ConfigError("cannot tell the step of --hf " + dir + ": name the directories stepN, step_N or "
                                   "checkpoint-N (as Pythia's and the Trainer's checkpoints are)");

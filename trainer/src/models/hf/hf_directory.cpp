@@ -87,11 +87,10 @@ std::map<std::string, std::string> read_index(const fs::path& index_path) {
 
 }  // namespace
 
-HfDirectory::HfDirectory(const std::string& dir) : dir_(dir) {
+HfDirectory::HfDirectory(const std::string& dir) {
   // Without a trailing separator, so that the name (and the step in it) is the last component.
-  const fs::path root = fs::path(dir).lexically_normal().string().back() == '/'
-                            ? fs::path(dir).lexically_normal().parent_path()
-                            : fs::path(dir).lexically_normal();
+  fs::path root = fs::path(dir).lexically_normal();
+  if (!root.has_filename()) root = root.parent_path();
   dir_ = root.string();
   std::error_code ec;
   if (!fs::is_directory(root, ec)) throw coupling::DataError("--hf " + dir + " is not a directory");

@@ -106,10 +106,6 @@ at::Tensor read(const TensorSource& source, const std::string& name, const std::
   return present ? source(name, shape).to(dtype).contiguous() : at::Tensor();
 }
 
-}  // namespace
-
-namespace {
-
 /// The model-class prefix of a directory's tensor names, found from the token embedding's name.
 std::string weight_prefix(const HfDirectory& directory) {
   const std::string embedding = token_embedding_name(directory.config());
@@ -257,6 +253,10 @@ HfBlockImpl::Projections HfBlockImpl::project(const at::Tensor& attention_input,
   return p;
 }
 
+double HfBlockImpl::attention_scale() const {
+  return config_.scale_attention ? 1.0 / std::sqrt(static_cast<double>(config_.head_dim)) : 1.0;
+}
+
 std::pair<int64_t, int64_t> HfBlockImpl::visible_keys(int64_t position, int64_t tokens) const {
   if (!config_.causal) return {0, tokens - 1};
   const int64_t first = config_.sliding_window > 0 ? std::max<int64_t>(0, position - config_.sliding_window + 1) : 0;
@@ -271,8 +271,7 @@ at::Tensor HfBlockImpl::residual_branch(const at::Tensor& x) {
   const auto query = p.query.transpose(1, 2);                              // [B, H, T, hd]
   const auto key = p.key.repeat_interleave(group, 2).transpose(1, 2);      // [B, H, T, hd]
   const auto value = p.value.repeat_interleave(group, 2).transpose(1, 2);  // [B, H, T, hd]
-  auto scores = at::matmul(query, key.transpose(-2, -1));
-  if (config_.scale_attention) scores = scores / std::sqrt(static_cast<double>(config_.head_dim));
+  auto scores = at::matmul(query, key.transpose(-2, -1)) * attention_scale();
   if (config_.causal) {
     auto hidden = at::ones({tokens, tokens}, x.options().dtype(at::kBool)).triu(1);  // key after query
     if (config_.sliding_window > 0) hidden = hidden.logical_or(at::ones_like(hidden).tril(-config_.sliding_window));
@@ -312,7 +311,7 @@ at::Tensor HfBlockImpl::residual_branch_at_token(const at::Tensor& x, int64_t in
   const auto query = input_token == output_token
                          ? varied.query  // [B, H, hd]
                          : fixed.query.select(0, output_token - first).unsqueeze(0).expand({batch, config_.heads, config_.head_dim});
-  const double scale = config_.scale_attention ? 1.0 / std::sqrt(static_cast<double>(config_.head_dim)) : 1.0;
+  const double scale = attention_scale();
   // Scores against the fixed keys in one GEMM per head, then the input token's column swapped
   // for its varied key: no [B, n, d] tensor is built.
   const auto fixed_scores = at::einsum("bhe,nhe->bhn", {query, fixed_keys}) * scale;  // [B, H, n]

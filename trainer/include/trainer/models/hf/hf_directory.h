@@ -24,6 +24,7 @@ class HfDirectory {
   /// naming a missing shard or a tensor its shard lacks).
   explicit HfDirectory(const std::string& dir);
 
+  /// The directory, normalised and without a trailing separator (its last component is its name).
   const std::string& dir() const { return dir_; }
   const HfConfig& config() const { return config_; }
   /// Every tensor name in the checkpoint.

@@ -61,6 +61,8 @@ class HfBlockImpl : public torch::nn::Module {
   at::Tensor mlp(const at::Tensor& x, bool shared_rows) const;
   /// The block's output branch once the attention output `a` of token(s) `x` is known.
   at::Tensor finish(const at::Tensor& x, const at::Tensor& a, bool shared_rows) const;
+  /// The factor of the attention scores: 1 / sqrt(head_dim), or 1 (GPT-2's scale_attn_weights false).
+  double attention_scale() const;
   /// Keys a query at `position` sees: [first, last] (causal and windowed as the config says).
   std::pair<int64_t, int64_t> visible_keys(int64_t position, int64_t tokens) const;
 
