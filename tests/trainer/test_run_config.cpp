@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 namespace {
 
 using test_support::TempDir;
@@ -30,6 +32,10 @@ TEST(RunConfig, TomlRoundTrip) {
   config.train.data = "it's \"here\"";
   trainer::write_file_atomic(dir.file("config.toml"), trainer::to_toml(config));
   EXPECT_EQ(trainer::read_config_file(dir.file("config.toml")).train.data, config.train.data);
+  // Negative zero keeps its sign (fmt writes "-0", the TOML integer 0; fuzz/regressions/config/).
+  config.train.lr = -0.0;
+  trainer::write_file_atomic(dir.file("config.toml"), trainer::to_toml(config));
+  EXPECT_TRUE(std::signbit(trainer::read_config_file(dir.file("config.toml")).train.lr));
 }
 
 TEST(RunConfig, VitTomlRoundTripAndOwnDefaults) {

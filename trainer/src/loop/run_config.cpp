@@ -16,12 +16,15 @@ namespace {
 
 /// `value` as a TOML value: strings quoted and escaped by toml++, numbers in their shortest form
 /// that reads back exactly (fmt; "0.1", "1e-05": TOML floats, or integers, which read as numbers).
+/// Negative zero is "-0.0": fmt's "-0" is the TOML integer 0, which would lose the sign.
 template <class T>
 std::string format_value(const T& value) {
   if constexpr (std::is_same_v<T, std::string>) {
     std::ostringstream text;
     text << toml::value<std::string>(value);
     return text.str();
+  } else if constexpr (std::is_same_v<T, double>) {
+    return value == 0.0 && std::signbit(value) ? "-0.0" : fmt::format("{}", value);
   } else {
     return fmt::format("{}", value);
   }
