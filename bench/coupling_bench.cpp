@@ -26,6 +26,7 @@
 #include "coupling/engine/device.h"
 #include "coupling/error.h"
 #include "coupling/engine/measurement.h"
+#include "trainer/apps/command_line.h"
 #include "trainer/models/block_adapter.h"
 #include "trainer/models/gpt.h"
 #include "trainer/models/hf/hf_directory.h"
@@ -310,7 +311,8 @@ int main(int argc, char** argv) {
   std::string hf_dir;
   app.add_option("--hf", hf_dir, "Case 6 alone: a Hugging Face model directory's block Jacobian by method");
   app.add_option("--worker", worker, "(internal) METHOD D T")->expected(3);
-  CLI11_PARSE(app, argc, argv);
+  trainer::add_standard_flags(app);
+  if (const auto exit_status = trainer::parse_command_line(app, argc, argv)) return *exit_status;
   c10::Device device(c10::kCPU);
   try {
     device = coupling::resolve_device(device_spec);

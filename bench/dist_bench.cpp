@@ -7,6 +7,7 @@
 #include "coupling/dist/communicator.h"
 #include "coupling/dist/distributed_measurement.h"
 #include "coupling/engine/measurement.h"
+#include "trainer/apps/command_line.h"
 #include "trainer/models/gpt.h"
 #include "trainer/models/transformer_adapter.h"
 #include "trainer/loop/runtime.h"
@@ -32,7 +33,8 @@ int main(int argc, char** argv) {
   app.add_option("--probes", probes)->capture_default_str();
   app.add_option("--repeats", repeats)->capture_default_str();
   app.add_option("--threads", threads, "Intra-op threads per rank")->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  trainer::add_standard_flags(app);
+  if (const auto exit_status = trainer::parse_command_line(app, argc, argv)) return *exit_status;
   try {
     trainer::configure_threads(threads);
     const auto env = coupling::resolve_dist_env();

@@ -1,10 +1,13 @@
 // A user's own minimal training loop with the coupling callback: the user's model (mixer_model.h),
 // the user's data (noisy counting sequences) and optimizer; libcoupling adds a few lines:
-// an adapter, the callback, and the hook calls. Writes the HDF5 log given on the command line.
+// an adapter, the callback, and the hook calls. Writes the HDF5 log given on the command line,
+// and TensorBoard event files when a directory is given too.
 //
-//   custom_trainer LOG.h5 [STEPS=60]        (plot it: scripts/plot_coupling.py LOG.h5)
+//   custom_trainer LOG.h5 [STEPS=60] [TENSORBOARD_DIR]
+//   (plot it: scripts/plot_coupling.py LOG.h5; or tensorboard --logdir TENSORBOARD_DIR)
 #include "coupling/training/callback.h"
 #include "coupling/training/coupling_callback.h"
+#include "coupling/training/tensorboard_callback.h"
 #include "coupling/error.h"
 #include "mixer_model.h"
 
@@ -30,7 +33,7 @@ at::Tensor counting_batch(int64_t batch, int64_t tokens, int64_t vocab, at::Gene
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s LOG.h5 [STEPS=60]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s LOG.h5 [STEPS=60] [TENSORBOARD_DIR]\n", argv[0]);
     return 2;
   }
   const int64_t steps = argc > 2 ? std::stoll(argv[2]) : 60;
@@ -54,6 +57,8 @@ int main(int argc, char** argv) {
     coupling_callback = std::make_shared<coupling::CouplingCallback>(
         mixer_adapter(model), counting_batch(4, tokens, vocab, probe_rng), options);
     callbacks.add(coupling_callback);
+    // Optional: losses and every measurement's summaries in TensorBoard too (on_measurement).
+    if (argc > 3) callbacks.add(std::make_shared<coupling::TensorBoardCallback>(argv[3]));
     callbacks.on_train_begin({0, steps, false});
   } catch (const coupling::Error& e) {
     std::fprintf(stderr, "custom_trainer: %s\n", e.what());

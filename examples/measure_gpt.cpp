@@ -6,6 +6,7 @@
 #include "coupling/engine/device.h"
 #include "coupling/error.h"
 #include "coupling/engine/measurement.h"
+#include "trainer/apps/command_line.h"
 #include "trainer/data/byte_corpus.h"
 #include "trainer/loop/checkpoint.h"
 #include "trainer/models/gpt.h"
@@ -77,7 +78,8 @@ int main(int argc, char** argv) {
   app.add_option("--device", device_spec, std::string("Where to measure: ") + coupling::kDeviceChoices)
       ->capture_default_str();
   app.add_option("--spectrum", spectrum, "Top-K estimator: auto, exact or randomized")->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  trainer::add_standard_flags(app);
+  if (const auto exit_status = trainer::parse_command_line(app, argc, argv)) return *exit_status;
   try {
     const c10::Device device = coupling::resolve_device(device_spec);
     trainer::CouplingConfig engine;  // the trainer's defaults: K 10,30,50, the last token

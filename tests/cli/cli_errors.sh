@@ -81,8 +81,12 @@ expect_error resume_foreign_log "not an HDF5 file" "$work/logrun" --resume "$wor
 
 # A data-parallel launch (torchrun's variables) with a backend c10d does not have: refused before
 # any rendezvous. (The 2-process failures are in data_parallel.sh.)
-RANK=1 WORLD_SIZE=2 expect_error unknown_backend "unknown backend 'mpi': use gloo \\(CPU\\) or nccl \\(GPU\\)" "$work/o12" "${tiny[@]}" --backend mpi --out "$work/o12"
-expect_error bad_backend "--backend must be 'auto', 'gloo' or 'nccl'" "$work/o13" "${tiny[@]}" --backend mpi --out "$work/o13"
+# The flag's validator lists the choices; a config file's value meets the run config's own check.
+RANK=1 WORLD_SIZE=2 expect_error unknown_backend "--backend: mpi not in \\{auto,gloo,nccl\\}" "$work/o12" "${tiny[@]}" \
+  --backend mpi --out "$work/o12"
+printf 'backend = "mpi"\n' > "$work/bad_choices.toml"
+expect_error bad_backend "--backend must be 'auto', 'gloo' or 'nccl'" "$work/o13" "${tiny[@]}" \
+  --config "$work/bad_choices.toml" --out "$work/o13"
 
 # A CUDA device that is not there (no GPU, or a CPU-only LibTorch): one line saying which, and no
 # run directory at all.
@@ -91,7 +95,11 @@ expect_error device_cuda "--device cuda: (this LibTorch \\(.*\\) was built witho
 if [[ -e $work/o14 ]]; then echo "FAIL device_cuda: $work/o14 was created"; failures=$((failures + 1)); fi
 expect_error device_bad "--device 'tpu' is not a device: use cpu, cuda, cuda:N or auto" "$work/o15" "${tiny[@]}" \
   --device tpu --out "$work/o15"
-expect_error precision_bad "--precision .*fp16" "$work/o16" "${tiny[@]}" --precision fp16 --out "$work/o16"
+expect_error precision_bad "--precision: fp16 not in \\{fp32,bf16\\}" "$work/o16" "${tiny[@]}" --precision fp16 \
+  --out "$work/o16"
+printf 'precision = "fp16"\n' > "$work/bad_precision.toml"
+expect_error precision_bad_config "--precision 'fp16' is not a precision: use fp32 or bf16" "$work/o16" "${tiny[@]}" \
+  --config "$work/bad_precision.toml" --out "$work/o16"
 expect_error k_above_d "K = 32 is larger than the model's width d = 16: give K values up to 16" "$work/o17" \
   "${tiny[@]}" --k 4,32 --out "$work/o17"
 expect_error row_cap "one measurement would log .* MiB .*over the cap of 1 MiB: .*--max-row-mib" "$work/o18" \

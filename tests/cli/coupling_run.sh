@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The instrumented trainer end to end: the coupling log holds exactly the scheduled steps,
-# measuring does not change training (same loss curve as --log none), the plots script renders
-# it, and after SIGKILL at two points the log stays readable (h5py SWMR) and --resume completes
-# the run with a gapless, duplicate-free step axis.
+# The instrumented trainer end to end: the coupling log holds exactly the scheduled steps (and
+# reads back self-described through scripts/coupling_log.py), measuring does not change training
+# (same loss curve as --log none), the plots script renders it, and after SIGKILL at two points
+# the log stays readable (h5py SWMR) and --resume completes the run with a gapless,
+# duplicate-free step axis.
 # Usage: coupling_run.sh path/to/coupling-train
 set -euo pipefail
 bin=$1
@@ -17,6 +18,8 @@ tiny=(--data "$work/tiny.txt" --d-model 16 --layers 2 --heads 2 --context 16 --b
 # 1. Scheduled steps, training rows, and no effect on training.
 "$bin" gpt "${tiny[@]}" --steps 12 --ckpt-every 4 --eval-every 4 --measure-schedule "every:5 steps:3" --out "$work/a" > "$work/a.log" 2>&1
 $python "$here/python/check_log.py" "$work/a/coupling.h5" 0,3,5,10,12 --train-rows 12
+/usr/bin/python3 "$here/python/test_coupling_log.py" "$work/a/coupling.h5" > "$work/reader.log" 2>&1 ||
+  { cat "$work/reader.log"; exit 1; }
 "$bin" gpt "${tiny[@]}" --steps 12 --ckpt-every 4 --eval-every 4 --log none --out "$work/plain" > "$work/plain.log" 2>&1
 test ! -e "$work/plain/coupling.h5"
 cmp <(cut -d, -f1-2 "$work/a/train_log.csv") <(cut -d, -f1-2 "$work/plain/train_log.csv")

@@ -30,7 +30,7 @@ expect analyze_bad 2 "--device 'tpu' is not a device" "$bin/coupling-analyze" --
 expect analyze_cuda 2 "$cuda_error" "$bin/coupling-analyze" --checkpoints "$work" --device cuda
 expect measure_bad 2 "--device 'cuda:x': the device index must be a non-negative integer" \
   "$bin/measure_gpt" "$work" --device cuda:x
-expect measure_spectrum 2 "--spectrum must be 'auto', 'exact' or 'randomized'" \
+expect measure_spectrum 2 "--spectrum: svd not in \\{auto,exact,randomized\\}" \
   "$bin/measure_gpt" "$work" --spectrum svd
 expect bench_cuda 2 "$cuda_error" "$bin/coupling-bench" --quick --device cuda
 if [[ -e $work/checkpoints || -e $work/analysis.h5 ]]; then

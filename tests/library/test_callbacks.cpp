@@ -85,9 +85,25 @@ TEST(CallbackList, ForwardsHooksAndKeepsEachCallbacksStateApart) {
   EXPECT_EQ(b->saved, "9");
 }
 
-/// Runs a callback over `steps` fake updates whose wall clock advances by `seconds_per_step`.
-std::vector<int64_t> run_callback(const std::string& log, const std::string& schedule, double max_overhead,
-                                  double seconds_per_step, int64_t steps) {
+/// Hears the measurements a list's coupling callback publishes.
+struct MeasurementListener : coupling::TrainingCallback {
+  std::vector<int64_t> steps;
+  std::vector<double> blocks;
+  void on_measurement(const coupling::Measurement& m, int64_t step) override {
+    steps.push_back(step);
+    blocks.push_back(static_cast<double>(m.singular_values.size(2)));  // [P, n, L, Kmax]
+  }
+};
+
+struct CallbackRun {
+  std::vector<int64_t> logged;     ///< the log's measured steps
+  MeasurementListener published;   ///< what another callback of the list heard
+};
+
+/// Runs a coupling callback, in a list with a listener, over `steps` fake updates whose wall clock
+/// advances by `seconds_per_step`.
+CallbackRun run_callback(const std::string& log, const std::string& schedule, double max_overhead,
+                         double seconds_per_step, int64_t steps) {
   auto g = at::detail::createCPUGenerator(51);
   std::shared_ptr<coupling::ModelAdapter> adapter = engine_support::linear_blocks(
       {at::randn({6, 6}, g, at::TensorOptions()), at::randn({6, 6}, g, at::TensorOptions())});
@@ -96,22 +112,34 @@ std::vector<int64_t> run_callback(const std::string& log, const std::string& sch
   options.measurement.k_grid = {2};
   options.schedule = MeasurementSchedule::parse(schedule);
   options.max_overhead = max_overhead;
-  coupling::CouplingCallback callback(adapter, at::randn({2, 3, 6}, g, at::TensorOptions()), options);
-  callback.on_train_begin({0, steps, false});
+  auto listener = std::make_shared<MeasurementListener>();
+  coupling::CallbackList list;
+  list.add(std::make_shared<coupling::CouplingCallback>(adapter, at::randn({2, 3, 6}, g, at::TensorOptions()), options));
+  list.add(listener);
+  list.on_train_begin({0, steps, false});
   for (int64_t step = 1; step <= steps; ++step) {
-    callback.on_step_end({step, steps, 1.0, 1e-3, step, seconds_per_step * static_cast<double>(step), false});
+    list.on_step_end({step, steps, 1.0, 1e-3, step, seconds_per_step * static_cast<double>(step), false});
   }
-  return coupling::CouplingLog::resume(log, {"model", "", options.measurement.str(), 0, 1, {}}, steps)
-      .measured_steps();
+  return {coupling::CouplingLog::resume(log, {"model", "", options.measurement.str(), 0, 1, {}}, steps).measured_steps(),
+          *listener};
 }
 
 TEST(CouplingCallback, MeasuresTheScheduleAndDefersBeyondTheBudget) {
   test_support::TempDir dir;
-  EXPECT_EQ(run_callback(dir.file("a.h5"), "every:4", 0.0, 1.0, 10), (std::vector<int64_t>{0, 4, 8, 10}));
+  EXPECT_EQ(run_callback(dir.file("a.h5"), "every:4", 0.0, 1.0, 10).logged, (std::vector<int64_t>{0, 4, 8, 10}));
   // A generous budget (100 s of training per step) measures everything...
-  EXPECT_EQ(run_callback(dir.file("b.h5"), "every:4", 0.5, 100.0, 10), (std::vector<int64_t>{0, 4, 8, 10}));
+  EXPECT_EQ(run_callback(dir.file("b.h5"), "every:4", 0.5, 100.0, 10).logged, (std::vector<int64_t>{0, 4, 8, 10}));
   // ...a tiny one defers every scheduled measurement to the final step, which is never skipped.
-  EXPECT_EQ(run_callback(dir.file("c.h5"), "every:4", 1e-9, 1e-9, 10), (std::vector<int64_t>{0, 10}));
+  EXPECT_EQ(run_callback(dir.file("c.h5"), "every:4", 1e-9, 1e-9, 10).logged, (std::vector<int64_t>{0, 10}));
+}
+
+TEST(CouplingCallback, PublishesEveryMeasurementToTheOtherCallbacksOfItsList) {
+  test_support::TempDir dir;
+  for (const double budget : {0.0, 1e-9}) {
+    const auto run = run_callback(dir.file(budget > 0 ? "deferred.h5" : "all.h5"), "every:4", budget, 1e-9, 10);
+    EXPECT_EQ(run.published.steps, run.logged) << "budget " << budget;
+    EXPECT_EQ(run.published.blocks, std::vector<double>(run.logged.size(), 2.0));
+  }
 }
 
 TEST(CouplingCallback, RejectsMissingProbesAndMissingCheckpointState) {

@@ -1,8 +1,9 @@
 // libcoupling, all layers (docs/design.md). Include the narrower headers to pay for less:
 //   engine    measure() and what it computes, with no I/O and no distribution
-//   log       the crash-safe HDF5 coupling log
+//   log       the crash-safe HDF5 coupling log, TensorBoard event files
 //   dist      data-parallel jobs: environment, communicator, gradient averaging, shared measurement
-//   training  callbacks for a training loop, measurement schedules, CouplingCallback
+//   training  callbacks for a training loop, measurement schedules, CouplingCallback,
+//             TensorBoardCallback
 #pragma once
 
 #include "coupling/error.h"
@@ -14,6 +15,7 @@
 #include "coupling/engine/jacobian.h"
 #include "coupling/engine/measurement.h"
 #include "coupling/engine/model_adapter.h"
+#include "coupling/engine/progress.h"
 #include "coupling/engine/spectrum.h"
 #include "coupling/engine/torchscript_model.h"
 #include "coupling/engine/trajectory.h"
@@ -22,6 +24,7 @@
 #include "coupling/formats/sha256.h"
 #include "coupling/log/coupling_log.h"
 #include "coupling/log/records.h"
+#include "coupling/log/tensorboard_events.h"
 
 #include "coupling/dist/communicator.h"
 #include "coupling/dist/data_parallel.h"
@@ -31,3 +34,4 @@
 #include "coupling/training/callback.h"
 #include "coupling/training/coupling_callback.h"
 #include "coupling/training/schedule.h"
+#include "coupling/training/tensorboard_callback.h"

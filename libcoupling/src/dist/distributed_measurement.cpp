@@ -21,8 +21,11 @@ Measurement measure_split_by_probe(ModelAdapter& adapter, const at::Tensor& prob
   const Share own = contiguous_share(P, &communicator);
   const int64_t own_first = own.size() > 0 ? own.begin : 0;
   // The size cap counts all P probes on every rank: all ranks refuse alike, before any collective.
+  // Rank 0 alone shows progress (of its own slice, which is the largest).
+  MeasurementOptions slice_options = options;
+  if (communicator.rank() != 0) slice_options.progress_seconds = 0;
   Measurement m = measure_probe_slice(adapter, probe_inputs.narrow(0, own_first, std::max<int64_t>(own.size(), 1)),
-                                      options, own_first, P);
+                                      slice_options, own_first, P);
 
   std::vector<at::Tensor> parts;
   for (const auto& field : measurement_fields()) {

@@ -3,6 +3,7 @@
 #include "coupling/error.h"
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <limits>
@@ -21,7 +22,8 @@ double coupling_pair(const at::Tensor& j1, const at::Tensor& s1, const TopK& f2,
   return numerator / denominator;
 }
 
-at::Tensor coupling_matrices(const at::Tensor& jacobians, const TopK& factors, const std::vector<int64_t>& k_grid) {
+at::Tensor coupling_matrices(const at::Tensor& jacobians, const TopK& factors, const std::vector<int64_t>& k_grid,
+                             ProgressMeter* progress) {
   const int64_t n = jacobians.size(-3), d_out = jacobians.size(-2), d_in = jacobians.size(-1);
   const int64_t k_max = factors.s.size(-1);
   for (int64_t k : k_grid) {
@@ -40,6 +42,7 @@ at::Tensor coupling_matrices(const at::Tensor& jacobians, const TopK& factors, c
   // Rows i are processed in chunks so the [B, rows, N, K, K] intermediate stays near 64 MiB.
   const int64_t row_chunk = std::max<int64_t>(1, (int64_t{8} << 20) / std::max<int64_t>(1, batch * n * k_max * k_max));
   std::vector<at::Tensor> per_orientation;
+  int64_t done = 0;
   for (const auto orientation : {Orientation::kUJV, Orientation::kVJU}) {
     // ujv: right = V_j (input side), left = U_j; vju swaps them (J is square).
     const auto& right = orientation == Orientation::kUJV ? v : u;
@@ -64,6 +67,11 @@ at::Tensor coupling_matrices(const at::Tensor& jacobians, const TopK& factors, c
         by_normalisation[1].push_back(numerator / sk.sum(-1).unsqueeze(-1));
       }
       rows_out.push_back(at::stack({at::stack(by_normalisation[0], 1), at::stack(by_normalisation[1], 1)}, 1));
+      done += rows * n;
+      if (progress) {
+        progress->update(done, fmt::format("{}, rows {}/{} of {} x {} pairs",
+                                           orientation == Orientation::kUJV ? "ujv" : "vju", i0 + rows, n, n, n));
+      }
     }
     per_orientation.push_back(at::cat(rows_out, -2));  // [B, 2, nK, N, N]
   }

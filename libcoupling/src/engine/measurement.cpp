@@ -1,6 +1,7 @@
 #include "coupling/engine/measurement.h"
 
 #include "coupling/engine/fields.h"
+#include "coupling/engine/progress.h"
 #include "coupling/engine/trajectory.h"
 #include "coupling/error.h"
 
@@ -66,15 +67,18 @@ TopK reshape_factors(const TopK& f, int64_t p, int64_t n) {
 /// matrix of probe p is seeded with seed + first_probe + p, so a probe's result does not depend
 /// on which other probes share the call (or the rank).
 TopK top_singular_per_probe(const at::Tensor& jacobians, int64_t k, const MeasurementOptions& options,
-                            int64_t first_probe) {
+                            int64_t first_probe, const std::string& what) {
   std::vector<at::Tensor> u, s, v;
-  for (int64_t p = 0; p < jacobians.size(0); ++p) {
+  const int64_t P = jacobians.size(0);
+  ProgressMeter progress(what, P, options.progress_seconds);
+  for (int64_t p = 0; p < P; ++p) {
     RandomizedOptions randomized = options.randomized;
     randomized.seed += static_cast<uint64_t>(first_probe + p);
     const TopK f = top_singular(jacobians.select(0, p), k, options.spectrum, options.precision, randomized);
     u.push_back(f.u);
     s.push_back(f.s);
     v.push_back(f.v);
+    progress.update(p + 1, "probes");
   }
   return {at::stack(u), at::stack(s), at::stack(v)};
 }
@@ -126,6 +130,9 @@ Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs
   const auto on_model = stacked.options();  // the model's device, float32
   auto diag = at::empty({P, n, L, d, d}, on_model);
   auto context = np > 0 ? at::empty({P, L, np, d, d}, on_model) : at::Tensor();
+  const auto outputs = static_cast<int64_t>(by_output.size());
+  ProgressMeter progress("measurement Jacobians", P * L * outputs, options.progress_seconds);
+  int64_t done = 0;
   for (int64_t p = 0; p < P; ++p) {
     for (int64_t l = 0; l < L; ++l) {
       const auto x = stacked.select(0, p).select(1, l);  // block l's input X^l of probe p: [T, d]
@@ -138,6 +145,7 @@ Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs
           if (targets[r].diag_index >= 0) diag.select(0, p).select(0, targets[r].diag_index).select(0, l).copy_(jr);
           if (targets[r].context_index >= 0) context.select(0, p).select(0, l).select(0, targets[r].context_index).copy_(jr);
         }
+        progress.update(++done, fmt::format("probe {}/{}, block {}/{}, output token {}", p + 1, P, l + 1, L, output));
       }
     }
   }
@@ -146,30 +154,40 @@ Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs
 
   // 4. Spectra.
   t0 = Clock::now();
-  const TopK diag_factors = top_singular_per_probe(diag, k_max, options, first_probe);  // [P, n, L, ...]
-  const TopK context_factors = np > 0 ? top_singular_per_probe(context, k_max, options, first_probe) : TopK{};
+  const TopK diag_factors =
+      top_singular_per_probe(diag, k_max, options, first_probe, "measurement spectra");  // [P, n, L, ...]
+  const TopK context_factors =
+      np > 0 ? top_singular_per_probe(context, k_max, options, first_probe, "measurement context spectra") : TopK{};
   m.singular_values = diag_factors.s;
   m.timings.spectra = seconds_since(t0);
 
   // 5. Coupling matrices and their summaries.
   t0 = Clock::now();
+  // Progress of a coupling set of N Jacobians: its 2 N^2 (orientation, i, j) entries.
+  const auto coupling_progress = [&](const char* what, int64_t set_size) {
+    return ProgressMeter(fmt::format("measurement {} coupling", what), 2 * set_size * set_size, options.progress_seconds);
+  };
   m.depth_coupling = coupling_matrices(diag, diag_factors, m.k_grid);
   m.depth_mean_offdiag = mean_off_diagonal(m.depth_coupling);
   m.depth_mean_adjacent = mean_adjacent(m.depth_coupling);
   if (n >= 2) {
     const auto by_block = diag.permute({0, 2, 1, 3, 4}).contiguous();  // [P, L, n, d, d]
     const auto by_block_factors = permute_factors(diag_factors, {0, 2, 1});
-    m.token_coupling = coupling_matrices(by_block, by_block_factors, m.k_grid);
+    auto token_progress = coupling_progress("token", n);
+    m.token_coupling = coupling_matrices(by_block, by_block_factors, m.k_grid, &token_progress);
     m.token_mean_offdiag = mean_off_diagonal(m.token_coupling);
     if (m.has_block_token_coupling) {
+      auto block_token_progress = coupling_progress("block-by-token", L * n);
       m.block_token_coupling = coupling_matrices(by_block.reshape({P, L * n, d, d}),
-                                                 reshape_factors(by_block_factors, P, L * n), m.k_grid);
+                                                 reshape_factors(by_block_factors, P, L * n), m.k_grid,
+                                                 &block_token_progress);
       m.block_token_mean_offdiag = mean_off_diagonal(m.block_token_coupling);
     }
   }
   if (np > 0) {
+    auto context_progress = coupling_progress("context", L * np);
     m.context_coupling = coupling_matrices(context.reshape({P, L * np, d, d}),
-                                           reshape_factors(context_factors, P, L * np), m.k_grid);
+                                           reshape_factors(context_factors, P, L * np), m.k_grid, &context_progress);
     std::vector<int64_t> input_of, output_of;
     for (int64_t l = 0; l < L; ++l) {
       for (const auto& pair : m.context_pairs) {

@@ -33,9 +33,13 @@ std::string join(const std::vector<T>& values) {
 }
 
 constexpr const char* kTokenModes[] = {"last", "list", "all"};
-constexpr const char* kSpectrumMethods[] = {"auto", "exact", "randomized"};
 
 }  // namespace
+
+const std::vector<std::string>& spectrum_method_names() {
+  static const std::vector<std::string> names{"auto", "exact", "randomized"};  // SpectrumMethod order
+  return names;
+}
 
 MeasurementOptions MeasurementOptions::parse(const std::string& k, const std::string& tokens,
                                              const std::string& context_pairs, const std::string& spectrum,
@@ -79,8 +83,8 @@ MeasurementOptions MeasurementOptions::parse(const std::string& k, const std::st
     }
   }
   bool known = false;
-  for (size_t i = 0; i < std::size(kSpectrumMethods); ++i) {
-    if (spectrum == kSpectrumMethods[i]) {
+  for (size_t i = 0; i < spectrum_method_names().size(); ++i) {
+    if (spectrum == spectrum_method_names()[i]) {
       options.spectrum = static_cast<SpectrumMethod>(i);
       known = true;
     }
@@ -96,7 +100,7 @@ std::string MeasurementOptions::str() const {
   for (size_t i = 0; i < tokens.context_pairs.size(); ++i) {
     out << (i ? "," : "") << tokens.context_pairs[i].input << ":" << tokens.context_pairs[i].output;
   }
-  out << " spectrum=" << kSpectrumMethods[static_cast<int>(spectrum)]
+  out << " spectrum=" << spectrum_method_names()[static_cast<size_t>(spectrum)]
       << " precision=" << (precision == SvdPrecision::kFloat64 ? "fp64" : "fp32");
   if (spectrum != SpectrumMethod::kExact) {
     out << " oversample=" << randomized.oversample << " power_iterations=" << randomized.power_iterations

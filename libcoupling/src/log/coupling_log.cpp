@@ -122,10 +122,17 @@ const std::vector<LoggedDataset>& logged_datasets() {
   return datasets;
 }
 
+/// An axis of a fixed root dataset: its dimension scale's name (values 0..n-1), description and labels.
+struct RootAxis {
+  std::string name;
+  std::string description;
+  std::vector<const char*> labels = {};
+};
+
 /// A fixed dataset `name` holding `values` (int64 when they are integers, else float32), with
-/// its description and units.
+/// its description, units and a dimension scale on each axis (created under `parent` once).
 void write_tensor(hid_t parent, const std::string& name, const at::Tensor& values, const std::string& description,
-                  const std::string& units) {
+                  const std::string& units, const std::vector<RootAxis>& axes) {
   const bool integer = !at::isFloatingType(values.scalar_type());
   const auto data = values.to(integer ? at::kLong : at::kFloat).cpu().contiguous();
   std::vector<hsize_t> dims(data.sizes().begin(), data.sizes().end());
@@ -138,13 +145,40 @@ void write_tensor(hid_t parent, const std::string& name, const at::Tensor& value
                  data.data_ptr()),
         "writing " + name);
   hdf5::describe(ds.get(), description, units);
+  std::vector<std::string> scales;
+  for (size_t axis = 0; axis < axes.size(); ++axis) {
+    const auto& spec = axes[axis];
+    if (!hdf5::exists(parent, spec.name)) {
+      std::vector<int64_t> indices(dims[axis]);
+      for (size_t i = 0; i < indices.size(); ++i) indices[i] = static_cast<int64_t>(i);
+      hdf5::write_scale(parent, spec.name, indices, spec.description, spec.labels);
+    }
+    scales.push_back(spec.name);
+  }
+  hdf5::attach(ds.get(), parent, scales);
+}
+
+/// The axes of /probes: token ids [probe, position], images [probe, channel, row, column], else
+/// [probe, input_axis_1, ...].
+std::vector<RootAxis> probe_axes(const at::Tensor& probes) {
+  std::vector<RootAxis> axes{{"probe", "probe index (a row of /probes)"}};
+  if (!at::isFloatingType(probes.scalar_type()) && probes.dim() == 2) {
+    axes.push_back({"position", "token position in the probe"});
+  } else if (probes.dim() == 4) {
+    axes.insert(axes.end(), {{"channel", "image channel"}, {"row", "pixel row"}, {"column", "pixel column"}});
+  } else {
+    for (int64_t axis = 1; axis < probes.dim(); ++axis) {
+      axes.push_back({"input_axis_" + std::to_string(axis), "axis " + std::to_string(axis) + " of a probe input"});
+    }
+  }
+  return axes;
 }
 
 void write_probes(hid_t file, const at::Tensor& probes) {
   if (!probes.defined()) return;
   const bool integer = !at::isFloatingType(probes.scalar_type());
   write_tensor(file, "probes", probes, integer ? "probe inputs: token ids [probe, position]" : "probe inputs [probe, ...]",
-               integer ? "token ids" : "model input units");
+               integer ? "token ids" : "model input units", probe_axes(probes));
 }
 
 /// Whether the file's /probes hold exactly `probes` (the run identity: data, seed, probe count).
@@ -172,7 +206,9 @@ void write_context_pairs(hid_t file, const std::vector<TokenPair>& pairs) {
   write_tensor(file, "context_pairs", at::tensor(values, at::kLong).view({-1, 2}),
                "context pair c: (input token t1, output token t2) of J_{t1 t2}; /measurement's context axis is "
                "(layer - 1) * np + c",
-               "token positions");
+               "token positions",
+               {{"context_pair", "context pair index c"},
+                {"pair_token", "0 = input token t1, 1 = output token t2", {"input", "output"}}});
 }
 
 /// Names of the links in a group.
@@ -341,7 +377,7 @@ struct CouplingLog::Impl {
       for (const auto& axis : d.axes()) {
         if (axis == "step" || !scales.insert(axis).second) continue;
         const AxisSpec& spec = measurement_axis(axis);
-        hdf5::write_scale(g, axis, spec.values(m), spec.description);
+        hdf5::write_scale(g, axis, spec.values(m), spec.description, spec.labels);
       }
     }
     if (!m.context_pairs.empty()) write_context_pairs(file.get(), m.context_pairs);
@@ -432,7 +468,11 @@ CouplingLog CouplingLog::create(const std::string& path, const LogMetadata& meta
   hdf5::write_int_attribute(file, "world_size", metadata.world_size);
   hdf5::write_string_attribute(file, "training_precision", metadata.training_precision);
   write_probes(file, metadata.probes);
-  hdf5::make_group(file, kMeasurementGroup);
+  {
+    Handle measurement = hdf5::make_group(file, kMeasurementGroup);
+    hdf5::write_string_attribute(measurement.get(), "description",
+                                 "one row per measurement: the coupling, trajectory and norm fields (docs/metrics.md)");
+  }
   {
     Handle train = hdf5::make_group(file, TrainingRecord::kGroup);
     hdf5::write_string_attribute(train.get(), "description", "training loss of each update (the trainer's cadence)");

@@ -71,7 +71,7 @@ Handle open_group(hid_t parent, const std::string& name) {
 bool exists(hid_t parent, const std::string& path) { return H5Lexists(parent, path.c_str(), H5P_DEFAULT) > 0; }
 
 void write_scale(hid_t parent, const std::string& name, const std::vector<int64_t>& values,
-                 const std::string& description) {
+                 const std::string& description, const std::vector<const char*>& labels) {
   hsize_t n = values.size();
   Handle space(H5Screate_simple(1, &n, nullptr), H5Sclose);
   Handle ds(check(H5Dcreate2(parent, name.c_str(), H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
@@ -81,7 +81,19 @@ void write_scale(hid_t parent, const std::string& name, const std::vector<int64_
     check(H5Dwrite(ds.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), "writing scale " + name);
   }
   check(H5DSset_scale(ds.get(), name.c_str()), "H5DSset_scale " + name);
-  write_string_attribute(ds.get(), "description", description);
+  describe(ds.get(), description, "1");  // indices, counts and codes
+  if (labels.empty()) return;
+  std::string meanings;
+  for (const char* label : labels) meanings += (meanings.empty() ? "" : " ") + std::string(label);
+  hsize_t count = labels.size();
+  Handle flag_space(H5Screate_simple(1, &count, nullptr), H5Sclose);
+  Handle flags(check(H5Acreate2(ds.get(), "flag_values", H5T_STD_I64LE, flag_space.get(), H5P_DEFAULT, H5P_DEFAULT),
+                     "creating flag_values of " + name),
+               H5Aclose);
+  std::vector<int64_t> codes(labels.size());
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<int64_t>(i);
+  check(H5Awrite(flags.get(), H5T_NATIVE_INT64, codes.data()), "writing flag_values of " + name);
+  write_string_attribute(ds.get(), "flag_meanings", meanings);
 }
 
 void attach(hid_t dataset, hid_t parent, const std::vector<std::string>& scales) {

@@ -2,6 +2,7 @@
 
 #include "coupling/log/coupling_log.h"
 #include "coupling/error.h"
+#include "coupling/engine/progress.h"
 #include "coupling/engine/torchscript_model.h"
 #include "trainer/data/byte_corpus.h"
 #include "trainer/loop/checkpoint.h"
@@ -51,6 +52,9 @@ AnalysisResult measure_into_log(const std::string& log_path, const coupling::Log
   const std::set<int64_t> done(done_steps.begin(), done_steps.end());
   const int64_t last_done = done_steps.empty() ? -1 : done_steps.back();
   AnalysisResult result{log_path, 0, 0};
+  const auto to_measure = static_cast<int64_t>(
+      std::count_if(models.begin(), models.end(), [&](const SavedModel& m) { return done.count(m.step) == 0; }));
+  const auto loop_start = std::chrono::steady_clock::now();
   for (const auto& model : models) {
     if (done.count(model.step) > 0) {
       ++result.skipped;
@@ -69,9 +73,13 @@ AnalysisResult measure_into_log(const std::string& log_path, const coupling::Log
     log.append({model.step, model.step, model.step * items_per_step, 0.0, seconds, 0.0}, m);
     ++result.measured;
     const auto& t = m.timings;
-    spdlog::info("step {:>6} ({}/{}): {}, {:.1f} s (forward {:.1f}, Jacobians {:.1f}, spectra {:.1f}, coupling {:.1f})",
-                 model.step, result.measured + result.skipped, models.size(), coupling::headline(m), seconds, t.forward,
-                 t.jacobians, t.spectra, t.coupling);
+    // The ETA counts loading too: the average model so far, times the models left.
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count();
+    const double eta = elapsed / static_cast<double>(result.measured) * static_cast<double>(to_measure - result.measured);
+    spdlog::info(
+        "step {:>6} ({}/{}): {}, {:.1f} s (forward {:.1f}, Jacobians {:.1f}, spectra {:.1f}, coupling {:.1f}) | ETA {}",
+        model.step, result.measured + result.skipped, models.size(), coupling::headline(m), seconds, t.forward,
+        t.jacobians, t.spectra, t.coupling, coupling::format_duration(eta));
   }
   return result;
 }

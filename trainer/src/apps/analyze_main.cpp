@@ -13,6 +13,7 @@
 #include "coupling/engine/device.h"
 #include "coupling/error.h"
 #include "trainer/apps/analysis.h"
+#include "trainer/apps/command_line.h"
 #include "trainer/apps/exit_status.h"
 #include "trainer/loop/runtime.h"
 
@@ -62,7 +63,8 @@ int main(int argc, char** argv) {
   app.add_option("--device", device_spec, std::string("Where to measure: ") + coupling::kDeviceChoices +
                                               " (auto: CUDA when a device is visible)")
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  trainer::add_standard_flags(app);
+  if (const auto exit_status = trainer::parse_command_line(app, argc, argv)) return *exit_status;
   try {
     if (run_dir.empty() && torchscript.empty() && hf_dirs.empty()) {
       throw coupling::ConfigError("say what to analyse: --checkpoints RUN_DIR, --hf DIR or --torchscript FILE|DIR");

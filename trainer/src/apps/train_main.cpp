@@ -8,6 +8,7 @@
 #include "coupling/engine/device.h"
 #include "coupling/dist/dist_env.h"
 #include "coupling/error.h"
+#include "trainer/apps/command_line.h"
 #include "trainer/apps/exit_status.h"
 #include "trainer/loop/gpt_trainer.h"
 #include "trainer/loop/run_config.h"
@@ -119,11 +120,10 @@ int main(int argc, char** argv) {
                                         argc, argv);
   Subcommand<trainer::VitRunConfig> vit(app, "vit", "Train a Vision Transformer on MNIST-format images (default: "
                                                     "Fashion-MNIST)", argc, argv);
+  trainer::add_standard_flags(app);
   try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  } catch (const coupling::Error& e) {
+    if (const auto exit_status = trainer::parse_command_line(app, argc, argv)) return *exit_status;
+  } catch (const coupling::Error& e) {  // a --config file that cannot be read
     spdlog::error("{}", e.what());
     return trainer::kUserErrorExit;
   }

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <optional>
@@ -112,10 +113,15 @@ VitRunConfig::VitRunConfig() {
   coupling.tokens = "cls,center";
 }
 
+const std::vector<std::string>& augment_choices() {
+  static const std::vector<std::string> choices{"none", "crop", "crop+flip"};
+  return choices;
+}
+
 void VitRunConfig::validate() const {
   train.validate();  // the model is checked once the data gives its image size (VitImpl)
   coupling.validate();
-  require(augment == "none" || augment == "crop" || augment == "crop+flip",
+  require(std::find(augment_choices().begin(), augment_choices().end(), augment) != augment_choices().end(),
           "--augment must be 'none', 'crop' or 'crop+flip' (got '" + augment + "')");
 }
 

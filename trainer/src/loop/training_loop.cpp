@@ -2,8 +2,10 @@
 
 #include "coupling/training/callback.h"
 #include "coupling/training/coupling_callback.h"
+#include "coupling/training/tensorboard_callback.h"
 #include "coupling/dist/data_parallel.h"
 #include "coupling/engine/device.h"
+#include "coupling/engine/progress.h"
 #include "coupling/error.h"
 #include "coupling/version.h"
 #include "trainer/loop/checkpoint.h"
@@ -39,13 +41,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-std::string format_duration(double seconds) {
-  const auto total = static_cast<int64_t>(std::llround(seconds));
-  if (total >= 3600) return fmt::format("{}h{:02d}m", total / 3600, (total % 3600) / 60);
-  if (total >= 60) return fmt::format("{}m{:02d}s", total / 60, total % 60);
-  return fmt::format("{}s", total);
 }
 
 /// AdamW with weight decay on matrices and embeddings only (not on biases or LayerNorm gains).
@@ -377,6 +372,9 @@ void TrainingRun::setup(const TaskFactory& make_task, bool resume) {
         std::make_shared<coupling::CouplingCallback>(task_->adapter(), instrumentation_.probes, coupling_options);
     callbacks_.add(coupling_callback_);
   }
+  if (writer_ && !train_.tensorboard.empty()) {
+    callbacks_.add(std::make_shared<coupling::TensorBoardCallback>(train_.tensorboard));
+  }
   if (resume_from_) callbacks_.on_checkpoint_load(state_.step, state_.callback_state);
   seconds_before_ = state_.train_seconds;
   measure_seconds_before_ = measure_seconds();
@@ -461,7 +459,7 @@ void TrainingRun::step() {
     const double rate = static_cast<double>(items_per_step_) / per_step;
     spdlog::info("step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {:.1f}k {}/s | ETA {} (training only)",
                  state_.step, train_.steps, loss_value, lr, grad_norm, rate / 1e3, task_->unit(),
-                 format_duration(per_step * static_cast<double>(train_.steps - state_.step)));
+                 coupling::format_duration(per_step * static_cast<double>(train_.steps - state_.step)));
   }
   if ((train_.eval_every > 0 && state_.step % train_.eval_every == 0) || last) evaluate();
   if (checkpoint_now) save_checkpoint_now();
@@ -522,7 +520,7 @@ TrainSummary TrainingRun::finish() {
   }
   std::vector<Metric> all_metrics(summary.metrics.begin(), summary.metrics.end());
   spdlog::info("summary: step {} | {} | {:.0f} {}/s | {}", summary.final_step, join_metrics(all_metrics),
-               summary.items_per_second, task_->unit(), format_duration(summary.wall_seconds));
+               summary.items_per_second, task_->unit(), coupling::format_duration(summary.wall_seconds));
   if (communicator_) {
     spdlog::info("data-parallel: {:.1f} s of {:.1f} s training in gradient/loss all-reduces ({:.1f}%)",
                  summary.communication_seconds, session_seconds,

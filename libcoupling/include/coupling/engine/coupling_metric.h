@@ -9,6 +9,7 @@
 // of J_j) of a set of Jacobians, computed as a few large matrix products.
 #pragma once
 
+#include "coupling/engine/progress.h"
 #include "coupling/engine/spectrum.h"
 
 #include <ATen/core/Tensor.h>
@@ -29,7 +30,9 @@ double coupling_pair(const at::Tensor& j1, const at::Tensor& s1, const TopK& f2,
 /// Coupling matrices of the set of N Jacobians in `jacobians` ([..., N, d, d]) with their top-K
 /// factors (`factors` with [..., N, d, Kmax], s [..., N, Kmax]), for every K in `k_grid`
 /// (each <= Kmax). Returns float64 [..., 2 (ujv, vju), 2 (norm, trace), k_grid.size(), N, N].
-at::Tensor coupling_matrices(const at::Tensor& jacobians, const TopK& factors, const std::vector<int64_t>& k_grid);
+/// `progress`, if given, counts the 2 N^2 (orientation, i, j) entries as they are done.
+at::Tensor coupling_matrices(const at::Tensor& jacobians, const TopK& factors, const std::vector<int64_t>& k_grid,
+                             ProgressMeter* progress = nullptr);
 
 /// Mean of m[..., i, j] over ordered pairs i != j (the model-level summary). [..., N, N] -> [...].
 at::Tensor mean_off_diagonal(const at::Tensor& m);

@@ -24,6 +24,8 @@ struct AxisSpec {
   const char* description;
   /// Coordinate values of this axis for a layout (its size is their count).
   std::vector<int64_t> (*values)(const MeasurementLayout& layout);
+  /// Names of the coded values 0, 1, ... of a categorical axis (logged as CF flag_meanings); or empty.
+  std::vector<const char*> labels = {};
 };
 
 /// How a field reaches the log.

@@ -47,6 +47,9 @@ struct MeasurementOptions {
   /// Refuse (ConfigError, before any Jacobian) a measurement whose logged fields would take more
   /// than this many bytes as float64: token and block-by-token coupling grow as tokens^2.
   int64_t max_row_bytes = int64_t{256} << 20;
+  /// While a measurement runs: a progress line with an ETA at most every this many seconds (none
+  /// for a measurement that ends sooner); 0 = silent. Not part of str(): it changes no value.
+  double progress_seconds = 5.0;
 
   /// Options from the command-line texts: k "4,8" (K > d is an error; "" or the default grid
   /// "10,30,50" = the default grid, capped at d); tokens "last", "all" or a comma list
@@ -60,6 +63,9 @@ struct MeasurementOptions {
   /// stored in logs and compared on resume.
   std::string str() const;
 };
+
+/// The names of SpectrumMethod's values, in order: the choices of --spectrum.
+const std::vector<std::string>& spectrum_method_names();
 
 struct MeasurementTimings {
   double forward = 0, jacobians = 0, spectra = 0, coupling = 0, trajectories = 0, total = 0;  ///< seconds

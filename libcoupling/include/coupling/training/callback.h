@@ -11,6 +11,10 @@
 //                on_eval(eval)            when the trainer evaluated at this step
 //                on_checkpoint_save(...)  when the trainer writes a checkpoint at this step
 //   on_train_end(last)
+//   on_measurement(m, step)               whenever a measuring callback (CouplingCallback) of the
+//                                         same list has just measured (step 0 inside
+//                                         on_train_begin, then inside on_step_end/on_train_end);
+//                                         forward its values anywhere (TensorBoard, W&B, a logger)
 // When resuming, the trainer calls on_checkpoint_load(state) before on_setup, with the
 // strings the callback stored in on_checkpoint_save, so its schedule position survives.
 #pragma once
@@ -22,6 +26,8 @@
 #include <vector>
 
 namespace coupling {
+
+struct Measurement;  // coupling/engine/measurement.h
 
 /// Key -> text a callback keeps inside the trainer's checkpoint.
 using CallbackState = std::map<std::string, std::string>;
@@ -59,12 +65,33 @@ class TrainingCallback {
   virtual void on_checkpoint_save(int64_t /*step*/, CallbackState& /*state*/) {}
   virtual void on_checkpoint_load(int64_t /*step*/, const CallbackState& /*state*/) {}
   virtual void on_train_end(const StepEnd&) {}
+  /// A measurement taken at `step` by a callback of the same CallbackList (every rank's list gets
+  /// the whole measurement when data-parallel).
+  virtual void on_measurement(const Measurement& /*measurement*/, int64_t /*step*/) {}
+
+ protected:
+  /// Hands a measurement to on_measurement of every callback in the list this one was added to
+  /// (nothing when it is in no list).
+  void publish(const Measurement& measurement, int64_t step) {
+    if (list_) list_->on_measurement(measurement, step);
+  }
+
+ private:
+  friend class CallbackList;
+  TrainingCallback* list_ = nullptr;  ///< the CallbackList this callback was added to
 };
 
 /// Forwards every hook to each callback in order; state keys are prefixed with the index.
 class CallbackList : public TrainingCallback {
  public:
-  void add(std::shared_ptr<TrainingCallback> callback) { callbacks_.push_back(std::move(callback)); }
+  CallbackList() = default;
+  CallbackList(const CallbackList&) = delete;  // its callbacks publish to this list
+  CallbackList& operator=(const CallbackList&) = delete;
+
+  void add(std::shared_ptr<TrainingCallback> callback) {
+    callback->list_ = this;
+    callbacks_.push_back(std::move(callback));
+  }
   bool empty() const { return callbacks_.empty(); }
 
   void on_setup(const TrainBegin& b) override {
@@ -98,6 +125,9 @@ class CallbackList : public TrainingCallback {
   }
   void on_train_end(const StepEnd& s) override {
     for (auto& c : callbacks_) c->on_train_end(s);
+  }
+  void on_measurement(const Measurement& m, int64_t step) override {
+    for (auto& c : callbacks_) c->on_measurement(m, step);
   }
 
  private:

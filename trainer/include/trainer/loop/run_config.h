@@ -39,6 +39,7 @@ struct TrainConfig {
   std::string backend = "auto";  ///< data-parallel collectives: auto (nccl on CUDA, else gloo), gloo or nccl
   int64_t dist_timeout = 300;    ///< seconds a rendezvous or collective may wait for the other ranks
   int64_t check_every = 100;     ///< data-parallel parameter checksum every N steps (0 = checkpoints only)
+  std::string tensorboard;       ///< TensorBoard event directory; empty = none
 
   static constexpr int64_t kMaxThreads = 1024;  ///< more intra-op threads than this is a typo
 
@@ -103,6 +104,8 @@ void visit_train_fields(Visitor& v, Train&... t) {
     t.dist_timeout...);
   v("check-every", "Data-parallel: compare the ranks' parameters every N steps (0 = at checkpoints)",
     P::kMayChange, t.check_every...);
+  v("tensorboard", "Also stream losses, learning rate and the measurement summaries to TensorBoard event files in "
+    "this directory (tensorboard --logdir DIR)", P::kMayChange, t.tensorboard...);
 }
 
 /// The coupling instrumentation's fields.
@@ -147,6 +150,9 @@ struct GptRunConfig {
     v("dropout", "Dropout probability", P::kMustMatch, c.model.dropout...);
   }
 };
+
+/// The choices of --augment: "none", "crop" (pad 2, random crop), "crop+flip".
+const std::vector<std::string>& augment_choices();
 
 /// A `coupling-train vit` run: its own defaults for the loop and the instrumentation.
 struct VitRunConfig {

@@ -1,0 +1,36 @@
+#include "coupling/engine/progress.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <utility>
+
+namespace coupling {
+
+std::string format_duration(double seconds) {
+  const auto total = static_cast<int64_t>(std::llround(std::max(seconds, 0.0)));
+  if (total >= 3600) return fmt::format("{}h{:02d}m", total / 3600, (total % 3600) / 60);
+  if (total >= 60) return fmt::format("{}m{:02d}s", total / 60, total % 60);
+  return fmt::format("{}s", total);
+}
+
+ProgressMeter::ProgressMeter(std::string what, int64_t total_units, double interval_seconds)
+    : what_(std::move(what)), total_(total_units), interval_(interval_seconds), start_(Clock::now()),
+      last_line_(start_) {}
+
+double ProgressMeter::elapsed_seconds() const {
+  return std::chrono::duration<double>(Clock::now() - start_).count();
+}
+
+void ProgressMeter::update(int64_t done, const std::string& where) {
+  if (interval_ <= 0 || done <= 0 || total_ <= 0) return;
+  const auto now = Clock::now();
+  if (std::chrono::duration<double>(now - last_line_).count() < interval_) return;
+  last_line_ = now;
+  const double elapsed = elapsed_seconds();
+  const double remaining = elapsed / static_cast<double>(done) * static_cast<double>(total_ - done);
+  spdlog::info("{}: {}/{}{} | {} elapsed | ETA {}", what_, done, total_, where.empty() ? "" : " (" + where + ")",
+               format_duration(elapsed), format_duration(remaining));
+}
+
+}  // namespace coupling

@@ -1,0 +1,58 @@
+#include "coupling/training/tensorboard_callback.h"
+
+#include "coupling/engine/fields.h"
+#include "coupling/engine/measurement.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <utility>
+
+namespace coupling {
+
+TensorBoardCallback::TensorBoardCallback(std::string directory) : directory_(std::move(directory)) {}
+
+TensorBoardWriter& TensorBoardCallback::writer() {
+  if (!writer_) writer_.emplace(directory_);
+  return *writer_;
+}
+
+void TensorBoardCallback::on_step_end(const StepEnd& s) {
+  writer().add_scalar("train/loss", s.step, s.loss);
+  writer().add_scalar("train/lr", s.step, s.lr);
+  writer().flush();
+}
+
+void TensorBoardCallback::on_eval(const EvalResult& eval) {
+  writer().add_scalar("eval/val_loss", eval.step, eval.val_loss);
+  writer().flush();
+}
+
+void TensorBoardCallback::on_measurement(const Measurement& m, int64_t step) {
+  const auto& orientations = measurement_axis("orientation").labels;
+  const auto& normalisations = measurement_axis("normalisation").labels;
+  using Summary = std::pair<const char*, const at::Tensor*>;
+  for (const auto& [name, field] : {Summary{"offdiag", &m.depth_mean_offdiag}, Summary{"adjacent", &m.depth_mean_adjacent}}) {
+    if (!field->defined()) continue;
+    const auto means = field->mean(at::IntArrayRef{0, 1});  // [orientation, normalisation, K]
+    for (size_t o = 0; o < orientations.size(); ++o) {
+      for (size_t n = 0; n < normalisations.size(); ++n) {
+        for (size_t k = 0; k < m.k_grid.size(); ++k) {
+          writer().add_scalar(fmt::format("coupling/{}_K{}_{}_{}", name, m.k_grid[k], orientations[o], normalisations[n]),
+                             step, means[static_cast<int64_t>(o)][static_cast<int64_t>(n)][static_cast<int64_t>(k)]
+                                       .item<double>());
+        }
+      }
+    }
+  }
+  writer().add_scalar("trajectory/line_shape_score", step, m.line_shape_score.mean().item<double>());
+  writer().add_scalar("trajectory/norm_growth_rate", step, m.norm_growth_rate.mean().item<double>());
+  writer().add_scalar("measurement/seconds", step, m.timings.total);
+  writer().flush();
+}
+
+void TensorBoardCallback::on_train_end(const StepEnd&) {
+  if (writer_) writer_->flush();
+}
+
+}  // namespace coupling
