@@ -43,7 +43,6 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
-#include <sstream>
 
 namespace fs = std::filesystem;
 
@@ -165,6 +164,7 @@ void bench_measurement(Report& report, bool quick, int repeats, c10::Device devi
   coupling::Measurement kept;
   for (const auto spectrum : {coupling::SpectrumMethod::kExact, coupling::SpectrumMethod::kRandomized}) {
     coupling::MeasurementOptions options;
+    options.progress_seconds = 0;  // no progress lines inside the table
     options.spectrum = spectrum;
     options.keep_jacobians = spectrum == coupling::SpectrumMethod::kExact;
     coupling::Measurement m;
@@ -218,11 +218,10 @@ void bench_training_overhead(Report& report, int64_t steps) {
     if (!instrumented) argv.insert(argv.end(), {"--log", "none"});
     const auto child = bench::run_child(argv);
     std::ifstream in(out + "/summary.json");
-    std::stringstream summary;
-    summary << in.rdbuf();
-    if (child.status != 0 || summary.str().empty()) throw std::runtime_error("coupling-train failed");
-    wall[instrumented] = parse_value(summary.str(), "\"wall_seconds\": ");
-    if (instrumented) measured = parse_value(summary.str(), "\"measure_seconds\": ");
+    if (child.status != 0 || !in) throw std::runtime_error("coupling-train failed");
+    const auto summary = nlohmann::json::parse(in);
+    wall[instrumented] = summary.at("wall_seconds").get<double>();
+    if (instrumented) measured = summary.at("measure_seconds").get<double>();
   }
   fs::remove_all(dir);
   std::printf("   plain %.1f s, instrumented %.1f s (%.1f s measuring): ratio %.3f\n", wall[0], wall[1], measured,

@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
     trainer::GptAdapter adapter(model);
     const auto inputs = at::randint(0, config.vocab, {probes, config.context}, at::kLong);
     coupling::MeasurementOptions options;  // defaults: last token, K = 10, 30, 50, auto spectra
+    options.progress_seconds = 0;          // no progress lines inside the table
     coupling::Measurement m;
     const double seconds = bench::median_seconds([&] {
       m = communicator ? coupling::measure(adapter, inputs, options, *communicator)

@@ -79,9 +79,9 @@ expect_error resume_other_k "--k '4' conflicts with the checkpoint" "$work/logru
 echo "not an hdf5 file" > "$work/logrun/coupling.h5"
 expect_error resume_foreign_log "not an HDF5 file" "$work/logrun" --resume "$work/logrun"
 
-# A data-parallel launch (torchrun's variables) with a backend c10d does not have: refused before
-# any rendezvous. (The 2-process failures are in data_parallel.sh.)
-# The flag's validator lists the choices; a config file's value meets the run config's own check.
+# A backend c10d does not have, in a data-parallel launch (torchrun's variables): the flag's
+# validator refuses it before any rendezvous; from a config file, the run config's own check does.
+# (The 2-process failures are in data_parallel.sh.)
 RANK=1 WORLD_SIZE=2 expect_error unknown_backend "--backend: mpi not in \\{auto,gloo,nccl\\}" "$work/o12" "${tiny[@]}" \
   --backend mpi --out "$work/o12"
 printf 'backend = "mpi"\n' > "$work/bad_choices.toml"
@@ -98,7 +98,7 @@ expect_error device_bad "--device 'tpu' is not a device: use cpu, cuda, cuda:N o
 expect_error precision_bad "--precision: fp16 not in \\{fp32,bf16\\}" "$work/o16" "${tiny[@]}" --precision fp16 \
   --out "$work/o16"
 printf 'precision = "fp16"\n' > "$work/bad_precision.toml"
-expect_error precision_bad_config "--precision 'fp16' is not a precision: use fp32 or bf16" "$work/o16" "${tiny[@]}" \
+expect_error precision_bad_config "--precision 'fp16' is not a precision: use 'fp32' or 'bf16'" "$work/o16" "${tiny[@]}" \
   --config "$work/bad_precision.toml" --out "$work/o16"
 expect_error k_above_d "K = 32 is larger than the model's width d = 16: give K values up to 16" "$work/o17" \
   "${tiny[@]}" --k 4,32 --out "$work/o17"

@@ -1,8 +1,13 @@
 // TensorBoard event files: CRC-32C against its check values, a written file parsed back record
-// by record by a reader of its own (framing, both CRCs, the protobuf fields), and a directory that
-// cannot be created refused. tests/python/read_tensorboard.py has TensorBoard itself read one.
+// by record by a reader of its own (framing, both CRCs, the protobuf fields), a directory that
+// cannot be created refused, and TensorBoardCallback beside a CouplingCallback (every hook's
+// scalars, one run per directory, a resumed run's restart event). tests/python/read_tensorboard.py
+// has TensorBoard itself read the files (cli.tensorboard).
 #include "coupling/error.h"
 #include "coupling/log/tensorboard_events.h"
+#include "coupling/training/coupling_callback.h"
+#include "coupling/training/tensorboard_callback.h"
+#include "engine_support.h"
 #include "log/crc32c.h"
 #include "temp_files.h"
 
@@ -11,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <vector>
 
 namespace {
@@ -171,6 +177,86 @@ TEST(TensorBoardEvents, UncreatableDirectoryThrowsLogError) {
     EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
   }
   EXPECT_THROW(coupling::TensorBoardWriter{file}, coupling::LogError);  // a file, not a directory
+}
+
+/// The scalar tags of an event file, each with its steps; `restarts` gets the SessionLog START steps.
+std::map<std::string, std::vector<int64_t>> scalar_steps(const std::string& path, std::vector<int64_t>* restarts) {
+  std::map<std::string, std::vector<int64_t>> steps;
+  const auto records = read_records(path);
+  for (size_t i = 1; i < records.size(); ++i) {  // records[0]: the version event
+    const auto event = parse_message(records[i]);
+    const auto step = static_cast<int64_t>(event.at(2).number);
+    if (event.count(7) > 0) {
+      EXPECT_EQ(parse_message(event.at(7).bytes).at(1).number, 1u) << "SessionLog status START";
+      if (restarts) restarts->push_back(step);
+      continue;
+    }
+    steps[parse_message(parse_message(event.at(5).bytes).at(1).bytes).at(1).bytes].push_back(step);
+  }
+  return steps;
+}
+
+/// Runs a TensorBoardCallback over updates first..last of a run of `last` updates (resumed when
+/// first > 1), in one list with a CouplingCallback (every:4) when `log` is given; returns the
+/// event file.
+std::string run_with_tensorboard(const std::string& log, const std::string& board, int64_t first, int64_t last) {
+  auto tensorboard = std::make_shared<coupling::TensorBoardCallback>(board);
+  coupling::CallbackList list;
+  if (!log.empty()) {
+    auto g = at::detail::createCPUGenerator(61);
+    std::shared_ptr<coupling::ModelAdapter> adapter = engine_support::linear_blocks(
+        {at::randn({6, 6}, g, at::TensorOptions()), at::randn({6, 6}, g, at::TensorOptions())});
+    coupling::CouplingCallbackOptions options;
+    options.log_path = log;
+    options.measurement.k_grid = {2, 4};
+    options.schedule = coupling::MeasurementSchedule::parse("every:4");
+    list.add(std::make_shared<coupling::CouplingCallback>(adapter, at::randn({2, 3, 6}, g, at::TensorOptions()),
+                                                          options));
+  }
+  list.add(tensorboard);
+  const coupling::TrainBegin begin{first - 1, last, first > 1, 0.0};
+  list.on_setup(begin);
+  list.on_train_begin(begin);
+  for (int64_t step = first; step <= last; ++step) {
+    list.on_step_end({step, last, 1.0 / static_cast<double>(step), 1e-3, step, 0.01 * static_cast<double>(step), false});
+    if (step % 5 == 0) list.on_eval({step, 2.0});
+  }
+  list.on_train_end({last, last, 0.1, 1e-3, last, 0.0, false});
+  return tensorboard->path();
+}
+
+TEST(TensorBoardCallback, StreamsEveryHooksScalarsBesideTheCouplingLog) {
+  TempDir dir;
+  const auto path = run_with_tensorboard(dir.file("c.h5"), dir.file("tb"), 1, 10);
+  const auto steps = scalar_steps(path, nullptr);
+  const std::vector<int64_t> updates{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, measured{0, 4, 8, 10};
+  EXPECT_EQ(steps.at("train/loss"), updates);
+  EXPECT_EQ(steps.at("train/lr"), updates);
+  EXPECT_EQ(steps.at("eval/val_loss"), (std::vector<int64_t>{5, 10}));
+  // 2 summaries x 2 orientations x 2 normalisations x 2 K, then LSS, norm growth and seconds.
+  std::set<std::string> coupling_tags;
+  for (const auto& [tag, at] : steps) {
+    if (tag.rfind("train/", 0) == 0 || tag.rfind("eval/", 0) == 0) continue;
+    EXPECT_EQ(at, measured) << tag;
+    coupling_tags.insert(tag);
+  }
+  EXPECT_EQ(coupling_tags.size(), 2u * 2 * 2 * 2 + 3);
+  EXPECT_EQ(coupling_tags.count("coupling/offdiag_K2_ujv_norm"), 1u);
+  EXPECT_EQ(coupling_tags.count("coupling/adjacent_K4_vju_trace"), 1u);
+  EXPECT_EQ(coupling_tags.count("trajectory/line_shape_score"), 1u);
+}
+
+TEST(TensorBoardCallback, OneRunPerDirectoryAndAResumedRunRestartsAtItsFirstNewStep) {
+  TempDir dir;
+  run_with_tensorboard("", dir.file("tb"), 1, 10);
+  // Another fresh run into the same directory would mix two runs' curves: refused in on_setup.
+  EXPECT_THROW(run_with_tensorboard("", dir.file("tb"), 1, 10), coupling::LogError);
+  // Resumed from step 6: a new file whose first event restarts at 7, before the repeated steps.
+  std::vector<int64_t> restarts;
+  const auto resumed = scalar_steps(run_with_tensorboard("", dir.file("tb"), 7, 10), &restarts);
+  EXPECT_EQ(restarts, (std::vector<int64_t>{7}));
+  EXPECT_EQ(resumed.at("train/loss"), (std::vector<int64_t>{7, 8, 9, 10}));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.file("tb")), std::filesystem::directory_iterator()), 2);
 }
 
 }  // namespace

@@ -3,8 +3,10 @@
 Usage: check_log.py LOG STEPS [--train-rows N]
 STEPS: the comma-separated measurement steps the log must hold, in order. Checks the schema
 attributes, that every /measurement dataset has step as axis 0, named dimension scales on
-every axis, description and units attributes, every row against its row_crc32 (when the log has
-the column), and the /train row count when given. Exits 0 when all holds.
+every axis, description and units attributes (on the scales too), the CF flag_values and
+flag_meanings of orientation and normalisation, the root scales of /probes, every row against its
+row_crc32 (when the log has the column), and the /train row count when given. Exits 0 when all
+holds.
 """
 import argparse
 import os
@@ -34,9 +36,15 @@ def main():
         steps = list(f["measurement/step"][:])
         if steps != want:
             problems.append(f"steps {steps} != {want}")
+        labels = {"orientation": "ujv vju", "normalisation": "norm trace"}
         for name, ds in f["measurement"].items():
-            if h5py.h5ds.is_scale(ds.id) and name != "step":
-                continue  # a fixed coordinate axis
+            if h5py.h5ds.is_scale(ds.id) and name != "step":  # a fixed coordinate axis
+                if ds.attrs.get("units") != "1" or "description" not in ds.attrs:
+                    problems.append(f"scale {name} lacks units '1' or a description")
+                if name in labels and (ds.attrs.get("flag_meanings") != labels[name]
+                                       or list(ds.attrs.get("flag_values", [])) != [0, 1]):
+                    problems.append(f"scale {name} lacks flag_values [0, 1] and flag_meanings '{labels[name]}'")
+                continue
             for attribute in ("description", "units"):
                 if attribute not in ds.attrs:
                     problems.append(f"{name} has no {attribute} attribute")
@@ -49,6 +57,11 @@ def main():
                     problems.append(f"{name} axis {axis} has no dimension scale")
             if ds.dims[0][0].name != "/measurement/step":
                 problems.append(f"{name} axis 0 is {ds.dims[0][0].name}")
+        if "probes" in f:
+            scales = [f["probes"].dims[axis][0].name if len(f["probes"].dims[axis]) == 1 else None
+                      for axis in range(f["probes"].ndim)]
+            if scales[0] != "/probe" or None in scales:
+                problems.append(f"/probes has the dimension scales {scales}")
         if len(want) and not np.isfinite(f["measurement/depth_coupling"][:]).all():
             problems.append("non-finite depth_coupling")
         for group in ("measurement", "train", "eval"):

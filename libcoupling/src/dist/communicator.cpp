@@ -24,11 +24,6 @@ bool nccl_available() {
 #endif
 }
 
-const std::vector<std::string>& backend_choices() {
-  static const std::vector<std::string> choices{"auto", "gloo", "nccl"};
-  return choices;
-}
-
 std::string resolve_backend(const std::string& choice, c10::Device device) {
   if (choice != "auto") return choice;
   return device.is_cuda() ? "nccl" : "gloo";

@@ -1,5 +1,6 @@
 #include "coupling/engine/coupling_metric.h"
 
+#include "coupling/engine/progress.h"
 #include "coupling/error.h"
 
 #include <ATen/ATen.h>
@@ -68,7 +69,7 @@ at::Tensor coupling_matrices(const at::Tensor& jacobians, const TopK& factors, c
       }
       rows_out.push_back(at::stack({at::stack(by_normalisation[0], 1), at::stack(by_normalisation[1], 1)}, 1));
       done += rows * n;
-      if (progress) {
+      if (progress && progress->due()) {
         progress->update(done, fmt::format("{}, rows {}/{} of {} x {} pairs",
                                            orientation == Orientation::kUJV ? "ujv" : "vju", i0 + rows, n, n, n));
       }

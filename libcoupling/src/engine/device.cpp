@@ -1,10 +1,10 @@
 #include "coupling/engine/device.h"
 
+#include "coupling/choices.h"
 #include "coupling/error.h"
 #include "internal/parse_integer.h"
 
 #include <ATen/autocast_mode.h>
-#include <algorithm>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/version.h>
 
@@ -90,15 +90,9 @@ void set_autocast_dtype(c10::DeviceType type, c10::ScalarType dtype) {
 
 }  // namespace
 
-const std::vector<std::string>& precision_choices() {
-  static const std::vector<std::string> choices{"fp32", "bf16"};
-  return choices;
-}
-
 void AutocastScope::validate(const std::string& precision, c10::Device device) {
-  const auto& choices = precision_choices();
-  if (std::find(choices.begin(), choices.end(), precision) == choices.end()) {
-    throw ConfigError("--precision '" + precision + "' is not a precision: use fp32 or bf16");
+  if (!is_choice(precision_choices(), precision)) {
+    throw ConfigError("--precision '" + precision + "' is not a precision: use " + quoted_choices(precision_choices()));
   }
   if (precision == "bf16" && !device.is_cpu() && !device.is_cuda()) {
     throw ConfigError("--precision bf16: autocast is supported here on cpu and cuda devices only, not " + device.str());

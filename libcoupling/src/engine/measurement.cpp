@@ -145,7 +145,10 @@ Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs
           if (targets[r].diag_index >= 0) diag.select(0, p).select(0, targets[r].diag_index).select(0, l).copy_(jr);
           if (targets[r].context_index >= 0) context.select(0, p).select(0, l).select(0, targets[r].context_index).copy_(jr);
         }
-        progress.update(++done, fmt::format("probe {}/{}, block {}/{}, output token {}", p + 1, P, l + 1, L, output));
+        ++done;
+        if (progress.due()) {
+          progress.update(done, fmt::format("probe {}/{}, block {}/{}, output token {}", p + 1, P, l + 1, L, output));
+        }
       }
     }
   }

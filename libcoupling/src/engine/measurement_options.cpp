@@ -1,6 +1,7 @@
 // MeasurementOptions from and to text: the one place that knows the options' text forms.
 #include "coupling/engine/measurement.h"
 
+#include "coupling/choices.h"
 #include "coupling/error.h"
 
 #include <sstream>
@@ -35,11 +36,6 @@ std::string join(const std::vector<T>& values) {
 constexpr const char* kTokenModes[] = {"last", "list", "all"};
 
 }  // namespace
-
-const std::vector<std::string>& spectrum_method_names() {
-  static const std::vector<std::string> names{"auto", "exact", "randomized"};  // SpectrumMethod order
-  return names;
-}
 
 MeasurementOptions MeasurementOptions::parse(const std::string& k, const std::string& tokens,
                                              const std::string& context_pairs, const std::string& spectrum,
@@ -83,13 +79,15 @@ MeasurementOptions MeasurementOptions::parse(const std::string& k, const std::st
     }
   }
   bool known = false;
-  for (size_t i = 0; i < spectrum_method_names().size(); ++i) {
-    if (spectrum == spectrum_method_names()[i]) {
+  for (size_t i = 0; i < spectrum_choices().size(); ++i) {
+    if (spectrum == spectrum_choices()[i]) {
       options.spectrum = static_cast<SpectrumMethod>(i);
       known = true;
     }
   }
-  if (!known) throw ConfigError("--spectrum '" + spectrum + "' is not one of auto, exact, randomized");
+  if (!known) {
+    throw ConfigError("--spectrum '" + spectrum + "' is not one of " + quoted_choices(spectrum_choices()));
+  }
   return options;
 }
 
@@ -100,7 +98,7 @@ std::string MeasurementOptions::str() const {
   for (size_t i = 0; i < tokens.context_pairs.size(); ++i) {
     out << (i ? "," : "") << tokens.context_pairs[i].input << ":" << tokens.context_pairs[i].output;
   }
-  out << " spectrum=" << spectrum_method_names()[static_cast<size_t>(spectrum)]
+  out << " spectrum=" << spectrum_choices()[static_cast<size_t>(spectrum)]
       << " precision=" << (precision == SvdPrecision::kFloat64 ? "fp64" : "fp32");
   if (spectrum != SpectrumMethod::kExact) {
     out << " oversample=" << randomized.oversample << " power_iterations=" << randomized.power_iterations

@@ -22,11 +22,13 @@ double ProgressMeter::elapsed_seconds() const {
   return std::chrono::duration<double>(Clock::now() - start_).count();
 }
 
+bool ProgressMeter::due() const {
+  return interval_ > 0 && total_ > 0 && std::chrono::duration<double>(Clock::now() - last_line_).count() >= interval_;
+}
+
 void ProgressMeter::update(int64_t done, const std::string& where) {
-  if (interval_ <= 0 || done <= 0 || total_ <= 0) return;
-  const auto now = Clock::now();
-  if (std::chrono::duration<double>(now - last_line_).count() < interval_) return;
-  last_line_ = now;
+  if (done <= 0 || !due()) return;
+  last_line_ = Clock::now();
   const double elapsed = elapsed_seconds();
   const double remaining = elapsed / static_cast<double>(done) * static_cast<double>(total_ - done);
   spdlog::info("{}: {}/{}{} | {} elapsed | ETA {}", what_, done, total_, where.empty() ? "" : " (" + where + ")",

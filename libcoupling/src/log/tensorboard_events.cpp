@@ -61,6 +61,9 @@ constexpr uint32_t kEventWallTime = 1;     // double
 constexpr uint32_t kEventStep = 2;         // int64
 constexpr uint32_t kEventFileVersion = 3;  // string
 constexpr uint32_t kEventSummary = 5;      // Summary
+constexpr uint32_t kEventSessionLog = 7;   // SessionLog
+constexpr uint32_t kSessionLogStatus = 1;  // enum SessionStatus
+constexpr uint64_t kSessionStart = 1;      // SessionStatus.START
 constexpr uint32_t kSummaryValue = 1;      // repeated Summary.Value
 constexpr uint32_t kValueTag = 1;          // string
 constexpr uint32_t kValueSimpleValue = 2;  // float
@@ -84,6 +87,17 @@ std::string scalar_event(const std::string& tag, int64_t step, double value, dou
   event.add_double(kEventWallTime, wall_time);
   event.add_varint(kEventStep, static_cast<uint64_t>(step));  // negative steps: 10-byte two's complement
   event.add_bytes(kEventSummary, summary.bytes());
+  return event.bytes();
+}
+
+/// SessionLog START at `step`: TensorBoard drops the events of earlier files at this step or later.
+std::string session_start_event(int64_t step, double wall_time) {
+  ProtoEncoder session_log;
+  session_log.add_varint(kSessionLogStatus, kSessionStart);
+  ProtoEncoder event;
+  event.add_double(kEventWallTime, wall_time);
+  event.add_varint(kEventStep, static_cast<uint64_t>(step));
+  event.add_bytes(kEventSessionLog, session_log.bytes());
   return event.bytes();
 }
 
@@ -151,6 +165,8 @@ void TensorBoardWriter::add_scalar(const std::string& tag, int64_t step, double 
 void TensorBoardWriter::add_scalar(const std::string& tag, int64_t step, double value) {
   add_scalar(tag, step, value, now_seconds());
 }
+
+void TensorBoardWriter::restart_at(int64_t step) { write_record(session_start_event(step, now_seconds())); }
 
 void TensorBoardWriter::flush() {
   if (!error_.empty()) throw LogError(error_);

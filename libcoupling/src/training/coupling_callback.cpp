@@ -87,9 +87,9 @@ void CouplingCallback::measure_now(int64_t step, int64_t scheduled_step, int64_t
   if (writes_log() && !at::isfinite(m.depth_coupling).all().item<bool>()) {
     spdlog::warn("coupling step {}: non-finite values in the measurement (recorded as NaN, flagged in the log)", step);
   }
-  publish(m, step);
   if (!first_) first_ = m;
   latest_ = std::move(m);
+  publish(*latest_, step);  // after latest_: a listener may read latest()
 }
 
 bool CouplingCallback::defer(const StepEnd& s) {

@@ -6,14 +6,49 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <utility>
+
+namespace fs = std::filesystem;
 
 namespace coupling {
 
 TensorBoardCallback::TensorBoardCallback(std::string directory) : directory_(std::move(directory)) {}
 
+void TensorBoardCallback::on_setup(const TrainBegin& begin) {
+  set_up_ = true;
+  std::error_code ec;
+  fs::create_directories(directory_, ec);
+  if (ec || !fs::is_directory(directory_) || ::access(directory_.c_str(), W_OK) != 0) {
+    throw LogError("cannot write TensorBoard files in " + directory_ + ": " +
+                   (ec ? ec.message() : "not a writable directory") + "; give another --tensorboard directory");
+  }
+  if (begin.resumed) {
+    restart_step_ = begin.start_step + 1;
+    return;
+  }
+  for (const auto& entry : fs::directory_iterator(directory_)) {
+    if (entry.path().filename().string().find("tfevents") != std::string::npos) {
+      throw LogError("TensorBoard directory " + directory_ + " already holds event files of another run (" +
+                     entry.path().filename().string() + "): give a new directory, or delete them");
+    }
+  }
+}
+
+void TensorBoardCallback::on_train_begin(const TrainBegin& begin) {
+  if (!set_up_) on_setup(begin);
+}
+
 TensorBoardWriter& TensorBoardCallback::writer() {
-  if (!writer_) writer_.emplace(directory_);
+  // A loop that skips on_setup may publish the step-0 measurement before on_train_begin reaches
+  // this callback: a fresh run then.
+  if (!set_up_) on_setup(TrainBegin{});
+  if (!writer_) {
+    writer_.emplace(directory_);
+    if (restart_step_ >= 0) writer_->restart_at(restart_step_);
+  }
   return *writer_;
 }
 

@@ -1,8 +1,7 @@
 #include "trainer/apps/command_line.h"
 
-#include "coupling/dist/communicator.h"
+#include "coupling/choices.h"
 #include "coupling/engine/device.h"
-#include "coupling/engine/measurement.h"
 #include "coupling/version.h"
 #include "trainer/apps/exit_status.h"
 #include "trainer/loop/run_config.h"
@@ -20,7 +19,7 @@ namespace {
 /// The flags that take one of a fixed set of values, and where each set is defined.
 const std::map<std::string, std::function<const std::vector<std::string>&()>>& choice_flags() {
   static const std::map<std::string, std::function<const std::vector<std::string>&()>> flags = {
-      {"--spectrum", coupling::spectrum_method_names},
+      {"--spectrum", coupling::spectrum_choices},
       {"--precision", coupling::precision_choices},
       {"--backend", coupling::backend_choices},
       {"--augment", augment_choices},
@@ -49,6 +48,7 @@ std::string version_text() {
 
 void add_standard_flags(CLI::App& app) {
   app.set_version_flag("--version", version_text());
+  for (CLI::App* sub : app.get_subcommands({})) sub->set_version_flag("--version", version_text());
   restrict_choices(app);
 }
 

@@ -1,11 +1,11 @@
 #include "trainer/loop/run_config.h"
 
+#include "coupling/choices.h"
 #include "coupling/error.h"
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
-#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <optional>
@@ -74,8 +74,8 @@ void TrainConfig::validate() const {
   require(log_every > 0, fmt::format("--log-every must be positive (got {})", log_every));
   require(threads >= 0 && threads <= kMaxThreads,
           fmt::format("--threads must be in 0..{} (got {}; 0 = one per core)", kMaxThreads, threads));
-  require(backend == "auto" || backend == "gloo" || backend == "nccl",
-          "--backend must be 'auto', 'gloo' or 'nccl' (got '" + backend + "')");
+  require(coupling::is_choice(coupling::backend_choices(), backend),
+          "--backend must be " + coupling::quoted_choices(coupling::backend_choices()) + " (got '" + backend + "')");
   require(dist_timeout > 0, fmt::format("--dist-timeout must be positive (got {})", dist_timeout));
   require(check_every >= 0, fmt::format("--check-every must be >= 0 (got {})", check_every));
   require(!out.empty(), "--out must name a directory");
@@ -89,8 +89,8 @@ void CouplingConfig::validate() const {
           fmt::format("--max-overhead must be a number >= 0 (got {})", max_overhead));
   require(max_row_mib > 0 && max_row_mib <= (int64_t{1} << 30),
           fmt::format("--max-row-mib must be in 1..{} (got {})", int64_t{1} << 30, max_row_mib));
-  require(spectrum == "auto" || spectrum == "exact" || spectrum == "randomized",
-          "--spectrum must be 'auto', 'exact' or 'randomized' (got '" + spectrum + "')");
+  require(coupling::is_choice(coupling::spectrum_choices(), spectrum),
+          "--spectrum must be " + coupling::quoted_choices(coupling::spectrum_choices()) + " (got '" + spectrum + "')");
 }
 
 void GptRunConfig::validate() const {
@@ -121,8 +121,8 @@ const std::vector<std::string>& augment_choices() {
 void VitRunConfig::validate() const {
   train.validate();  // the model is checked once the data gives its image size (VitImpl)
   coupling.validate();
-  require(std::find(augment_choices().begin(), augment_choices().end(), augment) != augment_choices().end(),
-          "--augment must be 'none', 'crop' or 'crop+flip' (got '" + augment + "')");
+  require(coupling::is_choice(augment_choices(), augment),
+          "--augment must be " + coupling::quoted_choices(augment_choices()) + " (got '" + augment + "')");
 }
 
 template <class RunConfig>

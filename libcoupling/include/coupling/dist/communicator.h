@@ -41,9 +41,6 @@ struct CommunicatorOptions {
 /// True when this build of LibTorch has the NCCL backend.
 bool nccl_available();
 
-/// The choices of --backend: "auto", "gloo", "nccl".
-const std::vector<std::string>& backend_choices();
-
 /// A --backend choice for a job whose ranks compute on `device`: "auto" is nccl for CUDA devices
 /// and gloo otherwise; "gloo" and "nccl" stay as they are (connect() checks them).
 std::string resolve_backend(const std::string& choice, c10::Device device);

@@ -9,7 +9,6 @@
 // of J_j) of a set of Jacobians, computed as a few large matrix products.
 #pragma once
 
-#include "coupling/engine/progress.h"
 #include "coupling/engine/spectrum.h"
 
 #include <ATen/core/Tensor.h>
@@ -18,6 +17,8 @@
 #include <vector>
 
 namespace coupling {
+
+class ProgressMeter;  // coupling/engine/progress.h
 
 enum class Orientation : int64_t { kUJV = 0, kVJU = 1 };
 enum class Normalisation : int64_t { kNorm = 0, kTrace = 1 };

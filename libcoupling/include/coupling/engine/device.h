@@ -37,8 +37,6 @@ c10::Device resolve_rank_device(const std::string& spec, int64_t local_rank, con
 /// The LibTorch version this program runs with, e.g. "2.15.0" (from its headers).
 std::string torch_version();
 
-/// The choices of --precision: "fp32", "bf16".
-const std::vector<std::string>& precision_choices();
 
 /// Turns autocast to bf16 on for the forward passes of training on `device` for the scope's
 /// life ("fp32": does nothing), and restores the previous state after. Measurements never run

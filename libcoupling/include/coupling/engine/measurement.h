@@ -64,9 +64,6 @@ struct MeasurementOptions {
   std::string str() const;
 };
 
-/// The names of SpectrumMethod's values, in order: the choices of --spectrum.
-const std::vector<std::string>& spectrum_method_names();
-
 struct MeasurementTimings {
   double forward = 0, jacobians = 0, spectra = 0, coupling = 0, trajectories = 0, total = 0;  ///< seconds
 };

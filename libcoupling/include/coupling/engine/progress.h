@@ -18,8 +18,12 @@ class ProgressMeter {
   /// `what` names the work ("step 0 Jacobians"); interval_seconds <= 0 keeps the meter silent.
   ProgressMeter(std::string what, int64_t total_units, double interval_seconds);
 
+  /// Whether update() would log now: the interval has passed since the start or the previous
+  /// line (so a caller builds the `where` text only then).
+  bool due() const;
+
   /// `done` of the total units are finished; `where` says which (e.g. "probe 3/8, block 2/4").
-  /// Logs a line when the interval has passed since the start or the previous line.
+  /// Logs a line when due().
   void update(int64_t done, const std::string& where = "");
 
   double elapsed_seconds() const;

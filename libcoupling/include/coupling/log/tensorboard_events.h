@@ -51,6 +51,10 @@ class TensorBoardWriter {
   /// The same at the current time.
   void add_scalar(const std::string& tag, int64_t step, double value);
 
+  /// A resumed run's restart at `step`: a SessionLog START event, after which TensorBoard drops
+  /// the events at `step` or later that earlier files of the directory hold (the steps a run
+  /// repeats after resuming from its last checkpoint).
+  void restart_at(int64_t step);
   /// Writes the buffered records to the file. Throws coupling::LogError naming it on failure.
   void flush();
 

@@ -13,11 +13,13 @@
 //   on_train_end(last)
 //   on_measurement(m, step)               whenever a measuring callback (CouplingCallback) of the
 //                                         same list has just measured (step 0 inside
-//                                         on_train_begin, then inside on_step_end/on_train_end);
+//                                         on_train_begin, later ones inside on_step_end);
 //                                         forward its values anywhere (TensorBoard, W&B, a logger)
 // When resuming, the trainer calls on_checkpoint_load(state) before on_setup, with the
 // strings the callback stored in on_checkpoint_save, so its schedule position survives.
 #pragma once
+
+#include "coupling/error.h"
 
 #include <cstdint>
 #include <map>
@@ -56,7 +58,11 @@ struct EvalResult {
 
 class TrainingCallback {
  public:
+  TrainingCallback() = default;
   virtual ~TrainingCallback() = default;
+  /// A copy belongs to no list.
+  TrainingCallback(const TrainingCallback&) {}
+  TrainingCallback& operator=(const TrainingCallback&) { return *this; }
   virtual void on_setup(const TrainBegin&) {}
   virtual void on_train_begin(const TrainBegin&) {}
   virtual void on_step_end(const StepEnd&) {}
@@ -70,10 +76,13 @@ class TrainingCallback {
   virtual void on_measurement(const Measurement& /*measurement*/, int64_t /*step*/) {}
 
  protected:
-  /// Hands a measurement to on_measurement of every callback in the list this one was added to
-  /// (nothing when it is in no list).
+  /// Hands a measurement to on_measurement of every callback in the list this one was added to,
+  /// and of the lists around that one (nothing when it is in no list).
   void publish(const Measurement& measurement, int64_t step) {
-    if (list_) list_->on_measurement(measurement, step);
+    if (!list_) return;
+    TrainingCallback* outermost = list_;
+    while (outermost->list_) outermost = outermost->list_;
+    outermost->on_measurement(measurement, step);
   }
 
  private:
@@ -87,8 +96,13 @@ class CallbackList : public TrainingCallback {
   CallbackList() = default;
   CallbackList(const CallbackList&) = delete;  // its callbacks publish to this list
   CallbackList& operator=(const CallbackList&) = delete;
+  ~CallbackList() override {
+    for (auto& c : callbacks_) c->list_ = nullptr;  // a callback may outlive its list
+  }
 
+  /// Throws coupling::ConfigError for a callback that is already in a list.
   void add(std::shared_ptr<TrainingCallback> callback) {
+    if (callback->list_) throw ConfigError("a training callback belongs to one CallbackList only");
     callback->list_ = this;
     callbacks_.push_back(std::move(callback));
   }
