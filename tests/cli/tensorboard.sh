@@ -2,7 +2,8 @@
 # TensorBoard from C++: `coupling-train --tensorboard DIR` and the custom trainer's
 # TensorBoardCallback write event files that TensorBoard's own reader (EventAccumulator, from
 # PyPI's tensorboard in .venv) loads whole: the expected tags with one event per update,
-# evaluation and measurement, and values equal (to float32) to the HDF5 log's.
+# evaluation and measurement, and values equal (to float32) to the HDF5 log's; after SIGKILL and
+# --resume, TensorBoard drops the repeated steps (each update exactly once).
 # Skipped (77) without .venv's tensorboard (scripts/setup.sh --torch pip installs it).
 # Usage: tensorboard.sh path/to/coupling-train path/to/custom_trainer
 set -euo pipefail
@@ -14,9 +15,10 @@ python=${COUPLING_TENSORBOARD_PYTHON:-$here/../.venv/bin/python}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for i in $(seq 400); do echo "Blessed are the meek: for they shall inherit the earth."; done > "$work/tiny.txt"
+tiny=(--data "$work/tiny.txt" --d-model 16 --layers 2 --heads 2 --context 16 --batch 4 --threads 1 --eval-windows 4
+      --probes 3 --k 4,8)
 
-"$train" gpt --data "$work/tiny.txt" --d-model 16 --layers 2 --heads 2 --context 16 --batch 4 --threads 1 \
-  --eval-windows 4 --probes 3 --k 4,8 --steps 12 --eval-every 4 --measure-schedule every:5 --out "$work/run" \
+"$train" gpt "${tiny[@]}" --steps 12 --eval-every 4 --measure-schedule every:5 --out "$work/run" \
   --tensorboard "$work/tb" > "$work/train.log" 2>&1 || { cat "$work/train.log"; exit 1; }
 status=0
 # 12 updates, evaluations at 4, 8, 12, measurements at 0, 5, 10, 12.
@@ -54,7 +56,23 @@ print("     values equal the HDF5 log's (train/loss, eval/val_loss, 12 coupling 
 PY
 echo "ok   coupling-train --tensorboard"
 
+# SIGKILL once checkpoint 60 exists, then --resume: the steps after it come twice in the files,
+# once in what TensorBoard shows.
+"$train" gpt "${tiny[@]}" --steps 300 --ckpt-every 20 --eval-every 50 --measure-schedule every:7 --log-every 100 \
+  --out "$work/killed" --tensorboard "$work/killed_tb" > "$work/killed.log" 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+  [[ -d $work/killed/checkpoints/step_60 ]] && break
+  sleep 0.05
+done
+kill -9 "$pid"
+wait "$pid" 2>/dev/null || true
+"$train" gpt --resume "$work/killed" > "$work/resumed.log" 2>&1 || { cat "$work/resumed.log"; exit 1; }
+$python "$here/python/read_tensorboard.py" "$work/killed_tb" --expect train/loss:300 eval/val_loss:6 \
+  coupling/offdiag_K4_ujv_norm:44
+echo "ok   SIGKILL and --resume: every update once in TensorBoard"
+
 "$custom" "$work/custom.h5" 30 "$work/custom_tb" > "$work/custom.log" 2>&1 || { cat "$work/custom.log"; exit 1; }
 $python "$here/python/read_tensorboard.py" "$work/custom_tb" --expect train/loss:30 coupling/offdiag_K16_ujv_norm:3
 echo "ok   custom_trainer's TensorBoardCallback"
-echo "2 passed, 0 failed"
+echo "3 passed, 0 failed"
