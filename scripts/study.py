@@ -229,6 +229,10 @@ def summarise(directory):
         if np.isfinite(df[column].to_numpy()).any():
             curve = {"column": column, "step": [int(s) for s in step], "value": [plain(v) for v in df[column]]}
     config.pop("out", None)
+    if os.path.isabs(str(config.get("data", ""))):  # no machine's paths in a summary meant to be committed
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        inside = os.path.commonpath([root, config["data"]]) == root
+        config["data"] = os.path.relpath(config["data"], root) if inside else os.path.basename(config["data"])
     return {
         "kind": SUMMARY_KIND, "version": SUMMARY_VERSION,
         "member": os.path.basename(os.path.normpath(directory)), "model": model,
