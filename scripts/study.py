@@ -95,37 +95,32 @@ class StudyError(Exception):
 # Statistics (tests/python/test_study_stats.py checks them)
 
 
-def holm(p):
-    """Holm's step-down adjusted p-values; NaN stays NaN and does not count among the tests."""
+def _adjusted(p, adjust_sorted):
+    """p-values adjusted over their finite entries: adjust_sorted(ascending p) gives the adjusted
+    values in that order. NaN stays NaN and does not count among the tests."""
     p = np.asarray(p, dtype=float)
     out = np.full(p.shape, np.nan)
     ok = np.isfinite(p)
-    q = p[ok]
-    m = len(q)
-    if m:
+    if ok.any():
+        q = p[ok]
         order = np.argsort(q, kind="stable")
-        adjusted = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * q[order]))
-        result = np.empty(m)
-        result[order] = adjusted
+        result = np.empty(len(q))
+        result[order] = adjust_sorted(q[order])
         out[ok] = result
     return out
+
+
+def holm(p):
+    """Holm's step-down adjusted p-values."""
+    return _adjusted(p, lambda q: np.maximum.accumulate(np.minimum(1.0, (len(q) - np.arange(len(q))) * q)))
 
 
 def benjamini_hochberg(p):
-    """Benjamini-Hochberg's step-up adjusted p-values (q-values); NaN stays NaN and does not count."""
-    p = np.asarray(p, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    q = p[ok]
-    m = len(q)
-    if m:
-        order = np.argsort(q, kind="stable")
-        ranked = q[order] * m / np.arange(1, m + 1)
-        adjusted = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
-        result = np.empty(m)
-        result[order] = adjusted
-        out[ok] = result
-    return out
+    """Benjamini-Hochberg's step-up adjusted p-values (q-values)."""
+    def step_up(q):
+        ranked = q * len(q) / np.arange(1, len(q) + 1)
+        return np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
+    return _adjusted(p, step_up)
 
 
 def partial_correlation(x, y, z):
