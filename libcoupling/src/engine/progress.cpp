@@ -22,6 +22,10 @@ double ProgressMeter::elapsed_seconds() const {
   return std::chrono::duration<double>(Clock::now() - start_).count();
 }
 
+double ProgressMeter::eta_seconds(int64_t done) const {
+  return elapsed_seconds() / static_cast<double>(done) * static_cast<double>(total_ - done);
+}
+
 bool ProgressMeter::due() const {
   return interval_ > 0 && total_ > 0 && std::chrono::duration<double>(Clock::now() - last_line_).count() >= interval_;
 }
@@ -29,10 +33,8 @@ bool ProgressMeter::due() const {
 void ProgressMeter::update(int64_t done, const std::string& where) {
   if (done <= 0 || !due()) return;
   last_line_ = Clock::now();
-  const double elapsed = elapsed_seconds();
-  const double remaining = elapsed / static_cast<double>(done) * static_cast<double>(total_ - done);
   spdlog::info("{}: {}/{}{} | {} elapsed | ETA {}", what_, done, total_, where.empty() ? "" : " (" + where + ")",
-               format_duration(elapsed), format_duration(remaining));
+               format_duration(elapsed_seconds()), format_duration(eta_seconds(done)));
 }
 
 }  // namespace coupling

@@ -54,7 +54,8 @@ AnalysisResult measure_into_log(const std::string& log_path, const coupling::Log
   AnalysisResult result{log_path, 0, 0};
   const auto to_measure = static_cast<int64_t>(
       std::count_if(models.begin(), models.end(), [&](const SavedModel& m) { return done.count(m.step) == 0; }));
-  const auto loop_start = std::chrono::steady_clock::now();
+  // Only its ETA is used: the analysis prints one line per model anyway.
+  const coupling::ProgressMeter progress("analysis", to_measure, /*interval_seconds=*/0);
   for (const auto& model : models) {
     if (done.count(model.step) > 0) {
       ++result.skipped;
@@ -74,12 +75,10 @@ AnalysisResult measure_into_log(const std::string& log_path, const coupling::Log
     ++result.measured;
     const auto& t = m.timings;
     // The ETA counts loading too: the average model so far, times the models left.
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count();
-    const double eta = elapsed / static_cast<double>(result.measured) * static_cast<double>(to_measure - result.measured);
     spdlog::info(
         "step {:>6} ({}/{}): {}, {:.1f} s (forward {:.1f}, Jacobians {:.1f}, spectra {:.1f}, coupling {:.1f}) | ETA {}",
         model.step, result.measured + result.skipped, models.size(), coupling::headline(m), seconds, t.forward,
-        t.jacobians, t.spectra, t.coupling, coupling::format_duration(eta));
+        t.jacobians, t.spectra, t.coupling, coupling::format_duration(progress.eta_seconds(result.measured)));
   }
   return result;
 }

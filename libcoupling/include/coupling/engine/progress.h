@@ -27,6 +27,8 @@ class ProgressMeter {
   void update(int64_t done, const std::string& where = "");
 
   double elapsed_seconds() const;
+  /// Seconds left when `done` (> 0) of the total units are finished, at the average rate so far.
+  double eta_seconds(int64_t done) const;
 
  private:
   using Clock = std::chrono::steady_clock;
