@@ -42,6 +42,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <regex>
 
 namespace fs = std::filesystem;
@@ -256,9 +257,9 @@ void bench_step_time(Report& report, int repeats) {
 
 // ---- 6. A Hugging Face model's block ------------------------------------------------------------
 void bench_hf(Report& report, const std::string& dir, int repeats) {
-  const trainer::hf::HfDirectory directory(dir);
-  const auto& config = directory.config();
-  trainer::hf::HfAdapter adapter(trainer::hf::HfTransformer(config, trainer::hf::directory_source(directory)));
+  const auto directory = std::make_shared<const trainer::hf::HfDirectory>(dir);
+  const auto& config = directory->config();
+  trainer::hf::HfAdapter adapter(trainer::hf::HfTransformer(directory, c10::Device(c10::kCPU)));
   const int64_t tokens = std::min<int64_t>(128, config.max_positions), block = config.layers / 2, d = config.d_model;
   at::manual_seed(0);
   at::Tensor x;

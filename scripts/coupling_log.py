@@ -35,6 +35,7 @@ tidy(path_or_dataset) -> pandas.DataFrame, one row per measured step, in this co
   lss                      line-shape score (1 = straight trajectory), mean over probes and tokens
   norm_growth_rate         slope of log||x^l|| against l (nats/block), mean over probes and tokens
   measure_seconds          wall time of the measurement (s)
+  peak_rss_mib             peak resident memory during the measurement (MiB; schema 3 on, else absent)
   m_offdiag_kK_O_N         depth coupling m_K averaged over probes, tokens and the block pairs
                            layer != basis_layer (depth_mean_offdiag_avg), for K, orientation O (ujv, vju)
                            and normalisation N (norm, trace); lower = more coupled
@@ -66,7 +67,7 @@ ROOT_AXES = ("probe", "position", "channel", "row", "column", "context_pair", "p
 # HDF5 bookkeeping attributes, not carried over to xarray.
 HIDDEN_ATTRIBUTES = {"CLASS", "NAME", "REFERENCE_LIST", "DIMENSION_LIST", "_Netcdf4Dimid", "_Netcdf4Coordinates",
                      "_NCProperties"}
-KNOWN_SCHEMA = 2
+KNOWN_SCHEMA = 3
 WHAT_TO_PASS = "pass the coupling.h5 that coupling-train or coupling-analyze wrote (OUT/coupling.h5 by default)"
 
 
@@ -321,7 +322,7 @@ def _open_group(f, group, wanted):
 # The per-step table
 
 SUMMARIES = (("offdiag", "depth_mean_offdiag_avg"), ("adjacent", "depth_mean_adjacent_avg"))
-TIDY_VARIABLES = ("step", "tokens_seen", "measure_seconds", "line_shape_score", "norm_growth_rate",
+TIDY_VARIABLES = ("step", "tokens_seen", "measure_seconds", "peak_rss_mib", "line_shape_score", "norm_growth_rate",
                   "depth_mean_offdiag_avg", "depth_mean_adjacent_avg", "train_loss", "eval_val_loss")
 
 
@@ -362,8 +363,9 @@ def _tidy(ds):
         if name in ds:
             var = ds[name]
             columns[column] = var.mean(dim=[d for d in var.dims if d != "step"], skipna=False).values
-    if "measure_seconds" in ds:
-        columns["measure_seconds"] = ds["measure_seconds"].values
+    for name in ("measure_seconds", "peak_rss_mib"):
+        if name in ds:
+            columns[name] = ds[name].values
     headers = {}
     for short, name in SUMMARIES:
         if name not in ds:

@@ -52,7 +52,7 @@ expect_error checkpoints_with_k "--k does not apply to --checkpoints: .* drop --
 expect_error checkpoints_with_tokens "--tokens does not apply to --checkpoints" --checkpoints "$work/run" --tokens all
 cp -r "$here/fixtures/schema-1-log" "$work/old"
 # (its own checkpoints have format 1 and are refused first: tests/cli/checkpoint_versions.sh)
-(cd "$work/old" && expect_error schema_1_log "run/coupling.h5 has log schema version 1 and this libcoupling \(.*\) writes version 2" \
+(cd "$work/old" && expect_error schema_1_log "run/coupling.h5 has log schema version 1 and this libcoupling \(.*\) writes version 3" \
   --checkpoints "$work/run" --log run/coupling.h5)
 $python "$here/../scripts/plot_coupling.py" "$work/old/run/coupling.h5" --out "$work/old_plots" > "$work/old_plot.log"
 test -s "$work/old_plots/coupling_vs_step.png"

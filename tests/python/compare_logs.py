@@ -1,10 +1,11 @@
 """Checks that two coupling logs agree on the steps they share (tests/cli/analyze.sh).
 
-Usage: compare_logs.py LOG_A LOG_B STEPS [--bitwise STEP]
+Usage: compare_logs.py LOG_A LOG_B STEPS [--bitwise STEP | --every-field RTOL]
 STEPS: comma-separated steps both logs must hold. Compares the depth coupling summaries, the
 line-shape scores and the singular values at those steps (relative 1e-4). With --bitwise, every
 measured field of both logs at STEP must be identical, bit for bit (the same model, probes,
-options and thread count give the same arithmetic).
+options and thread count give the same arithmetic). With --every-field, every measured field
+at STEPS must agree element by element to RTOL relative (NaN where the other has NaN).
 """
 import sys
 
@@ -20,7 +21,8 @@ def rows(f, steps):
 
 
 # Differ between runs of the same arithmetic (row_crc32 covers the times too).
-BOOKKEEPING = {"step", "scheduled_step", "tokens_seen", "wall_seconds", "measure_seconds", "train_seconds", "row_crc32"}
+BOOKKEEPING = {"step", "scheduled_step", "tokens_seen", "wall_seconds", "measure_seconds", "train_seconds",
+               "peak_rss_mib", "row_crc32"}
 
 
 def bitwise(a, b, step):
@@ -33,9 +35,33 @@ def bitwise(a, b, step):
     return len(names)
 
 
+def every_field(a, b, steps, rtol):
+    ra, rb = rows(a, steps), rows(b, steps)
+    names = [n for n, ds in a["measurement"].items()
+             if not h5py.h5ds.is_scale(ds.id) and n not in BOOKKEEPING]
+    assert set(names) <= set(b["measurement"].keys()), f"{b.filename} lacks {set(names) - set(b['measurement'].keys())}"
+    worst = 0.0
+    for name in names:
+        x = a[f"measurement/{name}"][ra].astype(np.float64)
+        y = b[f"measurement/{name}"][rb].astype(np.float64)
+        assert np.array_equal(np.isnan(x), np.isnan(y)), f"{name}: NaN in different places"
+        ok = ~np.isnan(x)
+        error = np.abs(x[ok] - y[ok]) / np.maximum(np.abs(x[ok]), 1e-300)
+        error = error[np.abs(x[ok] - y[ok]) > 0]
+        if error.size:
+            worst = max(worst, float(error.max()))
+        assert not error.size or error.max() <= rtol, f"{name} differs by {error.max():.2e} relative (> {rtol})"
+    return len(names), worst
+
+
 def main():
     steps = [int(s) for s in sys.argv[3].split(",")]
     with h5py.File(sys.argv[1], "r") as a, h5py.File(sys.argv[2], "r") as b:
+        if "--every-field" in sys.argv:
+            rtol = float(sys.argv[sys.argv.index("--every-field") + 1])
+            count, worst = every_field(a, b, steps, rtol)
+            print(f"steps {steps}: {count} fields agree element by element to {worst:.1e} (relative, <= {rtol})")
+            return
         if "--bitwise" in sys.argv:
             step = int(sys.argv[sys.argv.index("--bitwise") + 1])
             print(f"step {step}: {bitwise(a, b, step)} fields identical, bit for bit;", end=" ")

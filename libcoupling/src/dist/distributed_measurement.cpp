@@ -5,14 +5,16 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <chrono>
 
 namespace coupling {
 namespace {
 
 /// Every rank measures its own contiguous slice of the probes; the per-probe results travel back
-/// in one all-gather (each field flattened into one float64 buffer, padded to the largest slice).
-/// A rank without probes of its own measures probe 0 and its rows are dropped.
+/// in one all-gather (each field flattened into one float64 buffer, padded to the largest slice,
+/// then the rank's peak memory). A rank without probes of its own measures probe 0 and its rows
+/// are dropped.
 Measurement measure_split_by_probe(ModelAdapter& adapter, const at::Tensor& probe_inputs,
                                    const MeasurementOptions& options, Communicator& communicator) {
   const auto start = std::chrono::steady_clock::now();
@@ -34,7 +36,9 @@ Measurement measure_split_by_probe(ModelAdapter& adapter, const at::Tensor& prob
     auto rows = t.to(at::kDouble).reshape({t.size(0), -1});
     parts.push_back(at::cat({rows, at::zeros({slice - rows.size(0), rows.size(1)}, rows.options())}).reshape({-1}));
   }
+  parts.push_back(at::full({1}, m.peak_rss_mib, at::kDouble));
   const auto gathered = communicator.all_gather(at::cat(parts), "the measurement's per-probe results");
+  for (const auto& from_rank : gathered) m.peak_rss_mib = std::max(m.peak_rss_mib, from_rank[-1].item<double>());
   int64_t offset = 0;
   for (const auto& field : measurement_fields()) {
     at::Tensor& t = m.*field.member;

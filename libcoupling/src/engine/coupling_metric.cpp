@@ -40,8 +40,12 @@ at::Tensor coupling_matrices(const at::Tensor& jacobians, const TopK& factors, c
   const auto v = factors.v.reshape({batch, n, d_in, k_max});
   const auto s = factors.s.reshape({batch, n, k_max}).to(at::kDouble);
 
-  // Rows i are processed in chunks so the [B, rows, N, K, K] intermediate stays near 64 MiB.
-  const int64_t row_chunk = std::max<int64_t>(1, (int64_t{8} << 20) / std::max<int64_t>(1, batch * n * k_max * k_max));
+  // Rows i are processed in chunks so that the [B, rows, N, K, K] and [B, rows, d, N K]
+  // intermediates stay near 64 MiB each (the second dominates at large d: 26 MiB a row at
+  // d = 4096, N = 32, K = 50).
+  const int64_t row_chunk = std::max<int64_t>(
+      1, std::min((int64_t{8} << 20) / std::max<int64_t>(1, batch * n * k_max * k_max),
+                  (int64_t{16} << 20) / std::max<int64_t>(1, batch * d_out * n * k_max)));
   std::vector<at::Tensor> per_orientation;
   int64_t done = 0;
   for (const auto orientation : {Orientation::kUJV, Orientation::kVJU}) {

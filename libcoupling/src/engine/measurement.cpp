@@ -1,6 +1,7 @@
 #include "coupling/engine/measurement.h"
 
 #include "coupling/engine/fields.h"
+#include "coupling/engine/peak_memory.h"
 #include "coupling/engine/progress.h"
 #include "coupling/engine/trajectory.h"
 #include "coupling/error.h"
@@ -84,83 +85,82 @@ TopK top_singular_per_probe(const at::Tensor& jacobians, int64_t k, const Measur
 }
 
 
-/// measure() of probes first_probe.. of a set of total_probes (their global indices seed the
-/// randomized spectra; the size cap counts the whole set).
-Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options,
-                           int64_t first_probe, int64_t total_probes) {
-  const auto start = Clock::now();
-  MeasurementScope scope(adapter);
+/// Where one Jacobian of a probe goes: a diagonal token (index into layout.tokens) and/or a
+/// context pair (index into layout.context_pairs); -1 = not that kind.
+struct Target {
+  int64_t input;
+  int64_t diag_index;
+  int64_t context_index;
+};
+/// The Jacobians every probe needs, grouped by output token (one token-local sweep each).
+using JacobianPlan = std::map<int64_t, std::vector<Target>>;
+
+JacobianPlan plan_jacobians(const MeasurementLayout& layout) {
+  JacobianPlan by_output;
+  for (size_t i = 0; i < layout.tokens.size(); ++i) {
+    by_output[layout.tokens[i]].push_back({layout.tokens[i], static_cast<int64_t>(i), -1});
+  }
+  for (size_t c = 0; c < layout.context_pairs.size(); ++c) {
+    by_output[layout.context_pairs[c].output].push_back({layout.context_pairs[c].input, -1, static_cast<int64_t>(c)});
+  }
+  return by_output;
+}
+
+/// Progress of the Jacobians across all probes: one unit per (probe, block, output token).
+struct JacobianProgress {
+  ProgressMeter meter;
+  int64_t done = 0;
+};
+
+/// Steps 3-6 for the probe with global index `probe`, whose residual states are `states`
+/// ([T, L+1, d]): a Measurement of that one probe (probe axis of size 1), on the CPU. Only this
+/// probe's Jacobians are ever in memory.
+Measurement measure_one_probe(ModelAdapter& adapter, const at::Tensor& states, const MeasurementLayout& layout,
+                              const JacobianPlan& plan, const MeasurementOptions& options, int64_t probe,
+                              int64_t probes, JacobianProgress& jacobian_progress) {
   Measurement m;
-
-  // 1. One forward: residual states of every probe.
-  std::vector<at::Tensor> states;
-  {
-    at::NoGradGuard no_grad;
-    states = adapter.residual_states(probe_inputs);
-  }
-  const int64_t L = adapter.num_blocks();
-  if (static_cast<int64_t>(states.size()) != L + 1) {
-    throw ConfigError("residual_states returned " + std::to_string(states.size()) + " tensors for a model with " +
-                      std::to_string(L) + " blocks: it must return X^0..X^L (L + 1 tensors)");
-  }
-  const auto stacked = at::stack(states, 2).to(at::kFloat);  // [P, T, L+1, d]
-  if (stacked.dim() != 4) throw ConfigError("residual_states must return tensors of shape [B, T, d]");
-  const int64_t P = stacked.size(0), T = stacked.size(1), d = stacked.size(3);
-  static_cast<MeasurementLayout&>(m) = resolve_layout(total_probes, T, L, d, adapter.causal(), options);
-  m.probes = P;
-  m.timings.forward = seconds_since(start);
-
-  // 2. Which Jacobians: diagonal tokens, then context pairs, grouped by output token.
+  static_cast<MeasurementLayout&>(m) = layout;
+  m.probes = 1;
+  const int64_t L = layout.blocks, d = layout.d_model;
   const int64_t k_max = m.k_grid.back();
   const int64_t n = static_cast<int64_t>(m.tokens.size());
   const int64_t np = static_cast<int64_t>(m.context_pairs.size());
 
-  // For each output token: the input tokens needed, and where each result goes.
-  struct Target {
-    int64_t input;
-    int64_t diag_index;     // index into m.tokens, or -1
-    int64_t context_index;  // index into m.context_pairs, or -1
-  };
-  std::map<int64_t, std::vector<Target>> by_output;
-  for (int64_t i = 0; i < n; ++i) by_output[m.tokens[i]].push_back({m.tokens[i], i, -1});
-  for (int64_t c = 0; c < np; ++c) by_output[m.context_pairs[c].output].push_back({m.context_pairs[c].input, -1, c});
-
-  // 3. Jacobians.
+  // 3. Jacobians, and the Frobenius norm of each as it is made (float64, no copy kept).
   auto t0 = Clock::now();
-  const auto on_model = stacked.options();  // the model's device, float32
-  auto diag = at::empty({P, n, L, d, d}, on_model);
-  auto context = np > 0 ? at::empty({P, L, np, d, d}, on_model) : at::Tensor();
-  const auto outputs = static_cast<int64_t>(by_output.size());
-  ProgressMeter progress("measurement Jacobians", P * L * outputs, options.progress_seconds);
-  int64_t done = 0;
-  for (int64_t p = 0; p < P; ++p) {
-    for (int64_t l = 0; l < L; ++l) {
-      const auto x = stacked.select(0, p).select(1, l);  // block l's input X^l of probe p: [T, d]
-      for (const auto& [output, targets] : by_output) {
-        std::vector<int64_t> inputs;
-        for (const auto& target : targets) inputs.push_back(target.input);
-        const auto j = jacobians_at_output(adapter, l, x, output, inputs, options.jacobian);
-        for (size_t r = 0; r < targets.size(); ++r) {
-          const auto jr = j.select(0, static_cast<int64_t>(r));
-          if (targets[r].diag_index >= 0) diag.select(0, p).select(0, targets[r].diag_index).select(0, l).copy_(jr);
-          if (targets[r].context_index >= 0) context.select(0, p).select(0, l).select(0, targets[r].context_index).copy_(jr);
+  const auto on_model = states.options();  // the model's device, float32
+  auto diag = at::empty({1, n, L, d, d}, on_model);
+  auto context = np > 0 ? at::empty({1, L, np, d, d}, on_model) : at::Tensor();
+  auto frobenius = at::empty({1, n, L}, on_model.dtype(at::kDouble));
+  for (int64_t l = 0; l < L; ++l) {
+    const auto x = states.select(1, l);  // block l's input X^l: [T, d]
+    for (const auto& [output, targets] : plan) {
+      std::vector<int64_t> inputs;
+      for (const auto& target : targets) inputs.push_back(target.input);
+      const auto j = jacobians_at_output(adapter, l, x, output, inputs, options.jacobian);
+      for (size_t r = 0; r < targets.size(); ++r) {
+        const auto jr = j.select(0, static_cast<int64_t>(r));
+        if (targets[r].diag_index >= 0) {
+          diag.select(0, 0).select(0, targets[r].diag_index).select(0, l).copy_(jr);
+          frobenius.select(0, 0).select(0, targets[r].diag_index).select(0, l).copy_(jr.to(at::kDouble).norm());
         }
-        ++done;
-        if (progress.due()) {
-          progress.update(done, fmt::format("probe {}/{}, block {}/{}, output token {}", p + 1, P, l + 1, L, output));
-        }
+        if (targets[r].context_index >= 0) context.select(0, 0).select(0, l).select(0, targets[r].context_index).copy_(jr);
+      }
+      ++jacobian_progress.done;
+      if (jacobian_progress.meter.due()) {
+        jacobian_progress.meter.update(jacobian_progress.done, fmt::format("probe {}/{}, block {}/{}, output token {}",
+                                                                           probe + 1, probes, l + 1, L, output));
       }
     }
   }
-  m.jacobian_frobenius = diag.flatten(-2).to(at::kDouble).norm(2, -1);
+  m.jacobian_frobenius = frobenius;
   m.timings.jacobians = seconds_since(t0);
 
   // 4. Spectra.
   t0 = Clock::now();
-  const TopK diag_factors =
-      top_singular_per_probe(diag, k_max, options, first_probe, "measurement spectra");  // [P, n, L, ...]
+  const TopK diag_factors = top_singular_per_probe(diag, k_max, options, probe, "measurement spectra");
   const TopK context_factors =
-      np > 0 ? top_singular_per_probe(context, k_max, options, first_probe, "measurement context spectra") : TopK{};
+      np > 0 ? top_singular_per_probe(context, k_max, options, probe, "measurement context spectra") : TopK{};
   m.singular_values = diag_factors.s;
   m.timings.spectra = seconds_since(t0);
 
@@ -174,23 +174,23 @@ Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs
   m.depth_mean_offdiag = mean_off_diagonal(m.depth_coupling);
   m.depth_mean_adjacent = mean_adjacent(m.depth_coupling);
   if (n >= 2) {
-    const auto by_block = diag.permute({0, 2, 1, 3, 4}).contiguous();  // [P, L, n, d, d]
+    const auto by_block = diag.permute({0, 2, 1, 3, 4}).contiguous();  // [1, L, n, d, d]
     const auto by_block_factors = permute_factors(diag_factors, {0, 2, 1});
     auto token_progress = coupling_progress("token", n);
     m.token_coupling = coupling_matrices(by_block, by_block_factors, m.k_grid, &token_progress);
     m.token_mean_offdiag = mean_off_diagonal(m.token_coupling);
     if (m.has_block_token_coupling) {
       auto block_token_progress = coupling_progress("block-by-token", L * n);
-      m.block_token_coupling = coupling_matrices(by_block.reshape({P, L * n, d, d}),
-                                                 reshape_factors(by_block_factors, P, L * n), m.k_grid,
+      m.block_token_coupling = coupling_matrices(by_block.reshape({1, L * n, d, d}),
+                                                 reshape_factors(by_block_factors, 1, L * n), m.k_grid,
                                                  &block_token_progress);
       m.block_token_mean_offdiag = mean_off_diagonal(m.block_token_coupling);
     }
   }
   if (np > 0) {
     auto context_progress = coupling_progress("context", L * np);
-    m.context_coupling = coupling_matrices(context.reshape({P, L * np, d, d}),
-                                           reshape_factors(context_factors, P, L * np), m.k_grid, &context_progress);
+    m.context_coupling = coupling_matrices(context.reshape({1, L * np, d, d}),
+                                           reshape_factors(context_factors, 1, L * np), m.k_grid, &context_progress);
     std::vector<int64_t> input_of, output_of;
     for (int64_t l = 0; l < L; ++l) {
       for (const auto& pair : m.context_pairs) {
@@ -206,31 +206,29 @@ Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs
 
   // 6. Trajectories of the measured tokens.
   t0 = Clock::now();
-  m.trajectories = stacked.index_select(1, at::tensor(m.tokens, at::kLong).to(stacked.device()));  // [P, n, L+1, d]
+  m.trajectories = states.index_select(0, at::tensor(m.tokens, at::kLong).to(states.device())).unsqueeze(0);  // [1, n, L+1, d]
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
-  m.residual_norms = at::empty({P, n, L + 1}, f64);
-  m.step_lengths = at::empty({P, n, L}, f64);
+  m.residual_norms = at::empty({1, n, L + 1}, f64);
+  m.step_lengths = at::empty({1, n, L}, f64);
   for (auto* field : {&m.line_shape_score, &m.norm_growth_rate, &m.norm_growth_factor, &m.norm_growth_r2, &m.step_cv,
                       &m.step_ratio_cv, &m.log_step_rate, &m.log_step_r2, &m.inverse_sigma_slope, &m.inverse_sigma_r2}) {
-    *field = at::empty({P, n}, f64);
+    *field = at::empty({1, n}, f64);
   }
   const auto sigma = m.singular_values.to(at::kDouble).contiguous();
-  for (int64_t p = 0; p < P; ++p) {
-    for (int64_t i = 0; i < n; ++i) {
-      const auto t = trajectory_metrics(m.trajectories.select(0, p).select(0, i));
-      m.residual_norms.select(0, p).select(0, i).copy_(at::tensor(t.norms, f64));
-      m.step_lengths.select(0, p).select(0, i).copy_(at::tensor(t.step_lengths, f64));
-      std::vector<double> s1(static_cast<size_t>(L));
-      for (int64_t l = 0; l < L; ++l) s1[l] = sigma[p][i][l][0].item<double>();
-      const auto inverse = inverse_sigma_fit(s1);
-      const std::pair<at::Tensor*, double> values[] = {
-          {&m.line_shape_score, t.line_shape_score},   {&m.norm_growth_rate, t.log_norm_fit.slope},
-          {&m.norm_growth_factor, t.norm_growth},      {&m.norm_growth_r2, t.log_norm_fit.r2},
-          {&m.step_cv, t.step_cv},                     {&m.step_ratio_cv, t.step_ratio_cv},
-          {&m.log_step_rate, t.log_step_fit.slope},    {&m.log_step_r2, t.log_step_fit.r2},
-          {&m.inverse_sigma_slope, inverse.slope},     {&m.inverse_sigma_r2, inverse.r2}};
-      for (const auto& [field, value] : values) (*field)[p][i] = value;
-    }
+  for (int64_t i = 0; i < n; ++i) {
+    const auto t = trajectory_metrics(m.trajectories.select(0, 0).select(0, i));
+    m.residual_norms.select(0, 0).select(0, i).copy_(at::tensor(t.norms, f64));
+    m.step_lengths.select(0, 0).select(0, i).copy_(at::tensor(t.step_lengths, f64));
+    std::vector<double> s1(static_cast<size_t>(L));
+    for (int64_t l = 0; l < L; ++l) s1[l] = sigma[0][i][l][0].item<double>();
+    const auto inverse = inverse_sigma_fit(s1);
+    const std::pair<at::Tensor*, double> values[] = {
+        {&m.line_shape_score, t.line_shape_score},   {&m.norm_growth_rate, t.log_norm_fit.slope},
+        {&m.norm_growth_factor, t.norm_growth},      {&m.norm_growth_r2, t.log_norm_fit.r2},
+        {&m.step_cv, t.step_cv},                     {&m.step_ratio_cv, t.step_ratio_cv},
+        {&m.log_step_rate, t.log_step_fit.slope},    {&m.log_step_r2, t.log_step_fit.r2},
+        {&m.inverse_sigma_slope, inverse.slope},     {&m.inverse_sigma_r2, inverse.r2}};
+    for (const auto& [field, value] : values) (*field)[0][i] = value;
   }
   m.timings.trajectories = seconds_since(t0);
   if (options.keep_jacobians) m.jacobians = diag;
@@ -238,7 +236,65 @@ Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs
     at::Tensor& t = m.*field.member;
     if (t.defined()) t = t.cpu();
   }
+  return m;
+}
+
+/// measure() of probes first_probe.. of a set of total_probes (their global indices seed the
+/// randomized spectra; the size cap counts the whole set). One forward gives every probe's
+/// residual states; then each probe is measured whole before the next begins, so memory holds
+/// one probe's Jacobians (L n d^2 floats, plus context pairs) whatever the number of probes.
+Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options,
+                           int64_t first_probe, int64_t total_probes) {
+  const auto start = Clock::now();
+  reset_peak_memory();
+  MeasurementScope scope(adapter);
+
+  // 1. One forward: residual states of every probe.
+  std::vector<at::Tensor> states;
+  {
+    at::NoGradGuard no_grad;
+    states = adapter.residual_states(probe_inputs);
+  }
+  const int64_t L = adapter.num_blocks();
+  if (static_cast<int64_t>(states.size()) != L + 1) {
+    throw ConfigError("residual_states returned " + std::to_string(states.size()) + " tensors for a model with " +
+                      std::to_string(L) + " blocks: it must return X^0..X^L (L + 1 tensors)");
+  }
+  const auto stacked = at::stack(states, 2).to(at::kFloat);  // [P, T, L+1, d]
+  states.clear();
+  if (stacked.dim() != 4) throw ConfigError("residual_states must return tensors of shape [B, T, d]");
+  const int64_t P = stacked.size(0), T = stacked.size(1), d = stacked.size(3);
+  MeasurementLayout layout = resolve_layout(total_probes, T, L, d, adapter.causal(), options);
+  const double forward_seconds = seconds_since(start);
+
+  // 2.-6. Probe by probe.
+  const JacobianPlan plan = plan_jacobians(layout);
+  JacobianProgress jacobian_progress{
+      ProgressMeter("measurement Jacobians", P * L * static_cast<int64_t>(plan.size()), options.progress_seconds)};
+  std::vector<Measurement> parts;
+  for (int64_t p = 0; p < P; ++p) {
+    parts.push_back(measure_one_probe(adapter, stacked.select(0, p), layout, plan, options, first_probe + p,
+                                      total_probes, jacobian_progress));
+  }
+
+  Measurement m;
+  static_cast<MeasurementLayout&>(m) = layout;
+  m.probes = P;
+  for (const auto& field : measurement_fields()) {
+    if (!(parts.front().*field.member).defined()) continue;
+    std::vector<at::Tensor> pieces;
+    for (auto& part : parts) pieces.push_back(std::move(part.*field.member));
+    m.*field.member = pieces.size() == 1 ? pieces.front() : at::cat(pieces);
+  }
+  m.timings.forward = forward_seconds;
+  for (const auto& part : parts) {
+    m.timings.jacobians += part.timings.jacobians;
+    m.timings.spectra += part.timings.spectra;
+    m.timings.coupling += part.timings.coupling;
+    m.timings.trajectories += part.timings.trajectories;
+  }
   m.timings.total = seconds_since(start);
+  m.peak_rss_mib = peak_memory_mib();
   return m;
 }
 

@@ -4,7 +4,6 @@
 
 #include <ATen/ATen.h>
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,34 +14,34 @@
 
 namespace coupling::safetensors {
 
-/// A private (copy-on-write) read mapping of a whole file; tensors that view it keep it alive.
-struct SafetensorsFile::Mapping {
-  unsigned char* bytes = nullptr;
-  size_t size = 0;
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  explicit Mapping(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block
+/// The open file, for the object's lifetime: every tensor comes from the file that was checked.
+struct SafetensorsFile::Descriptor {
+  int fd = -1;
+  uint64_t size = 0;
+  Descriptor(const Descriptor&) = delete;
+  Descriptor& operator=(const Descriptor&) = delete;
+  explicit Descriptor(const std::string& path) {
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block
     if (fd < 0) throw DataError("cannot open " + path + ": " + std::strerror(errno));
     struct stat info {};
     if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
       ::close(fd);
       throw DataError("cannot read " + path + ": not a regular file");
     }
-    size = static_cast<size_t>(info.st_size);
-    if (size > 0) {
-      void* address = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-      if (address == MAP_FAILED) {
-        const int error = errno;
-        ::close(fd);
-        throw DataError("cannot map " + path + ": " + std::strerror(error));
-      }
-      bytes = static_cast<unsigned char*>(address);
-    }
-    ::close(fd);
+    size = static_cast<uint64_t>(info.st_size);
   }
-  ~Mapping() {
-    if (bytes != nullptr) ::munmap(bytes, size);
+  ~Descriptor() { ::close(fd); }
+  /// Reads up to `count` bytes at `offset`; returns how many it read (fewer only at the end of the file).
+  uint64_t read(uint64_t offset, uint64_t count, unsigned char* into, const std::string& path) const {
+    uint64_t done = 0;
+    while (done < count) {
+      const ssize_t got = ::pread(fd, into + done, count - done, static_cast<off_t>(offset + done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) throw DataError("cannot read " + path + ": " + std::strerror(errno));
+      if (got == 0) break;
+      done += static_cast<uint64_t>(got);
+    }
+    return done;
   }
 };
 
@@ -83,10 +82,37 @@ DType dtype_of(at::ScalarType type, const std::string& name) {
 
 }  // namespace
 
+namespace {
+
+/// The bytes parse_header needs: the length prefix and, when it fits the file, the header.
+std::vector<unsigned char> header_bytes(const SafetensorsFile::Descriptor& file, const std::string& path) {
+  std::vector<unsigned char> bytes(std::min<uint64_t>(8, file.size));
+  file.read(0, bytes.size(), bytes.data(), path);
+  if (bytes.size() < 8) return bytes;
+  uint64_t length = 0;
+  for (int i = 7; i >= 0; --i) length = (length << 8) | bytes[i];
+  if (length <= kMaxHeaderBytes && length <= file.size - 8) {
+    bytes.resize(8 + length);
+    if (file.read(8, length, bytes.data() + 8, path) != length) {
+      throw DataError(path + " is truncated: it has shrunk since it was opened (is something rewriting it?)");
+    }
+  }
+  return bytes;
+}
+
+}  // namespace
+
 SafetensorsFile::SafetensorsFile(const std::string& path)
-    : path_(path), mapping_(std::make_shared<const Mapping>(path)),
-      header_(parse_header(mapping_->bytes, mapping_->size, path)) {
+    : path_(path), descriptor_(std::make_shared<const Descriptor>(path)) {
+  const auto bytes = header_bytes(*descriptor_, path);
+  header_ = parse_header(bytes.data(), bytes.size() < 8 ? bytes.size() : descriptor_->size, path);
   for (size_t i = 0; i < header_.tensors.size(); ++i) index_[header_.tensors[i].name] = i;
+}
+
+void SafetensorsFile::read_data(uint64_t offset, uint64_t count, void* into) const {
+  if (descriptor_->read(header_.data_start + offset, count, static_cast<unsigned char*>(into), path_) != count) {
+    throw DataError(path_ + " is truncated: it has shrunk since it was opened (is something rewriting it?)");
+  }
 }
 
 bool SafetensorsFile::contains(const std::string& name) const { return index_.count(name) != 0; }
@@ -99,20 +125,34 @@ const TensorEntry& SafetensorsFile::entry(const std::string& name) const {
 
 at::Tensor SafetensorsFile::tensor(const std::string& name) const {
   const TensorEntry& entry = this->entry(name);
-  unsigned char* data = mapping_->bytes + header_.data_start + entry.begin;
-  const auto options = at::TensorOptions().dtype(scalar_type(entry.dtype));
+  at::Tensor tensor = at::empty(entry.shape, at::TensorOptions().dtype(scalar_type(entry.dtype)));
+  read_data(entry.begin, entry.end - entry.begin, tensor.data_ptr());
   if (entry.dtype == DType::kBool) {
+    const auto* data = static_cast<const unsigned char*>(tensor.data_ptr());
     for (uint64_t i = 0; i < entry.end - entry.begin; ++i) {
       if (data[i] > 1) throw DataError(path_ + ": BOOL tensor '" + name + "' holds a byte that is neither 0 nor 1");
     }
   }
-  if (reinterpret_cast<uintptr_t>(data) % dtype_size(entry.dtype) == 0) {
-    auto keep = mapping_;
-    return at::from_blob(data, entry.shape, [keep](void*) {}, options);
+  return tensor;
+}
+
+at::Tensor SafetensorsFile::rows(const std::string& name, const std::vector<int64_t>& rows) const {
+  const TensorEntry& entry = this->entry(name);
+  if (entry.shape.size() != 2 || entry.dtype == DType::kBool) {
+    throw DataError(path_ + ": tensor '" + name + "' is not a matrix of numbers, so it has no rows to read");
   }
-  at::Tensor copy = at::empty(entry.shape, options);
-  std::memcpy(copy.data_ptr(), data, entry.end - entry.begin);
-  return copy;
+  const uint64_t row_bytes = static_cast<uint64_t>(entry.shape[1]) * dtype_size(entry.dtype);
+  at::Tensor result = at::empty({static_cast<int64_t>(rows.size()), entry.shape[1]},
+                                at::TensorOptions().dtype(scalar_type(entry.dtype)));
+  auto* into = static_cast<unsigned char*>(result.data_ptr());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i] < 0 || rows[i] >= entry.shape[0]) {
+      throw DataError(path_ + ": row " + std::to_string(rows[i]) + " of tensor '" + name + "' is outside its " +
+                      std::to_string(entry.shape[0]) + " rows");
+    }
+    read_data(entry.begin + static_cast<uint64_t>(rows[i]) * row_bytes, row_bytes, into + i * row_bytes);
+  }
+  return result;
 }
 
 std::map<std::string, at::Tensor> SafetensorsFile::tensors() const {

@@ -611,6 +611,7 @@ void CouplingLog::append(const MeasurementRecord& record, const Measurement& m) 
   // Convert and check every dataset before the first write, so a mismatch leaves no partial row.
   std::vector<std::tuple<GrowingDataset*, std::string, at::Tensor>> rows;
   MeasurementRecord bookkeeping = record;
+  bookkeeping.peak_rss_mib = m.peak_rss_mib;
   for (const auto& d : logged_datasets()) {
     const bool logged = impl.datasets.count(d.path()) > 0;
     if (d.field->present.holds(m) != logged) {

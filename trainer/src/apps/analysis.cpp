@@ -24,6 +24,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <memory>
 #include <regex>
 #include <set>
 
@@ -258,9 +259,9 @@ AnalysisResult analyze_hf(const std::vector<std::string>& dirs, const std::strin
                                 "names (step143000, step_1000, checkpoint-500)");
   }
   // Everything is read and checked before the log is created.
-  std::map<int64_t, std::unique_ptr<hf::HfDirectory>> by_step;
+  std::map<int64_t, std::shared_ptr<const hf::HfDirectory>> by_step;
   for (const auto& dir : dirs) {
-    auto directory = std::make_unique<hf::HfDirectory>(dir);
+    auto directory = std::make_shared<const hf::HfDirectory>(dir);
     hf::HfTransformer checked(directory->config(), hf::directory_checker(*directory));  // every tensor, no data
     const auto named = step ? step : step_of_hf_directory(*directory);
     if (!named && dirs.size() > 1) {
@@ -293,11 +294,9 @@ AnalysisResult analyze_hf(const std::vector<std::string>& dirs, const std::strin
   std::unique_ptr<hf::HfAdapter> current;
   std::vector<SavedModel> models;
   for (const auto& [model_step, directory] : by_step) {
-    models.push_back({model_step, directory->dir(), [&current, &directory = *directory, device]() -> coupling::ModelAdapter& {
-                        current.reset();  // one model in memory at a time
-                        hf::HfTransformer model(directory.config(), hf::directory_source(directory));
-                        model->to(device);
-                        current = std::make_unique<hf::HfAdapter>(model);
+    models.push_back({model_step, directory->dir(), [&current, directory = directory, device]() -> coupling::ModelAdapter& {
+                        current.reset();  // one model at a time, streamed: one block of it in memory
+                        current = std::make_unique<hf::HfAdapter>(hf::HfTransformer(directory, device));
                         return *current;
                       }});
   }

@@ -11,6 +11,7 @@
 // The log has the standard schema (scripts/plot_coupling.py reads it); re-running skips the
 // steps it holds. Errors: one line, exit status 2.
 #include "coupling/engine/device.h"
+#include "coupling/engine/peak_memory.h"
 #include "coupling/error.h"
 #include "trainer/apps/analysis.h"
 #include "trainer/apps/command_line.h"
@@ -94,7 +95,8 @@ int main(int argc, char** argv) {
                         : !hf_dirs.empty()
                             ? trainer::analyze_hf(hf_dirs, probe_ids, coupling, log_path, hf_step, device)
                             : trainer::analyze_torchscript(torchscript, probes, coupling, log_path, device);
-    spdlog::info("{}: {} model(s) measured, {} already in the log", result.log_path, result.measured, result.skipped);
+    spdlog::info("{}: {} model(s) measured, {} already in the log | peak RSS {:.0f} MiB", result.log_path,
+                 result.measured, result.skipped, coupling::process_peak_memory_mib());
     return 0;
   } catch (...) {
     return trainer::report_failure("measure fewer probes or tokens");

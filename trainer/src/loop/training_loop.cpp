@@ -6,6 +6,7 @@
 #include "coupling/dist/data_parallel.h"
 #include "coupling/engine/device.h"
 #include "coupling/engine/progress.h"
+#include "coupling/engine/peak_memory.h"
 #include "coupling/error.h"
 #include "coupling/version.h"
 #include "trainer/loop/checkpoint.h"
@@ -519,8 +520,9 @@ TrainSummary TrainingRun::finish() {
     write_file_atomic(paths_.summary, json.dump(2) + "\n");
   }
   std::vector<Metric> all_metrics(summary.metrics.begin(), summary.metrics.end());
-  spdlog::info("summary: step {} | {} | {:.0f} {}/s | {}", summary.final_step, join_metrics(all_metrics),
-               summary.items_per_second, task_->unit(), coupling::format_duration(summary.wall_seconds));
+  spdlog::info("summary: step {} | {} | {:.0f} {}/s | {} | peak RSS {:.0f} MiB", summary.final_step,
+               join_metrics(all_metrics), summary.items_per_second, task_->unit(),
+               coupling::format_duration(summary.wall_seconds), coupling::process_peak_memory_mib());
   if (communicator_) {
     spdlog::info("data-parallel: {:.1f} s of {:.1f} s training in gradient/loss all-reduces ({:.1f}%)",
                  summary.communication_seconds, session_seconds,

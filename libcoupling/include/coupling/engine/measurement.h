@@ -115,6 +115,8 @@ struct Measurement : MeasurementLayout {
   at::Tensor inverse_sigma_slope, inverse_sigma_r2;  ///< fit of 1/s_1(J^l) against l = 1..L
 
   MeasurementTimings timings;
+  /// Peak resident memory of the process during this measurement (MiB; coupling/engine/peak_memory.h).
+  double peak_rss_mib = 0.0;
 };
 
 /// Measures `adapter`'s model on `probe_inputs` (whatever residual_states takes, batch first).

@@ -42,10 +42,11 @@ struct Header {
 /// The largest header accepted (as the reference implementation: 100 MB).
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 
-/// Parses and checks the header of the safetensors file whose bytes are `bytes[0, size)`: the
-/// length, the JSON, each entry's dtype, shape and offsets, that the byte count of every tensor
-/// is its shape's, and that the tensors cover the data exactly. Throws coupling::DataError
-/// naming `file` and what is wrong.
+/// Parses and checks the header of a safetensors file of `size` bytes: the length, the JSON, each
+/// entry's dtype, shape and offsets, that the byte count of every tensor is its shape's, and that
+/// the tensors cover the data exactly. `bytes` holds the file's first 8 bytes and, when their
+/// length fits the file and the 100 MB limit, the whole header after them (the data is never
+/// read). Throws coupling::DataError naming `file` and what is wrong.
 Header parse_header(const unsigned char* bytes, size_t size, const std::string& file);
 
 /// The JSON header text (without the length prefix) for `tensors` and `metadata`, padded with

@@ -23,6 +23,7 @@ struct MeasurementRecord {
   double wall_seconds = 0.0;    ///< run wall time when the measurement started
   double measure_seconds = 0.0; ///< wall time of this measurement
   double train_seconds = 0.0;   ///< pure training time (no measurement) since the previous measurement
+  double peak_rss_mib = 0.0;    ///< set by the log from Measurement::peak_rss_mib
   int8_t nonfinite = 0;         ///< set by the log: 1 when some logged value is NaN or infinite
 
   static constexpr const char* kGroup = "/measurement";
@@ -37,6 +38,10 @@ struct MeasurementRecord {
     v(Column{"measure_seconds", "s", "wall time of the measurement"}, r.measure_seconds);
     v(Column{"train_seconds", "s", "training time since the previous measurement, measurements excluded"},
       r.train_seconds);
+    v(Column{"peak_rss_mib", "MiB",
+             "peak resident memory of the process during the measurement, file-backed pages included (the maximum "
+             "over ranks)"},
+      r.peak_rss_mib);
     v(Column{"nonfinite", "1", "1 when some value of this measurement is NaN or infinite"}, r.nonfinite);
   }
 };

@@ -169,4 +169,10 @@ at::Tensor HfDirectory::tensor(const std::string& name, const std::vector<int64_
   return file->tensor(stored);
 }
 
+at::Tensor HfDirectory::rows(const std::string& name, const std::vector<int64_t>& shape,
+                             const std::vector<int64_t>& rows) const {
+  const auto [stored, file] = find(name, shape);
+  return file->rows(stored, rows);
+}
+
 }  // namespace trainer::hf

@@ -330,24 +330,55 @@ at::Tensor HfBlockImpl::residual_branch_at_token(const at::Tensor& x, int64_t in
 }
 
 HfTransformerImpl::HfTransformerImpl(const HfConfig& config, const TensorSource& source, c10::ScalarType dtype)
-    : config_(config) {
+    : config_(config), dtype_(dtype) {
   const int64_t d = config.d_model;
   token_embedding_ = register_buffer("token_embedding", read(source, token_embedding_name(config), {config.vocab, d}, dtype));
-  const std::string embeddings = config.model_type == "bert" ? "embeddings." : "";
-  if (config.learned_positions) {
-    position_embedding_ = register_buffer(
-        "position_embedding", read(source, config.model_type == "gpt2" ? "wpe.weight" : "embeddings.position_embeddings.weight",
-                                   {config.max_positions, d}, dtype));
-  }
-  if (config.embedding_norm) {
-    type_embedding_ = register_buffer(
-        "type_embedding", read(source, "embeddings.token_type_embeddings.weight", {config.type_vocab, d}, dtype));
-    embedding_norm_weight_ = register_buffer("embedding_norm_weight", read(source, "embeddings.LayerNorm.weight", {d}, dtype));
-    embedding_norm_bias_ = register_buffer("embedding_norm_bias", read(source, "embeddings.LayerNorm.bias", {d}, dtype));
-  }
+  read_small_embeddings(source);
   for (int64_t l = 0; l < config.layers; ++l) {
     blocks_.push_back(register_module("block" + std::to_string(l), HfBlock(config, source, l, dtype)));
   }
+}
+
+HfTransformerImpl::HfTransformerImpl(std::shared_ptr<const HfDirectory> directory, c10::Device device)
+    : config_(directory->config()),
+      dtype_(c10::kFloat),
+      directory_(std::move(directory)),
+      source_(directory_source(*directory_)),
+      token_embedding_name_(weight_prefix(*directory_) + token_embedding_name(config_)),
+      device_(device) {
+  read_small_embeddings(source_);
+  to(device_);
+}
+
+void HfTransformerImpl::read_small_embeddings(const TensorSource& source) {
+  const int64_t d = config_.d_model;
+  if (config_.learned_positions) {
+    position_embedding_ = register_buffer(
+        "position_embedding", read(source, config_.model_type == "gpt2" ? "wpe.weight" : "embeddings.position_embeddings.weight",
+                                   {config_.max_positions, d}, dtype_));
+  }
+  if (config_.embedding_norm) {
+    type_embedding_ = register_buffer(
+        "type_embedding", read(source, "embeddings.token_type_embeddings.weight", {config_.type_vocab, d}, dtype_));
+    embedding_norm_weight_ = register_buffer("embedding_norm_weight", read(source, "embeddings.LayerNorm.weight", {d}, dtype_));
+    embedding_norm_bias_ = register_buffer("embedding_norm_bias", read(source, "embeddings.LayerNorm.bias", {d}, dtype_));
+  }
+}
+
+HfBlock HfTransformerImpl::block(int64_t index) {
+  if (!directory_) return blocks_.at(static_cast<size_t>(index));
+  if (resident_ != index) {
+    if (index < 0 || index >= config_.layers) {
+      throw coupling::ConfigError(fmt::format("block {} out of range: the model has {} blocks", index, config_.layers));
+    }
+    blocks_.clear();  // the previous block's memory goes before the next one's is taken
+    resident_ = -1;
+    HfBlock block(config_, source_, index, dtype_);
+    block->to(device_);
+    blocks_.push_back(block);
+    resident_ = index;
+  }
+  return blocks_.front();
 }
 
 at::Tensor HfTransformerImpl::embed(const at::Tensor& ids) {
@@ -356,7 +387,15 @@ at::Tensor HfTransformerImpl::embed(const at::Tensor& ids) {
   }
   const int64_t tokens = ids.size(1);
   if (ids.numel() > 0) config_.check_probes(tokens, ids.min().item<int64_t>(), ids.max().item<int64_t>());
-  auto x = at::embedding(token_embedding_, ids);
+  at::Tensor x;
+  if (token_embedding_.defined()) {
+    x = at::embedding(token_embedding_, ids);
+  } else {  // streamed: the rows of the distinct ids, read now
+    const auto [distinct, position] = at::_unique(ids.flatten().cpu(), /*sorted=*/true, /*return_inverse=*/true);
+    const std::vector<int64_t> rows(distinct.data_ptr<int64_t>(), distinct.data_ptr<int64_t>() + distinct.numel());
+    const auto table = directory_->rows(token_embedding_name_, {config_.vocab, config_.d_model}, rows);
+    x = table.to(device_, dtype_).index_select(0, position.to(device_)).view({ids.size(0), tokens, config_.d_model});
+  }
   if (position_embedding_.defined()) x = x + position_embedding_.narrow(0, 0, tokens);
   if (type_embedding_.defined()) x = x + type_embedding_.select(0, 0);
   if (embedding_norm_weight_.defined()) {
@@ -367,7 +406,7 @@ at::Tensor HfTransformerImpl::embed(const at::Tensor& ids) {
 
 std::vector<at::Tensor> HfTransformerImpl::residual_states(const at::Tensor& ids) {
   std::vector<at::Tensor> states{embed(ids)};
-  for (auto& block : blocks_) states.push_back(states.back() + block->residual_branch(states.back()));
+  for (int64_t l = 0; l < num_blocks(); ++l) states.push_back(states.back() + block(l)->residual_branch(states.back()));
   return states;
 }
 

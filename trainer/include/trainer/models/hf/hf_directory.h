@@ -19,7 +19,7 @@ namespace trainer::hf {
 
 class HfDirectory {
  public:
-  /// Reads DIR/config.json and maps the safetensors files. Throws coupling::ConfigError (the
+  /// Reads DIR/config.json and opens the safetensors files (their headers are read and checked). Throws coupling::ConfigError (the
   /// family or an option), coupling::DataError (a missing, truncated or lying file, an index
   /// naming a missing shard or a tensor its shard lacks).
   explicit HfDirectory(const std::string& dir);
@@ -33,6 +33,9 @@ class HfDirectory {
   /// floating-point dtype. A LayerNorm's `weight`/`bias` may be stored as `gamma`/`beta`. Throws
   /// coupling::DataError naming the directory, the tensor and what is wrong.
   at::Tensor tensor(const std::string& name, const std::vector<int64_t>& shape) const;
+  /// Rows `rows` of the matrix `name` of `shape` (an embedding's probe tokens), reading only those
+  /// rows; checked and named as tensor() says.
+  at::Tensor rows(const std::string& name, const std::vector<int64_t>& shape, const std::vector<int64_t>& rows) const;
   /// The checks of tensor() from the headers alone, without reading any data.
   void check(const std::string& name, const std::vector<int64_t>& shape) const;
 

@@ -11,12 +11,14 @@
 #include "trainer/models/hf/hf_config.h"
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -76,23 +78,39 @@ TORCH_MODULE(HfBlock);
 
 class HfTransformerImpl : public torch::nn::Module {
  public:
-  /// Builds the model of `config` from `source`, in `dtype` (float32 to measure; float64 in the
-  /// tests against transformers). Throws what the source throws for a missing or misshapen tensor.
+  /// Builds the whole model of `config` from `source`, in `dtype` (float32 to measure; float64 in
+  /// the tests against transformers). Throws what the source throws for a missing or misshapen tensor.
   HfTransformerImpl(const HfConfig& config, const TensorSource& source, c10::ScalarType dtype = c10::kFloat);
+  /// The model of `directory` streamed in float32 on `device`, for models larger than memory:
+  /// embed() reads only the embedding rows of the ids it is given, and one block at a time is in
+  /// memory, built when block() asks for it and released when block() asks for another. Check
+  /// the directory first (directory_checker): a block's tensors are only read when it is built.
+  HfTransformerImpl(std::shared_ptr<const HfDirectory> directory, c10::Device device);
 
   /// X^0 for token ids [B, T]: the token embedding (+ learned positions, + BERT's token type 0
   /// and embedding LayerNorm).
   at::Tensor embed(const at::Tensor& ids);
   /// X^0..X^L for token ids [B, T]; X^L is before any final norm.
   std::vector<at::Tensor> residual_states(const at::Tensor& ids);
-  int64_t num_blocks() const { return static_cast<int64_t>(blocks_.size()); }
-  HfBlock block(int64_t index) const { return blocks_.at(static_cast<size_t>(index)); }
+  int64_t num_blocks() const { return config_.layers; }
+  /// Block `index` (streamed: built now unless it is the resident block, which it replaces).
+  HfBlock block(int64_t index);
   const HfConfig& config() const { return config_; }
 
  private:
+  /// The embeddings besides the token embedding (positions, BERT's types and norm): small.
+  void read_small_embeddings(const TensorSource& source);
+
   HfConfig config_;
+  c10::ScalarType dtype_;
   at::Tensor token_embedding_, position_embedding_, type_embedding_, embedding_norm_weight_, embedding_norm_bias_;
-  std::vector<HfBlock> blocks_;
+  std::vector<HfBlock> blocks_;  ///< every block; streamed: the resident block only
+  // Streamed models only:
+  std::shared_ptr<const HfDirectory> directory_;
+  TensorSource source_;             ///< the directory's tensors
+  std::string token_embedding_name_;  ///< as stored (with the model-class prefix)
+  c10::Device device_ = c10::kCPU;
+  int64_t resident_ = -1;           ///< index of the block in blocks_
 };
 TORCH_MODULE(HfTransformer);
 
