@@ -181,6 +181,8 @@ def expected_table(f, rows):
     if "norm_growth_rate" in g:
         out["norm_growth_rate"] = g["norm_growth_rate"][:rows].reshape(rows, -1).mean(axis=1)
     out["measure_seconds"] = g["measure_seconds"][:rows]
+    if "peak_rss_mib" in g:  # schema 3 on
+        out["peak_rss_mib"] = g["peak_rss_mib"][:rows]
     for short in ("offdiag", "adjacent"):
         name = f"depth_mean_{short}_avg"
         if name not in g:
