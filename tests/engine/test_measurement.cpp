@@ -2,6 +2,7 @@
 // mixer model against row-by-row autograd Jacobians and full SVDs (token coupling), the
 // layout and its size cap, and bad options. The bundled GPT's tests are in tests/trainer.
 #include "coupling/error.h"
+#include "coupling/engine/fields.h"
 #include "coupling/engine/measurement.h"
 #include "coupling/engine/trajectory.h"
 #include "engine_support.h"
@@ -10,7 +11,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <string>
 
 namespace {
 
@@ -132,6 +135,47 @@ TEST(Measurement, TokenCouplingMatchesRowByRowJacobiansAndFullSvds) {
   const auto tc = m.token_coupling;
   const auto off = (tc.sum({-1, -2}) - tc.diagonal(0, -2, -1).sum(-1)) / 6.0;
   EXPECT_TRUE(at::allclose(m.token_mean_offdiag, off, 1e-9, 1e-12));
+}
+
+// Past jacobian_memory_bytes, a probe's Jacobians go to an unlinked temporary file and come back a
+// few at a time: the same arithmetic on the same numbers, so every field is bit for bit the same.
+TEST(Measurement, SpilledJacobiansGiveTheSameMeasurementBitForBit) {
+  at::manual_seed(43);
+  MixerModel model(32, 24, 3);
+  auto adapter = mixer_adapter(model);
+  const auto probes = at::randint(32, {2, 6}, at::kLong);
+  MeasurementOptions options;
+  options.k_grid = {2, 5};  // 4 K <= d = 24: the randomized estimator, whose test matrix is sliced
+  options.tokens.mode = coupling::TokenSelection::Mode::kAll;
+  options.tokens.context_pairs = {{0, 5}, {2, 5}, {1, 3}};
+  const auto in_memory = coupling::measure(*adapter, probes, options);
+  options.jacobian_memory_bytes = 0;
+  const auto spilled = coupling::measure(*adapter, probes, options);
+  int compared = 0;
+  for (const auto& field : coupling::measurement_fields()) {
+    const at::Tensor& a = in_memory.*field.member;
+    const at::Tensor& b = spilled.*field.member;
+    ASSERT_EQ(a.defined(), b.defined()) << field.name;
+    if (!a.defined()) continue;
+    EXPECT_TRUE(at::equal(a, b)) << field.name << " differs once spilled";
+    ++compared;
+  }
+  EXPECT_GE(compared, 20);
+
+  const char* old_tmpdir = std::getenv("TMPDIR");
+  const std::string saved = old_tmpdir != nullptr ? old_tmpdir : "";
+  setenv("TMPDIR", "/nonexistent-directory-of-libcoupling-tests", 1);
+  try {
+    coupling::measure(*adapter, probes, options);
+    ADD_FAILURE() << "a spill into a missing directory went through";
+  } catch (const coupling::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("set TMPDIR to a writable directory"), std::string::npos) << e.what();
+  }
+  if (old_tmpdir != nullptr) {
+    setenv("TMPDIR", saved.c_str(), 1);
+  } else {
+    unsetenv("TMPDIR");
+  }
 }
 
 TEST(Measurement, LayoutIsCheckedUpFrontAndTheSizeCapNamesItsFlag) {

@@ -25,7 +25,18 @@ double coupling_pair(const at::Tensor& j1, const at::Tensor& s1, const TopK& f2,
 
 at::Tensor coupling_matrices(const at::Tensor& jacobians, const TopK& factors, const std::vector<int64_t>& k_grid,
                              ProgressMeter* progress) {
-  const int64_t n = jacobians.size(-3), d_out = jacobians.size(-2), d_in = jacobians.size(-1);
+  const int64_t d_out = jacobians.size(-2), d_in = jacobians.size(-1);
+  const auto rows = [&](int64_t first, int64_t count) { return jacobians.narrow(-3, first, count); };
+  if (jacobians.size(-3) != factors.s.size(-2) || d_out != factors.u.size(-2) || d_in != factors.v.size(-2)) {
+    throw ConfigError("coupling_matrices: the Jacobians " + c10::str(jacobians.sizes()) +
+                      " and their factors (u " + c10::str(factors.u.sizes()) + ") differ in shape");
+  }
+  return coupling_matrices(rows, factors, k_grid, progress);
+}
+
+at::Tensor coupling_matrices(const CouplingRows& jacobian_rows, const TopK& factors, const std::vector<int64_t>& k_grid,
+                             ProgressMeter* progress) {
+  const int64_t n = factors.s.size(-2), d_out = factors.u.size(-2), d_in = factors.v.size(-2);
   const int64_t k_max = factors.s.size(-1);
   for (int64_t k : k_grid) {
     if (k < 1 || k > k_max) {
@@ -33,9 +44,8 @@ at::Tensor coupling_matrices(const at::Tensor& jacobians, const TopK& factors, c
                         " factors");
     }
   }
-  const auto batch_sizes = jacobians.sizes().slice(0, jacobians.dim() - 3);
+  const auto batch_sizes = factors.s.sizes().slice(0, factors.s.dim() - 2);
   const int64_t batch = c10::multiply_integers(batch_sizes);
-  const auto j = jacobians.reshape({batch, n * d_out, d_in});           // J_i stacked by rows
   const auto u = factors.u.reshape({batch, n, d_out, k_max});
   const auto v = factors.v.reshape({batch, n, d_in, k_max});
   const auto s = factors.s.reshape({batch, n, k_max}).to(at::kDouble);
@@ -58,7 +68,8 @@ at::Tensor coupling_matrices(const at::Tensor& jacobians, const TopK& factors, c
     for (int64_t i0 = 0; i0 < n; i0 += row_chunk) {
       const int64_t rows = std::min(row_chunk, n - i0);
       // One GEMM: J_i (stacked by rows) times the basis matrices of every j.
-      const auto jr = at::bmm(j.narrow(1, i0 * d_out, rows * d_out), right_stacked)
+      const auto j = jacobian_rows(i0, rows).reshape({batch, rows * d_out, d_in});  // J_i stacked by rows
+      const auto jr = at::bmm(j, right_stacked)
                           .view({batch, rows, d_out, n, k_max})
                           .permute({0, 1, 3, 2, 4});                   // [B, rows, Nj, d, K]
       const auto m = at::matmul(left_t, jr).to(at::kDouble).abs();     // [B, rows, Nj, K, K]

@@ -5,6 +5,7 @@
 #include "coupling/engine/progress.h"
 #include "coupling/engine/trajectory.h"
 #include "coupling/error.h"
+#include "jacobian_store.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -13,7 +14,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 
@@ -64,26 +67,37 @@ TopK reshape_factors(const TopK& f, int64_t p, int64_t n) {
           f.v.reshape({p, n, f.v.size(-2), f.v.size(-1)})};
 }
 
-/// Top-K factors of [P, ...] Jacobians, one probe at a time: the randomized estimator's test
-/// matrix of probe p is seeded with seed + first_probe + p, so a probe's result does not depend
-/// on which other probes share the call (or the rank).
-TopK top_singular_per_probe(const at::Tensor& jacobians, int64_t k, const MeasurementOptions& options,
-                            int64_t first_probe, const std::string& what) {
+/// Top-K factors of the Jacobians in `store`, whose flat index runs over `batch` (e.g. {n, L}),
+/// one Jacobian at a time: [1, ...batch, ...]. The randomized estimator's test matrix for the
+/// whole batch is drawn from seed + probe (the probe's global index), so a probe's result depends
+/// neither on which other probes share the call or the rank, nor on where its Jacobians are kept.
+TopK store_spectra(const JacobianStore& store, const std::vector<int64_t>& batch, int64_t d, int64_t k,
+                   const MeasurementOptions& options, int64_t probe, const std::string& what) {
+  RandomizedOptions randomized = options.randomized;
+  randomized.seed += static_cast<uint64_t>(probe);
+  const int64_t count = c10::multiply_integers(batch);
+  const auto omega = uses_randomized(options.spectrum, k, d)
+                         ? test_matrix(batch, d, d, k, randomized).reshape({count, d, -1})
+                         : at::Tensor();
   std::vector<at::Tensor> u, s, v;
-  const int64_t P = jacobians.size(0);
-  ProgressMeter progress(what, P, options.progress_seconds);
-  for (int64_t p = 0; p < P; ++p) {
-    RandomizedOptions randomized = options.randomized;
-    randomized.seed += static_cast<uint64_t>(first_probe + p);
-    const TopK f = top_singular(jacobians.select(0, p), k, options.spectrum, options.precision, randomized);
+  ProgressMeter progress(what, count, options.progress_seconds);
+  for (int64_t b = 0; b < count; ++b) {
+    const TopK f = top_singular(store.get({b}).select(0, 0), k, options.spectrum, options.precision, randomized,
+                                omega.defined() ? omega.select(0, b) : at::Tensor());
     u.push_back(f.u);
     s.push_back(f.s);
     v.push_back(f.v);
-    progress.update(p + 1, "probes");
+    progress.update(b + 1, "Jacobians");
   }
-  return {at::stack(u), at::stack(s), at::stack(v)};
+  auto shape = batch;
+  shape.insert(shape.begin(), 1);
+  const auto stacked = [&](const std::vector<at::Tensor>& parts, std::vector<int64_t> tail) {
+    auto full = shape;
+    full.insert(full.end(), tail.begin(), tail.end());
+    return at::stack(parts).view(full);
+  };
+  return {stacked(u, {d, k}), stacked(s, {k}), stacked(v, {d, k})};
 }
-
 
 /// Where one Jacobian of a probe goes: a diagonal token (index into layout.tokens) and/or a
 /// context pair (index into layout.context_pairs); -1 = not that kind.
@@ -126,11 +140,13 @@ Measurement measure_one_probe(ModelAdapter& adapter, const at::Tensor& states, c
   const int64_t n = static_cast<int64_t>(m.tokens.size());
   const int64_t np = static_cast<int64_t>(m.context_pairs.size());
 
-  // 3. Jacobians, and the Frobenius norm of each as it is made (float64, no copy kept).
+  // 3. Jacobians, into stores (diagonal index i L + l, context index l np + c; spilled to a file
+  // past options.jacobian_memory_bytes), with the Frobenius norm of each as it is made.
   auto t0 = Clock::now();
   const auto on_model = states.options();  // the model's device, float32
-  auto diag = at::empty({1, n, L, d, d}, on_model);
-  auto context = np > 0 ? at::empty({1, L, np, d, d}, on_model) : at::Tensor();
+  const int64_t budget = options.keep_jacobians ? std::numeric_limits<int64_t>::max() : options.jacobian_memory_bytes;
+  JacobianStore diag(n * L, d, on_model, budget);
+  std::unique_ptr<JacobianStore> context = np > 0 ? std::make_unique<JacobianStore>(L * np, d, on_model, budget) : nullptr;
   auto frobenius = at::empty({1, n, L}, on_model.dtype(at::kDouble));
   for (int64_t l = 0; l < L; ++l) {
     const auto x = states.select(1, l);  // block l's input X^l: [T, d]
@@ -141,10 +157,10 @@ Measurement measure_one_probe(ModelAdapter& adapter, const at::Tensor& states, c
       for (size_t r = 0; r < targets.size(); ++r) {
         const auto jr = j.select(0, static_cast<int64_t>(r));
         if (targets[r].diag_index >= 0) {
-          diag.select(0, 0).select(0, targets[r].diag_index).select(0, l).copy_(jr);
+          diag.put(targets[r].diag_index * L + l, jr);
           frobenius.select(0, 0).select(0, targets[r].diag_index).select(0, l).copy_(jr.to(at::kDouble).norm());
         }
-        if (targets[r].context_index >= 0) context.select(0, 0).select(0, l).select(0, targets[r].context_index).copy_(jr);
+        if (targets[r].context_index >= 0) context->put(l * np + targets[r].context_index, jr);
       }
       ++jacobian_progress.done;
       if (jacobian_progress.meter.due()) {
@@ -158,38 +174,49 @@ Measurement measure_one_probe(ModelAdapter& adapter, const at::Tensor& states, c
 
   // 4. Spectra.
   t0 = Clock::now();
-  const TopK diag_factors = top_singular_per_probe(diag, k_max, options, probe, "measurement spectra");
+  const TopK diag_factors = store_spectra(diag, {n, L}, d, k_max, options, probe, "measurement spectra");
   const TopK context_factors =
-      np > 0 ? top_singular_per_probe(context, k_max, options, probe, "measurement context spectra") : TopK{};
+      np > 0 ? store_spectra(*context, {L, np}, d, k_max, options, probe, "measurement context spectra") : TopK{};
   m.singular_values = diag_factors.s;
   m.timings.spectra = seconds_since(t0);
 
-  // 5. Coupling matrices and their summaries.
+  // 5. Coupling matrices and their summaries; each set reads its Jacobians a few rows at a time.
   t0 = Clock::now();
   // Progress of a coupling set of N Jacobians: its 2 N^2 (orientation, i, j) entries.
   const auto coupling_progress = [&](const char* what, int64_t set_size) {
     return ProgressMeter(fmt::format("measurement {} coupling", what), 2 * set_size * set_size, options.progress_seconds);
   };
-  m.depth_coupling = coupling_matrices(diag, diag_factors, m.k_grid);
+  // The rows [first, first + count) of a set whose entry (b, r) for batch b is store index `at(b, r)`.
+  const auto rows_of = [](const JacobianStore& store, int64_t batch, auto at) -> CouplingRows {
+    return [&store, batch, at](int64_t first, int64_t count) {
+      std::vector<int64_t> indices;
+      for (int64_t b = 0; b < batch; ++b) {
+        for (int64_t r = first; r < first + count; ++r) indices.push_back(at(b, r));
+      }
+      return store.get(indices);
+    };
+  };
+  m.depth_coupling = coupling_matrices(rows_of(diag, n, [L](int64_t i, int64_t l) { return i * L + l; }), diag_factors,
+                                       m.k_grid);
   m.depth_mean_offdiag = mean_off_diagonal(m.depth_coupling);
   m.depth_mean_adjacent = mean_adjacent(m.depth_coupling);
   if (n >= 2) {
-    const auto by_block = diag.permute({0, 2, 1, 3, 4}).contiguous();  // [1, L, n, d, d]
-    const auto by_block_factors = permute_factors(diag_factors, {0, 2, 1});
+    const auto by_block_factors = permute_factors(diag_factors, {0, 2, 1});  // [1, L, n, ...]
     auto token_progress = coupling_progress("token", n);
-    m.token_coupling = coupling_matrices(by_block, by_block_factors, m.k_grid, &token_progress);
+    m.token_coupling = coupling_matrices(rows_of(diag, L, [L](int64_t l, int64_t i) { return i * L + l; }),
+                                         by_block_factors, m.k_grid, &token_progress);
     m.token_mean_offdiag = mean_off_diagonal(m.token_coupling);
     if (m.has_block_token_coupling) {
       auto block_token_progress = coupling_progress("block-by-token", L * n);
-      m.block_token_coupling = coupling_matrices(by_block.reshape({1, L * n, d, d}),
-                                                 reshape_factors(by_block_factors, 1, L * n), m.k_grid,
-                                                 &block_token_progress);
+      m.block_token_coupling =
+          coupling_matrices(rows_of(diag, 1, [L, n](int64_t, int64_t s) { return (s % n) * L + s / n; }),
+                            reshape_factors(by_block_factors, 1, L * n), m.k_grid, &block_token_progress);
       m.block_token_mean_offdiag = mean_off_diagonal(m.block_token_coupling);
     }
   }
   if (np > 0) {
     auto context_progress = coupling_progress("context", L * np);
-    m.context_coupling = coupling_matrices(context.reshape({1, L * np, d, d}),
+    m.context_coupling = coupling_matrices(rows_of(*context, 1, [](int64_t, int64_t s) { return s; }),
                                            reshape_factors(context_factors, 1, L * np), m.k_grid, &context_progress);
     std::vector<int64_t> input_of, output_of;
     for (int64_t l = 0; l < L; ++l) {
@@ -231,7 +258,7 @@ Measurement measure_one_probe(ModelAdapter& adapter, const at::Tensor& states, c
     for (const auto& [field, value] : values) (*field)[0][i] = value;
   }
   m.timings.trajectories = seconds_since(t0);
-  if (options.keep_jacobians) m.jacobians = diag;
+  if (options.keep_jacobians) m.jacobians = diag.all().view({1, n, L, d, d});
   for (const auto& field : measurement_fields()) {  // results live on the CPU, whatever the model's device
     at::Tensor& t = m.*field.member;
     if (t.defined()) t = t.cpu();

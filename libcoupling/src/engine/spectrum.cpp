@@ -45,16 +45,21 @@ LinearOperator dense_operator(const at::Tensor& matrices) {
   return op;
 }
 
-TopK randomized_topk(const LinearOperator& op, int64_t k, const RandomizedOptions& options) {
-  check_rank(k, op.rows, op.cols);
-  const int64_t width = std::min(k + std::max<int64_t>(0, options.oversample), std::min(op.rows, op.cols));
-  std::vector<int64_t> shape = op.batch;
-  shape.push_back(op.cols);
+at::Tensor test_matrix(const std::vector<int64_t>& batch, int64_t rows, int64_t cols, int64_t k,
+                       const RandomizedOptions& options) {
+  check_rank(k, rows, cols);
+  const int64_t width = std::min(k + std::max<int64_t>(0, options.oversample), std::min(rows, cols));
+  std::vector<int64_t> shape = batch;
+  shape.push_back(cols);
   shape.push_back(width);
-  // Drawn on the CPU from the seed, then moved: the same test matrix on every device.
   auto generator = at::detail::createCPUGenerator(options.seed);
-  auto omega = at::randn(shape, generator, at::TensorOptions().dtype(at::kFloat)).to(op.device);
-  auto q = orthonormalise(op.multiply(omega));  // range of J Omega, [..., rows, width]
+  return at::randn(shape, generator, at::TensorOptions().dtype(at::kFloat));
+}
+
+TopK randomized_topk(const LinearOperator& op, int64_t k, const RandomizedOptions& options, const at::Tensor& omega) {
+  check_rank(k, op.rows, op.cols);
+  const auto test = (omega.defined() ? omega : test_matrix(op.batch, op.rows, op.cols, k, options)).to(op.device);
+  auto q = orthonormalise(op.multiply(test));  // range of J Omega, [..., rows, width]
   for (int64_t i = 0; i < options.power_iterations; ++i) {
     auto z = orthonormalise(op.multiply_transpose(q));  // [..., cols, width]
     q = orthonormalise(op.multiply(z));
@@ -71,7 +76,7 @@ bool uses_randomized(SpectrumMethod method, int64_t k, int64_t d) {
 }
 
 TopK top_singular(const at::Tensor& jacobians, int64_t k, SpectrumMethod method, SvdPrecision precision,
-                  const RandomizedOptions& randomized) {
+                  const RandomizedOptions& randomized, const at::Tensor& omega) {
   // Which matrices are finite, one at a time: a mask of the whole batch would be its size in bytes.
   const auto flat = jacobians.reshape({-1, jacobians.size(-2) * jacobians.size(-1)});
   auto finite = at::empty({flat.size(0)}, jacobians.options().dtype(at::kBool));
@@ -80,7 +85,7 @@ TopK top_singular(const at::Tensor& jacobians, int64_t k, SpectrumMethod method,
   const bool all_finite = finite.all().item<bool>();
   const auto input =
       all_finite ? jacobians : at::where(finite.unsqueeze(-1).unsqueeze(-1), jacobians, at::zeros_like(jacobians));
-  TopK f = uses_randomized(method, k, jacobians.size(-1)) ? randomized_topk(dense_operator(input), k, randomized)
+  TopK f = uses_randomized(method, k, jacobians.size(-1)) ? randomized_topk(dense_operator(input), k, randomized, omega)
                                                           : exact_topk(input, k, precision);
   if (!all_finite) {
     const auto bad = finite.logical_not();

@@ -14,6 +14,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace coupling {
@@ -33,6 +34,14 @@ double coupling_pair(const at::Tensor& j1, const at::Tensor& s1, const TopK& f2,
 /// (each <= Kmax). Returns float64 [..., 2 (ujv, vju), 2 (norm, trace), k_grid.size(), N, N].
 /// `progress`, if given, counts the 2 N^2 (orientation, i, j) entries as they are done.
 at::Tensor coupling_matrices(const at::Tensor& jacobians, const TopK& factors, const std::vector<int64_t>& k_grid,
+                             ProgressMeter* progress = nullptr);
+
+/// Jacobians J_i, i in [first, first + count), of a coupling set: [..., count, d, d] (the batch
+/// shape of the factors first).
+using CouplingRows = std::function<at::Tensor(int64_t first, int64_t count)>;
+/// coupling_matrices of a set of N Jacobians that are fetched a few at a time (rows: J_i is read
+/// once per orientation), so the set need not be in memory; the factors give N, d and the batch.
+at::Tensor coupling_matrices(const CouplingRows& rows, const TopK& factors, const std::vector<int64_t>& k_grid,
                              ProgressMeter* progress = nullptr);
 
 /// Mean of m[..., i, j] over ordered pairs i != j (the model-level summary). [..., N, N] -> [...].

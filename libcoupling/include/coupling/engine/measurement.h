@@ -47,6 +47,11 @@ struct MeasurementOptions {
   /// Refuse (ConfigError, before any Jacobian) a measurement whose logged fields would take more
   /// than this many bytes as float64: token and block-by-token coupling grow as tokens^2.
   int64_t max_row_bytes = int64_t{256} << 20;
+  /// One probe's Jacobians (L n d^2 floats, plus L np d^2 for context pairs) beyond this many
+  /// bytes are spilled to an unlinked temporary file in $TMPDIR on a CPU, and read back a few at a
+  /// time: memory then stays flat in depth (docs/performance.md section 9). Not part of str():
+  /// it changes no value.
+  int64_t jacobian_memory_bytes = int64_t{512} << 20;
   /// While a measurement runs: a progress line with an ETA at most every this many seconds (none
   /// for a measurement that ends sooner); 0 = silent. Not part of str(): it changes no value.
   double progress_seconds = 5.0;

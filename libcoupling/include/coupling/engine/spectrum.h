@@ -52,8 +52,16 @@ struct RandomizedOptions {
   uint64_t seed = 0;             ///< test-matrix seed (a local generator: global RNG untouched)
 };
 
-/// Randomized top-K (float32). Throws coupling::ConfigError when k exceeds min(rows, cols).
-TopK randomized_topk(const LinearOperator& op, int64_t k, const RandomizedOptions& options = {});
+/// The Gaussian test matrix of the randomized top-k of a batch `batch` of rows x cols maps:
+/// [...batch, cols, min(k + p, rows, cols)], drawn on the CPU from options.seed (so every device
+/// gets the same one). Slices of it serve the batch's matrices one at a time with the numbers
+/// the whole batch would use.
+at::Tensor test_matrix(const std::vector<int64_t>& batch, int64_t rows, int64_t cols, int64_t k,
+                       const RandomizedOptions& options);
+/// Randomized top-K (float32), with `omega` as the test matrix (default: test_matrix of the
+/// operator's shape). Throws coupling::ConfigError when k exceeds min(rows, cols).
+TopK randomized_topk(const LinearOperator& op, int64_t k, const RandomizedOptions& options = {},
+                     const at::Tensor& omega = {});
 
 /// Which estimator a measurement uses. kAuto: randomized when K is well below d (4 K <= d),
 /// where it is several times faster than a full SVD at the accuracy measured in
@@ -65,8 +73,9 @@ bool uses_randomized(SpectrumMethod method, int64_t k, int64_t d);
 
 /// Top-k factors of a batch of square Jacobians [..., d, d] by `method`'s estimator. A Jacobian
 /// with a non-finite entry (a diverging model) gets all-NaN factors, so its coupling entries
-/// and summaries read NaN and the others are exact.
+/// and summaries read NaN and the others are exact. `omega`: the randomized estimator's test
+/// matrix (default: drawn from randomized.seed for this batch).
 TopK top_singular(const at::Tensor& jacobians, int64_t k, SpectrumMethod method, SvdPrecision precision,
-                  const RandomizedOptions& randomized);
+                  const RandomizedOptions& randomized, const at::Tensor& omega = {});
 
 }  // namespace coupling
