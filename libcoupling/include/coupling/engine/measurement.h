@@ -51,7 +51,7 @@ struct MeasurementOptions {
   /// bytes are spilled to an unlinked temporary file in $TMPDIR on a CPU, and read back a few at a
   /// time: memory then stays flat in depth (docs/performance.md section 9). Not part of str():
   /// it changes no value.
-  int64_t jacobian_memory_bytes = int64_t{512} << 20;
+  int64_t jacobian_memory_bytes = int64_t{256} << 20;
   /// While a measurement runs: a progress line with an ETA at most every this many seconds (none
   /// for a measurement that ends sooner); 0 = silent. Not part of str(): it changes no value.
   double progress_seconds = 5.0;
