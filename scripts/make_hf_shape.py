@@ -17,35 +17,32 @@ import json
 import os
 import sys
 
+
+def pythia(d, layers, heads):
+    return "GPTNeoXConfig", dict(hidden_size=d, num_hidden_layers=layers, num_attention_heads=heads,
+                                 intermediate_size=4 * d, vocab_size=50304, max_position_embeddings=2048,
+                                 rotary_pct=0.25, use_parallel_residual=True, layer_norm_eps=1e-5,
+                                 tie_word_embeddings=False)
+
+
+def llama3(d, layers, heads, kv_heads, mlp, vocab=128256, context=131072, tied=False):
+    return "LlamaConfig", dict(hidden_size=d, num_hidden_layers=layers, num_attention_heads=heads,
+                               num_key_value_heads=kv_heads, intermediate_size=mlp, vocab_size=vocab,
+                               max_position_embeddings=context, rms_norm_eps=1e-5, tie_word_embeddings=tied,
+                               rope_theta=500000.0)
+
+
 SHAPES = {
     # name: (transformers config class, its arguments)
     "gpt2-small": ("GPT2Config", dict(n_embd=768, n_layer=12, n_head=12, vocab_size=50257, n_positions=1024)),
-    "pythia-160m": ("GPTNeoXConfig", dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                                          intermediate_size=3072, vocab_size=50304, max_position_embeddings=2048,
-                                          rotary_pct=0.25, use_parallel_residual=True, layer_norm_eps=1e-5,
-                                          tie_word_embeddings=False)),
-    "pythia-1.4b": ("GPTNeoXConfig", dict(hidden_size=2048, num_hidden_layers=24, num_attention_heads=16,
-                                          intermediate_size=8192, vocab_size=50304, max_position_embeddings=2048,
-                                          rotary_pct=0.25, use_parallel_residual=True, layer_norm_eps=1e-5,
-                                          tie_word_embeddings=False)),
-    "llama-3-8b": ("LlamaConfig", dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
-                                       num_key_value_heads=8, intermediate_size=14336, vocab_size=128256,
-                                       max_position_embeddings=131072, rms_norm_eps=1e-5, tie_word_embeddings=False,
-                                       rope_theta=500000.0)),
-    "llama-3-70b": ("LlamaConfig", dict(hidden_size=8192, num_hidden_layers=80, num_attention_heads=64,
-                                        num_key_value_heads=8, intermediate_size=28672, vocab_size=128256,
-                                        max_position_embeddings=131072, rms_norm_eps=1e-5, tie_word_embeddings=False,
-                                        rope_theta=500000.0)),
-    # Small shapes for the tests: Llama 3's layout (GQA, llama3 rotary scaling) at d = 64, and
-    # the same blocks under a vocabulary whose float32 embedding (512 MiB) dwarfs them.
-    "llama-tiny": ("LlamaConfig", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                       num_key_value_heads=2, intermediate_size=160, vocab_size=512,
-                                       max_position_embeddings=256, rms_norm_eps=1e-5, tie_word_embeddings=False,
-                                       rope_theta=500000.0)),
-    "llama-tiny-vocab": ("LlamaConfig", dict(hidden_size=512, num_hidden_layers=2, num_attention_heads=4,
-                                             num_key_value_heads=2, intermediate_size=160, vocab_size=262144,
-                                             max_position_embeddings=256, rms_norm_eps=1e-5,
-                                             tie_word_embeddings=True, rope_theta=500000.0)),
+    "pythia-160m": pythia(768, 12, 12),
+    "pythia-1.4b": pythia(2048, 24, 16),
+    "llama-3-8b": llama3(4096, 32, 32, 8, 14336),
+    "llama-3-70b": llama3(8192, 80, 64, 8, 28672),
+    # Small shapes for the tests: Llama 3's layout (GQA, llama3 rotary scaling) at d = 64, and two
+    # d = 512 blocks under a vocabulary whose float32 embedding (512 MiB) dwarfs them.
+    "llama-tiny": llama3(64, 2, 4, 2, 160, vocab=512, context=256),
+    "llama-tiny-vocab": llama3(512, 2, 4, 2, 160, vocab=262144, context=256, tied=True),
 }
 # Llama 3's rotary scaling, as its config.json on the Hub gives it.
 LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
