@@ -1,6 +1,7 @@
 // Safetensors: a file written by the reference implementation reads back with its values; every
-// dtype round-trips; each kind of malformed file is refused with a message naming the file and
-// the fault; SHA-256 against the FIPS 180-2 test vectors.
+// dtype round-trips; chosen rows read alone; each kind of malformed file, and a file that shrinks
+// after it was opened, is refused with a message naming the file and the fault; SHA-256 against
+// the FIPS 180-2 test vectors.
 #include "coupling/error.h"
 #include "coupling/formats/safetensors.h"
 #include "coupling/formats/sha256.h"
@@ -11,6 +12,9 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
 
 namespace {
 
@@ -91,7 +95,7 @@ TEST(Safetensors, EveryDtypeRoundTripsAligned) {
   EXPECT_THROW(st::serialize({{"c", at::zeros({1}, at::kComplexFloat)}}), coupling::DataError);
 }
 
-TEST(Safetensors, MisalignedDataIsCopied) {
+TEST(Safetensors, MisalignedDataReadsBack) {
   // A header of 3 bytes' padding short of alignment: the F32 data starts at an odd address.
   const std::string json = R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
   float values[2] = {1.25F, -7.5F};
@@ -101,6 +105,33 @@ TEST(Safetensors, MisalignedDataIsCopied) {
   test_support::write_text(dir.file("odd.safetensors"), raw_file(json + " ", data));
   const st::SafetensorsFile file(dir.file("odd.safetensors"));
   EXPECT_TRUE(at::equal(file.tensor("x"), at::tensor({1.25F, -7.5F})));
+}
+
+TEST(Safetensors, ReadsChosenRowsAndRefusesAFileThatShrankAfterOpening) {
+  TempDir dir;
+  const auto table = at::arange(40, at::kFloat).view({8, 5}).to(at::kBFloat16);
+  test_support::write_text(dir.file("t.safetensors"), st::serialize({{"table", table}, {"flat", at::ones({3})}}));
+  const st::SafetensorsFile file(dir.file("t.safetensors"));
+  EXPECT_TRUE(at::equal(file.rows("table", {6, 0, 6}), table.index_select(0, at::tensor({6, 0, 6}, at::kLong))));
+  const auto message = [&](const std::string& name, const std::vector<int64_t>& rows) -> std::string {
+    try {
+      file.rows(name, rows);
+    } catch (const coupling::DataError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(message("table", {8}).find("row 8 of tensor 'table' is outside its 8 rows"), std::string::npos);
+  EXPECT_NE(message("flat", {0}).find("is not a matrix"), std::string::npos);
+  // The widest type comes first: "flat" (F32), then "table" (BF16), whose end is cut off.
+  std::filesystem::resize_file(dir.file("t.safetensors"), std::filesystem::file_size(dir.file("t.safetensors")) - 4);
+  EXPECT_TRUE(at::equal(file.tensor("flat"), at::ones({3})));
+  try {
+    file.tensor("table");
+    ADD_FAILURE() << "a tensor past the end of a shrunk file was read";
+  } catch (const coupling::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("has shrunk since it was opened"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Safetensors, MalformedFilesAreRefusedNamingTheFault) {
