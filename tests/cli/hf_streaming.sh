@@ -4,6 +4,8 @@
 #    shape) to 1e-6 relative, and that schema-2 log is refused for appending, untouched;
 #  - a shard missing in the middle, a truncated shard and a shard the index misdescribes exit 2
 #    in one line and write no log;
+#  - a checkpoint with a NaN weight (a diverged run) is measured, NaN with its nonfinite flag set,
+#    and a series goes on past it;
 #  - with the venv's transformers (else the rest is skipped, 77): BF16 and F32 copies of the same
 #    weights agree to 1e-5, and a model whose float32 embedding alone (512 MiB) exceeds the limit
 #    set here is measured under it.
@@ -58,6 +60,30 @@ expect_error truncated "model-00003-of-00003.safetensors is truncated" "$work/tr
 cp -r "$fixture/model" "$work/swapped"
 cp "$fixture/model/model-00003-of-00003.safetensors" "$work/swapped/model-00002-of-00003.safetensors"
 expect_error index_disagrees "is listed in shard model-00002-of-00003.safetensors, which does not hold it" "$work/swapped"
+
+# A series whose step-0 checkpoint has one NaN in a BF16 weight: measured, flagged, and the
+# series goes on to the healthy step 1.
+mkdir "$work/series" && cp -r "$fixture/model" "$work/series/step0" && cp -r "$fixture/model" "$work/series/step1"
+/usr/bin/python3 - "$work/series/step0/model-00002-of-00003.safetensors" <<'PY'
+import json, struct, sys
+data = bytearray(open(sys.argv[1], "rb").read())
+length = struct.unpack("<Q", data[:8])[0]
+entry = json.loads(data[8:8 + length])["model.layers.0.mlp.down_proj.weight"]
+at = 8 + length + entry["data_offsets"][0] + 10
+data[at:at + 2] = b"\xc0\x7f"  # a BF16 quiet NaN
+open(sys.argv[1], "wb").write(bytes(data))
+PY
+"$analyze" --hf "$work/series/step0" --hf "$work/series/step1" --probe-ids "$fixture/ids.txt" --threads 1 \
+  --log "$work/series.h5" > "$work/series.log" 2>&1 || { cat "$work/series.log"; exit 1; }
+/usr/bin/python3 - "$work/series.h5" <<'PY'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r") as f:
+    m = f["measurement"]
+    assert m["step"][:].tolist() == [0, 1], m["step"][:]
+    assert m["nonfinite"][:].tolist() == [1, 0], m["nonfinite"][:]
+    assert np.isnan(m["depth_mean_offdiag_avg"][0]).all() and np.isfinite(m["depth_mean_offdiag_avg"][1]).all()
+print("ok   a NaN weight at step 0: its row is NaN with nonfinite = 1, and step 1 is measured")
+PY
 
 if ! "$python" -c "import transformers" 2> /dev/null; then
   echo "skip: $python has no transformers (the LibTorch 2.x phase runs the rest: scripts/test.sh --torch pip)"

@@ -289,7 +289,9 @@ at::Tensor HfBlockImpl::residual_branch_at_token(const at::Tensor& x, int64_t in
     throw coupling::ConfigError(fmt::format("token {} cannot influence token {} in this block (causal zero or out of "
                                             "range)", input_token, output_token));
   }
-  if (!at::equal(replaced, replaced.narrow(0, 0, 1).expand_as(replaced))) {
+  // Equal rows, NaN counting as equal to NaN: a diverged checkpoint's replicas are NaN alike.
+  const auto first_row = replaced.narrow(0, 0, 1).expand_as(replaced);
+  if (!replaced.eq(first_row).logical_or(replaced.isnan().logical_and(first_row.isnan())).all().item<bool>()) {
     throw coupling::ConfigError("residual_branch_at_token takes replicas of one token: every row of `replaced` must be "
                                 "equal (the coupling engine passes them so)");
   }
