@@ -3,7 +3,7 @@
 # equal the training-time ones at the same steps (the step-0 row bit for bit, from the step-0
 # checkpoint); a re-run skips what the log holds; the plots script reads the result; a ViT run
 # works too; no checkpoints, checkpoints of two different models, flags that would be ignored,
-# and appending to a schema-1 log are one-line errors.
+# a --log that is a directory, and appending to a schema-1 log are one-line errors.
 # Usage: analyze.sh path/to/coupling-train path/to/coupling-analyze
 set -euo pipefail
 train=$(realpath "$1")
@@ -50,6 +50,9 @@ expect_error() {
 }
 expect_error checkpoints_with_k "--k does not apply to --checkpoints: .* drop --k" --checkpoints "$work/run" --k 4
 expect_error checkpoints_with_tokens "--tokens does not apply to --checkpoints" --checkpoints "$work/run" --tokens all
+mkdir "$work/log_dir"
+expect_error log_is_directory "log path .*/log_dir is a directory: give a file name such as" --checkpoints "$work/run" \
+  --log "$work/log_dir"
 cp -r "$here/fixtures/schema-1-log" "$work/old"
 # (its own checkpoints have format 1 and are refused first: tests/cli/checkpoint_versions.sh)
 (cd "$work/old" && expect_error schema_1_log "run/coupling.h5 has log schema version 1 and this libcoupling \(.*\) writes version 3" \

@@ -100,6 +100,11 @@ expect_error precision_bad "--precision: fp16 not in \\{fp32,bf16\\}" "$work/o16
 printf 'precision = "fp16"\n' > "$work/bad_precision.toml"
 expect_error precision_bad_config "--precision 'fp16' is not a precision: use 'fp32' or 'bf16'" "$work/o16" "${tiny[@]}" \
   --config "$work/bad_precision.toml" --out "$work/o16"
+# A bad value in a config file is refused before --out is made: not even an empty directory.
+printf 'lr = -1.0\n' > "$work/bad_lr.toml"
+expect_error bad_config_value "--lr must be a positive number \(got -1\)" "$work/o_bad_config" "${tiny[@]}" \
+  --config "$work/bad_lr.toml" --out "$work/o_bad_config"
+if [[ -e $work/o_bad_config ]]; then echo "FAIL bad_config_value: $work/o_bad_config was created"; failures=$((failures + 1)); fi
 expect_error k_above_d "K = 32 is larger than the model's width d = 16: give K values up to 16" "$work/o17" \
   "${tiny[@]}" --k 4,32 --out "$work/o17"
 expect_error row_cap "one measurement would log .* MiB .*over the cap of 1 MiB: .*--max-row-mib" "$work/o18" \

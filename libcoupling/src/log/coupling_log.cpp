@@ -272,6 +272,14 @@ std::string layout_mismatch(hid_t file, const MeasurementLayout& layout) {
   return "";
 }
 
+/// A log path naming a directory is refused alike when creating and when resuming.
+void refuse_directory(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    throw IoError("log path " + path + " is a directory: give a file name such as " + path + "/coupling.h5");
+  }
+}
+
 }  // namespace
 
 struct CouplingLog::Impl {
@@ -438,8 +446,8 @@ const std::string& CouplingLog::path() const { return impl_->path; }
 CouplingLog CouplingLog::create(const std::string& path, const LogMetadata& metadata,
                                 const std::optional<MeasurementLayout>& layout) {
   hdf5::silence_errors();
+  refuse_directory(path);
   std::error_code ec;
-  if (fs::is_directory(path, ec)) throw IoError("log path " + path + " is a directory: give a file name such as " + path + "/coupling.h5");
   if (fs::exists(path, ec)) {
     throw IoError("log " + path + " already exists: resume the run to continue it, or choose another log path "
                   "(it is never overwritten)");
@@ -499,6 +507,7 @@ CouplingLog CouplingLog::create(const std::string& path, const LogMetadata& meta
 CouplingLog CouplingLog::resume(const std::string& path, const LogMetadata& metadata, int64_t last_step,
                                 const std::optional<MeasurementLayout>& layout) {
   hdf5::silence_errors();
+  refuse_directory(path);
   if (!fs::is_regular_file(path)) throw LogError("no log at " + path + " to resume: was the run started with another log path?");
   if (H5Fis_hdf5(path.c_str()) <= 0) {
     throw LogError(path + " is not an HDF5 file (or is corrupt): it was left untouched; move it away or give another log path");

@@ -125,6 +125,7 @@ std::unique_ptr<TrainingTask> make_gpt_task(const GptRunConfig& config) {
 }
 
 TrainSummary train_gpt(const GptRunConfig& requested, bool resume, coupling::Communicator* communicator) {
+  requested.validate();  // before the run directory is made: a bad value leaves nothing behind
   GptRunConfig config = requested;
   if (config.train.data.empty()) config.train.data = resolve_default_corpus();
   return run_training(run_definition(config), [&config] { return make_gpt_task(config); }, resume, communicator);

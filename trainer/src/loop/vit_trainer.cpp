@@ -172,6 +172,7 @@ std::unique_ptr<TrainingTask> make_vit_task(const VitRunConfig& config) {
 }
 
 TrainSummary train_vit(const VitRunConfig& requested, bool resume, coupling::Communicator* communicator) {
+  requested.validate();  // before the run directory is made: a bad value leaves nothing behind
   VitRunConfig config = requested;
   if (config.train.data.empty()) config.train.data = resolve_default_image_data();
   return run_training(run_definition(config), [&config] { return make_vit_task(config); }, resume, communicator);
