@@ -1,6 +1,8 @@
 // One coupling measurement: a model (through its ModelAdapter) and fixed probe inputs in, every
-// quantity of docs/metrics.md sections 1-4 out. No I/O and no distribution: the HDF5 log, the
-// callbacks and the data-parallel split (coupling/dist/distributed_measurement.h) build on it.
+// quantity of docs/metrics.md sections 1-4 out, one probe at a time. No logging and no
+// distribution (the only file it touches is the temporary one a large probe's Jacobians spill
+// to): the HDF5 log, the callbacks and the data-parallel split (coupling/dist/
+// distributed_measurement.h) build on it.
 // Each tensor field is described once, in the field registry (coupling/engine/fields.h), which
 // the log, the rank gather and the docs walk; docs/metrics.md gives the formulas.
 #pragma once
