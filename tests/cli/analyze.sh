@@ -19,8 +19,10 @@ gpt=(gpt --data "$work/tiny.txt" --d-model 16 --layers 2 --heads 2 --context 16 
 "$train" "${gpt[@]}" --out "$work/run" > "$work/train.log" 2>&1
 "$analyze" --checkpoints "$work/run" --threads 1 > "$work/analyze.log" 2>&1 || { cat "$work/analyze.log"; exit 1; }
 $python "$here/python/check_log.py" "$work/run/analysis.h5" 0,4,8,12
-echo "ok   post-hoc = training-time: $($python "$here/python/compare_logs.py" "$work/run/coupling.h5" \
-  "$work/run/analysis.h5" 0,4,8,12 --bitwise 0)"
+# (captured first: a failing command substitution inside echo's arguments would not stop the test)
+agreement=$($python "$here/python/compare_logs.py" "$work/run/coupling.h5" "$work/run/analysis.h5" 0,4,8,12 \
+  --bitwise 0) || exit 1
+echo "ok   post-hoc = training-time: $agreement"
 
 "$analyze" --checkpoints "$work/run" --threads 1 > "$work/again.log" 2>&1
 grep -q "0 model(s) measured, 4 already in the log" "$work/again.log" || { cat "$work/again.log"; exit 1; }
@@ -50,6 +52,11 @@ expect_error() {
 }
 expect_error checkpoints_with_k "--k does not apply to --checkpoints: .* drop --k" --checkpoints "$work/run" --k 4
 expect_error checkpoints_with_tokens "--tokens does not apply to --checkpoints" --checkpoints "$work/run" --tokens all
+cp "$work/run/checkpoints/step_0/config.toml" "$work/config.saved"
+sed -i '1s/.*/# something else/' "$work/run/checkpoints/step_0/config.toml"
+expect_error tampered_config "checkpoint .*/step_0 is corrupt: config.toml does not match its size and SHA-256" \
+  --checkpoints "$work/run" --log "$work/tampered.h5"
+mv "$work/config.saved" "$work/run/checkpoints/step_0/config.toml"
 mkdir "$work/log_dir"
 expect_error log_is_directory "log path .*/log_dir is a directory: give a file name such as" --checkpoints "$work/run" \
   --log "$work/log_dir"

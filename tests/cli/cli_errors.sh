@@ -59,6 +59,12 @@ expect_error overwrite_run "already holds a run" "" "${tiny[@]}" --steps 2 --out
 cp "$work/tiny.txt" "$work/tiny.saved" && sed -i 's/fox/cat/' "$work/tiny.txt"
 expect_error resume_other_data "is not the data this run was trained on" "$work/run" --resume "$work/run"
 mv "$work/tiny.saved" "$work/tiny.txt"
+# A tampered config.toml is caught by the manifest before it is parsed.
+cp "$work/run/checkpoints/step_2/config.toml" "$work/config.saved"
+printf 'lr = "not a number"\n' >> "$work/run/checkpoints/step_2/config.toml"
+expect_error resume_tampered_config "is corrupt: config.toml does not match its size and SHA-256" "$work/run" \
+  --resume "$work/run"
+mv "$work/config.saved" "$work/run/checkpoints/step_2/config.toml"
 head -c 100 "$work/run/checkpoints/step_2/model.safetensors" > "$work/truncated" && mv "$work/truncated" "$work/run/checkpoints/step_2/model.safetensors"
 expect_error resume_corrupt "is corrupt" "$work/run" --resume "$work/run"
 

@@ -23,8 +23,10 @@ options=(--k 4,16 --tokens all --context-pairs 0:5,3:5 --threads 1)
   > "$work/streamed.log" 2>&1 || { cat "$work/streamed.log"; exit 1; }
 grep -Eq "1 model\(s\) measured, 0 already in the log \| peak RSS [0-9]+ MiB$" "$work/streamed.log" ||
   { cat "$work/streamed.log"; exit 1; }
-echo "ok   streamed = before streaming: $(/usr/bin/python3 "$here/python/compare_logs.py" "$fixture/coupling.h5" \
-  "$work/streamed.h5" 0 --every-field 1e-6)"
+# (captured first: a failing command substitution inside echo's arguments would not stop the test)
+agreement=$(/usr/bin/python3 "$here/python/compare_logs.py" "$fixture/coupling.h5" "$work/streamed.h5" 0 \
+  --every-field 1e-6) || exit 1
+echo "ok   streamed = before streaming: $agreement"
 /usr/bin/python3 - "$work/streamed.h5" <<'PY'
 import sys, h5py
 with h5py.File(sys.argv[1], "r") as f:
@@ -110,7 +112,9 @@ for copy in bf16 f32; do
   "$analyze" --hf "$work/$copy" --probe-ids "$fixture/ids.txt" "${options[@]}" --log "$work/$copy.h5" > "$work/$copy.log" 2>&1 ||
     { cat "$work/$copy.log"; exit 1; }
 done
-echo "ok   BF16 = F32 copy: $(/usr/bin/python3 "$here/python/compare_logs.py" "$work/bf16.h5" "$work/f32.h5" 0 --every-field 1e-5)"
+agreement=$(/usr/bin/python3 "$here/python/compare_logs.py" "$work/bf16.h5" "$work/f32.h5" 0 --every-field 1e-5) ||
+  exit 1
+echo "ok   BF16 = F32 copy: $agreement"
 
 # The limit: the small model's peak plus half the float32 embedding of the large one. Building
 # that embedding (512 MiB) or mapping its stored copy (256 MiB) with it would exceed it.

@@ -25,12 +25,15 @@ double coupling_pair(const at::Tensor& j1, const at::Tensor& s1, const TopK& f2,
 
 at::Tensor coupling_matrices(const at::Tensor& jacobians, const TopK& factors, const std::vector<int64_t>& k_grid,
                              ProgressMeter* progress) {
-  const int64_t d_out = jacobians.size(-2), d_in = jacobians.size(-1);
-  const auto rows = [&](int64_t first, int64_t count) { return jacobians.narrow(-3, first, count); };
-  if (jacobians.size(-3) != factors.s.size(-2) || d_out != factors.u.size(-2) || d_in != factors.v.size(-2)) {
+  const int64_t n = jacobians.size(-3), d_out = jacobians.size(-2), d_in = jacobians.size(-1);
+  if (n != factors.s.size(-2) || d_out != factors.u.size(-2) || d_in != factors.v.size(-2)) {
     throw ConfigError("coupling_matrices: the Jacobians " + c10::str(jacobians.sizes()) +
                       " and their factors (u " + c10::str(factors.u.sizes()) + ") differ in shape");
   }
+  const auto flat = jacobians.reshape({-1, n, d_out, d_in});
+  const auto rows = [&](int64_t batch_first, int64_t batch_count, int64_t first, int64_t count) {
+    return flat.narrow(0, batch_first, batch_count).narrow(1, first, count);
+  };
   return coupling_matrices(rows, factors, k_grid, progress);
 }
 
@@ -50,46 +53,56 @@ at::Tensor coupling_matrices(const CouplingRows& jacobian_rows, const TopK& fact
   const auto v = factors.v.reshape({batch, n, d_in, k_max});
   const auto s = factors.s.reshape({batch, n, k_max}).to(at::kDouble);
 
-  // Rows i are processed in chunks so that the [B, rows, N, K, K] and [B, rows, d, N K]
-  // intermediates stay near 64 MiB each (the second dominates at large d: 26 MiB a row at
-  // d = 4096, N = 32, K = 50).
-  const int64_t row_chunk = std::max<int64_t>(
-      1, std::min((int64_t{8} << 20) / std::max<int64_t>(1, batch * n * k_max * k_max),
-                  (int64_t{16} << 20) / std::max<int64_t>(1, batch * d_out * n * k_max)));
+  // Work goes in chunks of (batch element, row i) units, so that each chunk's [rows, N, K, K] and
+  // [rows, d, N K] intermediates and its fetched Jacobians stay near 64, 64 and 128 MiB: at
+  // d = 4096 a chunk holds two Jacobians, whatever N and K. Whole rows of the set come first
+  // (a chunk of several batch elements), then single rows.
+  const int64_t units = std::max<int64_t>(
+      1, std::min({(int64_t{8} << 20) / std::max<int64_t>(1, n * k_max * k_max),
+                   (int64_t{16} << 20) / std::max<int64_t>(1, d_out * n * k_max),
+                   (int64_t{32} << 20) / std::max<int64_t>(1, d_out * d_in)}));
+  const int64_t batch_chunk = std::clamp<int64_t>(units / n, 1, batch);
+  const int64_t row_chunk = units >= n ? n : units;
   std::vector<at::Tensor> per_orientation;
-  int64_t done = 0;
+  int64_t done = 0;  // (batch element, i, j) entries, over both orientations
   for (const auto orientation : {Orientation::kUJV, Orientation::kVJU}) {
     // ujv: right = V_j (input side), left = U_j; vju swaps them (J is square).
     const auto& right = orientation == Orientation::kUJV ? v : u;
     const auto& left = orientation == Orientation::kUJV ? u : v;
     const auto right_stacked = right.permute({0, 2, 1, 3}).reshape({batch, d_in, n * k_max});  // [B, d, N*K]
     const auto left_t = left.transpose(-2, -1).unsqueeze(1);                                    // [B, 1, Nj, K, d]
-    std::vector<at::Tensor> rows_out;
-    for (int64_t i0 = 0; i0 < n; i0 += row_chunk) {
-      const int64_t rows = std::min(row_chunk, n - i0);
-      // One GEMM: J_i (stacked by rows) times the basis matrices of every j.
-      const auto j = jacobian_rows(i0, rows).reshape({batch, rows * d_out, d_in});  // J_i stacked by rows
-      const auto jr = at::bmm(j, right_stacked)
-                          .view({batch, rows, d_out, n, k_max})
-                          .permute({0, 1, 3, 2, 4});                   // [B, rows, Nj, d, K]
-      const auto m = at::matmul(left_t, jr).to(at::kDouble).abs();     // [B, rows, Nj, K, K]
-      const auto s_rows = s.narrow(1, i0, rows);                       // the diagonalised J_i's values
-      std::vector<at::Tensor> by_normalisation[2];
-      for (int64_t k : k_grid) {
-        const auto sk = s_rows.narrow(-1, 0, k);                       // [B, rows, K]
-        const auto diff = m.narrow(-2, 0, k).narrow(-1, 0, k) - at::diag_embed(sk).unsqueeze(2);
-        const auto numerator = diff.pow(2).sum({-2, -1}).sqrt();       // [B, rows, Nj]
-        by_normalisation[0].push_back(numerator / sk.norm(2, -1).unsqueeze(-1));
-        by_normalisation[1].push_back(numerator / sk.sum(-1).unsqueeze(-1));
+    std::vector<at::Tensor> per_batch_chunk;
+    for (int64_t b0 = 0; b0 < batch; b0 += batch_chunk) {
+      const int64_t bc = std::min(batch_chunk, batch - b0);
+      std::vector<at::Tensor> rows_out;
+      for (int64_t i0 = 0; i0 < n; i0 += row_chunk) {
+        const int64_t rows = std::min(row_chunk, n - i0);
+        // One GEMM: J_i (stacked by rows) times the basis matrices of every j.
+        const auto j = jacobian_rows(b0, bc, i0, rows).reshape({bc, rows * d_out, d_in});  // J_i stacked by rows
+        const auto jr = at::bmm(j, right_stacked.narrow(0, b0, bc))
+                            .view({bc, rows, d_out, n, k_max})
+                            .permute({0, 1, 3, 2, 4});                                    // [b, rows, Nj, d, K]
+        const auto m = at::matmul(left_t.narrow(0, b0, bc), jr).to(at::kDouble).abs();  // [b, rows, Nj, K, K]
+        const auto s_rows = s.narrow(0, b0, bc).narrow(1, i0, rows);  // the diagonalised J_i's values
+        std::vector<at::Tensor> by_normalisation[2];
+        for (int64_t k : k_grid) {
+          const auto sk = s_rows.narrow(-1, 0, k);  // [b, rows, K]
+          const auto diff = m.narrow(-2, 0, k).narrow(-1, 0, k) - at::diag_embed(sk).unsqueeze(2);
+          const auto numerator = diff.pow(2).sum({-2, -1}).sqrt();  // [b, rows, Nj]
+          by_normalisation[0].push_back(numerator / sk.norm(2, -1).unsqueeze(-1));
+          by_normalisation[1].push_back(numerator / sk.sum(-1).unsqueeze(-1));
+        }
+        rows_out.push_back(at::stack({at::stack(by_normalisation[0], 1), at::stack(by_normalisation[1], 1)}, 1));
+        done += bc * rows * n;
+        if (progress && progress->due()) {  // the meter counts the 2 N^2 entries of one batch element
+          progress->update(done / batch, fmt::format("{}, rows {}/{} of {} x {} pairs",
+                                                     orientation == Orientation::kUJV ? "ujv" : "vju", i0 + rows, n,
+                                                     n, n));
+        }
       }
-      rows_out.push_back(at::stack({at::stack(by_normalisation[0], 1), at::stack(by_normalisation[1], 1)}, 1));
-      done += rows * n;
-      if (progress && progress->due()) {
-        progress->update(done, fmt::format("{}, rows {}/{} of {} x {} pairs",
-                                           orientation == Orientation::kUJV ? "ujv" : "vju", i0 + rows, n, n, n));
-      }
+      per_batch_chunk.push_back(at::cat(rows_out, -2));  // [b, 2, nK, N, N]
     }
-    per_orientation.push_back(at::cat(rows_out, -2));  // [B, 2, nK, N, N]
+    per_orientation.push_back(at::cat(per_batch_chunk, 0));  // [B, 2, nK, N, N]
   }
   auto result = at::stack(per_orientation, 1);  // [B, 2, 2, nK, N, N]
   std::vector<int64_t> shape(batch_sizes.begin(), batch_sizes.end());

@@ -23,6 +23,7 @@ class JacobianStore {
   JacobianStore& operator=(const JacobianStore&) = delete;
 
   bool spilled() const { return fd_ >= 0; }
+  int64_t width() const { return d_; }
   /// Stores Jacobian `index` ([d, d]). Throws coupling::Error when the temporary file cannot take it.
   void put(int64_t index, const at::Tensor& jacobian);
   /// The Jacobians `indices`: [indices.size(), d, d], float32 on the store's device.

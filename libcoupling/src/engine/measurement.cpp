@@ -186,37 +186,37 @@ Measurement measure_one_probe(ModelAdapter& adapter, const at::Tensor& states, c
   const auto coupling_progress = [&](const char* what, int64_t set_size) {
     return ProgressMeter(fmt::format("measurement {} coupling", what), 2 * set_size * set_size, options.progress_seconds);
   };
-  // The rows [first, first + count) of a set whose entry (b, r) for batch b is store index `at(b, r)`.
-  const auto rows_of = [](const JacobianStore& store, int64_t batch, auto at) -> CouplingRows {
-    return [&store, batch, at](int64_t first, int64_t count) {
+  // The rows of a set whose entry (b, r), for batch element b, is store index `at(b, r)`.
+  const auto rows_of = [](const JacobianStore& store, auto at) -> CouplingRows {
+    return [&store, at](int64_t batch_first, int64_t batch_count, int64_t first, int64_t count) {
       std::vector<int64_t> indices;
-      for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t b = batch_first; b < batch_first + batch_count; ++b) {
         for (int64_t r = first; r < first + count; ++r) indices.push_back(at(b, r));
       }
-      return store.get(indices);
+      return store.get(indices).view({batch_count, count, store.width(), store.width()});
     };
   };
-  m.depth_coupling = coupling_matrices(rows_of(diag, n, [L](int64_t i, int64_t l) { return i * L + l; }), diag_factors,
+  m.depth_coupling = coupling_matrices(rows_of(diag, [L](int64_t i, int64_t l) { return i * L + l; }), diag_factors,
                                        m.k_grid);
   m.depth_mean_offdiag = mean_off_diagonal(m.depth_coupling);
   m.depth_mean_adjacent = mean_adjacent(m.depth_coupling);
   if (n >= 2) {
     const auto by_block_factors = permute_factors(diag_factors, {0, 2, 1});  // [1, L, n, ...]
     auto token_progress = coupling_progress("token", n);
-    m.token_coupling = coupling_matrices(rows_of(diag, L, [L](int64_t l, int64_t i) { return i * L + l; }),
+    m.token_coupling = coupling_matrices(rows_of(diag, [L](int64_t l, int64_t i) { return i * L + l; }),
                                          by_block_factors, m.k_grid, &token_progress);
     m.token_mean_offdiag = mean_off_diagonal(m.token_coupling);
     if (m.has_block_token_coupling) {
       auto block_token_progress = coupling_progress("block-by-token", L * n);
       m.block_token_coupling =
-          coupling_matrices(rows_of(diag, 1, [L, n](int64_t, int64_t s) { return (s % n) * L + s / n; }),
+          coupling_matrices(rows_of(diag, [L, n](int64_t, int64_t s) { return (s % n) * L + s / n; }),
                             reshape_factors(by_block_factors, 1, L * n), m.k_grid, &block_token_progress);
       m.block_token_mean_offdiag = mean_off_diagonal(m.block_token_coupling);
     }
   }
   if (np > 0) {
     auto context_progress = coupling_progress("context", L * np);
-    m.context_coupling = coupling_matrices(rows_of(*context, 1, [](int64_t, int64_t s) { return s; }),
+    m.context_coupling = coupling_matrices(rows_of(*context, [](int64_t, int64_t s) { return s; }),
                                            reshape_factors(context_factors, 1, L * np), m.k_grid, &context_progress);
     std::vector<int64_t> input_of, output_of;
     for (int64_t l = 0; l < L; ++l) {
@@ -272,6 +272,9 @@ Measurement measure_one_probe(ModelAdapter& adapter, const at::Tensor& states, c
 /// one probe's Jacobians (L n d^2 floats, plus context pairs) whatever the number of probes.
 Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options,
                            int64_t first_probe, int64_t total_probes) {
+  if (probe_inputs.dim() < 1 || probe_inputs.size(0) < 1) {
+    throw ConfigError("a measurement needs at least one probe (the probe inputs are empty)");
+  }
   const auto start = Clock::now();
   reset_peak_memory();
   MeasurementScope scope(adapter);

@@ -118,7 +118,6 @@ template <class RunConfig>
 AnalysisResult analyze_run(const std::map<int64_t, std::string>& found, const std::string& log_path,
                            std::unique_ptr<TrainingTask> (*make_task)(const RunConfig&), c10::Device device) {
   const std::string& first_dir = found.begin()->second;
-  for (const auto& [step, dir] : found) verify_checkpoint(dir);  // before the log is created
   const auto config = read_config_file<RunConfig>(config_path(first_dir));
   for (const auto& [step, dir] : found) {
     require_same_model(config, read_config_file<RunConfig>(config_path(dir)), first_dir, dir);
@@ -151,6 +150,14 @@ std::optional<int64_t> step_of_hf_directory(const hf::HfDirectory& directory) {
   return std::stoll(match[1].str());
 }
 
+/// A Hugging Face directory whose config, headers and every tensor's name, shape and dtype were
+/// checked (no data read).
+std::shared_ptr<const hf::HfDirectory> open_checked_hf_directory(const std::string& dir) {
+  auto directory = std::make_shared<const hf::HfDirectory>(dir);
+  hf::HfTransformer checked(directory->config(), hf::directory_checker(*directory));
+  return directory;
+}
+
 /// The last number in a file's name (step_1200.pt -> 1200), if any.
 std::optional<int64_t> step_in_name(const fs::path& file) {
   static const std::regex digits("[0-9]+");
@@ -173,6 +180,8 @@ AnalysisResult analyze_checkpoints(const std::string& run_dir, const std::string
   const std::string log = log_path.empty() ? (fs::path(run_dir) / "analysis.h5").string() : log_path;
   spdlog::info("analysing {} checkpoint(s) of {} (steps {}..{}) into {}", found.size(), run_dir, found.begin()->first,
                found.rbegin()->first, log);
+  // Before anything in them is read (config.toml included) and before the log is created.
+  for (const auto& [step, dir] : found) verify_checkpoint(dir);
   if (model_kind(found.begin()->second) == GptRunConfig::kModel) {
     return analyze_run<GptRunConfig>(found, log, make_gpt_task, device);
   }
@@ -258,28 +267,32 @@ AnalysisResult analyze_hf(const std::vector<std::string>& dirs, const std::strin
     throw coupling::ConfigError("--step names the step of a single --hf directory; several take theirs from their "
                                 "names (step143000, step_1000, checkpoint-500)");
   }
-  // Everything is read and checked before the log is created.
-  std::map<int64_t, std::shared_ptr<const hf::HfDirectory>> by_step;
+  // Everything is read and checked before the log is created. The directories' files are closed
+  // again (a long series of many-shard models would hold too many open) and reopened, and checked
+  // again, when their model is measured.
+  struct Checked {
+    std::string dir;  ///< normalised (HfDirectory::dir)
+    hf::HfConfig config;
+  };
+  std::map<int64_t, Checked> by_step;
   for (const auto& dir : dirs) {
-    auto directory = std::make_shared<const hf::HfDirectory>(dir);
-    hf::HfTransformer checked(directory->config(), hf::directory_checker(*directory));  // every tensor, no data
+    const auto directory = open_checked_hf_directory(dir);
     const auto named = step ? step : step_of_hf_directory(*directory);
     if (!named && dirs.size() > 1) {
       throw coupling::ConfigError("cannot tell the step of --hf " + dir + ": name the directories stepN, step_N or "
                                   "checkpoint-N (as Pythia's and the Trainer's checkpoints are)");
     }
-    const auto& first = by_step.empty() ? *directory : *by_step.begin()->second;
-    if (directory->config().summary() != first.config().summary()) {
-      throw coupling::ConfigError("--hf " + dir + " holds another architecture than " + first.dir() + " (config.json "
-                                  "differs): analyse one model's checkpoints at a time");
+    if (!by_step.empty() && directory->config().summary() != by_step.begin()->second.config.summary()) {
+      throw coupling::ConfigError("--hf " + dir + " holds another architecture than " + by_step.begin()->second.dir +
+                                  " (config.json differs): analyse one model's checkpoints at a time");
     }
-    const auto [it, fresh] = by_step.emplace(named.value_or(0), std::move(directory));
+    const auto [it, fresh] = by_step.emplace(named.value_or(0), Checked{directory->dir(), directory->config()});
     if (!fresh) {
       throw coupling::ConfigError(fmt::format("--hf {} and {} both name step {}: give one directory per step", dir,
-                                              it->second->dir(), it->first));
+                                              it->second.dir, it->first));
     }
   }
-  const auto& config = by_step.begin()->second->config();
+  const auto& config = by_step.begin()->second.config;
   const auto ids = read_probe_ids(probe_ids_path);
   const auto [smallest, largest] = std::minmax_element(ids.ids.begin(), ids.ids.end());
   config.check_probes(ids.tokens, *smallest, *largest);
@@ -287,15 +300,20 @@ AnalysisResult analyze_hf(const std::vector<std::string>& dirs, const std::strin
   const auto options = measurement_options(coupling, {});
   coupling::resolve_layout(ids.probes, ids.tokens, config.layers, config.d_model, config.causal, options);
   coupling::LogMetadata metadata{"hf/" + config.model_type, config.summary(), options.str(), 0, 1, probes};
-  for (const auto& [model_step, directory] : by_step) {
+  for (const auto& [model_step, checked] : by_step) {
     metadata.sources += fmt::format("{}step {}: {}", metadata.sources.empty() ? "" : "\n", model_step,
-                                    fs::absolute(directory->dir()).lexically_normal().string());
+                                    fs::absolute(checked.dir).lexically_normal().string());
   }
   std::unique_ptr<hf::HfAdapter> current;
   std::vector<SavedModel> models;
-  for (const auto& [model_step, directory] : by_step) {
-    models.push_back({model_step, directory->dir(), [&current, directory = directory, device]() -> coupling::ModelAdapter& {
+  for (const auto& [model_step, checked] : by_step) {
+    models.push_back({model_step, checked.dir, [&current, &checked = checked, device]() -> coupling::ModelAdapter& {
                         current.reset();  // one model at a time, streamed: one block of it in memory
+                        const auto directory = open_checked_hf_directory(checked.dir);
+                        if (directory->config().summary() != checked.config.summary()) {
+                          throw coupling::ConfigError("--hf " + checked.dir + ": its config.json changed while the "
+                                                      "series was analysed; run the analysis again");
+                        }
                         current = std::make_unique<hf::HfAdapter>(hf::HfTransformer(directory, device));
                         return *current;
                       }});

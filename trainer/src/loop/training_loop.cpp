@@ -168,6 +168,7 @@ RunConfig config_for_resume(const std::string& run_dir, const RunConfig& request
     throw coupling::CheckpointError("--resume " + run_dir + ": no checkpoint under " + run_dir +
                                     "/checkpoints; start a new run with --out instead");
   }
+  verify_checkpoint(*checkpoint);  // its config.toml is read only once the manifest vouches for it
   RunConfig config = merge_for_resume(read_config_file<RunConfig>((fs::path(*checkpoint) / "config.toml").string()),
                                          requested, explicit_flags, allow_override);
   config.train.out = run_dir;

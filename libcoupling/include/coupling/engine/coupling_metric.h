@@ -36,11 +36,14 @@ double coupling_pair(const at::Tensor& j1, const at::Tensor& s1, const TopK& f2,
 at::Tensor coupling_matrices(const at::Tensor& jacobians, const TopK& factors, const std::vector<int64_t>& k_grid,
                              ProgressMeter* progress = nullptr);
 
-/// Jacobians J_i, i in [first, first + count), of a coupling set: [..., count, d, d] (the batch
-/// shape of the factors first).
-using CouplingRows = std::function<at::Tensor(int64_t first, int64_t count)>;
-/// coupling_matrices of a set of N Jacobians that are fetched a few at a time (rows: J_i is read
-/// once per orientation), so the set need not be in memory; the factors give N, d and the batch.
+/// Jacobians J_i, i in [first, first + count), of batch elements [batch_first, batch_first +
+/// batch_count) of a coupling set (the batch flattened from the factors' leading shape):
+/// [batch_count, count, d, d].
+using CouplingRows =
+    std::function<at::Tensor(int64_t batch_first, int64_t batch_count, int64_t first, int64_t count)>;
+/// coupling_matrices of a set of N Jacobians that are fetched a few at a time (each is read once
+/// per orientation, at most about 128 MiB of them at once), so the set need not be in memory;
+/// the factors give N, d and the batch.
 at::Tensor coupling_matrices(const CouplingRows& rows, const TopK& factors, const std::vector<int64_t>& k_grid,
                              ProgressMeter* progress = nullptr);
 
