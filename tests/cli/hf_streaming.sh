@@ -23,9 +23,14 @@ options=(--k 4,16 --tokens all --context-pairs 0:5,3:5 --threads 1)
   > "$work/streamed.log" 2>&1 || { cat "$work/streamed.log"; exit 1; }
 grep -Eq "1 model\(s\) measured, 0 already in the log \| peak RSS [0-9]+ MiB$" "$work/streamed.log" ||
   { cat "$work/streamed.log"; exit 1; }
+# The fixture was written by Debian's LibTorch 1.13 (OpenBLAS): that build must reproduce it to
+# 1e-6 (in fact bit for bit). LibTorch 2.x (MKL) rounds float32 products differently, which moves
+# m_K by ~5e-6: it is held to 1e-4 of each field's scale instead.
+tolerance=(--every-field 1e-6)
+"$analyze" --version | grep -q "LibTorch 1\.13" || tolerance=(--every-field-scale 1e-4)
 # (captured first: a failing command substitution inside echo's arguments would not stop the test)
 agreement=$(/usr/bin/python3 "$here/python/compare_logs.py" "$fixture/coupling.h5" "$work/streamed.h5" 0 \
-  --every-field 1e-6) || exit 1
+  "${tolerance[@]}") || exit 1
 echo "ok   streamed = before streaming: $agreement"
 /usr/bin/python3 - "$work/streamed.h5" <<'PY'
 import sys, h5py
