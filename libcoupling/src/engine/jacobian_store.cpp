@@ -1,6 +1,7 @@
 #include "jacobian_store.h"
 
 #include "coupling/error.h"
+#include "internal/positioned_io.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -48,19 +49,13 @@ void JacobianStore::put(int64_t index, const at::Tensor& jacobian) {
     return;
   }
   const auto data = jacobian.to(at::kFloat).contiguous();
-  const auto* bytes = static_cast<const char*>(data.data_ptr());
-  const size_t size = static_cast<size_t>(d_ * d_) * sizeof(float);
-  const off_t offset = static_cast<off_t>(index) * static_cast<off_t>(size);
-  for (size_t done = 0; done < size;) {
-    const ssize_t wrote = ::pwrite(fd_, bytes + done, size - done, offset + static_cast<off_t>(done));
-    if (wrote < 0 && errno == EINTR) continue;
-    if (wrote <= 0) {
-      throw Error(fmt::format("cannot spill a Jacobian to a temporary file in {} ({}): free {:.0f} MiB there, or set "
-                              "TMPDIR to a directory with room",
-                              temporary_directory(), wrote < 0 ? std::strerror(errno) : "no space written",
-                              static_cast<double>(count_) * static_cast<double>(size) / 1048576.0));
-    }
-    done += static_cast<size_t>(wrote);
+  const uint64_t size = static_cast<uint64_t>(d_ * d_) * sizeof(float);
+  if (!detail::pwrite_fully(fd_, data.data_ptr(), size, static_cast<uint64_t>(index) * size)) {
+    const int error = errno;
+    throw Error(fmt::format("cannot spill a Jacobian to a temporary file in {} ({}): free {:.0f} MiB there, or set "
+                            "TMPDIR to a directory with room",
+                            temporary_directory(), error != 0 ? std::strerror(error) : "no space written",
+                            static_cast<double>(count_) * static_cast<double>(size) / 1048576.0));
   }
 }
 
@@ -69,16 +64,13 @@ at::Tensor JacobianStore::get(const std::vector<int64_t>& indices) const {
     return memory_.index_select(0, at::tensor(indices, at::kLong).to(memory_.device()));
   }
   auto result = at::empty({static_cast<int64_t>(indices.size()), d_, d_}, options_);
-  const size_t size = static_cast<size_t>(d_ * d_) * sizeof(float);
+  const uint64_t size = static_cast<uint64_t>(d_ * d_) * sizeof(float);
   auto* into = static_cast<char*>(result.data_ptr());
   for (size_t i = 0; i < indices.size(); ++i) {
-    const off_t offset = static_cast<off_t>(indices[i]) * static_cast<off_t>(size);
-    for (size_t done = 0; done < size;) {
-      const ssize_t got = ::pread(fd_, into + i * size + done, size - done, offset + static_cast<off_t>(done));
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) throw Error("cannot read back a spilled Jacobian from its temporary file: " +
-                                std::string(got < 0 ? std::strerror(errno) : "it is shorter than written"));
-      done += static_cast<size_t>(got);
+    const int64_t got = detail::pread_fully(fd_, into + i * size, size, static_cast<uint64_t>(indices[i]) * size);
+    if (got != static_cast<int64_t>(size)) {
+      throw Error("cannot read back a spilled Jacobian from its temporary file: " +
+                  std::string(got < 0 ? std::strerror(errno) : "it is shorter than written"));
     }
   }
   return result;

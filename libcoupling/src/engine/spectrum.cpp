@@ -77,11 +77,7 @@ bool uses_randomized(SpectrumMethod method, int64_t k, int64_t d) {
 
 TopK top_singular(const at::Tensor& jacobians, int64_t k, SpectrumMethod method, SvdPrecision precision,
                   const RandomizedOptions& randomized, const at::Tensor& omega) {
-  // Which matrices are finite, one at a time: a mask of the whole batch would be its size in bytes.
-  const auto flat = jacobians.reshape({-1, jacobians.size(-2) * jacobians.size(-1)});
-  auto finite = at::empty({flat.size(0)}, jacobians.options().dtype(at::kBool));
-  for (int64_t i = 0; i < flat.size(0); ++i) finite.select(0, i).copy_(at::isfinite(flat.select(0, i)).all());
-  finite = finite.view(jacobians.sizes().slice(0, jacobians.dim() - 2));  // [...]
+  const auto finite = at::isfinite(jacobians).flatten(-2).all(-1);  // [...]
   const bool all_finite = finite.all().item<bool>();
   const auto input =
       all_finite ? jacobians : at::where(finite.unsqueeze(-1).unsqueeze(-1), jacobians, at::zeros_like(jacobians));

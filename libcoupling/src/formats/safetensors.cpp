@@ -1,6 +1,7 @@
 #include "coupling/formats/safetensors.h"
 
 #include "coupling/error.h"
+#include "internal/positioned_io.h"
 
 #include <ATen/ATen.h>
 #include <fcntl.h>
@@ -33,15 +34,9 @@ struct SafetensorsFile::Descriptor {
   ~Descriptor() { ::close(fd); }
   /// Reads up to `count` bytes at `offset`; returns how many it read (fewer only at the end of the file).
   uint64_t read(uint64_t offset, uint64_t count, unsigned char* into, const std::string& path) const {
-    uint64_t done = 0;
-    while (done < count) {
-      const ssize_t got = ::pread(fd, into + done, count - done, static_cast<off_t>(offset + done));
-      if (got < 0 && errno == EINTR) continue;
-      if (got < 0) throw DataError("cannot read " + path + ": " + std::strerror(errno));
-      if (got == 0) break;
-      done += static_cast<uint64_t>(got);
-    }
-    return done;
+    const int64_t got = detail::pread_fully(fd, into, count, offset);
+    if (got < 0) throw DataError("cannot read " + path + ": " + std::strerror(errno));
+    return static_cast<uint64_t>(got);
   }
 };
 
@@ -79,10 +74,6 @@ DType dtype_of(at::ScalarType type, const std::string& name) {
                              ", which libcoupling does not write to safetensors");
   }
 }
-
-}  // namespace
-
-namespace {
 
 /// The bytes parse_header needs: the length prefix and, when it fits the file, the header.
 std::vector<unsigned char> header_bytes(const SafetensorsFile::Descriptor& file, const std::string& path) {
