@@ -1,80 +1,20 @@
 #!/usr/bin/python3
-"""Compares the pretrained all-MiniLM-L6-v2 with its random inits (scripts/minilm_study.sh).
-
-Usage: minilm_study.py OUT_DIR
-Reads OUT_DIR/all-minilm-l6-v2.h5 and OUT_DIR/all-minilm-l6-v2-init-seed{1,2,3}.h5 (coupling-analyze
-logs, one step each) and prints a markdown table: per metric, the pretrained value, the inits'
-mean ± sample sd over the seeds, which is lower, and the difference in units of that sd. Every
-value is the mean over probes and measured tokens. The paper's claim is that training lowers
-m_K (more coupling) and brings LSS towards 1 (straighter trajectories). h5py + numpy only, so it
-runs under the venv and under Debian's python3.
+"""scripts/minilm_study.py: `coupling-minilm-study` (python/coupling/minilm_study.py) for a Python without the package installed,
+such as Debian's /usr/bin/python3 (PEP 668): same flags, output and exit status; `import minilm_study` with
+scripts/ on sys.path gives the module's names as before. Finds the package in the checkout (python/) or,
+installed by `cmake --install`, in PREFIX/share/coupling/python.
 """
 import os
 import sys
 
-import h5py
-import numpy as np
+_here = os.path.dirname(os.path.realpath(__file__))
+for _root in (os.path.join(_here, "..", "python"), os.path.join(_here, "..", "share", "coupling", "python")):
+    if os.path.isfile(os.path.join(_root, "coupling", "__init__.py")):
+        sys.path.insert(0, os.path.abspath(_root))
+        break
 
-PRETRAINED = "all-minilm-l6-v2"
-INITS = ["all-minilm-l6-v2-init-seed%d" % s for s in (1, 2, 3)]
-UJV, VJU, NORM = 0, 1, 0
-
-
-def read_metrics(path):
-    """(metric name -> mean over probes and tokens, info line) of a log's single measurement."""
-    with h5py.File(path, "r") as f:
-        m = f["measurement"]
-        if m["step"].shape[0] != 1:
-            sys.exit("minilm_study: %s holds %d measurements, expected 1" % (path, m["step"].shape[0]))
-        coupling = m["depth_mean_offdiag"][0]  # [probe, token, orientation, normalisation, k]
-        metrics = []
-        for orientation, oname in ((UJV, "ujv"), (VJU, "vju")):
-            for i, k in enumerate(m["k"][:]):
-                metrics.append(("depth m_%d, %s" % (k, oname), coupling[:, :, orientation, NORM, i]))
-        metrics.append(("LSS (1 = straight)", m["line_shape_score"][0]))
-        metrics.append(("norm growth rate b (nats/block)", m["norm_growth_rate"][0]))
-        # A post-LN model with unit LayerNorm gains (BERT at init) has ||x^l|| = sqrt(d) at every
-        # state: b is then 0 and R^2 a fit to rounding noise, so R^2 counts as undefined there.
-        norms = m["residual_norms"][0]  # [probe, token, state]
-        flat = np.ptp(norms, axis=-1) <= 1e-6 * norms.mean(axis=-1)
-        metrics.append(("R^2 of the norm fit", np.where(flat, np.nan, m["norm_growth_r2"][0])))
-        top = m["singular_values"][0][..., :3].mean(axis=(0, 1, 2))  # s_1..s_3 of J^l_tt, mean
-        info = "%d probes, tokens %s, K %s, %.0f s; mean s_1..s_3 of the block Jacobians %s" % (
-            m["probe"].shape[0], [int(t) for t in m["token"][:]], [int(k) for k in m["k"][:]],
-            m["measure_seconds"][0], " ".join("%.3f" % v for v in top))
-    bad = sum(int(np.sum(~np.isfinite(v))) for _, v in metrics) - int(flat.sum())
-    if bad:
-        info += "; %d NON-FINITE values (left out of the means)" % bad
-    if flat.any():
-        info += "; %d of %d trajectories keep a constant norm (R^2 undefined)" % (flat.sum(), flat.size)
-    means = [(name, float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")) for name, v in metrics]
-    return means, info
-
-
-def main():
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    out = sys.argv[1]
-    runs = {}
-    for name in [PRETRAINED] + INITS:
-        runs[name], info = read_metrics(os.path.join(out, name + ".h5"))
-        print("%s: %s" % (name, info))
-    print()
-    print("| metric | pretrained | init (3 seeds) mean ± sd | lower | (pretrained - init) / sd |")
-    print("|---|---|---|---|---|")
-    for row, (metric, pre) in enumerate(runs[PRETRAINED]):
-        inits = np.array([runs[name][row][1] for name in INITS])
-        mean, sd = inits.mean(), inits.std(ddof=1)
-        if not np.isfinite([pre, mean]).all():
-            lower = "n/a"
-        elif abs(pre - mean) <= 1e-9:
-            lower = "equal"
-        else:
-            lower = "pretrained" if pre < mean else "init"
-        z = "%+.1f" % ((pre - mean) / sd) if sd > 1e-6 and np.isfinite(pre) else "n/a"  # metrics are O(0.01-1)
-        init = "%.4f ± %.4f" % (mean, sd) if np.isfinite(mean) else "undefined"
-        print("| %s | %.4f | %s | %s | %s |" % (metric, pre, init, lower, z))
-
+from coupling.minilm_study import *  # noqa: E402,F401,F403
+from coupling.minilm_study import main  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

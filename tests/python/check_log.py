@@ -9,14 +9,13 @@ row_crc32 (when the log has the column), and the /train row count when given. Ex
 holds.
 """
 import argparse
-import os
 import sys
 
 import h5py
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
-import coupling_log  # noqa: E402
+import coupling_path  # noqa: F401  (python/ on sys.path)
+from coupling import log as coupling_log
 
 
 def main():

@@ -27,10 +27,9 @@ import h5py
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
-import coupling_safetensors  # noqa: E402
-from gpt_reference import num_layers, residual_branch, residual_states  # noqa: E402
+import coupling_path  # noqa: F401  (python/ on sys.path)
+from coupling import safetensors as coupling_safetensors
+from gpt_reference import num_layers, residual_branch, residual_states
 
 # TOLERANCE. The log's m_K come from float32 Jacobians (fp32 forward to X^{l-1}, fp32 backward
 # through the block; unit roundoff u = 2^-24 = 6e-8) and an exact SVD (fp32 or fp64, engine_config's

@@ -12,8 +12,8 @@ import h5py
 import numpy as np
 import torch
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2] / "scripts"))
-import coupling_safetensors  # noqa: E402
+import coupling_path  # noqa: F401  (python/ on sys.path)
+from coupling import safetensors as coupling_safetensors
 
 
 def losses(run):

@@ -10,14 +10,13 @@ Uses only torch and torch.nn.functional: no code is shared with the C++ side.
 """
 import argparse
 import math
-import os
 import sys
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
-import coupling_safetensors  # noqa: E402
+import coupling_path  # noqa: F401  (python/ on sys.path)
+from coupling import safetensors as coupling_safetensors
 
 
 def layer_norm(x, w, b):

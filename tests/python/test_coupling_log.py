@@ -1,6 +1,8 @@
-"""Checks scripts/coupling_log.py (open_log, tidy and its command line) against h5py reading the same log.
+"""Checks coupling.log (open_log, tidy, arrays and the command line scripts/coupling_log.py) against h5py
+reading the same log.
 
-Usage: test_coupling_log.py LOG.h5
+Usage: pytest tests/python/test_coupling_log.py     (the fixture logs: schema 1, a coupling-analyze log)
+       test_coupling_log.py LOG.h5                 (one log, e.g. tests/cli/coupling_run.sh's)
 LOG: a finished coupling log of any schema version (tests/cli/coupling_run.sh's $work/a/coupling.h5, the
 schema-1 fixture, a coupling-analyze log). Checks:
   - open_log: every /measurement dataset as a variable with the scales' names as dimensions, the values
@@ -14,7 +16,8 @@ schema-1 fixture, a coupling-analyze log). Checks:
     nothing on stdout for bad input;
   - a copy held open by a SWMR writer with a torn row (the step scale one row ahead) reads, cut back to
     the complete rows; a copy with flag_meanings attributes gets their labels, and a NaN shows in tidy's means.
-Exits 0 when all holds (in a few seconds), 77 when this Python lacks pandas or xarray.
+As a script it exits 0 when all holds (in a few seconds), 77 when this Python lacks pandas or xarray
+(pytest skips then).
 """
 import io
 import os
@@ -29,15 +32,21 @@ import numpy as np
 try:
     import pandas as pd
     import xarray  # noqa: F401
-except ImportError as e:  # e.g. the pip venv (COUPLING_PYTHON=.venv/bin/python) has neither
+except ImportError as e:
+    if __name__ != "__main__":
+        import pytest
+        pytest.skip(f"{sys.executable} lacks pandas or xarray ({e})", allow_module_level=True)
     print(f"test_coupling_log: skipped: {sys.executable} lacks pandas or xarray ({e}); run it with /usr/bin/python3")
     sys.exit(77)
 
+import coupling_path  # noqa: E402,F401  (python/ on sys.path)
+from coupling import log as coupling_log  # noqa: E402
+from coupling.log import open_log, tidy  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPT = os.path.join(HERE, "..", "..", "scripts", "coupling_log.py")
-sys.path.insert(0, os.path.dirname(SCRIPT))
-import coupling_log  # noqa: E402
-from coupling_log import open_log, tidy  # noqa: E402
+SCRIPT = os.path.join(HERE, "..", "..", "scripts", "coupling_log.py")  # the wrapper: the command line as users run it
+FIXTURES = [os.path.join(HERE, "..", "fixtures", "schema-1-log", "run", "coupling.h5"),  # schema 1, GPT training
+            os.path.join(HERE, "..", "fixtures", "hf-bf16-log", "coupling.h5")]  # coupling-analyze --hf, schema 3
 
 DEFAULTS = {"orientation": ["ujv", "vju"], "normalisation": ["norm", "trace"]}
 problems = []
@@ -215,7 +224,9 @@ def check_tidy(log, f, rows):
 def check_cli(log, f, df, scratch):
     r = run(log, "--csv")
     if expect(r.returncode == 0 and not r.stderr, f"--csv: exit {r.returncode}, stderr {r.stderr!r}"):
-        back = pd.read_csv(io.StringIO(r.stdout), float_precision="round_trip")
+        # round-trip parsing: the default from pandas 3 on (its float_precision argument is deprecated there)
+        exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+        back = pd.read_csv(io.StringIO(r.stdout), **exact)
         try:
             pd.testing.assert_frame_equal(back, df, check_exact=True)
         except AssertionError as e:
@@ -313,10 +324,9 @@ def check_modified_copy(log, scratch):
     expect(f"m_offdiag_k{k}_UJV_NORM" in tidy(flagged).columns, "flag_meanings: tidy column names")
 
 
-def main():
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    log = sys.argv[1]
+def verify(log):
+    """(problems, measurement rows) of every check on `log`."""
+    del problems[:]
     with tempfile.TemporaryDirectory() as scratch:
         with h5py.File(log, "r", swmr=True, libver="latest") as f:
             if "step" not in f["measurement"]:  # created without a layout, before its first measurement
@@ -332,10 +342,47 @@ def main():
         if rows:
             check_live_torn_copy(log, rows, scratch)
             check_modified_copy(log, scratch)
-    for p in problems:
+            check_arrays(log)
+    return list(problems), rows
+
+
+def check_arrays(log):
+    """arrays(): the group's datasets and scales as numpy arrays, named as in the log, cut to complete rows."""
+    with coupling_log.open_file(log) as f:
+        names = {name for name, item in f["measurement"].items() if isinstance(item, h5py.Dataset)}
+        rows = complete_rows(f["measurement"])
+        got = coupling_log.arrays(f, "measurement")
+        expect(set(got) == names, f"arrays(): names {sorted(set(got) ^ names)} differ from the log's")
+        for name in names:
+            ds = f["measurement"][name]
+            want = ds[:rows] if ds.maxshape and ds.maxshape[0] is None else ds[()]
+            if name in ("orientation", "normalisation"):
+                want = labels(ds)
+            expect(same(got[name], want) if name not in ("orientation", "normalisation") else list(got[name]) == want,
+                   f"arrays(): {name} differs from h5py")
+        some = coupling_log.arrays(f, "measurement", variables=["line_shape_score"])
+        expect("line_shape_score" in some and "depth_coupling" not in some and "step" in some,
+               f"arrays(variables=...): {sorted(some)}")
+        skipped = coupling_log.arrays(f, "measurement", skip=["depth_coupling"])
+        expect("depth_coupling" not in skipped and set(skipped) == names - {"depth_coupling"}, "arrays(skip=...)")
+
+
+def test_fixture_logs():
+    for log in FIXTURES:
+        found, rows = verify(log)
+        assert rows > 0, f"{log}: no measurements"
+        assert not found, f"{log}: " + "; ".join(map(str, found))
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    log = sys.argv[1]
+    found, rows = verify(log)
+    for p in found:
         print("test_coupling_log:", p)
-    print(f"test_coupling_log: {log}: {rows} measurements, {'ok' if not problems else 'FAILED'}")
-    sys.exit(1 if problems else 0)
+    print(f"test_coupling_log: {log}: {rows} measurements, {'ok' if not found else 'FAILED'}")
+    sys.exit(1 if found else 0)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Checks the statistics of scripts/study.py against brute force and hand-worked examples.
+"""Checks the statistics of coupling.study (scripts/study.py) against brute force and hand-worked examples.
 
-Usage: test_study_stats.py        (tests/cli/study.sh runs it; numpy, scipy and h5py only)
+Usage: pytest tests/python/test_study_stats.py, or test_study_stats.py (tests/cli/study.sh runs it;
+numpy, scipy and h5py only)
   - holm, benjamini_hochberg: a hand-worked example (p = 0.01, 0.04, 0.03, 0.005), R's p.adjust example
     (0.01..0.05), and on random p-value vectors (ties and NaN included) the brute-force procedures: at
     every level alpha < 1 between the adjusted values, hypothesis j is rejected by Holm's step-down (or BH's
@@ -11,14 +12,12 @@ Usage: test_study_stats.py        (tests/cli/study.sh runs it; numpy, scipy and 
   - noise_floor and series_predictors on small hand-worked inputs.
 """
 import math
-import os
-import sys
 
 import numpy as np
 from scipy import stats
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
-from study import benjamini_hochberg, holm, noise_floor, partial_correlation, series_predictors  # noqa: E402
+import coupling_path  # noqa: F401  (python/ on sys.path)
+from coupling.study import benjamini_hochberg, holm, noise_floor, partial_correlation, series_predictors
 
 
 def brute_holm(p, alpha):
@@ -116,6 +115,10 @@ def main():
     assert math.isnan(gap["auc"]) and gap["peak"] == 0.5 and gap["final"] == 0.8, gap  # auc needs step 0
     assert all(math.isnan(v) for v in series_predictors(step, [np.nan] * 5, 10).values())
     print("ok   noise floor and the time-series predictors (final, peak, peak step, at 10%/50%, AUC)")
+
+
+def test_study_statistics():
+    main()
 
 
 if __name__ == "__main__":
