@@ -85,7 +85,7 @@ def _print_schedule(train, text, total):
     except (OSError, subprocess.TimeoutExpired) as e:
         raise ToolNotFound(f"cannot run {train} --print-schedule ({e})") from None
     if p.returncode == 2:
-        lines = p.stderr.strip().splitlines()
+        lines = (p.stderr.strip() or p.stdout.strip()).splitlines()
         return ValueError(lines[-1] if lines else f"{train} rejected the schedule '{text}'")
     try:
         if p.returncode != 0:
@@ -104,6 +104,12 @@ def schedules_steps(texts, total):
     if not texts:
         return {}
     train = coupling_train(_TRAIN)
+    if (train, None, None) not in _STEPS:  # once per binary: exit 2 also means "no such flag" to an older one
+        probe = _print_schedule(train, "every:1", 1)
+        if isinstance(probe, ValueError) or probe.tolist() != [0, 1]:
+            raise ToolNotFound(f"{train} --print-schedule every:1 --steps 1 did not print 0 and 1 ({probe}); "
+                               "build a coupling-train that has --print-schedule, or pass one with --train")
+        _STEPS[(train, None, None)] = probe
     wanted = [t for t in dict.fromkeys(texts) if (train, t, total) not in _STEPS]
     if wanted:
         workers = max(1, min(len(wanted), os.cpu_count() or 1))
