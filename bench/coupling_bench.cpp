@@ -29,8 +29,8 @@
 #include "trainer/apps/command_line.h"
 #include "trainer/models/block_adapter.h"
 #include "trainer/models/gpt.h"
-#include "trainer/models/hf/hf_directory.h"
-#include "trainer/models/hf/hf_model.h"
+#include "coupling/models/hf/directory.h"
+#include "coupling/models/hf/model.h"
 #include "trainer/models/transformer_adapter.h"
 #include "trainer/loop/runtime.h"
 
@@ -257,9 +257,9 @@ void bench_step_time(Report& report, int repeats) {
 
 // ---- 6. A Hugging Face model's block ------------------------------------------------------------
 void bench_hf(Report& report, const std::string& dir, int repeats) {
-  const auto directory = std::make_shared<const trainer::hf::HfDirectory>(dir);
+  const auto directory = std::make_shared<const coupling::hf::HfDirectory>(dir);
   const auto& config = directory->config();
-  trainer::hf::HfAdapter adapter(trainer::hf::HfTransformer(directory, c10::Device(c10::kCPU)));
+  coupling::hf::HfAdapter adapter(coupling::hf::HfTransformer(directory, c10::Device(c10::kCPU)));
   const int64_t tokens = std::min<int64_t>(128, config.max_positions), block = config.layers / 2, d = config.d_model;
   at::manual_seed(0);
   at::Tensor x;

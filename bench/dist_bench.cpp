@@ -4,9 +4,10 @@
 // ranks side by side and prints the ratio (docs/performance.md).
 //   coupling-dist-bench [--d-model 256] [--layers 4] [--context 64] [--probes 8] [--repeats 3] [--threads 1]
 #include "bench_support.h"
-#include "coupling/dist/communicator.h"
+#include "trainer/parallel/rendezvous.h"
 #include "coupling/dist/distributed_measurement.h"
 #include "coupling/engine/measurement.h"
+#include "trainer/parallel/env.h"
 #include "trainer/apps/command_line.h"
 #include "trainer/models/gpt.h"
 #include "trainer/models/transformer_adapter.h"
@@ -37,9 +38,9 @@ int main(int argc, char** argv) {
   if (const auto exit_status = trainer::parse_command_line(app, argc, argv)) return *exit_status;
   try {
     trainer::configure_threads(threads);
-    const auto env = coupling::resolve_dist_env();
+    const auto env = trainer::resolve_dist_env();
     std::optional<coupling::Communicator> communicator;
-    if (env.distributed()) communicator.emplace(coupling::Communicator::connect(env));
+    if (env.distributed()) communicator.emplace(trainer::connect(env));
     at::manual_seed(0);
     trainer::Gpt model(config);
     trainer::GptAdapter adapter(model);

@@ -3,6 +3,7 @@
 // mixes tokens by a running mean (token t sees tokens <= t) and applies an MLP.
 //
 //   build/bin/custom_model
+#include "coupling/engine/fields.h"
 #include "coupling/engine/measurement.h"
 #include "mixer_model.h"
 
@@ -24,19 +25,19 @@ int main() {
   const auto probes = at::randint(64, {4, 16}, at::kLong);
   const auto m = coupling::measure(adapter, probes, options);
 
-  const auto summary = coupling::depth_coupling_summary(m);  // ujv, norm-normalised, per K
+  // Read fields by axis name (coupling/engine/fields.h): ujv orientation, norm normalisation.
+  auto variant = [&](const char* name) { return coupling::field(m, name).sel("orientation", "ujv").sel("normalisation", "norm"); };
   std::printf("custom model: %lld blocks, d=%lld, %lld probes, measured in %.2f s\n", static_cast<long long>(m.blocks),
               static_cast<long long>(m.d_model), static_cast<long long>(m.probes), m.timings.total);
-  for (size_t k = 0; k < m.k_grid.size(); ++k) {
-    std::printf("  K=%-3lld mean off-diagonal m_K = %.4f (coupling strength %.4f)\n",
-                static_cast<long long>(m.k_grid[k]), summary[static_cast<int64_t>(k)].item<double>(),
-                1.0 - summary[static_cast<int64_t>(k)].item<double>());
+  for (const int64_t k : m.k_grid) {
+    const double m_k = variant("depth_mean_offdiag").sel("k", k).mean();
+    std::printf("  K=%-3lld mean off-diagonal m_K = %.4f (coupling strength %.4f)\n", static_cast<long long>(k), m_k,
+                1.0 - m_k);
   }
-  std::printf("  context coupling, same input token: %.4f, same output token: %.4f (K=%lld)\n",
-              m.context_same_input.select(1, 0).select(1, 0).select(1, 0).mean().item<double>(),
-              m.context_same_output.select(1, 0).select(1, 0).select(1, 0).mean().item<double>(),
-              static_cast<long long>(m.k_grid[0]));
-  std::printf("  line-shape score %.4f, norm growth x%.4f per block (R^2 %.3f)\n", m.line_shape_score.mean().item<double>(),
-              m.norm_growth_factor.mean().item<double>(), m.norm_growth_r2.mean().item<double>());
+  std::printf("  context coupling, same input token: %.4f, same output token: %.4f (K=4)\n",
+              variant("context_same_input").sel("k", 4).mean(), variant("context_same_output").sel("k", 4).mean());
+  std::printf("  line-shape score %.4f, norm growth x%.4f per block (R^2 %.3f)\n",
+              coupling::field(m, "line_shape_score").mean(), coupling::field(m, "norm_growth_factor").mean(),
+              coupling::field(m, "norm_growth_r2").mean());
   return 0;
 }

@@ -1,7 +1,7 @@
 """A small PyTorch GPT trained briefly and exported as TorchScript checkpoints that
 coupling-analyze can measure (docs/analysis.md).
 
-The convention coupling-analyze checks (coupling/engine/torchscript_model.h):
+The convention coupling-analyze checks (coupling/models/torchscript_model.h):
   embed(x) -> X^0 [B, T, d]   an exported method
   blocks                      an nn.ModuleList; blocks[l] maps X^l to X^(l+1), skip included
   causal                      a bool attribute

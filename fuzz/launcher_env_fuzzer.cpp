@@ -1,6 +1,6 @@
 // libFuzzer: the launcher variables (torchrun, SLURM, OpenMPI) and SLURM node lists. The input is
 // NAME=VALUE lines; the result is a consistent job layout or a coupling::ConfigError.
-#include "coupling/dist/dist_env.h"
+#include "trainer/parallel/env.h"
 #include "coupling/error.h"
 
 #include <cstdlib>
@@ -17,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (equals != std::string::npos) vars[line.substr(0, equals)] = line.substr(equals + 1);
   }
   try {
-    const auto env = coupling::resolve_dist_env([&](const std::string& name) -> std::optional<std::string> {
+    const auto env = trainer::resolve_dist_env([&](const std::string& name) -> std::optional<std::string> {
       const auto found = vars.find(name);
       return found == vars.end() ? std::nullopt : std::optional<std::string>(found->second);
     });
@@ -29,7 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } catch (const coupling::ConfigError&) {
   }
   try {
-    if (coupling::first_slurm_host(text).empty()) std::abort();
+    if (trainer::first_slurm_host(text).empty()) std::abort();
   } catch (const coupling::ConfigError&) {
   }
   return 0;

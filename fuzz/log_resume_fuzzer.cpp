@@ -34,7 +34,11 @@ const Template& valid_log() {
     const at::Tensor probes = at::randn({1, 3, 4}, generator, at::TensorOptions());
     coupling::MeasurementOptions options;
     options.k_grid = {2};
-    t.metadata = {"linear", "d = 4", options.str(), 1, 1, probes};
+    t.metadata.model = "linear";
+    t.metadata.model_config = "d = 4";
+    t.metadata.engine_config = options.str();
+    t.metadata.seed = 1;
+    t.metadata.probes = probes;
     auto log = coupling::CouplingLog::create(t.file.path, t.metadata);
     for (int64_t step = 0; step < 6; ++step) log.append_training({step, 1.0, 1e-3, step, 0.0});
     for (int64_t step : {0, 2, 4}) {

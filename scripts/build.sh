@@ -9,7 +9,8 @@ source scripts/torch_choice.sh
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 if [[ ! -f $build_dir/CMakeCache.txt ]]; then
-  configure=(-DCMAKE_BUILD_TYPE=Release "-DCOUPLING_PYTHON=$coupling_python")
+  # COUPLING_WERROR=ON (CI) makes any compiler warning an error.
+  configure=(-DCMAKE_BUILD_TYPE=Release "-DCOUPLING_PYTHON=$coupling_python" "-DCOUPLING_WERROR=${COUPLING_WERROR:-OFF}")
   if [[ $torch_flavour == pip ]]; then
     if [[ ! -x $coupling_python ]]; then
       echo "build: $venv_dir not found: run scripts/setup.sh --torch pip first" >&2

@@ -78,6 +78,22 @@ def use_train(path):
     _TRAIN = path
 
 
+def _print_schedules(train, texts, total):
+    """[the steps of each text] from one run of coupling-train, or None when it refused one of them."""
+    command = [train] + [a for t in texts for a in ("--print-schedule", t)] + ["--steps", str(total)]
+    try:
+        p = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ToolNotFound(f"cannot run {train} --print-schedule ({e})") from None
+    lines = p.stdout.splitlines()
+    if p.returncode != 0 or len(lines) != len(texts):
+        return None
+    try:
+        return [np.array([int(v) for v in line.split()], dtype=np.int64) for line in lines]
+    except ValueError:
+        return None
+
+
 def _print_schedule(train, text, total):
     try:
         p = subprocess.run([train, "--print-schedule", text, "--steps", str(total)], capture_output=True, text=True,
@@ -111,7 +127,10 @@ def schedules_steps(texts, total):
                                "build a coupling-train that has --print-schedule, or pass one with --train")
         _STEPS[(train, None, None)] = probe
     wanted = [t for t in dict.fromkeys(texts) if (train, t, total) not in _STEPS]
-    if wanted:
+    together = _print_schedules(train, wanted, total) if wanted else None
+    if together is not None:  # one run for every schedule
+        _STEPS.update({(train, text, total): steps for text, steps in zip(wanted, together)})
+    elif wanted:  # one of them is refused: ask one by one, so each gets its own verdict
         workers = max(1, min(len(wanted), os.cpu_count() or 1))
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             for text, result in zip(wanted, pool.map(lambda t: _print_schedule(train, t, total), wanted)):

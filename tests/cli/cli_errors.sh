@@ -162,5 +162,27 @@ fi
 "$bin" gpt --no-such-flag > "$work/flag.log" 2>&1
 if [[ $? -eq 0 ]]; then echo "FAIL unknown_flag: exit 0"; failures=$((failures + 1)); else echo "ok   unknown_flag"; passed=$((passed + 1)); fi
 
+# --print-schedule: the trainer's own schedule, for scripts (python/coupling/schedule_density.py).
+printed=$("$bin" --print-schedule "every:40 log:4" --print-schedule log:2 --steps 100 2>&1 | tr '\n' '|')
+if [[ $printed == "0 1 5 22 40 80 100|0 1 100|" ]]; then
+  echo "ok   print_schedule: every:40 log:4 and log:2 over 100 steps -> $printed"; passed=$((passed + 1))
+else
+  echo "FAIL print_schedule: '$printed'"; failures=$((failures + 1))
+fi
+"$bin" --print-schedule "often" --steps 100 > "$work/schedule.log" 2>&1
+status=$?
+if [[ $status -eq 2 && $(grep -c '\[error\]' "$work/schedule.log") -eq 1 ]] && grep -q "often" "$work/schedule.log"; then
+  echo "ok   print_schedule_bad: $(grep '\[error\]' "$work/schedule.log" | sed 's/.*\[error\] //')"; passed=$((passed + 1))
+else
+  echo "FAIL print_schedule_bad (status $status)"; cat "$work/schedule.log"; failures=$((failures + 1))
+fi
+"$bin" > "$work/nomodel.log" 2>&1
+status=$?
+if [[ $status -eq 2 ]] && grep -q "give a model to train" "$work/nomodel.log"; then
+  echo "ok   no_model"; passed=$((passed + 1))
+else
+  echo "FAIL no_model (status $status)"; cat "$work/nomodel.log"; failures=$((failures + 1))
+fi
+
 echo "$passed passed, $failures failed"
 [[ $failures -eq 0 ]]

@@ -4,7 +4,7 @@
 # Jacobians; the HfReference gtest compares ours with them. Then coupling-analyze --hf measures
 # the generated directories end to end: a step series from directory names, resumable, with the
 # directories and probe ids in the log. Skipped (77) where COUPLING_PYTHON has no transformers.
-# Usage: hf_reference.sh path/to/coupling_trainer_tests path/to/coupling-analyze
+# Usage: hf_reference.sh path/to/coupling_models_tests path/to/coupling-analyze
 set -euo pipefail
 tests=$1
 analyze=$2

@@ -6,8 +6,9 @@
 //   ranks must equal the single-process one; data-parallel: gradient averaging in several
 //   buckets, and the checksum catching a rank whose parameters drifted; user-group: the
 //   collectives through a ProcessGroupGloo the program built itself.
-#include "coupling/dist/communicator.h"
-#include "coupling/dist/data_parallel.h"
+#include "trainer/loop/divergence_error.h"
+#include "trainer/parallel/data_parallel.h"
+#include "trainer/parallel/rendezvous.h"
 #include "coupling/dist/distributed_measurement.h"
 #include "coupling/engine/fields.h"
 #include "coupling/engine/measurement.h"
@@ -25,7 +26,7 @@
 namespace {
 
 /// A process group built by "the user" and handed in.
-coupling::Communicator user_group(const coupling::DistEnv& env, const coupling::CommunicatorOptions& options) {
+coupling::Communicator user_group(const trainer::DistEnv& env, const trainer::RendezvousOptions& options) {
   c10d::TCPStoreOptions store_options;
   store_options.port = static_cast<std::uint16_t>(env.master_port);
   store_options.isServer = env.rank == 0;
@@ -52,7 +53,7 @@ void data_parallel_checks(coupling::Communicator& comm) {
   std::vector<at::Tensor> params{at::zeros({6}), at::zeros({2}), at::zeros({2, 3})};
   for (auto& p : params) p.mutable_grad() = at::full(p.sizes(), r + 1.0);
   params[1].mutable_grad() = at::Tensor();  // no gradient on this rank counts as zero
-  coupling::GradientAverager averager(params, comm, 16);
+  trainer::GradientAverager averager(params, comm, 16);
   if (averager.buckets() != 3) throw std::runtime_error("expected 3 gradient buckets");
   averager.average();
   const double mean = (comm.world_size() + 1) / 2.0;
@@ -60,11 +61,11 @@ void data_parallel_checks(coupling::Communicator& comm) {
       !at::equal(params[1].grad(), at::zeros({2}))) {
     throw std::runtime_error("averaged gradients are wrong");
   }
-  coupling::check_ranks_agree(params, comm, 1);  // identical: no error
+  trainer::check_ranks_agree(params, comm, 1);  // identical: no error
   if (comm.rank() == 1) params[2].detach()[0][0] += 1e-7f;  // one rank drifts by one ulp-ish
   try {
-    coupling::check_ranks_agree(params, comm, 2);
-  } catch (const coupling::DivergenceError& e) {
+    trainer::check_ranks_agree(params, comm, 2);
+  } catch (const trainer::DivergenceError& e) {
     if (std::string(e.what()).find("rank(s) 1 differ from rank 0's after step 2") == std::string::npos) throw;
     return;
   }
@@ -75,11 +76,11 @@ void data_parallel_checks(coupling::Communicator& comm) {
 
 int main(int argc, char** argv) {
   try {
-    const auto env = coupling::resolve_dist_env();
-    coupling::CommunicatorOptions options;
+    const auto env = trainer::resolve_dist_env();
+    trainer::RendezvousOptions options;
     if (argc > 1) options.timeout = std::chrono::milliseconds(std::stoll(argv[1]));
     const std::string mode = argc > 2 ? argv[2] : "";
-    auto comm = mode == "user-group" ? user_group(env, options) : coupling::Communicator::connect(env, options);
+    auto comm = mode == "user-group" ? user_group(env, options) : trainer::connect(env, options);
     if (mode == "data-parallel") {
       data_parallel_checks(comm);
       std::printf("rank %lld data-parallel ok\n", static_cast<long long>(comm.rank()));

@@ -66,6 +66,21 @@ TEST(Fields, LoggedBytesCountEveryLoggedFieldAndMean) {
   EXPECT_EQ(coupling::logged_bytes(m), expected);
 }
 
+TEST(Fields, FieldViewSelectsByAxisNameAndCoordinate) {
+  const auto m = measure_everything(false);
+  // token 3 is the second measured token; layer 2 the second block; "vju" orientation 1, "trace" normalisation 1.
+  const auto view = coupling::field(m, "depth_coupling").sel("token", 3).sel("orientation", "vju").sel("layer", 2);
+  EXPECT_EQ(view.axes(), (std::vector<std::string>{"probe", "normalisation", "k", "basis_layer"}));
+  EXPECT_TRUE(at::equal(view.tensor(), m.depth_coupling.select(1, 1).select(1, 1).select(3, 1)));
+  EXPECT_DOUBLE_EQ(coupling::field(m, "depth_mean_offdiag").sel("normalisation", "trace").sel("k", 6).mean(),
+                   m.depth_mean_offdiag.select(3, 1).select(3, 0).to(at::kDouble).mean().item<double>());
+  EXPECT_THROW(coupling::field(m, "depth_coupling").sel("token", 2), coupling::ConfigError);  // not measured
+  EXPECT_THROW(coupling::field(m, "depth_coupling").sel("head", 0), coupling::ConfigError);
+  EXPECT_THROW(coupling::field(m, "depth_coupling").sel("orientation", "uvj"), coupling::ConfigError);
+  EXPECT_THROW(coupling::field(m, "jacobians"), coupling::ConfigError);  // not kept
+  EXPECT_THROW(coupling::field(m, "no_such_field"), coupling::ConfigError);
+}
+
 TEST(MeasurementOptionsText, ParsesAndPrintsInOnePlace) {
   const auto options = coupling::MeasurementOptions::parse("4,8", "cls,-1", "cls:-1,2:3", "exact", {{"cls", 0}});
   EXPECT_EQ(options.k_grid, (std::vector<int64_t>{4, 8}));

@@ -190,7 +190,8 @@ TEST(Measurement, LayoutIsCheckedUpFrontAndTheSizeCapNamesItsFlag) {
     coupling::resolve_layout(8, 128, 4, 64, true, options);
     FAIL() << "a 1 MiB cap must refuse token coupling of 128 tokens";
   } catch (const coupling::ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("--max-row-mib"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("raise the cap (max_row_bytes)"), std::string::npos) << e.what();
+    EXPECT_EQ(e.setting(), "MeasurementOptions::max_row_bytes");
   }
   options.tokens.mode = coupling::TokenSelection::Mode::kLast;
   EXPECT_NO_THROW(coupling::resolve_layout(8, 128, 4, 64, true, options));

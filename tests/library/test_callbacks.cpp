@@ -59,6 +59,9 @@ TEST(Schedule, BadItemsAreRejected) {
 }
 
 struct Recorder : coupling::TrainingCallback {
+  explicit Recorder(std::string name_) : name_of(std::move(name_)) {}
+  std::string name() const override { return name_of; }
+  std::string name_of;
   std::vector<std::string> events;
   std::string saved;
   void on_train_begin(const coupling::TrainBegin& b) override { events.push_back("begin " + std::to_string(b.start_step)); }
@@ -67,22 +70,30 @@ struct Recorder : coupling::TrainingCallback {
   void on_checkpoint_load(int64_t, const coupling::CallbackState& state) override { saved = state.at("at"); }
 };
 
-TEST(CallbackList, ForwardsHooksAndKeepsEachCallbacksStateApart) {
-  auto a = std::make_shared<Recorder>(), b = std::make_shared<Recorder>();
+TEST(CallbackList, ForwardsHooksAndKeepsEachCallbacksStateApartByName) {
+  auto a = std::make_shared<Recorder>("a"), b = std::make_shared<Recorder>("b");
   coupling::CallbackList list;
+  list.add(b);  // state follows the name, whatever the order
   list.add(a);
-  list.add(b);
   list.on_train_begin({3, 10, true});
-  list.on_step_end({4, 10});
+  list.on_step_end(coupling::StepEnd(4, 10));
   EXPECT_EQ(a->events, (std::vector<std::string>{"begin 3", "step 4"}));
   EXPECT_EQ(b->events, a->events);
   coupling::CallbackState state;
   list.on_checkpoint_save(4, state);
-  EXPECT_EQ(state, (coupling::CallbackState{{"0.at", "4"}, {"1.at", "4"}}));
-  state["1.at"] = "9";
+  EXPECT_EQ(state, (coupling::CallbackState{{"a.at", "4"}, {"b.at", "4"}}));
+  state["b.at"] = "9";
   list.on_checkpoint_load(4, state);
   EXPECT_EQ(a->saved, "4");
   EXPECT_EQ(b->saved, "9");
+  // Checkpoint format 2 keyed state by position in the list.
+  EXPECT_EQ(list.keyed_by_name({{"0.at", "1"}, {"1.at", "2"}}), (coupling::CallbackState{{"b.at", "1"}, {"a.at", "2"}}));
+  EXPECT_THROW(list.keyed_by_name({{"2.at", "1"}}), coupling::ConfigError);
+  // Names key the state, so they must differ; state needs a name.
+  EXPECT_THROW(list.add(std::make_shared<Recorder>("a")), coupling::ConfigError);
+  coupling::CallbackList unnamed;
+  unnamed.add(std::make_shared<Recorder>(""));
+  EXPECT_THROW(unnamed.on_checkpoint_save(1, state), coupling::ConfigError);
 }
 
 /// Hears the measurements a list's coupling callback publishes.
@@ -118,10 +129,13 @@ CallbackRun run_callback(const std::string& log, const std::string& schedule, do
   list.add(listener);
   list.on_train_begin({0, steps, false});
   for (int64_t step = 1; step <= steps; ++step) {
-    list.on_step_end({step, steps, 1.0, 1e-3, step, seconds_per_step * static_cast<double>(step), false});
+    list.on_step_end(coupling::StepEnd(step, steps).with_loss(1.0).with_lr(1e-3).with_wall_seconds(
+        seconds_per_step * static_cast<double>(step)));
   }
-  return {coupling::CouplingLog::resume(log, {"model", "", options.measurement.str(), 0, 1, {}}, steps).measured_steps(),
-          *listener};
+  coupling::LogMetadata metadata;
+  metadata.model = "model";
+  metadata.engine_config = options.measurement.str();
+  return {coupling::CouplingLog::resume(log, metadata, steps).measured_steps(), *listener};
 }
 
 TEST(CouplingCallback, MeasuresTheScheduleAndDefersBeyondTheBudget) {

@@ -35,7 +35,11 @@ Fixture make_fixture() {
                                              at::randn({8, 8}, g, at::TensorOptions()) * 0.3});
   f.probes = at::randn({2, 4, 8}, g, at::TensorOptions());
   f.options.k_grid = {2, 4};
-  f.metadata = {"linear", "d = 8", f.options.str(), 7, 1, f.probes};
+  f.metadata.model = "linear";
+  f.metadata.model_config = "d = 8";
+  f.metadata.engine_config = f.options.str();
+  f.metadata.seed = 7;
+  f.metadata.probes = f.probes;
   f.metadata.data_sha256 = std::string(64, 'a');
   return f;
 }
@@ -194,7 +198,7 @@ TEST(CouplingLog, ResumeRefusesForeignCorruptOrMismatchedFilesAndLeavesThemUntou
   for (const auto& [what, change] :
        std::vector<std::pair<std::string, std::function<void(coupling::LogMetadata&)>>>{
            {"different seed (log: 7, this run: 8)", [](coupling::LogMetadata& m) { m.seed = 8; }},
-           {"run on other data (data_sha256 of the log: aaaaaaaaaaaaaaaa..., of this run's --data: bbbb",
+           {"run on other data (data_sha256 of the log: aaaaaaaaaaaaaaaa..., of this run's data: bbbb",
             [](coupling::LogMetadata& m) { m.data_sha256 = std::string(64, 'b'); }},
            {"different probes", [](coupling::LogMetadata& m) { m.probes = m.probes + 1e-3; }},
            {"different probes", [](coupling::LogMetadata& m) { m.probes = m.probes.narrow(0, 0, 1); }}}) {
@@ -205,6 +209,7 @@ TEST(CouplingLog, ResumeRefusesForeignCorruptOrMismatchedFilesAndLeavesThemUntou
       FAIL() << what << " accepted";
     } catch (const coupling::LogError& e) {
       EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+      if (what.rfind("different seed", 0) == 0) EXPECT_EQ(e.setting(), "LogMetadata::seed");
     }
     EXPECT_EQ(test_support::read_bytes(dir.file("c.h5")), before);
   }
@@ -235,7 +240,11 @@ TEST(CouplingLog, LogsTokenBlockTokenAndContextCouplingWithTheirAxes) {
   options.tokens.mode = coupling::TokenSelection::Mode::kList;
   options.tokens.tokens = {1, 3, -1};
   options.tokens.context_pairs = {{0, 5}, {2, 5}};
-  auto log = coupling::CouplingLog::create(dir.file("c.h5"), {"mixer", "d = 8", options.str(), 1, 1, probes});
+  coupling::LogMetadata metadata;
+  metadata.model = "mixer";
+  metadata.engine_config = options.str();
+  metadata.probes = probes;
+  auto log = coupling::CouplingLog::create(dir.file("c.h5"), metadata);
   for (int64_t step : {0, 5}) {
     const auto m = coupling::measure(*adapter, probes, options);
     log.append({step, step, step, 0.0, 0.0, 0.0}, m);

@@ -218,10 +218,14 @@ std::string run_with_tensorboard(const std::string& log, const std::string& boar
   list.on_setup(begin);
   list.on_train_begin(begin);
   for (int64_t step = first; step <= last; ++step) {
-    list.on_step_end({step, last, 1.0 / static_cast<double>(step), 1e-3, step, 0.01 * static_cast<double>(step), false});
+    list.on_step_end(coupling::StepEnd(step, last)
+                         .with_loss(1.0 / static_cast<double>(step))
+                         .with_lr(1e-3)
+                         .with_tokens_seen(step)
+                         .with_wall_seconds(0.01 * static_cast<double>(step)));
     if (step % 5 == 0) list.on_eval({step, 2.0});
   }
-  list.on_train_end({last, last, 0.1, 1e-3, last, 0.0, false});
+  list.on_train_end(coupling::StepEnd(last, last).with_loss(0.1).with_lr(1e-3).with_tokens_seen(last));
   return tensorboard->path();
 }
 

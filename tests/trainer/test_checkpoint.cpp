@@ -37,7 +37,12 @@ TEST(Checkpoint, RoundTripRestoresEverything) {
   trainer::Gpt model(tiny_model());
   torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-2));
   take_step(model, optimizer);
-  trainer::TrainerState state{7, "rng-state-text", 1234, 5.5, "d474"};
+  trainer::TrainerState state;
+  state.step = 7;
+  state.sampler_rng = "rng-state-text";
+  state.tokens_seen = 1234;
+  state.train_seconds = 5.5;
+  state.data_sha256 = "d474";
   const auto expected_next_random = [] {
     auto generator = at::detail::getDefaultCPUGenerator();
     auto saved = generator.get_state();
@@ -113,7 +118,10 @@ TEST(Checkpoint, CorruptIncompleteOrForeignCheckpointsAreRefusedByName) {
   torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-2));
   take_step(model, optimizer);
   const auto save = [&](int64_t step) {
-    trainer::save_checkpoint(dir.path().string(), {step, "x", 0, 0.0}, *model, optimizer, "");
+    trainer::TrainerState state;
+    state.step = step;
+    state.sampler_rng = "x";
+    trainer::save_checkpoint(dir.path().string(), state, *model, optimizer, "");
     return trainer::checkpoint_dir(dir.path().string(), step);
   };
   ASSERT_EQ(load_error(save(1)), "");
@@ -170,9 +178,9 @@ TEST(Checkpoint, CorruptIncompleteOrForeignCheckpointsAreRefusedByName) {
 
   ckpt = save(7);
   std::string manifest = test_support::read_bytes(ckpt + "/manifest.json");
-  manifest.replace(manifest.find("\"version\": 2"), 12, "\"version\": 3");
+  manifest.replace(manifest.find("\"version\": 3"), 12, "\"version\": 4");
   test_support::write_text(ckpt + "/manifest.json", manifest);
-  EXPECT_NE(load_error(ckpt).find("has format 3 and this libcoupling reads format 2"), std::string::npos)
+  EXPECT_NE(load_error(ckpt).find("has format 4 and this libcoupling reads formats 2 to 3"), std::string::npos)
       << load_error(ckpt);
 }
 

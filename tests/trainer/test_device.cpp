@@ -1,7 +1,8 @@
 // Devices: --device resolution and its errors, what this LibTorch build has (CUDA, NCCL),
 // autocast scopes, and (on a machine with a CUDA device; skipped, not passed, elsewhere) the
 // engine and the trainer on CUDA against the CPU. scripts/gpu_check.sh runs the *Cuda* tests.
-#include "coupling/dist/communicator.h"
+#include "trainer/loop/autocast.h"
+#include "trainer/parallel/rendezvous.h"
 #include "coupling/engine/device.h"
 #include "coupling/error.h"
 #include "coupling/engine/measurement.h"
@@ -48,7 +49,9 @@ TEST(Device, RankDeviceIsTheLocalRanksGpu) {
     EXPECT_EQ(coupling::resolve_rank_device("auto", 0), c10::Device(c10::kCUDA, 0));
     EXPECT_EQ(coupling::resolve_rank_device("cuda", gpus - 1),
               c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(gpus == 1 ? 0 : gpus - 1)));
-    if (gpus > 1) EXPECT_THROW(coupling::resolve_rank_device("cuda", gpus), coupling::ConfigError);
+    if (gpus > 1) {
+      EXPECT_THROW(coupling::resolve_rank_device("cuda", gpus), coupling::ConfigError);
+    }
   }
 }
 
@@ -72,28 +75,28 @@ TEST(Device, CudaWithoutADeviceSaysWhichPartIsMissing) {
 TEST(Device, BuildHasWhatCMakeFound) {
   // A CUDA LibTorch (the pip build) must have CUDA loaded and NCCL compiled in; Debian's has neither.
   EXPECT_EQ(coupling::torch_has_cuda(), test_paths::kTorchHasCuda);
-  EXPECT_EQ(coupling::nccl_available(), test_paths::kTorchHasCuda);
+  EXPECT_EQ(trainer::nccl_available(), test_paths::kTorchHasCuda);
   EXPECT_FALSE(coupling::torch_version().empty());
 }
 
 TEST(Device, BackendAutoFollowsTheDevice) {
-  EXPECT_EQ(coupling::resolve_backend("auto", c10::Device(c10::kCPU)), "gloo");
-  EXPECT_EQ(coupling::resolve_backend("auto", c10::Device(c10::kCUDA, 1)), "nccl");
-  EXPECT_EQ(coupling::resolve_backend("gloo", c10::Device(c10::kCUDA, 0)), "gloo");
+  EXPECT_EQ(trainer::resolve_backend("auto", c10::Device(c10::kCPU)), "gloo");
+  EXPECT_EQ(trainer::resolve_backend("auto", c10::Device(c10::kCUDA, 1)), "nccl");
+  EXPECT_EQ(trainer::resolve_backend("gloo", c10::Device(c10::kCUDA, 0)), "gloo");
 }
 
 TEST(Device, AutocastScopeIsBf16InsideAndRestoredAfter) {
   const auto a = at::randn({8, 8}), b = at::randn({8, 8});
   {
-    coupling::AutocastScope fp32("fp32", c10::Device(c10::kCPU));
+    trainer::AutocastScope fp32("fp32", c10::Device(c10::kCPU));
     EXPECT_EQ(at::mm(a, b).scalar_type(), at::kFloat);
   }
   {
-    coupling::AutocastScope bf16("bf16", c10::Device(c10::kCPU));
+    trainer::AutocastScope bf16("bf16", c10::Device(c10::kCPU));
     EXPECT_EQ(at::mm(a, b).scalar_type(), at::kBFloat16);
   }
   EXPECT_EQ(at::mm(a, b).scalar_type(), at::kFloat);
-  EXPECT_THROW(coupling::AutocastScope("fp16", c10::Device(c10::kCPU)), coupling::ConfigError);
+  EXPECT_THROW(trainer::AutocastScope("fp16", c10::Device(c10::kCPU)), coupling::ConfigError);
 }
 
 // ---- on a CUDA device ---------------------------------------------------------------------------

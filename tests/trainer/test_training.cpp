@@ -1,5 +1,6 @@
 // The training loop end to end on a tiny corpus: learning, resume determinism, and bad input.
 #include "coupling/error.h"
+#include "trainer/loop/divergence_error.h"
 #include "trainer_support.h"
 #include "trainer/loop/checkpoint.h"
 #include "trainer/loop/gpt_trainer.h"
@@ -149,7 +150,7 @@ TEST(Training, NonFiniteLossStopsWithTheStep) {
   try {
     trainer::train_gpt(config, false);
     FAIL() << "a learning rate of 1e30 did not diverge";
-  } catch (const coupling::DivergenceError& e) {
+  } catch (const trainer::DivergenceError& e) {
     const std::string message = e.what();
     EXPECT_NE(message.find("at step "), std::string::npos) << message;
     const int64_t step = std::stoll(message.substr(message.find("at step ") + 8));

@@ -1,6 +1,6 @@
 #include "coupling/dist/distributed_measurement.h"
 
-#include "coupling/dist/data_parallel.h"
+#include "coupling/dist/share.h"
 #include "coupling/engine/fields.h"
 
 #include <ATen/ATen.h>

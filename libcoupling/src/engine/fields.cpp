@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <numeric>
 
 namespace coupling {
@@ -25,9 +26,7 @@ const Presence block_tokens{"two or more tokens and L n <= max_set_size",
 const Presence context_pairs{"context pairs given", [](const MeasurementLayout& l) { return pair_count(l) > 0; }};
 const Presence jacobians_kept{"keep_jacobians", [](const MeasurementLayout& l) { return l.keeps_jacobians; }};
 
-// Coupling-variant axes, shared by every coupling field.
-#define COUPLING_VARIANT_AXES "orientation", "normalisation", "k"
-
+#define COUPLING_UNPARENTHESISE(...) __VA_ARGS__
 }  // namespace
 
 const std::vector<AxisSpec>& measurement_axes() {
@@ -66,69 +65,11 @@ const std::vector<AxisSpec>& measurement_axes() {
 }
 
 const std::vector<FieldSpec>& measurement_fields() {
-  using M = Measurement;
   static const std::vector<FieldSpec> fields = {
-      // Coupling (docs/metrics.md section 3). Lower m = more coupled.
-      {"depth_coupling", &M::depth_coupling, {"probe", "token", COUPLING_VARIANT_AXES, "layer", "basis_layer"}, "1",
-       "m_K(J^layer_tt, J^basis_layer_tt); lower = more coupled", Logged::kPerProbe, 0, always},
-      {"depth_mean_offdiag", &M::depth_mean_offdiag, {"probe", "token", COUPLING_VARIANT_AXES}, "1",
-       "mean of depth_coupling over layer != basis_layer", Logged::kPerProbeAndMean, 2, always},
-      {"depth_mean_adjacent", &M::depth_mean_adjacent, {"probe", "token", COUPLING_VARIANT_AXES}, "1",
-       "mean of depth_coupling over |layer - basis_layer| = 1", Logged::kPerProbeAndMean, 2, always},
-      {"token_coupling", &M::token_coupling, {"probe", "layer", COUPLING_VARIANT_AXES, "token", "basis_token"}, "1",
-       "m_K(J^layer_tt, J^layer_t't') across the measured tokens t (row) and t' (column)", Logged::kPerProbe, 0,
-       several_tokens},
-      {"token_mean_offdiag", &M::token_mean_offdiag, {"probe", "layer", COUPLING_VARIANT_AXES}, "1",
-       "mean of token_coupling over token != basis_token", Logged::kPerProbeAndMean, 2, several_tokens},
-      {"block_token_coupling", &M::block_token_coupling,
-       {"probe", COUPLING_VARIANT_AXES, "block_token", "basis_block_token"}, "1",
-       "m_K between every (block, token) Jacobian J^l_tt, index (l - 1) * n + token", Logged::kPerProbe, 0,
-       block_tokens},
-      {"block_token_mean_offdiag", &M::block_token_mean_offdiag, {"probe", COUPLING_VARIANT_AXES}, "1",
-       "mean of block_token_coupling over its off-diagonal", Logged::kPerProbeAndMean, 1, block_tokens},
-      {"context_coupling", &M::context_coupling, {"probe", COUPLING_VARIANT_AXES, "context", "basis_context"}, "1",
-       "m_K between every (block, context pair) Jacobian J^l_{t1 t2}, index (l - 1) * np + pair", Logged::kPerProbe,
-       0, context_pairs},
-      {"context_same_input", &M::context_same_input, {"probe", COUPLING_VARIANT_AXES}, "1",
-       "mean of context_coupling over off-diagonal entries whose Jacobians share the input token t1",
-       Logged::kPerProbeAndMean, 1, context_pairs},
-      {"context_same_output", &M::context_same_output, {"probe", COUPLING_VARIANT_AXES}, "1",
-       "mean of context_coupling over off-diagonal entries whose Jacobians share the output token t2",
-       Logged::kPerProbeAndMean, 1, context_pairs},
-      // Spectra.
-      {"singular_values", &M::singular_values, {"probe", "token", "layer", "rank"}, "1",
-       "top singular values of J^layer_tt", Logged::kPerProbe, 0, always},
-      {"jacobian_frobenius", &M::jacobian_frobenius, {"probe", "token", "layer"}, "1",
-       "Frobenius norm of J^layer_tt", Logged::kPerProbe, 0, always},
-      // Trajectories (docs/metrics.md section 4).
-      {"residual_norms", &M::residual_norms, {"probe", "token", "state"}, "residual-stream units",
-       "||x^l|| for l = 0..L", Logged::kPerProbe, 0, always},
-      {"step_lengths", &M::step_lengths, {"probe", "token", "layer"}, "residual-stream units",
-       "||x^l - x^(l-1)|| for l = 1..L", Logged::kPerProbe, 0, always},
-      {"line_shape_score", &M::line_shape_score, {"probe", "token"}, "1", "LSS >= 1; 1 = straight trajectory",
-       Logged::kPerProbe, 0, always},
-      {"norm_growth_rate", &M::norm_growth_rate, {"probe", "token"}, "nats/block",
-       "slope b of log||x^l|| = a + b l", Logged::kPerProbe, 0, always},
-      {"norm_growth_factor", &M::norm_growth_factor, {"probe", "token"}, "1/block", "exp(b): growth factor per block",
-       Logged::kPerProbe, 0, always},
-      {"norm_growth_r2", &M::norm_growth_r2, {"probe", "token"}, "1", "R^2 of the log-norm fit", Logged::kPerProbe, 0,
-       always},
-      {"step_cv", &M::step_cv, {"probe", "token"}, "1", "CV of step lengths", Logged::kPerProbe, 0, always},
-      {"step_ratio_cv", &M::step_ratio_cv, {"probe", "token"}, "1",
-       "CV of consecutive step-length ratios (0 = geometric spacing)", Logged::kPerProbe, 0, always},
-      {"log_step_rate", &M::log_step_rate, {"probe", "token"}, "nats/block", "slope of log step length against l",
-       Logged::kPerProbe, 0, always},
-      {"log_step_r2", &M::log_step_r2, {"probe", "token"}, "1", "R^2 of the log-step fit", Logged::kPerProbe, 0,
-       always},
-      {"inverse_sigma_slope", &M::inverse_sigma_slope, {"probe", "token"}, "1/block", "slope of 1/s_1(J^l) against l",
-       Logged::kPerProbe, 0, always},
-      {"inverse_sigma_r2", &M::inverse_sigma_r2, {"probe", "token"}, "1", "R^2 of the inverse-sigma fit",
-       Logged::kPerProbe, 0, always},
-      // Returned only.
-      {"trajectories", &M::trajectories, {"probe", "token", "state", "dim"}, "residual-stream units",
-       "residual states x^0..x^L of the measured tokens", Logged::kNo, 0, always},
-      {"jacobians", &M::jacobians, {"probe", "token", "layer", "output_dim", "input_dim"}, "1",
-       "J^layer_tt (MeasurementOptions::keep_jacobians)", Logged::kNo, 0, jacobians_kept},
+#define COUPLING_FIELD_SPEC(name, axes, units, description, logged, mean_axes, presence, per_token) \
+  {#name, &Measurement::name, {COUPLING_UNPARENTHESISE axes}, units, description, Logged::logged, mean_axes, presence, per_token},
+      COUPLING_MEASUREMENT_FIELDS(COUPLING_FIELD_SPEC)
+#undef COUPLING_FIELD_SPEC
   };
   return fields;
 }
@@ -152,6 +93,65 @@ at::Tensor field_mean(const FieldSpec& field, const at::Tensor& value) {
   std::vector<int64_t> dims(static_cast<size_t>(field.mean_axes));
   std::iota(dims.begin(), dims.end(), 0);
   return value.to(at::kDouble).mean(dims);
+}
+
+FieldView::FieldView(at::Tensor value, std::vector<std::string> axes, std::vector<std::vector<int64_t>> coordinates,
+                     std::vector<std::vector<std::string>> labels)
+    : value_(std::move(value)), axes_(std::move(axes)), coordinates_(std::move(coordinates)), labels_(std::move(labels)) {}
+
+size_t FieldView::axis_index(const std::string& axis) const {
+  const auto found = std::find(axes_.begin(), axes_.end(), axis);
+  if (found == axes_.end()) throw ConfigError("this field has no axis '" + axis + "'");
+  return static_cast<size_t>(found - axes_.begin());
+}
+
+FieldView FieldView::at_position(size_t axis, int64_t index) const {
+  auto axes = axes_;
+  auto coordinates = coordinates_;
+  auto labels = labels_;
+  axes.erase(axes.begin() + static_cast<std::ptrdiff_t>(axis));
+  coordinates.erase(coordinates.begin() + static_cast<std::ptrdiff_t>(axis));
+  labels.erase(labels.begin() + static_cast<std::ptrdiff_t>(axis));
+  return FieldView(value_.select(static_cast<int64_t>(axis), index), axes, coordinates, labels);
+}
+
+FieldView FieldView::sel(const std::string& axis, int64_t value) const {
+  const size_t a = axis_index(axis);
+  const auto& values = coordinates_[a];
+  const auto found = std::find(values.begin(), values.end(), value);
+  if (found == values.end()) {
+    throw ConfigError("axis '" + axis + "' has no coordinate " + std::to_string(value) + " in this measurement");
+  }
+  return at_position(a, found - values.begin());
+}
+
+FieldView FieldView::sel(const std::string& axis, const std::string& label) const {
+  const size_t a = axis_index(axis);
+  const auto& names = labels_[a];
+  const auto found = std::find(names.begin(), names.end(), label);
+  if (found == names.end()) throw ConfigError("axis '" + axis + "' has no label '" + label + "'");
+  return at_position(a, found - names.begin());
+}
+
+double FieldView::mean() const { return value_.to(at::kDouble).mean().item<double>(); }
+
+FieldView field(const Measurement& m, const std::string& name) {
+  for (const auto& spec : measurement_fields()) {
+    if (name != spec.name) continue;
+    const at::Tensor& value = m.*spec.member;
+    if (!value.defined()) throw ConfigError("this measurement does not hold " + name + " (" + spec.present.when + ")");
+    std::vector<std::string> axes;
+    std::vector<std::vector<int64_t>> coordinates;
+    std::vector<std::vector<std::string>> labels;
+    for (const char* axis : spec.axes) {
+      const auto& described = measurement_axis(axis);
+      axes.emplace_back(axis);
+      coordinates.push_back(described.values(m));
+      labels.emplace_back(described.labels.begin(), described.labels.end());
+    }
+    return FieldView(value, std::move(axes), std::move(coordinates), std::move(labels));
+  }
+  throw ConfigError("a measurement has no field '" + name + "' (coupling/engine/field_list.h lists them)");
 }
 
 int64_t logged_bytes(const MeasurementLayout& layout) {

@@ -42,7 +42,7 @@ std::vector<int64_t> resolve_k_grid(const MeasurementOptions& options, int64_t d
     if (k < 1) throw ConfigError("K values must be >= 1 (got " + std::to_string(k) + ")");
     if (k > d && !options.cap_k_at_d) {
       throw ConfigError("K = " + std::to_string(k) + " is larger than the model's width d = " + std::to_string(d) +
-                        ": give K values up to " + std::to_string(d) + " (--k)");
+                        ": give K values up to " + std::to_string(d), "MeasurementOptions::k_grid");
     }
     ks.insert(std::min(k, d));
   }
@@ -237,25 +237,21 @@ Measurement measure_one_probe(ModelAdapter& adapter, const at::Tensor& states, c
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
   m.residual_norms = at::empty({1, n, L + 1}, f64);
   m.step_lengths = at::empty({1, n, L}, f64);
-  for (auto* field : {&m.line_shape_score, &m.norm_growth_rate, &m.norm_growth_factor, &m.norm_growth_r2, &m.step_cv,
-                      &m.step_ratio_cv, &m.log_step_rate, &m.log_step_r2, &m.inverse_sigma_slope, &m.inverse_sigma_r2}) {
-    *field = at::empty({1, n}, f64);
+  for (const auto& field : measurement_fields()) {
+    if (field.per_token) m.*field.member = at::empty({1, n}, f64);
   }
   const auto sigma = m.singular_values.to(at::kDouble).contiguous();
   for (int64_t i = 0; i < n; ++i) {
-    const auto t = trajectory_metrics(m.trajectories.select(0, 0).select(0, i));
-    m.residual_norms.select(0, 0).select(0, i).copy_(at::tensor(t.norms, f64));
-    m.step_lengths.select(0, 0).select(0, i).copy_(at::tensor(t.step_lengths, f64));
+    TokenScalars scalars;
+    scalars.trajectory = trajectory_metrics(m.trajectories.select(0, 0).select(0, i));
+    m.residual_norms.select(0, 0).select(0, i).copy_(at::tensor(scalars.trajectory.norms, f64));
+    m.step_lengths.select(0, 0).select(0, i).copy_(at::tensor(scalars.trajectory.step_lengths, f64));
     std::vector<double> s1(static_cast<size_t>(L));
     for (int64_t l = 0; l < L; ++l) s1[l] = sigma[0][i][l][0].item<double>();
-    const auto inverse = inverse_sigma_fit(s1);
-    const std::pair<at::Tensor*, double> values[] = {
-        {&m.line_shape_score, t.line_shape_score},   {&m.norm_growth_rate, t.log_norm_fit.slope},
-        {&m.norm_growth_factor, t.norm_growth},      {&m.norm_growth_r2, t.log_norm_fit.r2},
-        {&m.step_cv, t.step_cv},                     {&m.step_ratio_cv, t.step_ratio_cv},
-        {&m.log_step_rate, t.log_step_fit.slope},    {&m.log_step_r2, t.log_step_fit.r2},
-        {&m.inverse_sigma_slope, inverse.slope},     {&m.inverse_sigma_r2, inverse.r2}};
-    for (const auto& [field, value] : values) (*field)[0][i] = value;
+    scalars.inverse_sigma = inverse_sigma_fit(s1);
+    for (const auto& field : measurement_fields()) {
+      if (field.per_token) (m.*field.member)[0][i] = field.per_token(scalars);
+    }
   }
   m.timings.trajectories = seconds_since(t0);
   if (options.keep_jacobians) m.jacobians = diag.all().view({1, n, L, d, d});
@@ -363,9 +359,9 @@ MeasurementLayout resolve_layout(int64_t probes, int64_t sequence_length, int64_
   if (bytes > options.max_row_bytes) {
     throw ConfigError(fmt::format(
         "one measurement would log {:.0f} MiB ({} probes x {} tokens through {} blocks, {} context pairs), over the "
-        "cap of {:.0f} MiB: measure fewer tokens or probes, or raise the cap (coupling-train --max-row-mib)",
+        "cap of {:.0f} MiB: measure fewer tokens or probes, or raise the cap (max_row_bytes)",
         static_cast<double>(bytes) / (1 << 20), probes, n, blocks, layout.context_pairs.size(),
-        static_cast<double>(options.max_row_bytes) / (1 << 20)));
+        static_cast<double>(options.max_row_bytes) / (1 << 20)), "MeasurementOptions::max_row_bytes");
   }
   return layout;
 }

@@ -543,17 +543,18 @@ CouplingLog CouplingLog::resume(const std::string& path, const LogMetadata& meta
     if (stored_seed != metadata.seed) {
       throw LogError("log " + path + " belongs to a run with a different seed (log: " +
                      (stored_seed ? std::to_string(*stored_seed) : std::string("none")) + ", this run: " +
-                     std::to_string(metadata.seed) + "): it was left untouched; resume with the original --seed "
-                     "or choose another log path");
+                     std::to_string(metadata.seed) + "): it was left untouched; resume with the original seed "
+                     "or choose another log path", "LogMetadata::seed");
     }
     const auto stored_data = hdf5::read_string_attribute(readonly.get(), "data_sha256");
     if (stored_data && !metadata.data_sha256.empty() && *stored_data != metadata.data_sha256) {
       throw LogError("log " + path + " belongs to a run on other data (data_sha256 of the log: " +
-                     stored_data->substr(0, 16) + "..., of this run's --data: " + metadata.data_sha256.substr(0, 16) +
-                     "...): it was left untouched; resume with the original --data or choose another log path");
+                     stored_data->substr(0, 16) + "..., of this run's data: " + metadata.data_sha256.substr(0, 16) +
+                     "...): it was left untouched; resume with the original data or choose another log path",
+                     "LogMetadata::data_sha256");
     }
     if (metadata.probes.defined() && !same_probes(readonly.get(), metadata.probes)) {
-      throw LogError("log " + path + " belongs to a run with different probes (other --data, --seed or --probes): it "
+      throw LogError("log " + path + " belongs to a run with different probes (other data, seed or probe count): it "
                      "was left untouched; resume with the original settings or choose another log path");
     }
     const int64_t keep_below = last_step == std::numeric_limits<int64_t>::max() ? last_step : last_step + 1;

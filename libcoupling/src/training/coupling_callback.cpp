@@ -26,9 +26,17 @@ double CouplingCallback::overhead_fraction(double wall_seconds) const {
 }
 
 LogMetadata CouplingCallback::log_metadata() const {
-  const int64_t world_size = options_.communicator ? options_.communicator->world_size() : 1;
-  return {options_.model, options_.model_config, options_.measurement.str(), options_.seed, world_size, probes_,
-          options_.training_precision, options_.resume_note, options_.data_sha256};
+  LogMetadata metadata;
+  metadata.model = options_.model;
+  metadata.model_config = options_.model_config;
+  metadata.engine_config = options_.measurement.str();
+  metadata.seed = options_.seed;
+  metadata.world_size = options_.communicator ? options_.communicator->world_size() : 1;
+  metadata.probes = probes_;
+  metadata.training_precision = options_.training_precision;
+  metadata.resume_note = options_.resume_note;
+  metadata.data_sha256 = options_.data_sha256;
+  return metadata;
 }
 
 void CouplingCallback::on_setup(const TrainBegin& begin) {

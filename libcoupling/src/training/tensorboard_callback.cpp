@@ -23,7 +23,8 @@ void TensorBoardCallback::on_setup(const TrainBegin& begin) {
   fs::create_directories(directory_, ec);
   if (ec || !fs::is_directory(directory_) || ::access(directory_.c_str(), W_OK) != 0) {
     throw LogError("cannot write TensorBoard files in " + directory_ + ": " +
-                   (ec ? ec.message() : "not a writable directory") + "; give another --tensorboard directory");
+                   (ec ? ec.message() : "not a writable directory") + "; give another directory",
+                   "TensorBoardCallback::directory");
   }
   if (begin.resumed) {
     restart_step_ = begin.start_step + 1;

@@ -3,15 +3,15 @@
 #include "coupling/log/coupling_log.h"
 #include "coupling/error.h"
 #include "coupling/engine/progress.h"
-#include "coupling/engine/torchscript_model.h"
+#include "coupling/models/torchscript_model.h"
 #include "trainer/data/byte_corpus.h"
 #include "trainer/loop/checkpoint.h"
 #include "trainer/loop/gpt_trainer.h"
 #include "trainer/data/image_dataset.h"
 #include "trainer/loop/vit_trainer.h"
 #include "trainer/data/probe_ids.h"
-#include "trainer/models/hf/hf_directory.h"
-#include "trainer/models/hf/hf_model.h"
+#include "coupling/models/hf/directory.h"
+#include "coupling/models/hf/model.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -27,11 +27,25 @@
 #include <memory>
 #include <regex>
 #include <set>
+#include <utility>
 
 namespace fs = std::filesystem;
 
 namespace trainer {
+namespace hf = coupling::hf;
 namespace {
+
+/// The log metadata of a post-hoc analysis: one process, no resume note, no data hash.
+coupling::LogMetadata analysis_metadata(std::string model, std::string model_config, std::string engine_config,
+                                        int64_t seed, at::Tensor probes) {
+  coupling::LogMetadata metadata;
+  metadata.model = std::move(model);
+  metadata.model_config = std::move(model_config);
+  metadata.engine_config = std::move(engine_config);
+  metadata.seed = seed;
+  metadata.probes = std::move(probes);
+  return metadata;
+}
 
 /// One saved model of the sequence: its step and how to make it the adapter's current model.
 struct SavedModel {
@@ -125,10 +139,10 @@ AnalysisResult analyze_run(const std::map<int64_t, std::string>& found, const st
   at::manual_seed(static_cast<uint64_t>(config.train.seed));
   const auto task = make_task(config);
   const auto options = measurement_options(config.coupling, task->token_names());
-  const coupling::LogMetadata metadata{
-      RunConfig::kModel, task->model_config_text(config.coupling.probes), options.str(),
-      config.train.seed, 1, task->probes(config.coupling.probes, static_cast<uint64_t>(config.train.seed) + 1),
-      config.train.precision};
+  auto metadata = analysis_metadata(RunConfig::kModel, task->model_config_text(config.coupling.probes),
+                                    options.str(), config.train.seed,
+                                    task->probes(config.coupling.probes, static_cast<uint64_t>(config.train.seed) + 1));
+  metadata.training_precision = config.train.precision;
   task->to(device);  // checkpoints then load straight onto the device
   const auto adapter = task->adapter();
   std::vector<SavedModel> models;
@@ -237,10 +251,9 @@ AnalysisResult analyze_torchscript(const std::vector<std::string>& paths, const 
   auto first = coupling::load_torchscript_model(by_step.begin()->second.string(), device);
   const auto probes = load_probes(probe_source);
   const auto options = measurement_options(coupling, {});
-  const coupling::LogMetadata metadata{
-      "torchscript",
-      fmt::format("blocks={} causal={} probes={}", first->num_blocks(), first->causal(), probes.size(0)),
-      options.str(), static_cast<int64_t>(probe_source.seed), 1, probes};
+  const auto metadata = analysis_metadata(
+      "torchscript", fmt::format("blocks={} causal={} probes={}", first->num_blocks(), first->causal(), probes.size(0)),
+      options.str(), static_cast<int64_t>(probe_source.seed), probes);
   std::shared_ptr<coupling::ModelAdapter> current;
   std::vector<SavedModel> models;
   for (const auto& [step, file] : by_step) {
@@ -299,7 +312,7 @@ AnalysisResult analyze_hf(const std::vector<std::string>& dirs, const std::strin
   const auto probes = at::tensor(ids.ids, at::kLong).view({ids.probes, ids.tokens});
   const auto options = measurement_options(coupling, {});
   coupling::resolve_layout(ids.probes, ids.tokens, config.layers, config.d_model, config.causal, options);
-  coupling::LogMetadata metadata{"hf/" + config.model_type, config.summary(), options.str(), 0, 1, probes};
+  auto metadata = analysis_metadata("hf/" + config.model_type, config.summary(), options.str(), 0, probes);
   for (const auto& [model_step, checked] : by_step) {
     metadata.sources += fmt::format("{}step {}: {}", metadata.sources.empty() ? "" : "\n", model_step,
                                     fs::absolute(checked.dir).lexically_normal().string());

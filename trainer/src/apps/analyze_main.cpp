@@ -7,7 +7,7 @@
 //       directory's step comes from its name (step143000, step_1000, checkpoint-500)
 //   coupling-analyze --torchscript FILE|DIR [...] --log LOG (--probe-text F | --probe-idx F | --probe-tensor F)
 //       [--probes 8] [--length 64] [--seed 1] [--k 10,30,50] [--tokens last] [--spectrum auto]
-//       models exported from PyTorch (coupling/engine/torchscript_model.h), step = last number in the name
+//       models exported from PyTorch (coupling/models/torchscript_model.h), step = last number in the name
 // The log has the standard schema (scripts/plot_coupling.py reads it); re-running skips the
 // steps it holds. Errors: one line, exit status 2.
 #include "coupling/engine/device.h"

@@ -1,13 +1,16 @@
 // coupling-train: the bundled trainers' command line.
 //   coupling-train gpt|vit [--config FILE] [--resume DIR] [--flag value ...]
+//   coupling-train --print-schedule SPEC [--print-schedule SPEC ...] --steps T
+//                  the steps each SPEC measures in a T-step run, one line per SPEC
 // Launched by torchrun, srun, mpirun or scripts/launch.sh it trains data-parallel (docs/distributed.md).
 // Errors print one line naming the problem and the fix, and exit with status 2 (3 when a
 // collective failed: a peer rank died or timed out).
-#include "coupling/dist/communicator.h"
-#include "coupling/dist/data_parallel.h"
+#include "trainer/parallel/rendezvous.h"
+#include "trainer/parallel/data_parallel.h"
 #include "coupling/engine/device.h"
-#include "coupling/dist/dist_env.h"
+#include "trainer/parallel/env.h"
 #include "coupling/error.h"
+#include "coupling/training/schedule.h"
 #include "trainer/apps/command_line.h"
 #include "trainer/apps/exit_status.h"
 #include "trainer/loop/gpt_trainer.h"
@@ -19,10 +22,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -69,18 +74,18 @@ class Subcommand {
       if (command_->count(std::string("--") + name) > 0 || !config_file_.empty()) explicit_flags.insert(name);
     }, config_);
     // Launched by torchrun/SLURM/mpirun/launch.sh with several processes: one data-parallel job.
-    const auto job = coupling::resolve_dist_env();
+    const auto job = trainer::resolve_dist_env();
     // The device: a ConfigError (exit 2) before anything is written when it cannot be had.
     const c10::Device device = coupling::resolve_rank_device(config_.train.device, job.local_rank);
     std::optional<coupling::Communicator> communicator;
     if (job.distributed()) {
       spdlog::set_pattern("[%H:%M:%S] [rank " + std::to_string(job.rank) + "] [%^%l%$] %v");
       if (job.rank > 0) spdlog::set_level(spdlog::level::warn);  // rank 0 reports progress
-      coupling::CommunicatorOptions options;
-      options.backend = coupling::resolve_backend(config_.train.backend, device);
+      trainer::RendezvousOptions options;
+      options.backend = trainer::resolve_backend(config_.train.backend, device);
       options.device = device;
       options.timeout = std::chrono::seconds(config_.train.dist_timeout);
-      communicator.emplace(coupling::Communicator::connect(job, options));
+      communicator.emplace(trainer::connect(job, options));
     }
     coupling::Communicator* comm = communicator ? &*communicator : nullptr;
     const bool resume = !resume_dir_.empty();
@@ -92,7 +97,7 @@ class Subcommand {
     } catch (const coupling::Error&) {
       failure = std::current_exception();
     }
-    coupling::rethrow_if_any_rank_failed(failure, "reading the configuration", comm);
+    trainer::rethrow_if_any_rank_failed(failure, "reading the configuration", comm);
     config.train.device = config_.train.device;  // where this launch runs, not where the run began
     if (config.train.threads == 0 && job.distributed()) {  // the node's cores, shared by its ranks
       const auto cores = static_cast<int64_t>(std::max(1U, std::thread::hardware_concurrency()));
@@ -115,7 +120,17 @@ int main(int argc, char** argv) {
   trainer::reexec_with_tuned_openblas(argv);
   spdlog::set_pattern("[%H:%M:%S] [%^%l%$] %v");
   CLI::App app("coupling-train: train the bundled models (with libcoupling instrumentation)");
-  app.require_subcommand(1);
+  app.require_subcommand(0, 1);
+  // The measurement schedule as the trainer applies it, for scripts that plan or emulate one.
+  std::vector<std::string> print_schedule;
+  int64_t schedule_steps = 0;
+  auto* print = app.add_option("--print-schedule", print_schedule,
+                               "Print the steps a --measure-schedule SPEC measures in a run of --steps T (one line "
+                               "per SPEC, steps separated by spaces, without checkpoints) and exit; repeatable");
+  app.add_option("--steps", schedule_steps, "With --print-schedule: the run's length in steps")
+      ->needs(print)
+      ->check(CLI::PositiveNumber);
+  print->needs("--steps");
   Subcommand<trainer::GptRunConfig> gpt(app, "gpt", "Train the byte-level GPT on a text corpus (default: the KJV Bible)",
                                         argc, argv);
   Subcommand<trainer::VitRunConfig> vit(app, "vit", "Train a Vision Transformer on MNIST-format images (default: "
@@ -128,6 +143,26 @@ int main(int argc, char** argv) {
     return trainer::kUserErrorExit;
   }
 
+  if (!print_schedule.empty()) {
+    try {
+      std::vector<std::vector<int64_t>> planned;  // every SPEC checked before anything is printed
+      for (const auto& spec : print_schedule) {
+        planned.push_back(coupling::MeasurementSchedule::parse(spec).planned(schedule_steps));
+      }
+      for (const auto& steps : planned) {
+        for (size_t i = 0; i < steps.size(); ++i) std::printf(i ? " %lld" : "%lld", static_cast<long long>(steps[i]));
+        std::printf("\n");
+      }
+      return 0;
+    } catch (const coupling::Error& e) {
+      spdlog::error("--print-schedule: {}", e.what());
+      return trainer::kUserErrorExit;
+    }
+  }
+  if (!gpt.chosen() && !vit.chosen()) {
+    spdlog::error("give a model to train (coupling-train gpt ... or coupling-train vit ...): see coupling-train --help");
+    return trainer::kUserErrorExit;
+  }
   try {
     if (gpt.chosen()) gpt.run();
     if (vit.chosen()) vit.run();

@@ -196,7 +196,7 @@ json read_json(const std::string& path, const std::string& dir) {
 
 /// Checks `dir` against its manifest before anything is read from it: the format, and that every
 /// file is there with its recorded size and SHA-256.
-void verify_checkpoint(const std::string& dir) {
+int verify_checkpoint(const std::string& dir) {
   const fs::path manifest_path = fs::path(dir) / kManifest;
   if (!fs::exists(manifest_path)) {
     if (fs::exists(fs::path(dir) / "model.pt")) {
@@ -212,10 +212,10 @@ void verify_checkpoint(const std::string& dir) {
   try {
     if (manifest.at("format").get<std::string>() != kManifestKind) throw broken(dir, "has a foreign manifest.json");
     const int version = manifest.at("version").get<int>();
-    if (version != kCheckpointFormat) {
+    if (version < kOldestCheckpointFormat || version > kCheckpointFormat) {
       throw coupling::CheckpointError("checkpoint " + dir + " has format " + std::to_string(version) +
-                                      " and this libcoupling reads format " + std::to_string(kCheckpointFormat) +
-                                      ": use the libcoupling that wrote it");
+                                      " and this libcoupling reads formats " + std::to_string(kOldestCheckpointFormat) +
+                                      " to " + std::to_string(kCheckpointFormat) + ": use the libcoupling that wrote it");
     }
     const json& files = manifest.at("files");
     if (files.size() != kCheckpointFiles.size()) throw broken(dir, "has a manifest.json that lists other files");
@@ -229,6 +229,7 @@ void verify_checkpoint(const std::string& dir) {
         throw broken(dir, "is corrupt: " + name + " does not match its size and SHA-256 in manifest.json");
       }
     }
+    return version;
   } catch (const json::exception&) {
     throw broken(dir, "has a malformed manifest.json");
   }
@@ -324,8 +325,8 @@ void load_model(const std::string& dir, torch::nn::Module& model) {
 
 TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
                              int64_t rank, int64_t world_size) {
-  verify_checkpoint(dir);
   TrainerState state;
+  state.format = verify_checkpoint(dir);
   try {
     const json saved = read_json((fs::path(dir) / "state.json").string(), dir);
     state.step = saved.at("step").get<int64_t>();

@@ -1,6 +1,6 @@
 #include "trainer/loop/gpt_trainer.h"
 
-#include "coupling/dist/data_parallel.h"
+#include "trainer/parallel/data_parallel.h"
 #include "coupling/error.h"
 #include "trainer/data/byte_corpus.h"
 #include "trainer/models/gpt.h"
@@ -37,7 +37,7 @@ double evaluate(GptImpl& model, const TokenBatch& windows, int64_t batch, c10::D
              static_cast<double>(n);
   }
   model.train(was_training);
-  total = coupling::sum_over_ranks({total}, communicator, "the evaluation loss")[0];
+  total = trainer::sum_over_ranks({total}, communicator, "the evaluation loss")[0];
   return total / static_cast<double>(count);
 }
 

@@ -3,8 +3,11 @@
 #include "coupling/training/callback.h"
 #include "coupling/training/coupling_callback.h"
 #include "coupling/training/tensorboard_callback.h"
-#include "coupling/dist/data_parallel.h"
+#include "trainer/parallel/data_parallel.h"
 #include "coupling/engine/device.h"
+#include "trainer/loop/autocast.h"
+#include "trainer/loop/divergence_error.h"
+#include "trainer/parallel/env.h"
 #include "coupling/engine/progress.h"
 #include "coupling/engine/peak_memory.h"
 #include "coupling/error.h"
@@ -125,7 +128,7 @@ Instrumentation prepare_instrumentation(const RunDefinition& run, const Training
 
 /// Where this rank trains: --device, where "cuda" and "auto" mean the GPU of the rank's LOCAL_RANK.
 c10::Device training_device(const std::string& spec, const coupling::Communicator* communicator) {
-  return coupling::resolve_rank_device(spec, communicator ? coupling::resolve_dist_env().local_rank : 0);
+  return coupling::resolve_rank_device(spec, communicator ? trainer::resolve_dist_env().local_rank : 0);
 }
 
 int64_t count_parameters(const torch::nn::Module& model) {
@@ -235,7 +238,7 @@ class TrainingRun {
   c10::Device device_{c10::kCPU};
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::vector<at::Tensor> parameters_;
-  std::optional<coupling::GradientAverager> averager_;
+  std::optional<trainer::GradientAverager> averager_;
   coupling::CallbackList callbacks_;
   std::shared_ptr<coupling::CouplingCallback> coupling_callback_;
   std::optional<CsvLog> train_log_, eval_log_;
@@ -254,7 +257,7 @@ void TrainingRun::validate(const TaskFactory& make_task, bool resume) {
   std::exception_ptr failure;
   try {
     device_ = training_device(train_.device, communicator_);
-    coupling::AutocastScope::validate(train_.precision, device_);
+    trainer::AutocastScope::validate(train_.precision, device_);
     if (train_.batch % world_size_ != 0) {
       throw coupling::ConfigError(fmt::format("--batch {} is the global batch and must be a multiple of the {} ranks",
                                               train_.batch, world_size_));
@@ -287,7 +290,7 @@ void TrainingRun::validate(const TaskFactory& make_task, bool resume) {
   } catch (const std::exception&) {
     failure = std::current_exception();
   }
-  coupling::rethrow_if_any_rank_failed(failure, "the run's setup", communicator_);
+  trainer::rethrow_if_any_rank_failed(failure, "the run's setup", communicator_);
 }
 
 /// The checkpoint's model, optimizer, sampler and generators, or a fresh model's rank seeds.
@@ -342,7 +345,7 @@ void TrainingRun::save_checkpoint_now() {
 }
 
 void TrainingRun::setup(const TaskFactory& make_task, bool resume) {
-  if (communicator_) coupling::check_same_config(run_.config_fields, *communicator_);
+  if (communicator_) trainer::check_same_config(run_.config_fields, *communicator_);
   validate(make_task, resume);
   torch::nn::Module& model = task_->model();
   coupling::CouplingCallbackOptions& coupling_options = instrumentation_.options;
@@ -354,7 +357,7 @@ void TrainingRun::setup(const TaskFactory& make_task, bool resume) {
   restore_or_seed();
   parameters_ = model.parameters();
   if (communicator_) {
-    auto values = coupling::detached(parameters_);
+    auto values = trainer::detached(parameters_);
     communicator_->broadcast(values, 0, "rank 0's parameters");
     averager_.emplace(parameters_, *communicator_);
   }
@@ -377,7 +380,10 @@ void TrainingRun::setup(const TaskFactory& make_task, bool resume) {
   if (writer_ && !train_.tensorboard.empty()) {
     callbacks_.add(std::make_shared<coupling::TensorBoardCallback>(train_.tensorboard));
   }
-  if (resume_from_) callbacks_.on_checkpoint_load(state_.step, state_.callback_state);
+  if (resume_from_) {
+    callbacks_.on_checkpoint_load(state_.step, state_.format == 2 ? callbacks_.keyed_by_name(state_.callback_state)
+                                                                  : state_.callback_state);
+  }
   seconds_before_ = state_.train_seconds;
   measure_seconds_before_ = measure_seconds();
   const coupling::TrainBegin begin{state_.step, train_.steps, resume_from_.has_value(), seconds_before_};
@@ -387,7 +393,7 @@ void TrainingRun::setup(const TaskFactory& make_task, bool resume) {
   } catch (const std::exception&) {
     setup_failure = std::current_exception();
   }
-  coupling::rethrow_if_any_rank_failed(setup_failure, "the start of the instrumentation", communicator_);
+  trainer::rethrow_if_any_rank_failed(setup_failure, "the start of the instrumentation", communicator_);
   open_run_files();
   if (resume_from_) spdlog::info("resumed from {} at step {}", *resume_from_, state_.step);
   if (!train_.resume_overrides.empty()) {
@@ -411,18 +417,18 @@ void TrainingRun::step() {
   optimizer_->zero_grad();
   at::Tensor loss;
   {
-    coupling::AutocastScope autocast(train_.precision, device_);  // the forward only, as in PyTorch
+    trainer::AutocastScope autocast(train_.precision, device_);  // the forward only, as in PyTorch
     loss = task_->training_loss(train_.batch, rank_, world_size_);
   }
   double loss_value = loss.item<double>();
   if (communicator_) {  // the global batch's loss, so every rank sees (and stops on) the same value
     const auto reduce_start = Clock::now();
-    loss_value = coupling::sum_over_ranks({loss_value}, communicator_, "the training loss")[0] /
+    loss_value = trainer::sum_over_ranks({loss_value}, communicator_, "the training loss")[0] /
                  static_cast<double>(world_size_);
     loss_reduce_seconds_ += seconds_since(reduce_start);
   }
   if (!std::isfinite(loss_value)) {
-    throw coupling::DivergenceError(fmt::format(
+    throw trainer::DivergenceError(fmt::format(
         "training loss is {} at step {}: the run stopped without saving; resume from the last checkpoint with "
         "a lower --lr or a longer --warmup: --resume {} --override --lr ... (the change is logged)",
         loss_value, step, train_.out));
@@ -433,7 +439,7 @@ void TrainingRun::step() {
   const double grad_norm = torch::nn::utils::clip_grad_norm_(
       parameters_, train_.grad_clip > 0.0 ? train_.grad_clip : std::numeric_limits<double>::infinity());
   if (!std::isfinite(grad_norm)) {
-    throw coupling::DivergenceError(fmt::format(
+    throw trainer::DivergenceError(fmt::format(
         "gradient norm is {} at step {}: the run stopped without saving; resume from the last checkpoint with a "
         "lower --lr: --resume {} --override --lr ... (the change is logged)",
         grad_norm, step, train_.out));
@@ -450,10 +456,14 @@ void TrainingRun::step() {
   const bool last = state_.step == train_.steps;
   const bool checkpoint_now = (train_.ckpt_every > 0 && state_.step % train_.ckpt_every == 0) || last;
   if (communicator_ && ((train_.check_every > 0 && state_.step % train_.check_every == 0) || checkpoint_now)) {
-    coupling::check_ranks_agree(parameters_, *communicator_, state_.step);
+    trainer::check_ranks_agree(parameters_, *communicator_, state_.step);
   }
-  callbacks_.on_step_end(
-      {state_.step, train_.steps, loss_value, lr, state_.tokens_seen, state_.train_seconds, checkpoint_now});
+  callbacks_.on_step_end(coupling::StepEnd(state_.step, train_.steps)
+                             .with_loss(loss_value)
+                             .with_lr(lr)
+                             .with_tokens_seen(state_.tokens_seen)
+                             .with_wall_seconds(state_.train_seconds)
+                             .with_checkpoint(checkpoint_now));
   if (state_.step % train_.log_every == 0 || last) {
     // The ETA counts training time only: measurements come at scheduled steps, not per update.
     const double training = std::max(seconds_since(session_start_) - (measure_seconds() - measure_seconds_before_), 1e-9);
@@ -485,8 +495,10 @@ void TrainingRun::evaluate() {
 
 TrainSummary TrainingRun::finish() {
   state_.train_seconds = wall_seconds();
-  callbacks_.on_train_end({state_.step, train_.steps, 0.0, schedule_.at(state_.step), state_.tokens_seen,
-                           state_.train_seconds, false});
+  callbacks_.on_train_end(coupling::StepEnd(state_.step, train_.steps)
+                              .with_lr(schedule_.at(state_.step))
+                              .with_tokens_seen(state_.tokens_seen)
+                              .with_wall_seconds(state_.train_seconds));
   TrainSummary summary;
   summary.final_step = state_.step;
   if (coupling_callback_) {

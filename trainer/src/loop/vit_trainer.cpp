@@ -1,6 +1,6 @@
 #include "trainer/loop/vit_trainer.h"
 
-#include "coupling/dist/data_parallel.h"
+#include "trainer/parallel/data_parallel.h"
 #include "coupling/error.h"
 #include "trainer/data/image_dataset.h"
 #include "trainer/models/transformer_adapter.h"
@@ -141,7 +141,7 @@ class VitTask : public TrainingTask {
       correct += logits.argmax(1).eq(labels).sum().item<double>();
     }
     model_->train(was_training);
-    const auto sums = coupling::sum_over_ranks({loss, correct}, communicator, "the evaluation loss and accuracy");
+    const auto sums = trainer::sum_over_ranks({loss, correct}, communicator, "the evaluation loss and accuracy");
     loss = sums[0];
     correct = sums[1];
     return {loss / static_cast<double>(count), correct / static_cast<double>(count)};

@@ -2,12 +2,10 @@
 // once against the LibTorch in use and the machine. A CUDA request that cannot be served fails
 // with a ConfigError that says which of the two is missing (a CUDA build of LibTorch, or a
 // visible device), so a front end prints one line and exits 2 before anything is written.
-// Also the one place that knows the LibTorch version and its autocast API (which changed
-// between 1.13 and 2.x).
+// Also the one place that knows the LibTorch version.
 #pragma once
 
 #include <c10/core/Device.h>
-#include <c10/core/ScalarType.h>
 
 #include <cstdint>
 #include <string>
@@ -37,26 +35,5 @@ c10::Device resolve_rank_device(const std::string& spec, int64_t local_rank, con
 /// The LibTorch version this program runs with, e.g. "2.15.0" (from its headers).
 std::string torch_version();
 
-
-/// Turns autocast to bf16 on for the forward passes of training on `device` for the scope's
-/// life ("fp32": does nothing), and restores the previous state after. Measurements never run
-/// inside one. Throws ConfigError for an unknown precision, or when this LibTorch cannot autocast
-/// on that device type.
-class AutocastScope {
- public:
-  AutocastScope(const std::string& precision, c10::Device device);
-  ~AutocastScope();
-  AutocastScope(const AutocastScope&) = delete;
-  AutocastScope& operator=(const AutocastScope&) = delete;
-
-  /// Throws what the constructor would, without changing anything (for up-front validation).
-  static void validate(const std::string& precision, c10::Device device);
-
- private:
-  bool active_ = false;
-  c10::DeviceType type_ = c10::DeviceType::CPU;
-  bool was_enabled_ = false;
-  c10::ScalarType previous_dtype_ = c10::ScalarType::BFloat16;
-};
 
 }  // namespace coupling

@@ -3,12 +3,13 @@
 // this table: moving results to the CPU, the data-parallel gather of probe slices, the HDF5
 // schema (datasets, dimension scales, attributes, means), the size cap, the docs test.
 //
-// Adding a metric: a tensor member of Measurement, one FieldSpec entry in fields.cpp, its
-// computation in measurement.cpp, and its test (docs/design.md). Axes are named by AxisSpec
-// entries, which give each axis its size and its coordinate values for a layout.
+// The fields themselves are listed once, in field_list.h, which generates both the members of
+// Measurement and this table. Axes are named by AxisSpec entries (fields.cpp), which give each
+// axis its size and its coordinate values for a layout. Adding a metric: docs/design.md.
 #pragma once
 
 #include "coupling/engine/measurement.h"
+#include "coupling/engine/trajectory.h"
 
 #include <ATen/core/Tensor.h>
 
@@ -50,6 +51,8 @@ struct FieldSpec {
   Logged logged;
   int mean_axes;  ///< kPerProbeAndMean: how many leading axes the NAME_avg mean runs over
   Presence present;
+  /// A [probe, token] trajectory scalar: its value for one token; nullptr for other fields.
+  double (*per_token)(const TokenScalars& scalars);
 };
 
 /// Every tensor field of Measurement, in a fixed order.
@@ -67,5 +70,37 @@ std::string mean_name(const FieldSpec& field);
 at::Tensor field_mean(const FieldSpec& field, const at::Tensor& value);
 /// Bytes the logged fields (and their means) of one measurement take as float64.
 int64_t logged_bytes(const MeasurementLayout& layout);
+
+/// A field of a measurement with its named axes and their coordinates: select by name, as xarray
+/// does, instead of by position. field(m, "depth_mean_offdiag").sel("k", 10).sel("orientation",
+/// "ujv") keeps the axes probe, token and normalisation.
+class FieldView {
+ public:
+  FieldView(at::Tensor value, std::vector<std::string> axes, std::vector<std::vector<int64_t>> coordinates,
+            std::vector<std::vector<std::string>> labels);
+  /// The slice where axis `axis` has coordinate `value` (a K, a layer, a token); the axis goes.
+  /// Throws coupling::ConfigError for an axis the field lacks or a value its axis lacks.
+  FieldView sel(const std::string& axis, int64_t value) const;
+  /// The slice where a categorical axis has label `label` ("ujv", "trace").
+  FieldView sel(const std::string& axis, const std::string& label) const;
+  /// The mean over the axes left (float64).
+  double mean() const;
+
+  const at::Tensor& tensor() const { return value_; }
+  const std::vector<std::string>& axes() const { return axes_; }
+
+ private:
+  FieldView at_position(size_t axis, int64_t index) const;
+  size_t axis_index(const std::string& axis) const;
+
+  at::Tensor value_;
+  std::vector<std::string> axes_;
+  std::vector<std::vector<int64_t>> coordinates_;
+  std::vector<std::vector<std::string>> labels_;
+};
+
+/// The field called `name` of `m` (a FieldSpec name); throws coupling::ConfigError for an unknown
+/// name or a field this measurement does not hold.
+FieldView field(const Measurement& m, const std::string& name);
 
 }  // namespace coupling

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "coupling/engine/coupling_metric.h"
+#include "coupling/engine/field_list.h"
 #include "coupling/engine/jacobian.h"
 #include "coupling/engine/model_adapter.h"
 #include "coupling/engine/spectrum.h"
@@ -96,30 +97,13 @@ MeasurementLayout resolve_layout(int64_t probes, int64_t sequence_length, int64_
 MeasurementLayout resolve_layout(ModelAdapter& adapter, const at::Tensor& probe_inputs,
                                  const MeasurementOptions& options);
 
-/// Index order of the coupling-variant axes: [orientation (ujv, vju), normalisation (norm, trace), k].
-/// P = probes, n = diagonal tokens, L = blocks, nK = k_grid.size(), np = context pairs.
+/// The tensors of a measurement: one member per entry of field_list.h, whose axes give its shape
+/// (coupling-variant axes: [orientation (ujv, vju), normalisation (norm, trace), k]). Read one by
+/// axis names with field(m, "depth_mean_offdiag").sel("k", 10) (fields.h).
 struct Measurement : MeasurementLayout {
-  at::Tensor trajectories;      ///< [P, n, L+1, d] residual states x^0..x^L of the measured tokens
-  at::Tensor singular_values;   ///< [P, n, L, Kmax] top singular values of J^l_{tt}
-  at::Tensor jacobian_frobenius;  ///< [P, n, L] ||J^l_{tt}||_F
-  at::Tensor jacobians;         ///< [P, n, L, d, d] (only with keep_jacobians)
-
-  at::Tensor depth_coupling;        ///< [P, n, 2, 2, nK, L, L]: J^i_{tt} vs J^j_{tt}
-  at::Tensor depth_mean_offdiag;    ///< [P, n, 2, 2, nK]
-  at::Tensor depth_mean_adjacent;   ///< [P, n, 2, 2, nK] over |i - j| = 1
-  at::Tensor token_coupling;        ///< [P, L, 2, 2, nK, n, n]: J^l_{tt} vs J^l_{t't'} (n >= 2)
-  at::Tensor token_mean_offdiag;    ///< [P, L, 2, 2, nK]
-  at::Tensor block_token_coupling;  ///< [P, 2, 2, nK, L*n, L*n], index l*n + token (layout.has_block_token_coupling)
-  at::Tensor block_token_mean_offdiag;  ///< [P, 2, 2, nK]
-  at::Tensor context_coupling;      ///< [P, 2, 2, nK, L*np, L*np], index l*np + pair (pairs given)
-  at::Tensor context_same_input;    ///< [P, 2, 2, nK] mean over entries sharing t1
-  at::Tensor context_same_output;   ///< [P, 2, 2, nK] mean over entries sharing t2
-
-  // Trajectory metrics per probe and measured token: [P, n] (norms and steps: [P, n, L+1], [P, n, L]).
-  at::Tensor residual_norms, step_lengths;
-  at::Tensor line_shape_score, norm_growth_rate, norm_growth_factor, norm_growth_r2;
-  at::Tensor step_cv, step_ratio_cv, log_step_rate, log_step_r2;
-  at::Tensor inverse_sigma_slope, inverse_sigma_r2;  ///< fit of 1/s_1(J^l) against l = 1..L
+#define COUPLING_DECLARE_FIELD(name, ...) at::Tensor name;
+  COUPLING_MEASUREMENT_FIELDS(COUPLING_DECLARE_FIELD)
+#undef COUPLING_DECLARE_FIELD
 
   MeasurementTimings timings;
   /// Peak resident memory of the process during this measurement (MiB; coupling/engine/peak_memory.h).

@@ -42,7 +42,7 @@ class ModelAdapter {
   /// engine build J_{t1 t2} from the work of one token instead of the whole sequence. The engine
   /// passes B equal copies of x's row `input_token` (one replica per Jacobian row it
   /// differentiates), so an implementation may compute each value once and broadcast it, as long
-  /// as every row gets its own gradient (trainer/src/models/hf/hf_model.cpp does).
+  /// as every row gets its own gradient (libcoupling/src/models/hf/model.cpp does).
   virtual at::Tensor residual_branch_at_token(int64_t /*block*/, const at::Tensor& /*x*/, int64_t /*input_token*/,
                                               const at::Tensor& /*replaced*/, int64_t /*output_token*/) {
     return {};

@@ -41,4 +41,10 @@ TrajectoryMetrics trajectory_metrics(const at::Tensor& states);
 /// Fit of 1 / s_1(J^l) against depth l = 1..L, as in the paper's code. `top_singular` = s_1 per block.
 LinearFit inverse_sigma_fit(const std::vector<double>& top_singular);
 
+/// Every scalar a measured token's trajectory gives (the [probe, token] fields of field_list.h).
+struct TokenScalars {
+  TrajectoryMetrics trajectory;
+  LinearFit inverse_sigma;
+};
+
 }  // namespace coupling

@@ -1,22 +1,24 @@
 // Training-loop callbacks: the hooks a trainer calls, every one optional (override what you need).
+// This is the one place that states their order (docs/callbacks.md refers here):
 //
-// Call order in a loop (docs/callbacks.md):
-//   on_setup(begin)                       once, before the trainer writes anything: open and
-//                                         check files, no measurement
-//   (a fresh run's trainer saves its step-0 checkpoint here)
-//   on_train_begin(begin)                 once, with the wall clock running; begin.start_step > 0
-//                                         when resuming (a callback that skipped on_setup does
-//                                         its work here)
-//   per update:  ... optimizer.step() ...; on_step_end(step)   step = updates completed
-//                on_eval(eval)            when the trainer evaluated at this step
-//                on_checkpoint_save(...)  when the trainer writes a checkpoint at this step
+//   on_checkpoint_load(step, state)  resuming only, first: the strings the callback stored in
+//                                    on_checkpoint_save, so its schedule position survives
+//   on_setup(begin)                  once, before the trainer writes anything: check and reopen
+//                                    files (CouplingCallback reopens a resumed run's log), no
+//                                    measurement; a fresh run's trainer then saves its step-0
+//                                    checkpoint
+//   on_train_begin(begin)            once, with the wall clock running; begin.start_step > 0 when
+//                                    resuming (CouplingCallback creates a fresh run's log here and
+//                                    measures step 0; a callback that skipped on_setup does its
+//                                    work here)
+//   per update, after optimizer.step():
+//     on_step_end(step)              step.step = updates completed
+//     on_eval(eval)                  when the trainer evaluated at this step
+//     on_checkpoint_save(step, state) when the trainer writes a checkpoint at this step
 //   on_train_end(last)
-//   on_measurement(m, step)               whenever a measuring callback (CouplingCallback) of the
-//                                         same list has just measured (step 0 inside
-//                                         on_train_begin, later ones inside on_step_end);
-//                                         forward its values anywhere (TensorBoard, W&B, a logger)
-// When resuming, the trainer calls on_checkpoint_load(state) before on_setup, with the
-// strings the callback stored in on_checkpoint_save, so its schedule position survives.
+//   on_measurement(m, step)          whenever a measuring callback of the same list has just
+//                                    measured (step 0 inside on_train_begin, later ones inside
+//                                    on_step_end): forward its values anywhere
 #pragma once
 
 #include "coupling/error.h"
@@ -41,7 +43,16 @@ struct TrainBegin {
   double wall_seconds = 0.0;  ///< run wall time so far (earlier sessions of a resumed run)
 };
 
+/// The end of an update, built with named setters so that no two numbers can be swapped:
+///   callbacks.on_step_end(coupling::StepEnd(step, steps).with_loss(loss).with_lr(lr));
 struct StepEnd {
+  StepEnd(int64_t step_, int64_t total_steps_) : step(step_), total_steps(total_steps_) {}
+  StepEnd& with_loss(double value) { return loss = value, *this; }
+  StepEnd& with_lr(double value) { return lr = value, *this; }
+  StepEnd& with_tokens_seen(int64_t value) { return tokens_seen = value, *this; }
+  StepEnd& with_wall_seconds(double value) { return wall_seconds = value, *this; }
+  StepEnd& with_checkpoint(bool value) { return checkpoint = value, *this; }
+
   int64_t step = 0;          ///< updates completed, including this one
   int64_t total_steps = 0;
   double loss = 0.0;         ///< this update's batch loss
@@ -63,6 +74,9 @@ class TrainingCallback {
   /// A copy belongs to no list.
   TrainingCallback(const TrainingCallback&) {}
   TrainingCallback& operator=(const TrainingCallback&) { return *this; }
+  /// The key of this callback's checkpoint state: unique in its list, and required of a callback
+  /// that saves state ("" = keeps none).
+  virtual std::string name() const { return ""; }
   virtual void on_setup(const TrainBegin&) {}
   virtual void on_train_begin(const TrainBegin&) {}
   virtual void on_step_end(const StepEnd&) {}
@@ -90,7 +104,7 @@ class TrainingCallback {
   TrainingCallback* list_ = nullptr;  ///< the CallbackList this callback was added to
 };
 
-/// Forwards every hook to each callback in order; state keys are prefixed with the index.
+/// Forwards every hook to each callback in order; state keys are prefixed with the callback's name.
 class CallbackList : public TrainingCallback {
  public:
   CallbackList() = default;
@@ -100,9 +114,17 @@ class CallbackList : public TrainingCallback {
     for (auto& c : callbacks_) c->list_ = nullptr;  // a callback may outlive its list
   }
 
-  /// Throws coupling::ConfigError for a callback that is already in a list.
+  /// Throws coupling::ConfigError for a callback that is already in a list, or whose name another
+  /// callback of the list has.
   void add(std::shared_ptr<TrainingCallback> callback) {
     if (callback->list_) throw ConfigError("a training callback belongs to one CallbackList only");
+    const std::string name = callback->name();
+    for (const auto& c : callbacks_) {
+      if (!name.empty() && c->name() == name) {
+        throw ConfigError("two training callbacks are named '" + name +
+                          "' in one list: give each a name() of its own (it keys its checkpoint state)");
+      }
+    }
     callback->list_ = this;
     callbacks_.push_back(std::move(callback));
   }
@@ -121,21 +143,42 @@ class CallbackList : public TrainingCallback {
     for (auto& c : callbacks_) c->on_eval(e);
   }
   void on_checkpoint_save(int64_t step, CallbackState& state) override {
-    for (size_t i = 0; i < callbacks_.size(); ++i) {
+    for (auto& c : callbacks_) {
       CallbackState own;
-      callbacks_[i]->on_checkpoint_save(step, own);
-      for (auto& [key, value] : own) state[std::to_string(i) + "." + key] = value;
+      c->on_checkpoint_save(step, own);
+      if (own.empty()) continue;
+      if (c->name().empty()) {
+        throw ConfigError("a training callback without a name() saved checkpoint state: give it a name");
+      }
+      for (auto& [key, value] : own) state[c->name() + "." + key] = value;
     }
   }
   void on_checkpoint_load(int64_t step, const CallbackState& state) override {
-    for (size_t i = 0; i < callbacks_.size(); ++i) {
-      const std::string prefix = std::to_string(i) + ".";
+    for (auto& c : callbacks_) {
+      const std::string prefix = c->name() + ".";
       CallbackState own;
       for (const auto& [key, value] : state) {
-        if (key.rfind(prefix, 0) == 0) own[key.substr(prefix.size())] = value;
+        if (!c->name().empty() && key.rfind(prefix, 0) == 0) own[key.substr(prefix.size())] = value;
       }
-      callbacks_[i]->on_checkpoint_load(step, own);
+      c->on_checkpoint_load(step, own);
     }
+  }
+  /// Callback state keyed by position ("0.key": checkpoint format 2) keyed by name instead.
+  CallbackState keyed_by_name(const CallbackState& by_position) const {
+    CallbackState by_name;
+    for (const auto& [key, value] : by_position) {
+      const auto dot = key.find('.');
+      size_t index = callbacks_.size();
+      try {
+        index = std::stoul(key.substr(0, dot));
+      } catch (const std::exception&) {
+      }
+      if (dot == std::string::npos || index >= callbacks_.size() || callbacks_[index]->name().empty()) {
+        throw ConfigError("checkpoint state key '" + key + "' names no callback of this list");
+      }
+      by_name[callbacks_[index]->name() + key.substr(dot)] = value;
+    }
+    return by_name;
   }
   void on_train_end(const StepEnd& s) override {
     for (auto& c : callbacks_) c->on_train_end(s);

@@ -5,22 +5,9 @@
 //   auto cb = std::make_shared<coupling::CouplingCallback>(adapter, probes, options);
 //   callbacks.add(cb);          // then call the hooks from the loop (docs/callbacks.md)
 //
-// Overhead accounting: the loop's wall clock runs from before the step-0 measurement, so its
-// wall_seconds include every measurement; training time = wall time - measurement time, and the
-// overhead is measurement time / training time (the log's train_seconds column holds the
-// training time between measurements). With max_overhead > 0, a due measurement whose cost
-// would push the overhead above max_overhead is deferred to a later step (the log records the
-// step it was scheduled for); step 0 and the final step are never deferred.
-//
-// Step 0: on_setup checks the measurement against the model and resumes a resumed run's log,
-// without measuring, so a trainer can checkpoint step 0 before the step-0 measurement;
-// on_train_begin creates a fresh run's log (after that checkpoint, so a run stopped in between
-// restarts from it) and measures step 0 (again, when a run resumes from its step-0
-// checkpoint: that row is replaced).
-//
-// Data-parallel: give every rank a callback with the same probes and options.communicator. The
-// ranks share each measurement (measure(..., Communicator&)); rank 0 alone writes the log and
-// decides deferrals, so the ranks always measure at the same steps.
+// Its hooks follow callback.h; overhead accounting and deferral (max_overhead): docs/callbacks.md.
+// Data-parallel: give every rank a callback with the same probes and options.communicator; the
+// ranks share each measurement, and rank 0 alone writes the log and decides deferrals.
 #pragma once
 
 #include "coupling/training/callback.h"
@@ -62,6 +49,7 @@ class CouplingCallback : public TrainingCallback {
 
   /// Checks the measurement's layout (size cap, tokens, K) against the model, and resumes the
   /// log of a resumed run (refusing one of another run, layout or schema version).
+  std::string name() const override { return "coupling"; }
   void on_setup(const TrainBegin& begin) override;
   void on_train_begin(const TrainBegin& begin) override;
   void on_step_end(const StepEnd& step) override;

@@ -33,6 +33,7 @@ class TensorBoardCallback : public TrainingCallback {
 
   /// Creates the directory and checks it (writable; no event files unless resuming): throws
   /// coupling::LogError naming it. The event file itself comes at the first scalar.
+  std::string name() const override { return "tensorboard"; }
   void on_setup(const TrainBegin& begin) override;
   void on_train_begin(const TrainBegin& begin) override;
   void on_step_end(const StepEnd& step) override;

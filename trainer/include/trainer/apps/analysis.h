@@ -3,7 +3,7 @@
 // Re-running continues: steps already in the log are skipped.
 //  - analyze_checkpoints: every checkpoint of a bundled-trainer run (GPT or ViT), in step order,
 //    with the run's own probes and measurement options, so the numbers match its training-time log.
-//  - analyze_torchscript: models exported from PyTorch (coupling/engine/torchscript_model.h), one per
+//  - analyze_torchscript: models exported from PyTorch (coupling/models/torchscript_model.h), one per
 //    step, on probes from a text file, an IDX image file or a saved tensor.
 //  - analyze_hf: Hugging Face model directories (a series of training checkpoints, or one model),
 //    natively (trainer/models/hf/), on token ids from a file.

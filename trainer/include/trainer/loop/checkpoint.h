@@ -39,13 +39,18 @@ struct TrainerState {
   double train_seconds = 0.0;  ///< wall time spent training, summed over resumed sessions
   std::string data_sha256;     ///< of the training data: a resume on other data is refused
   std::map<std::string, std::string> callback_state;  ///< what the training callbacks saved
+  /// The checkpoint format it was read from: 2 keys callback_state by the callback's position in
+  /// the list ("0.key"), 3 by its name ("coupling.key": CallbackList::keyed_by_name converts).
+  int format = 3;
   /// [ranks, S] the LibTorch generator state of every data-parallel rank (dropout); its row count
   /// is the world size that wrote the checkpoint. Undefined when saving = this process's only.
   at::Tensor torch_rng;
 };
 
-/// The checkpoint format this code writes and reads (manifest.json's "version").
-constexpr int kCheckpointFormat = 2;
+/// The checkpoint format this code writes (manifest.json's "version"); it reads this and
+/// kOldestCheckpointFormat.
+constexpr int kCheckpointFormat = 3;
+constexpr int kOldestCheckpointFormat = 2;
 
 /// Writes every parameter and buffer of `model` by name to a safetensors file. Throws
 /// coupling::IoError.
@@ -66,7 +71,7 @@ void save_checkpoint(const std::string& out, const TrainerState& state, const to
 
 /// Checks checkpoint directory `dir` against its manifest: format 2, every file present with its
 /// size and SHA-256. Throws coupling::CheckpointError naming the file or the format.
-void verify_checkpoint(const std::string& dir);
+int verify_checkpoint(const std::string& dir);
 
 /// Restores only the model's parameters and buffers from checkpoint directory `dir` (for
 /// analysis). Throws coupling::CheckpointError if the checkpoint fails its manifest, has another
