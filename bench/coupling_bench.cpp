@@ -24,21 +24,21 @@
 #include "bench_support.h"
 #include "coupling/engine/coupling_metric.h"
 #include "coupling/engine/device.h"
-#include "coupling/error.h"
 #include "coupling/engine/measurement.h"
-#include "trainer/apps/command_line.h"
-#include "trainer/models/block_adapter.h"
-#include "trainer/models/gpt.h"
+#include "coupling/error.h"
 #include "coupling/models/hf/directory.h"
 #include "coupling/models/hf/model.h"
-#include "trainer/models/transformer_adapter.h"
+#include "trainer/apps/command_line.h"
 #include "trainer/loop/runtime.h"
+#include "trainer/models/block_adapter.h"
+#include "trainer/models/gpt.h"
+#include "trainer/models/transformer_adapter.h"
 
 #include <ATen/ATen.h>
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <torch/optim/adamw.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -75,13 +75,16 @@ coupling::JacobianOptions jacobian_options(const std::string& method) {
   using Options = coupling::JacobianOptions;
   Options options;
   options.method = method == "token-local" ? Options::Method::kTokenLocal : Options::Method::kGeneric;
-  options.generic = method == "paper" ? Options::Generic::kRowByRow
-                    : method == "replicated" ? Options::Generic::kReplicated : Options::Generic::kAuto;
+  options.generic = method == "paper"        ? Options::Generic::kRowByRow
+                    : method == "replicated" ? Options::Generic::kReplicated
+                                             : Options::Generic::kAuto;
   return options;
 }
 
 /// Rows timed: all of them token-locally, the first kTimedRows otherwise (scaled by d / rows).
-int64_t timed_rows(const std::string& method, int64_t d) { return method == "token-local" ? d : std::min(d, kTimedRows); }
+int64_t timed_rows(const std::string& method, int64_t d) {
+  return method == "token-local" ? d : std::min(d, kTimedRows);
+}
 
 int jacobian_worker(const std::string& method, int64_t d, int64_t tokens, int repeats, c10::Device device) {
   trainer::configure_threads(0);
@@ -95,10 +98,12 @@ int jacobian_worker(const std::string& method, int64_t d, int64_t tokens, int re
   const int64_t rows = timed_rows(method, d);
   const auto options = jacobian_options(method);
   const auto run = [&] { coupling::jacobian_rows(adapter, 0, x, t2, {t2}, 0, rows, options); };
-  const double seconds = bench::median_seconds([&] {
-    run();
-    wait_for(device);
-  }, repeats);
+  const double seconds = bench::median_seconds(
+      [&] {
+        run();
+        wait_for(device);
+      },
+      repeats);
   std::printf("seconds=%.9f scale=%.6f\n", seconds, static_cast<double>(d) / static_cast<double>(rows));
   return 0;
 }
@@ -119,7 +124,8 @@ void bench_jacobians(Report& report, bool quick, int repeats, double gflops, c10
   std::printf("   %5s %5s %-12s %12s %12s %10s %10s\n", "d", "T", "method", "seconds", "vs paper", "of bound",
               "peak MiB");
   // Small shapes find where the generic path's two strategies cross (coupling::generic_strategy).
-  const std::vector<int64_t> widths = quick ? std::vector<int64_t>{32, 128} : std::vector<int64_t>{16, 32, 64, 128, 256, 512, 768};
+  const std::vector<int64_t> widths =
+      quick ? std::vector<int64_t>{32, 128} : std::vector<int64_t>{16, 32, 64, 128, 256, 512, 768};
   const std::vector<int64_t> lengths = quick ? std::vector<int64_t>{16, 64} : std::vector<int64_t>{16, 64, 128, 256};
   for (int64_t d : widths) {
     for (int64_t t : lengths) {
@@ -133,11 +139,16 @@ void bench_jacobians(Report& report, bool quick, int repeats, double gflops, c10
         const double seconds = parse_value(child.output, "seconds=") * scale;
         if (method == "paper") paper_seconds = seconds;
         std::printf("   %5lld %5lld %-12s %11.4f%s %11.1fx %9.1f%% %10.0f\n", static_cast<long long>(d),
-                    static_cast<long long>(t), method.c_str(), seconds, scale > 1.0 ? "x" : " ", paper_seconds / seconds,
-                    100.0 * bound / seconds, child.peak_mib);
-        report.add({{"case", std::string("jacobian")}, {"d", d}, {"T", t}, {"method", std::string(method)},
-                    {"seconds", seconds}, {"scaled_from_rows", scale > 1.0 ? kTimedRows : d},
-                    {"speedup_vs_paper", paper_seconds / seconds}, {"fraction_of_gemm_bound", bound / seconds},
+                    static_cast<long long>(t), method.c_str(), seconds, scale > 1.0 ? "x" : " ",
+                    paper_seconds / seconds, 100.0 * bound / seconds, child.peak_mib);
+        report.add({{"case", std::string("jacobian")},
+                    {"d", d},
+                    {"T", t},
+                    {"method", std::string(method)},
+                    {"seconds", seconds},
+                    {"scaled_from_rows", scale > 1.0 ? kTimedRows : d},
+                    {"speedup_vs_paper", paper_seconds / seconds},
+                    {"fraction_of_gemm_bound", bound / seconds},
                     {"peak_rss_mib", child.peak_mib}});
       }
     }
@@ -160,8 +171,8 @@ void bench_measurement(Report& report, bool quick, int repeats, c10::Device devi
   model->to(device);
   trainer::GptAdapter adapter(model);
   const auto inputs = at::randint(256, {probes, tokens}, at::kLong).to(device);
-  std::printf("   %-11s %8s %8s %9s %8s %8s %8s\n", "spectrum", "total s", "forward", "jacobians", "spectra", "coupling",
-              "traject.");
+  std::printf("   %-11s %8s %8s %9s %8s %8s %8s\n", "spectrum", "total s", "forward", "jacobians", "spectra",
+              "coupling", "traject.");
   coupling::Measurement kept;
   for (const auto spectrum : {coupling::SpectrumMethod::kExact, coupling::SpectrumMethod::kRandomized}) {
     coupling::MeasurementOptions options;
@@ -169,15 +180,24 @@ void bench_measurement(Report& report, bool quick, int repeats, c10::Device devi
     options.spectrum = spectrum;
     options.keep_jacobians = spectrum == coupling::SpectrumMethod::kExact;
     coupling::Measurement m;
-    bench::median_seconds([&] { m = coupling::measure(adapter, inputs, options); }, quick ? 1 : std::max(1, repeats - 2),
+    bench::median_seconds([&] { m = coupling::measure(adapter, inputs, options); },
+                          quick ? 1 : std::max(1, repeats - 2),
                           /*warm_up=*/false);
     const auto& t = m.timings;
     const std::string name = spectrum == coupling::SpectrumMethod::kExact ? "exact" : "randomized";
     std::printf("   %-11s %8.2f %8.2f %9.2f %8.2f %8.2f %8.2f\n", name.c_str(), t.total, t.forward, t.jacobians,
                 t.spectra, t.coupling, t.trajectories);
-    report.add({{"case", std::string("measurement")}, {"spectrum", name}, {"layers", layers}, {"d", d}, {"T", tokens},
-                {"probes", probes}, {"total_seconds", t.total}, {"forward_seconds", t.forward},
-                {"jacobian_seconds", t.jacobians}, {"spectra_seconds", t.spectra}, {"coupling_seconds", t.coupling},
+    report.add({{"case", std::string("measurement")},
+                {"spectrum", name},
+                {"layers", layers},
+                {"d", d},
+                {"T", tokens},
+                {"probes", probes},
+                {"total_seconds", t.total},
+                {"forward_seconds", t.forward},
+                {"jacobian_seconds", t.jacobians},
+                {"spectra_seconds", t.spectra},
+                {"coupling_seconds", t.coupling},
                 {"trajectory_seconds", t.trajectories}});
     if (options.keep_jacobians) kept = std::move(m);
   }
@@ -197,11 +217,17 @@ void bench_measurement(Report& report, bool quick, int repeats, c10::Device devi
     const double seconds = bench::median_seconds(
         [&] { approx = coupling::randomized_topk(coupling::dense_operator(jac), 50, options); }, 1, false);
     const double s_error = ((approx.s - exact.s).abs() / exact.s).max().item<double>();
-    const double m_error = (coupling::coupling_matrices(jac, approx, {10, 30, 50}) - exact_m).abs().max().item<double>();
+    const double m_error =
+        (coupling::coupling_matrices(jac, approx, {10, 30, 50}) - exact_m).abs().max().item<double>();
     std::printf("   %4lld %4lld %10.3f %9.1fx %14.2e %14.2e\n", static_cast<long long>(p), static_cast<long long>(q),
                 seconds, exact_seconds / seconds, s_error, m_error);
-    report.add({{"case", std::string("spectra")}, {"oversample", p}, {"power_iterations", q}, {"seconds", seconds},
-                {"exact_seconds", exact_seconds}, {"max_rel_error_s", s_error}, {"max_abs_error_m", m_error}});
+    report.add({{"case", std::string("spectra")},
+                {"oversample", p},
+                {"power_iterations", q},
+                {"seconds", seconds},
+                {"exact_seconds", exact_seconds},
+                {"max_rel_error_s", s_error},
+                {"max_abs_error_m", m_error}});
   }
   std::printf("   exact (full SVD, fp32): %.3f s\n", exact_seconds);
 }
@@ -215,7 +241,8 @@ void bench_training_overhead(Report& report, int64_t steps) {
   double wall[2] = {0, 0}, measured = 0;
   for (int instrumented = 0; instrumented < 2; ++instrumented) {
     const auto out = (dir / (instrumented ? "instrumented" : "plain")).string();
-    std::vector<std::string> argv = {train, "gpt", "--steps", std::to_string(steps), "--out", out, "--log-every", "1000"};
+    std::vector<std::string> argv = {train,   "gpt", "--steps",     std::to_string(steps),
+                                     "--out", out,   "--log-every", "1000"};
     if (!instrumented) argv.insert(argv.end(), {"--log", "none"});
     const auto child = bench::run_child(argv);
     std::ifstream in(out + "/summary.json");
@@ -227,8 +254,12 @@ void bench_training_overhead(Report& report, int64_t steps) {
   fs::remove_all(dir);
   std::printf("   plain %.1f s, instrumented %.1f s (%.1f s measuring): ratio %.3f\n", wall[0], wall[1], measured,
               wall[1] / wall[0]);
-  report.add({{"case", std::string("training_overhead")}, {"steps", steps}, {"plain_seconds", wall[0]},
-              {"instrumented_seconds", wall[1]}, {"measure_seconds", measured}, {"ratio", wall[1] / wall[0]}});
+  report.add({{"case", std::string("training_overhead")},
+              {"steps", steps},
+              {"plain_seconds", wall[0]},
+              {"instrumented_seconds", wall[1]},
+              {"measure_seconds", measured},
+              {"ratio", wall[1] / wall[0]}});
 }
 
 // ---- 4. C++ vs PyTorch step --------------------------------------------------------------------------
@@ -246,13 +277,13 @@ void bench_step_time(Report& report, int repeats) {
         optimizer.step();
       },
       std::max(repeats, 10));
-  const auto child = bench::run_child({bench_paths::kPython, std::string(bench_paths::kSourceDir) + "/bench/pytorch_reference.py",
-                                       "--steps", std::to_string(std::max(repeats, 10)), "--threads",
-                                       std::to_string(at::get_num_threads())});
+  const auto child = bench::run_child(
+      {bench_paths::kPython, std::string(bench_paths::kSourceDir) + "/bench/pytorch_reference.py", "--steps",
+       std::to_string(std::max(repeats, 10)), "--threads", std::to_string(at::get_num_threads())});
   const double python = child.status == 0 ? parse_value(child.output, "step_seconds=") : std::nan("");
   std::printf("   C++ %.4f s/step, PyTorch %.4f s/step: C++ / PyTorch = %.3f\n", cpp, python, cpp / python);
-  report.add({{"case", std::string("step_time")}, {"cpp_seconds", cpp}, {"pytorch_seconds", python},
-              {"ratio", cpp / python}});
+  report.add(
+      {{"case", std::string("step_time")}, {"cpp_seconds", cpp}, {"pytorch_seconds", python}, {"ratio", cpp / python}});
 }
 
 // ---- 6. A Hugging Face model's block ------------------------------------------------------------
@@ -267,9 +298,9 @@ void bench_hf(Report& report, const std::string& dir, int repeats) {
     at::NoGradGuard no_grad;
     x = adapter.residual_states(at::randint(config.vocab, {1, tokens}, at::kLong))[static_cast<size_t>(block)][0];
   }
-  std::printf("\n6. Block Jacobian J_{T-1,T-1} of %s (block %lld of %lld, d=%lld, T=%lld), median of %d\n",
-              dir.c_str(), static_cast<long long>(block), static_cast<long long>(config.layers),
-              static_cast<long long>(d), static_cast<long long>(tokens), repeats);
+  std::printf("\n6. Block Jacobian J_{T-1,T-1} of %s (block %lld of %lld, d=%lld, T=%lld), median of %d\n", dir.c_str(),
+              static_cast<long long>(block), static_cast<long long>(config.layers), static_cast<long long>(d),
+              static_cast<long long>(tokens), repeats);
   std::printf("   %-12s %12s %12s %16s\n", "method", "seconds", "vs paper", "x L blocks x 8");
   double paper_seconds = 0.0;
   for (const auto& method : kJacobianMethods) {
@@ -277,14 +308,20 @@ void bench_hf(Report& report, const std::string& dir, int repeats) {
     const auto options = jacobian_options(method);
     const double scale = static_cast<double>(d) / static_cast<double>(rows);
     const double seconds =
-        scale * bench::median_seconds([&] { coupling::jacobian_rows(adapter, block, x, tokens - 1, {tokens - 1}, 0, rows, options); },
-                                      repeats);
+        scale *
+        bench::median_seconds(
+            [&] { coupling::jacobian_rows(adapter, block, x, tokens - 1, {tokens - 1}, 0, rows, options); }, repeats);
     if (method == kJacobianMethods.front()) paper_seconds = seconds;
     const double per_measurement = seconds * static_cast<double>(config.layers) * 8.0;
     std::printf("   %-12s %11.4f%s %11.1fx %15.1f s\n", method.c_str(), seconds, scale > 1.0 ? "x" : " ",
                 paper_seconds / seconds, per_measurement);
-    report.add({{"case", std::string("hf_jacobian")}, {"model", config.model_type}, {"d", d}, {"T", tokens},
-                {"method", method}, {"seconds", seconds}, {"speedup_vs_paper", paper_seconds / seconds},
+    report.add({{"case", std::string("hf_jacobian")},
+                {"model", config.model_type},
+                {"d", d},
+                {"T", tokens},
+                {"method", method},
+                {"seconds", seconds},
+                {"speedup_vs_paper", paper_seconds / seconds},
                 {"jacobians_of_8_probes_seconds", per_measurement}});
   }
 }
@@ -329,8 +366,11 @@ int main(int argc, char** argv) {
               coupling::torch_version().c_str(), static_cast<long long>(threads), trainer::openblas_core().c_str(),
               gflops, device.str().c_str(), quick ? ", --quick" : "");
   Report report;
-  report.add({{"case", std::string("machine")}, {"libtorch", coupling::torch_version()}, {"device", device.str()},
-              {"threads", threads}, {"sgemm_gflops", gflops}});
+  report.add({{"case", std::string("machine")},
+              {"libtorch", coupling::torch_version()},
+              {"device", device.str()},
+              {"threads", threads},
+              {"sgemm_gflops", gflops}});
   if (!hf_dir.empty()) {
     bench_hf(report, hf_dir, repeats);
     std::ofstream(json) << report.json();

@@ -4,18 +4,18 @@
 // ranks side by side and prints the ratio (docs/performance.md).
 //   coupling-dist-bench [--d-model 256] [--layers 4] [--context 64] [--probes 8] [--repeats 3] [--threads 1]
 #include "bench_support.h"
-#include "trainer/parallel/rendezvous.h"
 #include "coupling/dist/distributed_measurement.h"
 #include "coupling/engine/measurement.h"
-#include "trainer/parallel/env.h"
 #include "trainer/apps/command_line.h"
+#include "trainer/loop/runtime.h"
 #include "trainer/models/gpt.h"
 #include "trainer/models/transformer_adapter.h"
-#include "trainer/loop/runtime.h"
+#include "trainer/parallel/env.h"
+#include "trainer/parallel/rendezvous.h"
 
 #include <ATen/ATen.h>
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <optional>
 
@@ -48,15 +48,18 @@ int main(int argc, char** argv) {
     coupling::MeasurementOptions options;  // defaults: last token, K = 10, 30, 50, auto spectra
     options.progress_seconds = 0;          // no progress lines inside the table
     coupling::Measurement m;
-    const double seconds = bench::median_seconds([&] {
-      m = communicator ? coupling::measure(adapter, inputs, options, *communicator)
-                       : coupling::measure(adapter, inputs, options);
-    }, repeats);
+    const double seconds = bench::median_seconds(
+        [&] {
+          m = communicator ? coupling::measure(adapter, inputs, options, *communicator)
+                           : coupling::measure(adapter, inputs, options);
+        },
+        repeats);
     if (env.rank == 0) {
-      fmt::print("ranks {} | d={} L={} T={} probes={} threads/rank={} | measurement {:.3f} s (median of {}) | "
-                 "m_K(K={}) {:.6f}\n",
-                 env.world_size, config.d_model, config.layers, config.context, probes, threads, seconds, repeats,
-                 m.k_grid.front(), coupling::depth_coupling_summary(m)[0].item<double>());
+      fmt::print(
+          "ranks {} | d={} L={} T={} probes={} threads/rank={} | measurement {:.3f} s (median of {}) | "
+          "m_K(K={}) {:.6f}\n",
+          env.world_size, config.d_model, config.layers, config.context, probes, threads, seconds, repeats,
+          m.k_grid.front(), coupling::depth_coupling_summary(m)[0].item<double>());
     }
     return 0;
   } catch (const std::exception& e) {

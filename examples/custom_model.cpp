@@ -26,7 +26,9 @@ int main() {
   const auto m = coupling::measure(adapter, probes, options);
 
   // Read fields by axis name (coupling/engine/fields.h): ujv orientation, norm normalisation.
-  auto variant = [&](const char* name) { return coupling::field(m, name).sel("orientation", "ujv").sel("normalisation", "norm"); };
+  auto variant = [&](const char* name) {
+    return coupling::field(m, name).sel("orientation", "ujv").sel("normalisation", "norm");
+  };
   std::printf("custom model: %lld blocks, d=%lld, %lld probes, measured in %.2f s\n", static_cast<long long>(m.blocks),
               static_cast<long long>(m.d_model), static_cast<long long>(m.probes), m.timings.total);
   for (const int64_t k : m.k_grid) {

@@ -5,10 +5,10 @@
 //
 //   custom_trainer LOG.h5 [STEPS=60] [TENSORBOARD_DIR]
 //   (plot it: scripts/plot_coupling.py LOG.h5; or tensorboard --logdir TENSORBOARD_DIR)
+#include "coupling/error.h"
 #include "coupling/training/callback.h"
 #include "coupling/training/coupling_callback.h"
 #include "coupling/training/tensorboard_callback.h"
-#include "coupling/error.h"
 #include "mixer_model.h"
 
 #include <ATen/ATen.h>
@@ -79,8 +79,8 @@ int main(int argc, char** argv) {
     callbacks.on_step_end(coupling::StepEnd(step, steps).with_loss(loss_value).with_lr(3e-3).with_wall_seconds(wall));
   }
   callbacks.on_train_end(coupling::StepEnd(steps, steps).with_loss(loss_value));
-  std::printf("custom_trainer: %lld steps, final loss %.4f, coupling log %s\n", static_cast<long long>(steps), loss_value,
-              argv[1]);
+  std::printf("custom_trainer: %lld steps, final loss %.4f, coupling log %s\n", static_cast<long long>(steps),
+              loss_value, argv[1]);
   const auto first = coupling::depth_coupling_summary(*coupling_callback->first());
   const auto last = coupling::depth_coupling_summary(*coupling_callback->latest());
   for (size_t k = 0; k < options.measurement.k_grid.size(); ++k) {

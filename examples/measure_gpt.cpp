@@ -4,20 +4,20 @@
 //
 //   build/bin/measure_gpt RUN_DIR [PROBES=8] [--device cpu|cuda|cuda:N|auto] [--spectrum auto|exact|randomized]
 #include "coupling/engine/device.h"
-#include "coupling/error.h"
 #include "coupling/engine/measurement.h"
+#include "coupling/error.h"
 #include "trainer/apps/command_line.h"
 #include "trainer/data/byte_corpus.h"
 #include "trainer/loop/checkpoint.h"
-#include "trainer/models/gpt.h"
-#include "trainer/models/transformer_adapter.h"
 #include "trainer/loop/run_config.h"
 #include "trainer/loop/runtime.h"
 #include "trainer/loop/training_loop.h"
+#include "trainer/models/gpt.h"
+#include "trainer/models/transformer_adapter.h"
 
 #include <ATen/ATen.h>
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <string>
@@ -45,15 +45,17 @@ void print_report(const std::vector<Column>& columns) {
     const auto ki = static_cast<int64_t>(k);
     row("depth m_K ujv/norm, mean off-diag, K=" + std::to_string(k_grid[k]),
         [&](const coupling::Measurement& m) { return coupling::depth_coupling_summary(m)[ki].item<double>(); });
-    row("depth m_K ujv/norm, |i-j|=1, K=" + std::to_string(k_grid[k]),
-        [&](const coupling::Measurement& m) { return average(m.depth_mean_adjacent.select(2, 0).select(2, 0).select(2, ki)); });
+    row("depth m_K ujv/norm, |i-j|=1, K=" + std::to_string(k_grid[k]), [&](const coupling::Measurement& m) {
+      return average(m.depth_mean_adjacent.select(2, 0).select(2, 0).select(2, ki));
+    });
     row("depth m_K ujv/trace, mean off-diag, K=" + std::to_string(k_grid[k]), [&](const coupling::Measurement& m) {
       return coupling::depth_coupling_summary(m, coupling::Orientation::kUJV, coupling::Normalisation::kTrace)[ki]
           .item<double>();
     });
   }
   row("line-shape score (1 = straight)", [](const coupling::Measurement& m) { return average(m.line_shape_score); });
-  row("norm growth factor per block exp(b)", [](const coupling::Measurement& m) { return average(m.norm_growth_factor); });
+  row("norm growth factor per block exp(b)",
+      [](const coupling::Measurement& m) { return average(m.norm_growth_factor); });
   row("norm growth fit R^2", [](const coupling::Measurement& m) { return average(m.norm_growth_r2); });
   row("||x^0||", [](const coupling::Measurement& m) { return average(m.residual_norms.select(2, 0)); });
   row("||x^L||", [](const coupling::Measurement& m) { return average(m.residual_norms.select(2, m.blocks)); });

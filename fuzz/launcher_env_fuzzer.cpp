@@ -1,7 +1,7 @@
 // libFuzzer: the launcher variables (torchrun, SLURM, OpenMPI) and SLURM node lists. The input is
 // NAME=VALUE lines; the result is a consistent job layout or a coupling::ConfigError.
-#include "trainer/parallel/env.h"
 #include "coupling/error.h"
+#include "trainer/parallel/env.h"
 
 #include <cstdlib>
 #include <map>

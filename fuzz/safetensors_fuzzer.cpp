@@ -1,5 +1,5 @@
-// libFuzzer: safetensors files of arbitrary bytes (the header parser, then the reader). Either a header that passes every check, whose
-// entries lie inside the file and whose tensors can all be made with their shapes, or a
+// libFuzzer: safetensors files of arbitrary bytes (the header parser, then the reader). Either a header that passes
+// every check, whose entries lie inside the file and whose tensors can all be made with their shapes, or a
 // coupling::DataError.
 #include "coupling/error.h"
 #include "coupling/formats/safetensors.h"

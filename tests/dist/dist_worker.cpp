@@ -6,17 +6,17 @@
 //   ranks must equal the single-process one; data-parallel: gradient averaging in several
 //   buckets, and the checksum catching a rank whose parameters drifted; user-group: the
 //   collectives through a ProcessGroupGloo the program built itself.
-#include "trainer/loop/divergence_error.h"
-#include "trainer/parallel/data_parallel.h"
-#include "trainer/parallel/rendezvous.h"
 #include "coupling/dist/distributed_measurement.h"
 #include "coupling/engine/fields.h"
 #include "coupling/engine/measurement.h"
+#include "trainer/loop/divergence_error.h"
+#include "trainer/parallel/data_parallel.h"
+#include "trainer/parallel/rendezvous.h"
 
 #include <ATen/ATen.h>
+#include <torch/version.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <torch/version.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -61,7 +61,7 @@ void data_parallel_checks(coupling::Communicator& comm) {
       !at::equal(params[1].grad(), at::zeros({2}))) {
     throw std::runtime_error("averaged gradients are wrong");
   }
-  trainer::check_ranks_agree(params, comm, 1);  // identical: no error
+  trainer::check_ranks_agree(params, comm, 1);              // identical: no error
   if (comm.rank() == 1) params[2].detach()[0][0] += 1e-7f;  // one rank drifts by one ulp-ish
   try {
     trainer::check_ranks_agree(params, comm, 2);
@@ -118,7 +118,8 @@ int main(int argc, char** argv) {
           const at::Tensor& a = shared.*field.member;
           const at::Tensor& b = local.*field.member;
           if (a.defined() != b.defined() || !a.defined()) {
-            if (a.defined() != b.defined()) throw std::runtime_error(std::string("field ") + field.name + " is missing");
+            if (a.defined() != b.defined())
+              throw std::runtime_error(std::string("field ") + field.name + " is missing");
             continue;
           }
           if (a.sizes() != b.sizes() || !at::allclose(a, b, 1e-5, 1e-6, /*equal_nan=*/true)) {

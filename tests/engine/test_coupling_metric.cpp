@@ -20,8 +20,8 @@ TEST(CouplingMetric, HandComputedThreeByThree) {
   const auto j2 = at::diag(at::tensor({3.0, 2.0, 1.0}, at::kFloat));
   const auto f2 = coupling::exact_topk(j2, 3);
   const auto s1 = coupling::exact_topk(j1, 3).s;
-  EXPECT_NEAR(coupling::coupling_pair(j1, s1, f2, 3, Orientation::kUJV, Normalisation::kNorm),
-              std::sqrt(10.0 / 5.25), 1e-6);
+  EXPECT_NEAR(coupling::coupling_pair(j1, s1, f2, 3, Orientation::kUJV, Normalisation::kNorm), std::sqrt(10.0 / 5.25),
+              1e-6);
   EXPECT_NEAR(coupling::coupling_pair(j1, s1, f2, 3, Orientation::kUJV, Normalisation::kTrace), std::sqrt(10.0) / 3.5,
               1e-6);
   // K = 2: M = [[0, 2], [1, 0]], S1 = diag(2, 1): the same residual, smaller normalisers.
@@ -83,8 +83,9 @@ TEST(CouplingMetric, BatchedMatricesMatchThePairReference) {
         for (int64_t o = 0; o < 2; ++o) {
           for (int64_t nrm = 0; nrm < 2; ++nrm) {
             for (size_t k = 0; k < ks.size(); ++k) {
-              const double expected = coupling::coupling_pair(jacobians[b][i], factors.s[b][i], fj, ks[k],
-                                                              static_cast<Orientation>(o), static_cast<Normalisation>(nrm));
+              const double expected =
+                  coupling::coupling_pair(jacobians[b][i], factors.s[b][i], fj, ks[k], static_cast<Orientation>(o),
+                                          static_cast<Normalisation>(nrm));
               EXPECT_NEAR(m[b][o][nrm][static_cast<int64_t>(k)][i][j].item<double>(), expected, 1e-5 * (1 + expected));
             }
           }

@@ -91,8 +91,9 @@ TEST(MeasurementOptionsText, ParsesAndPrintsInOnePlace) {
   for (const char* k : {"", "10,30,50"}) {
     const auto defaults = coupling::MeasurementOptions::parse(k, "last", "", "auto");
     EXPECT_TRUE(defaults.cap_k_at_d) << k;
-    EXPECT_EQ(defaults.str(), "k_grid=10,30,50 k_fractions= tokens=last: pairs= spectrum=auto precision=fp32 "
-                              "oversample=20 power_iterations=4 seed=0");
+    EXPECT_EQ(defaults.str(),
+              "k_grid=10,30,50 k_fractions= tokens=last: pairs= spectrum=auto precision=fp32 "
+              "oversample=20 power_iterations=4 seed=0");
   }
   EXPECT_THROW(coupling::MeasurementOptions::parse("4,x", "last", "", "auto"), coupling::ConfigError);
   EXPECT_THROW(coupling::MeasurementOptions::parse("4", "first", "", "auto"), coupling::ConfigError);

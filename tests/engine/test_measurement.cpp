@@ -1,10 +1,10 @@
 // Whole measurements, engine only: analytic linear blocks (known Jacobians), the examples'
 // mixer model against row-by-row autograd Jacobians and full SVDs (token coupling), the
 // layout and its size cap, and bad options. The bundled GPT's tests are in tests/trainer.
-#include "coupling/error.h"
 #include "coupling/engine/fields.h"
 #include "coupling/engine/measurement.h"
 #include "coupling/engine/trajectory.h"
+#include "coupling/error.h"
 #include "engine_support.h"
 #include "mixer_model.h"
 
@@ -47,9 +47,9 @@ TEST(Measurement, DistinctLinearBlocksMatchThePairReference) {
   const auto m = coupling::measure(*adapter, at::randn({1, 4, 10}, g, at::TensorOptions()), options);
   for (int64_t i = 0; i < 3; ++i) {
     for (int64_t j = 0; j < 3; ++j) {
-      const double expected = coupling::coupling_pair(matrices[i], coupling::exact_topk(matrices[i], 4).s,
-                                                      coupling::exact_topk(matrices[j], 4), 4, Orientation::kVJU,
-                                                      Normalisation::kTrace);
+      const double expected =
+          coupling::coupling_pair(matrices[i], coupling::exact_topk(matrices[i], 4).s,
+                                  coupling::exact_topk(matrices[j], 4), 4, Orientation::kVJU, Normalisation::kTrace);
       EXPECT_NEAR(m.depth_coupling[0][0][1][1][0][i][j].item<double>(), expected, 1e-5);
     }
   }
@@ -116,9 +116,8 @@ TEST(Measurement, TokenCouplingMatchesRowByRowJacobiansAndFullSvds) {
           const auto fj = coupling::exact_topk(jacobians[j], 12, coupling::SvdPrecision::kFloat64);
           for (int64_t o = 0; o < 2; ++o) {
             for (int64_t k = 0; k < 2; ++k) {
-              const double expected =
-                  coupling::coupling_pair(jacobians[i], si, fj, m.k_grid[k], static_cast<Orientation>(o),
-                                          Normalisation::kTrace);
+              const double expected = coupling::coupling_pair(jacobians[i], si, fj, m.k_grid[k],
+                                                              static_cast<Orientation>(o), Normalisation::kTrace);
               // float32 Jacobians and SVD against float64: m is O(1), its error ~1e-6 x the
               // conditioning of the top-K subspace; 1e-4 leaves two orders of margin.
               EXPECT_NEAR(m.token_coupling[p][l][o][1][k][i][j].item<double>(), expected, 1e-4 * (1 + expected));

@@ -1,7 +1,7 @@
 // Top-K spectra: exact SVD on a matrix with a known SVD, and the randomized estimator against
 // exact for several (p, q), with its error decreasing in q; consistent pairing of u_k and v_k.
-#include "coupling/error.h"
 #include "coupling/engine/spectrum.h"
+#include "coupling/error.h"
 #include "engine_support.h"
 
 #include <gtest/gtest.h>
@@ -38,8 +38,8 @@ TEST(Spectrum, ExactRecoversAKnownSvd) {
 TEST(Spectrum, RandomizedMatchesExactAndImprovesWithPowerIterations) {
   auto g = at::detail::createCPUGenerator(2);
   // Slow decay: the hard case where power iterations matter. A batch of three matrices.
-  const auto a = at::stack({matrix_with_spectrum(64, 0.97, g), matrix_with_spectrum(64, 0.97, g),
-                            matrix_with_spectrum(64, 0.9, g)});
+  const auto a = at::stack(
+      {matrix_with_spectrum(64, 0.97, g), matrix_with_spectrum(64, 0.97, g), matrix_with_spectrum(64, 0.9, g)});
   const auto exact = coupling::exact_topk(a, 10);
   double previous_error = 1e9;
   for (int64_t q : {0, 1, 3, 6}) {

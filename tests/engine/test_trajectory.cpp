@@ -1,7 +1,7 @@
 // Trajectory metrics on analytic paths: straight lines, a known zig-zag, geometric norms and
 // equispaced steps; the line fit and CV helpers; the 1/s_1 depth fit.
-#include "coupling/error.h"
 #include "coupling/engine/trajectory.h"
+#include "coupling/error.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

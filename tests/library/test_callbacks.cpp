@@ -1,9 +1,9 @@
 // Measurement schedules, the callback list, and the coupling callback's scheduling, overhead
 // deferral and checkpoint state.
+#include "coupling/error.h"
+#include "coupling/log/coupling_log.h"
 #include "coupling/training/callback.h"
 #include "coupling/training/coupling_callback.h"
-#include "coupling/log/coupling_log.h"
-#include "coupling/error.h"
 #include "coupling/training/schedule.h"
 #include "engine_support.h"
 #include "temp_files.h"
@@ -41,12 +41,14 @@ TEST(Schedule, LogSpacedStepsAreTheFormulasForAnyCount) {
     for (const int64_t points : {2, 3, 8, 50, 999, 100000}) {
       std::set<int64_t> expected;
       for (int64_t i = 0; i < points; ++i) {
-        const double x = std::exp(std::log(static_cast<double>(total)) * static_cast<double>(i) / static_cast<double>(points - 1));
+        const double x =
+            std::exp(std::log(static_cast<double>(total)) * static_cast<double>(i) / static_cast<double>(points - 1));
         expected.insert(std::clamp<int64_t>(std::llround(x), 1, total));
       }
       const auto schedule = MeasurementSchedule::parse("log:" + std::to_string(points));
       for (int64_t step = 1; step < total; ++step) {
-        EXPECT_EQ(schedule.due(step, total, false), expected.count(step) > 0) << step << " of " << total << ", log:" << points;
+        EXPECT_EQ(schedule.due(step, total, false), expected.count(step) > 0)
+            << step << " of " << total << ", log:" << points;
       }
     }
   }
@@ -64,7 +66,9 @@ struct Recorder : coupling::TrainingCallback {
   std::string name_of;
   std::vector<std::string> events;
   std::string saved;
-  void on_train_begin(const coupling::TrainBegin& b) override { events.push_back("begin " + std::to_string(b.start_step)); }
+  void on_train_begin(const coupling::TrainBegin& b) override {
+    events.push_back("begin " + std::to_string(b.start_step));
+  }
   void on_step_end(const coupling::StepEnd& s) override { events.push_back("step " + std::to_string(s.step)); }
   void on_checkpoint_save(int64_t step, coupling::CallbackState& state) override { state["at"] = std::to_string(step); }
   void on_checkpoint_load(int64_t, const coupling::CallbackState& state) override { saved = state.at("at"); }
@@ -87,7 +91,8 @@ TEST(CallbackList, ForwardsHooksAndKeepsEachCallbacksStateApartByName) {
   EXPECT_EQ(a->saved, "4");
   EXPECT_EQ(b->saved, "9");
   // Checkpoint format 2 keyed state by position in the list.
-  EXPECT_EQ(list.keyed_by_name({{"0.at", "1"}, {"1.at", "2"}}), (coupling::CallbackState{{"b.at", "1"}, {"a.at", "2"}}));
+  EXPECT_EQ(list.keyed_by_name({{"0.at", "1"}, {"1.at", "2"}}),
+            (coupling::CallbackState{{"b.at", "1"}, {"a.at", "2"}}));
   EXPECT_THROW(list.keyed_by_name({{"2.at", "1"}}), coupling::ConfigError);
   // Names key the state, so they must differ; state needs a name.
   EXPECT_THROW(list.add(std::make_shared<Recorder>("a")), coupling::ConfigError);
@@ -107,8 +112,8 @@ struct MeasurementListener : coupling::TrainingCallback {
 };
 
 struct CallbackRun {
-  std::vector<int64_t> logged;     ///< the log's measured steps
-  MeasurementListener published;   ///< what another callback of the list heard
+  std::vector<int64_t> logged;    ///< the log's measured steps
+  MeasurementListener published;  ///< what another callback of the list heard
 };
 
 /// Runs a coupling callback, in a list with a listener, over `steps` fake updates whose wall clock
@@ -125,12 +130,15 @@ CallbackRun run_callback(const std::string& log, const std::string& schedule, do
   options.max_overhead = max_overhead;
   auto listener = std::make_shared<MeasurementListener>();
   coupling::CallbackList list;
-  list.add(std::make_shared<coupling::CouplingCallback>(adapter, at::randn({2, 3, 6}, g, at::TensorOptions()), options));
+  list.add(
+      std::make_shared<coupling::CouplingCallback>(adapter, at::randn({2, 3, 6}, g, at::TensorOptions()), options));
   list.add(listener);
   list.on_train_begin({0, steps, false});
   for (int64_t step = 1; step <= steps; ++step) {
-    list.on_step_end(coupling::StepEnd(step, steps).with_loss(1.0).with_lr(1e-3).with_wall_seconds(
-        seconds_per_step * static_cast<double>(step)));
+    list.on_step_end(coupling::StepEnd(step, steps)
+                         .with_loss(1.0)
+                         .with_lr(1e-3)
+                         .with_wall_seconds(seconds_per_step * static_cast<double>(step)));
   }
   coupling::LogMetadata metadata;
   metadata.model = "model";
@@ -158,7 +166,8 @@ TEST(CouplingCallback, PublishesEveryMeasurementToTheOtherCallbacksOfItsList) {
 
 TEST(CouplingCallback, RejectsMissingProbesAndMissingCheckpointState) {
   auto g = at::detail::createCPUGenerator(52);
-  std::shared_ptr<coupling::ModelAdapter> adapter = engine_support::linear_blocks({at::randn({4, 4}, g, at::TensorOptions())});
+  std::shared_ptr<coupling::ModelAdapter> adapter =
+      engine_support::linear_blocks({at::randn({4, 4}, g, at::TensorOptions())});
   EXPECT_THROW(coupling::CouplingCallback(adapter, at::Tensor(), {}), coupling::ConfigError);
   test_support::TempDir dir;
   coupling::CouplingCallbackOptions options;

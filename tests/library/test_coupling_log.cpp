@@ -1,10 +1,10 @@
 // The HDF5 coupling log: layout read back by h5py, refusal to overwrite, resume truncation,
 // identity checks that leave foreign/mismatched files untouched, and survival of SIGKILL.
-#include "coupling/log/coupling_log.h"
 #include "coupling/error.h"
+#include "coupling/log/coupling_log.h"
 #include "engine_support.h"
-#include "test_paths.h"
 #include "temp_files.h"
+#include "test_paths.h"
 
 #include "mixer_model.h"
 
@@ -31,8 +31,8 @@ struct Fixture {
 Fixture make_fixture() {
   auto g = at::detail::createCPUGenerator(41);
   Fixture f;
-  f.adapter = engine_support::linear_blocks({at::randn({8, 8}, g, at::TensorOptions()) * 0.3,
-                                             at::randn({8, 8}, g, at::TensorOptions()) * 0.3});
+  f.adapter = engine_support::linear_blocks(
+      {at::randn({8, 8}, g, at::TensorOptions()) * 0.3, at::randn({8, 8}, g, at::TensorOptions()) * 0.3});
   f.probes = at::randn({2, 4, 8}, g, at::TensorOptions());
   f.options.k_grid = {2, 4};
   f.metadata.model = "linear";
@@ -63,7 +63,6 @@ int run_python(const std::string& args) {
       std::string(test_paths::kPython) + " " + test_paths::kTestSourceDir + "/python/check_log.py " + args;
   return std::system(command.c_str());
 }
-
 
 TEST(CouplingLog, WritesAReadableSelfDescribingFile) {
   TempDir dir;
@@ -139,7 +138,8 @@ TEST(CouplingLog, ResumeKeepsOnlyTheOrderedStartOfAStepColumnThatDoesNotIncrease
     for (int64_t step : {10, 10, 5}) log.append_eval({step, 1.0});
   }
   const std::string scramble = std::string(test_paths::kPython) + " -c \"import h5py; f = h5py.File('" +
-                               dir.file("c.h5") + "', 'r+'); f['measurement/step'][:] = [0, 20, 10]; "
+                               dir.file("c.h5") +
+                               "', 'r+'); f['measurement/step'][:] = [0, 20, 10]; "
                                "del f['measurement/row_crc32'], f['eval/row_crc32'], f['train/row_crc32']\"";
   ASSERT_EQ(std::system(scramble.c_str()), 0);
   {
@@ -148,8 +148,9 @@ TEST(CouplingLog, ResumeKeepsOnlyTheOrderedStartOfAStepColumnThatDoesNotIncrease
     append_steps(log, f, {30});
   }
   EXPECT_EQ(run_python(dir.file("c.h5") + " 0,20,30"), 0);
-  const std::string eval = std::string(test_paths::kPython) + " -c \"import h5py; f = h5py.File('" + dir.file("c.h5") +
-                           "', 'r', swmr=True, libver='latest'); assert list(f['eval/step'][:]) == [10], f['eval/step'][:]\"";
+  const std::string eval =
+      std::string(test_paths::kPython) + " -c \"import h5py; f = h5py.File('" + dir.file("c.h5") +
+      "', 'r', swmr=True, libver='latest'); assert list(f['eval/step'][:]) == [10], f['eval/step'][:]\"";
   EXPECT_EQ(std::system(eval.c_str()), 0);
 }
 
@@ -195,8 +196,7 @@ TEST(CouplingLog, ResumeRefusesForeignCorruptOrMismatchedFilesAndLeavesThemUntou
   }
   EXPECT_EQ(test_support::read_bytes(dir.file("c.h5")), before);
   // The run's identity: its seed, its data and its probe inputs.
-  for (const auto& [what, change] :
-       std::vector<std::pair<std::string, std::function<void(coupling::LogMetadata&)>>>{
+  for (const auto& [what, change] : std::vector<std::pair<std::string, std::function<void(coupling::LogMetadata&)>>>{
            {"different seed (log: 7, this run: 8)", [](coupling::LogMetadata& m) { m.seed = 8; }},
            {"run on other data (data_sha256 of the log: aaaaaaaaaaaaaaaa..., of this run's data: bbbb",
             [](coupling::LogMetadata& m) { m.data_sha256 = std::string(64, 'b'); }},
@@ -251,19 +251,18 @@ TEST(CouplingLog, LogsTokenBlockTokenAndContextCouplingWithTheirAxes) {
   }
   ASSERT_EQ(run_python(dir.file("c.h5") + " 0,5"), 0);
   // Every logged field of the registry is there, with the registry's shape after the step axis.
-  const std::string check =
-      std::string(test_paths::kPython) + " -c \"import h5py; m = h5py.File('" + dir.file("c.h5") +
-      "', 'r', swmr=True, libver='latest')['measurement']; "
-      "assert m['token_coupling'].shape == (2, 5, 4, 2, 2, 1, 3, 3), m['token_coupling'].shape; "
-      "assert m['token_mean_offdiag_avg'].shape == (2, 2, 2, 1); "
-      "assert m['block_token_coupling'].shape == (2, 5, 2, 2, 1, 12, 12); "
-      "assert m['block_token_mean_offdiag_avg'].shape == (2, 2, 2, 1); "
-      "assert m['context_coupling'].shape == (2, 5, 2, 2, 1, 8, 8); "
-      "assert m['context_same_input_avg'].shape == (2, 2, 2, 1); "
-      "assert m.file['context_pairs'][:].tolist() == [[0, 5], [2, 5]]; "
-      "assert list(m['basis_token'][:]) == [1, 3, 5]; "
-      "assert m['token_coupling'].dims[7][0].name == '/measurement/basis_token'; "
-      "assert m['token_coupling'].attrs['units'] == '1'\"";
+  const std::string check = std::string(test_paths::kPython) + " -c \"import h5py; m = h5py.File('" + dir.file("c.h5") +
+                            "', 'r', swmr=True, libver='latest')['measurement']; "
+                            "assert m['token_coupling'].shape == (2, 5, 4, 2, 2, 1, 3, 3), m['token_coupling'].shape; "
+                            "assert m['token_mean_offdiag_avg'].shape == (2, 2, 2, 1); "
+                            "assert m['block_token_coupling'].shape == (2, 5, 2, 2, 1, 12, 12); "
+                            "assert m['block_token_mean_offdiag_avg'].shape == (2, 2, 2, 1); "
+                            "assert m['context_coupling'].shape == (2, 5, 2, 2, 1, 8, 8); "
+                            "assert m['context_same_input_avg'].shape == (2, 2, 2, 1); "
+                            "assert m.file['context_pairs'][:].tolist() == [[0, 5], [2, 5]]; "
+                            "assert list(m['basis_token'][:]) == [1, 3, 5]; "
+                            "assert m['token_coupling'].dims[7][0].name == '/measurement/basis_token'; "
+                            "assert m['token_coupling'].attrs['units'] == '1'\"";
   EXPECT_EQ(std::system(check.c_str()), 0);
   // A later measurement with other tokens would silently misalign rows: refused.
   options.tokens.tokens = {1, -1};
@@ -289,7 +288,8 @@ TEST(CouplingLog, RefusesTheSchemaOneFixtureNamingBothVersions) {
 }
 
 TEST(LogSchema, DocsTablesAreTheRegistrys) {
-  const std::string docs = test_support::read_bytes(std::string(test_paths::kTestSourceDir) + "/../docs/hdf5-schema.md");
+  const std::string docs =
+      test_support::read_bytes(std::string(test_paths::kTestSourceDir) + "/../docs/hdf5-schema.md");
   const std::string begin = "<!-- schema tables: generated from the field registry -->\n";
   const std::string end = "<!-- end of schema tables -->";
   const auto from = docs.find(begin), to = docs.find(end);
@@ -328,10 +328,10 @@ TEST(CouplingLog, FlagsNonFiniteMeasurements) {
     const auto m = coupling::measure(*adapter, f.probes, f.options);
     log.append({5, 5, 0, 0.0, 0.0, 0.0}, m);
   }
-  const std::string check = std::string(test_paths::kPython) + " -c \"import h5py, numpy as np; f = h5py.File('" +
-                            dir.file("c.h5") + "', 'r', swmr=True, libver='latest'); m = f['measurement']; " +
-                            "assert list(m['nonfinite'][:]) == [0, 1]; " +
-                            "assert np.isnan(m['depth_coupling'][1]).any() and np.isfinite(m['depth_coupling'][0]).all()\"";
+  const std::string check =
+      std::string(test_paths::kPython) + " -c \"import h5py, numpy as np; f = h5py.File('" + dir.file("c.h5") +
+      "', 'r', swmr=True, libver='latest'); m = f['measurement']; " + "assert list(m['nonfinite'][:]) == [0, 1]; " +
+      "assert np.isnan(m['depth_coupling'][1]).any() and np.isfinite(m['depth_coupling'][0]).all()\"";
   EXPECT_EQ(std::system(check.c_str()), 0);
 }
 

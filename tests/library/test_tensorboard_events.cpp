@@ -56,9 +56,15 @@ std::map<uint64_t, ProtoField> parse_message(const std::string& data) {
     ProtoField field;
     field.wire_type = static_cast<int>(key & 7);
     switch (field.wire_type) {
-      case 0: field.number = varint(); break;
-      case 1: field.number = little_endian(data, at, 8), at += 8; break;
-      case 5: field.number = little_endian(data, at, 4), at += 4; break;
+      case 0:
+        field.number = varint();
+        break;
+      case 1:
+        field.number = little_endian(data, at, 8), at += 8;
+        break;
+      case 5:
+        field.number = little_endian(data, at, 4), at += 4;
+        break;
       case 2: {
         const uint64_t size = varint();
         field.bytes = data.substr(at, size);
@@ -66,7 +72,9 @@ std::map<uint64_t, ProtoField> parse_message(const std::string& data) {
         EXPECT_LE(at, data.size());
         break;
       }
-      default: ADD_FAILURE() << "wire type " << field.wire_type; return fields;
+      default:
+        ADD_FAILURE() << "wire type " << field.wire_type;
+        return fields;
     }
     fields[key >> 3] = field;
   }
@@ -84,7 +92,8 @@ std::vector<std::string> read_records(const std::string& path) {
     EXPECT_EQ(little_endian(file, at + 8, 4), masked_crc32c(file.data() + at, 8)) << "length CRC at byte " << at;
     EXPECT_GE(file.size() - at - 12, length + 4) << "truncated record at byte " << at;
     std::string data = file.substr(at + 12, length);
-    EXPECT_EQ(little_endian(file, at + 12 + length, 4), masked_crc32c(data.data(), data.size())) << "data CRC at byte " << at;
+    EXPECT_EQ(little_endian(file, at + 12 + length, 4), masked_crc32c(data.data(), data.size()))
+        << "data CRC at byte " << at;
     records.push_back(std::move(data));
     at += 12 + length + 4;
   }
@@ -145,8 +154,8 @@ TEST(TensorBoardEvents, WrittenFileParsesBackRecordByRecord) {
     float value;
     double wall_time;
   };
-  const std::vector<Want> want = {{"train/loss", 1, 2.5F, 1000.25}, {"train/loss", 300, 0.1F, 1001.5},
-                                  {"coupling/m_10", -7, -1e6F, 1002.0}};
+  const std::vector<Want> want = {
+      {"train/loss", 1, 2.5F, 1000.25}, {"train/loss", 300, 0.1F, 1001.5}, {"coupling/m_10", -7, -1e6F, 1002.0}};
   for (size_t i = 0; i < want.size(); ++i) {
     SCOPED_TRACE(i);
     const auto event = parse_message(records[i + 1]);
@@ -210,8 +219,8 @@ std::string run_with_tensorboard(const std::string& log, const std::string& boar
     options.log_path = log;
     options.measurement.k_grid = {2, 4};
     options.schedule = coupling::MeasurementSchedule::parse("every:4");
-    list.add(std::make_shared<coupling::CouplingCallback>(adapter, at::randn({2, 3, 6}, g, at::TensorOptions()),
-                                                          options));
+    list.add(
+        std::make_shared<coupling::CouplingCallback>(adapter, at::randn({2, 3, 6}, g, at::TensorOptions()), options));
   }
   list.add(tensorboard);
   const coupling::TrainBegin begin{first - 1, last, first > 1, 0.0};
@@ -260,7 +269,8 @@ TEST(TensorBoardCallback, OneRunPerDirectoryAndAResumedRunRestartsAtItsFirstNewS
   const auto resumed = scalar_steps(run_with_tensorboard("", dir.file("tb"), 7, 10), &restarts);
   EXPECT_EQ(restarts, (std::vector<int64_t>{7}));
   EXPECT_EQ(resumed.at("train/loss"), (std::vector<int64_t>{7, 8, 9, 10}));
-  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.file("tb")), std::filesystem::directory_iterator()), 2);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.file("tb")), std::filesystem::directory_iterator()),
+            2);
 }
 
 }  // namespace

@@ -6,13 +6,13 @@
 #include "coupling/engine/jacobian.h"
 #include "coupling/error.h"
 #include "coupling/formats/safetensors.h"
+#include "coupling/models/hf/config.h"
+#include "coupling/models/hf/directory.h"
+#include "coupling/models/hf/model.h"
 #include "engine_support.h"
 #include "error_message.h"
 #include "temp_files.h"
 #include "test_paths.h"
-#include "coupling/models/hf/config.h"
-#include "coupling/models/hf/directory.h"
-#include "coupling/models/hf/model.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -96,17 +96,21 @@ TEST(HfConfig, Transformers5RopeParametersParse) {
 std::string tiny_config(const std::string& family, const json& extra = json::object()) {
   json config;
   if (family == "gpt2") {
-    config = {{"model_type", "gpt2"}, {"vocab_size", 50}, {"n_embd", 16}, {"n_layer", 2}, {"n_head", 2}, {"n_positions", 12}};
+    config = {{"model_type", "gpt2"}, {"vocab_size", 50}, {"n_embd", 16},
+              {"n_layer", 2},         {"n_head", 2},      {"n_positions", 12}};
   } else if (family == "gpt_neox") {
-    config = {{"model_type", "gpt_neox"}, {"vocab_size", 50}, {"hidden_size", 16}, {"num_hidden_layers", 2},
-              {"num_attention_heads", 2}, {"intermediate_size", 24}, {"max_position_embeddings", 12}, {"rotary_pct", 0.5}};
+    config = {{"model_type", "gpt_neox"},      {"vocab_size", 50},         {"hidden_size", 16},
+              {"num_hidden_layers", 2},        {"num_attention_heads", 2}, {"intermediate_size", 24},
+              {"max_position_embeddings", 12}, {"rotary_pct", 0.5}};
   } else if (family == "llama" || family == "mistral") {
-    config = {{"model_type", family}, {"vocab_size", 50}, {"hidden_size", 16}, {"num_hidden_layers", 2},
-              {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"intermediate_size", 24},
-              {"max_position_embeddings", 12}};
+    config = {{"model_type", family},     {"vocab_size", 50},
+              {"hidden_size", 16},        {"num_hidden_layers", 2},
+              {"num_attention_heads", 4}, {"num_key_value_heads", 2},
+              {"intermediate_size", 24},  {"max_position_embeddings", 12}};
   } else {
-    config = {{"model_type", "bert"}, {"vocab_size", 50}, {"hidden_size", 16}, {"num_hidden_layers", 2},
-              {"num_attention_heads", 2}, {"intermediate_size", 24}, {"max_position_embeddings", 12}};
+    config = {{"model_type", "bert"},         {"vocab_size", 50},         {"hidden_size", 16},
+              {"num_hidden_layers", 2},       {"num_attention_heads", 2}, {"intermediate_size", 24},
+              {"max_position_embeddings", 12}};
   }
   config.update(extra);
   return config.dump();
@@ -118,32 +122,71 @@ HfConfig tiny(const std::string& family, const json& extra = json::object()) {
 
 TEST(HfConfig, OptionsThatChangeTheMathAreRefusedByName) {
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {error_of([] { tiny("gpt2", {{"model_type", "falcon"}}); }),
+      {error_of([] {
+         tiny("gpt2", {{"model_type", "falcon"}});
+       }),
        "model_type \"falcon\" is not a family libcoupling reads (gpt2, gpt_neox, llama, mistral, bert): export "
        "the model to TorchScript"},
-      {error_of([] { tiny("llama", {{"rope_scaling", {{"rope_type", "yarn"}, {"factor", 4.0}}}}); }),
+      {error_of([] {
+         tiny("llama", {{"rope_scaling", {{"rope_type", "yarn"}, {"factor", 4.0}}}});
+       }),
        "'rope_type' = \"yarn\" is not implemented here"},
-      {error_of([] { tiny("gpt2", {{"scale_attn_by_inverse_layer_idx", true}}); }),
+      {error_of([] {
+         tiny("gpt2", {{"scale_attn_by_inverse_layer_idx", true}});
+       }),
        "scale_attn_by_inverse_layer_idx = true is not implemented here"},
-      {error_of([] { tiny("bert", {{"position_embedding_type", "relative_key"}}); }),
+      {error_of([] {
+         tiny("bert", {{"position_embedding_type", "relative_key"}});
+       }),
        "position_embedding_type = \"relative_key\" is not implemented here"},
-      {error_of([] { tiny("bert", {{"is_decoder", true}}); }), "is_decoder = true is not implemented here"},
-      {error_of([] { tiny("gpt_neox", {{"hidden_act", "gelu_10"}}); }), "'hidden_act' = \"gelu_10\" is not implemented"},
-      {error_of([] { tiny("llama", {{"partial_rotary_factor", 0.5}}); }), "'partial_rotary_factor' is not implemented"},
-      {error_of([] { tiny("llama", {{"sliding_window", 4}}); }), "'sliding_window' is not a Llama option"},
-      {error_of([] { tiny("gpt2", {{"n_embd", 15}}); }), "'n_head' (2) must divide the hidden size (15)"},
-      {error_of([] { tiny("gpt2", {{"n_layer", "2"}}); }), "'n_layer' must be an integer"},
-      {error_of([] { tiny("gpt2", {{"n_layer", -1}}); }), "'n_layer' must be in [1, "},
-      {error_of([] { coupling::hf::parse_hf_config("{\"model_type\": \"gpt2\"}", "c.json"); }), "'vocab_size' is missing"},
+      {error_of([] {
+         tiny("bert", {{"is_decoder", true}});
+       }),
+       "is_decoder = true is not implemented here"},
+      {error_of([] {
+         tiny("gpt_neox", {{"hidden_act", "gelu_10"}});
+       }),
+       "'hidden_act' = \"gelu_10\" is not implemented"},
+      {error_of([] {
+         tiny("llama", {{"partial_rotary_factor", 0.5}});
+       }),
+       "'partial_rotary_factor' is not implemented"},
+      {error_of([] {
+         tiny("llama", {{"sliding_window", 4}});
+       }),
+       "'sliding_window' is not a Llama option"},
+      {error_of([] {
+         tiny("gpt2", {{"n_embd", 15}});
+       }),
+       "'n_head' (2) must divide the hidden size (15)"},
+      {error_of([] {
+         tiny("gpt2", {{"n_layer", "2"}});
+       }),
+       "'n_layer' must be an integer"},
+      {error_of([] {
+         tiny("gpt2", {{"n_layer", -1}});
+       }),
+       "'n_layer' must be in [1, "},
+      {error_of([] { coupling::hf::parse_hf_config("{\"model_type\": \"gpt2\"}", "c.json"); }),
+       "'vocab_size' is missing"},
       {error_of([] { coupling::hf::parse_hf_config("[1, 2]", "c.json"); }), "c.json is not a JSON object"},
-      {error_of([] { tiny("llama", {{"quantization_config", {{"load_in_8bit", true}}}}); }),
+      {error_of([] {
+         tiny("llama", {{"quantization_config", {{"load_in_8bit", true}}}});
+       }),
        "'quantization_config' says the weights are quantized"},
-      {error_of([] { tiny("llama", {{"rope_scaling", {{"rope_type", "llama3"}}}}); }),
+      {error_of([] {
+         tiny("llama", {{"rope_scaling", {{"rope_type", "llama3"}}}});
+       }),
        "'factor' is missing: rope_type llama3 needs it"},
-      {error_of([] { tiny("llama", {{"rope_scaling", {{"rope_type", "linear"}, {"factor", 2.0}}},
-                                    {"rope_parameters", {{"rope_type", "default"}}}}); }),
+      {error_of([] {
+         tiny("llama", {{"rope_scaling", {{"rope_type", "linear"}, {"factor", 2.0}}},
+                        {"rope_parameters", {{"rope_type", "default"}}}});
+       }),
        "'rope_parameters' and 'rope_scaling' are both given"},
-      {error_of([] { tiny("mistral", {{"sliding_window", 0}}); }), "'sliding_window' must be in [1, "},
+      {error_of([] {
+         tiny("mistral", {{"sliding_window", 0}});
+       }),
+       "'sliding_window' must be in [1, "},
   };
   for (const auto& [message, expected] : cases) EXPECT_NE(message.find(expected), std::string::npos) << message;
 }
@@ -164,7 +207,9 @@ TEST(HfConfig, EachFamilyReadsItsOwnKeysAsTransformersDoes) {
   EXPECT_EQ(tiny("mistral", {{"sliding_window", nullptr}}).sliding_window, 0);
   EXPECT_EQ(coupling::hf::parse_hf_config(R"({"model_type": "mistral", "vocab_size": 5, "hidden_size": 64,
       "num_hidden_layers": 1, "num_attention_heads": 16, "intermediate_size": 8, "max_position_embeddings": 4})",
-                                         "m.json").kv_heads, 8);
+                                          "m.json")
+                .kv_heads,
+            8);
   // GPT-2 has no head_dim or key-value groups: transformers ignores both keys.
   const auto gpt2 = tiny("gpt2", {{"head_dim", 3}, {"num_key_value_heads", 1}, {"activation_function", "gelu_fast"}});
   EXPECT_EQ(gpt2.head_dim, 8);
@@ -173,10 +218,11 @@ TEST(HfConfig, EachFamilyReadsItsOwnKeysAsTransformersDoes) {
 }
 
 TEST(HfConfig, DynamicRotaryRefusesProbesBeyondTheTrainedContext) {
-  const auto config = tiny("llama", {{"rope_scaling", {{"type", "dynamic"}, {"factor", 2.0},
-                                                       {"original_max_position_embeddings", 8}}}});
+  const auto config = tiny(
+      "llama", {{"rope_scaling", {{"type", "dynamic"}, {"factor", 2.0}, {"original_max_position_embeddings", 8}}}});
   EXPECT_NO_THROW(config.check_probes(8, 0, 49));
-  EXPECT_NE(error_of([&] { config.check_probes(9, 0, 49); }).find("knows 8 positions (dynamic rotary"), std::string::npos);
+  EXPECT_NE(error_of([&] { config.check_probes(9, 0, 49); }).find("knows 8 positions (dynamic rotary"),
+            std::string::npos);
   EXPECT_NE(error_of([&] { config.check_probes(8, 0, 50); }).find("outside [0, 50)"), std::string::npos);
 }
 
@@ -270,8 +316,9 @@ TEST(HfDirectory, ReadsSingleFilesAndShardsWithPrefixesAndRefusesLiesByName) {
 
   // Another shape than config.json implies; weights of another family; pickles; no weights.
   test_support::write_text((temp.path() / "single" / "config.json").string(), tiny_config("gpt2", {{"n_inner", 32}}));
-  EXPECT_NE(message_of(temp.path() / "single").find("tensor transformer.h.0.mlp.c_fc.weight has shape [16, 64] and "
-                                                    "config.json implies [16, 32]"),
+  EXPECT_NE(message_of(temp.path() / "single")
+                .find("tensor transformer.h.0.mlp.c_fc.weight has shape [16, 64] and "
+                      "config.json implies [16, 32]"),
             std::string::npos);
   test_support::write_text((temp.path() / "single" / "config.json").string(), tiny_config("llama"));
   EXPECT_NE(message_of(temp.path() / "single").find("has no tensor named ...embed_tokens.weight"), std::string::npos);
@@ -317,14 +364,19 @@ TEST(HfDirectory, OldBertCheckpointsWithGammaAndBetaRead) {
 std::vector<std::pair<std::string, HfConfig>> family_cases() {
   return {
       {"gpt2", tiny("gpt2")},
-      {"gpt2 unscaled quick_gelu", tiny("gpt2", {{"scale_attn_weights", false}, {"activation_function", "quick_gelu"}})},
+      {"gpt2 unscaled quick_gelu",
+       tiny("gpt2", {{"scale_attn_weights", false}, {"activation_function", "quick_gelu"}})},
       {"neox no attention bias relu", tiny("gpt_neox", {{"attention_bias", false}, {"hidden_act", "relu"}})},
       {"neox parallel", tiny("gpt_neox")},
       {"neox sequential", tiny("gpt_neox", {{"use_parallel_residual", false}, {"rotary_pct", 1.0}})},
-      {"llama gqa llama3", tiny("llama", {{"head_dim", 6}, {"attention_bias", true}, {"mlp_bias", true},
-                                          {"rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0},
-                                                            {"original_max_position_embeddings", 4}}}})},
-      {"llama linear", tiny("llama", {{"num_key_value_heads", 4}, {"rope_scaling", {{"type", "linear"}, {"factor", 2.0}}}})},
+      {"llama gqa llama3",
+       tiny("llama",
+            {{"head_dim", 6},
+             {"attention_bias", true},
+             {"mlp_bias", true},
+             {"rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}, {"original_max_position_embeddings", 4}}}})},
+      {"llama linear",
+       tiny("llama", {{"num_key_value_heads", 4}, {"rope_scaling", {{"type", "linear"}, {"factor", 2.0}}}})},
       {"mistral window", tiny("mistral", {{"sliding_window", 3}})},
       {"bert", tiny("bert")},
   };
@@ -346,8 +398,8 @@ TEST(HfModel, TokenLocalJacobiansEqualGenericAndRowByRowAutogradInEveryFamily) {
         for (int64_t t1 = 0; t1 < (config.causal ? t2 + 1 : tokens); ++t1) inputs.push_back(t1);
         const auto local = coupling::jacobians_at_output(adapter, block, x, t2, inputs,
                                                          {coupling::JacobianOptions::Method::kTokenLocal});
-        const auto generic = coupling::jacobians_at_output(adapter, block, x, t2, inputs,
-                                                           {coupling::JacobianOptions::Method::kGeneric});
+        const auto generic =
+            coupling::jacobians_at_output(adapter, block, x, t2, inputs, {coupling::JacobianOptions::Method::kGeneric});
         for (int64_t t1 : inputs) {
           const auto reference = engine_support::brute_force_jacobian(branch, x, t1, t2);
           const double scale = reference.abs().max().item<double>();
@@ -370,12 +422,17 @@ TEST(HfModel, TokenLocalJacobiansEqualGenericAndRowByRowAutogradInEveryFamily) {
 TEST(HfModel, ProbesOutsideTheVocabularyOrContextAreRefused) {
   RandomWeights weights(1);
   coupling::hf::HfTransformer model(tiny("gpt2"), weights.source());
-  EXPECT_NE(error_of([&] { model->block(0)->residual_branch_at_token(at::randn({4, 16}), 1, at::randn({3, 16}), 2); })
-                .find("every row of `replaced` must be equal"),
+  EXPECT_NE(error_of([&] {
+              model->block(0)->residual_branch_at_token(at::randn({4, 16}), 1, at::randn({3, 16}), 2);
+            }).find("every row of `replaced` must be equal"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { model->residual_states(at::full({1, 4}, 50, at::kLong)); }).find("outside [0, 50)"),
+  EXPECT_NE(error_of([&] {
+              model->residual_states(at::full({1, 4}, 50, at::kLong));
+            }).find("outside [0, 50)"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { model->residual_states(at::zeros({1, 13}, at::kLong)); }).find("knows 12 positions"),
+  EXPECT_NE(error_of([&] {
+              model->residual_states(at::zeros({1, 13}, at::kLong));
+            }).find("knows 12 positions"),
             std::string::npos);
 }
 
@@ -440,8 +497,8 @@ TEST(HfReference, EveryFamilyMatchesTransformersItself) {
           const double error32 = relative_error(local[t1].to(at::kDouble), want);
           worst[2] = std::max(worst[2], error64), worst[3] = std::max(worst[3], error32);
           EXPECT_LE(error64, 1e-9) << dir.filename() << " block " << block << " J_{" << t1 << "," << t2 << "} float64";
-          EXPECT_LE(error32, 1e-4)
-              << dir.filename() << " block " << block << " J_{" << t1 << "," << t2 << "} token-local float32";
+          EXPECT_LE(error32, 1e-4) << dir.filename() << " block " << block << " J_{" << t1 << "," << t2
+                                   << "} token-local float32";
         }
       }
     }

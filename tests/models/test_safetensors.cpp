@@ -21,7 +21,6 @@ namespace {
 namespace st = coupling::safetensors;
 using test_support::TempDir;
 
-
 /// A file with header `json` (length prefix added) followed by `data`.
 std::string raw_file(const std::string& json, const std::string& data) {
   std::string bytes(8, '\0');
@@ -44,7 +43,8 @@ std::string error_of(const std::string& bytes) {
 }
 
 TEST(Safetensors, ReadsTheReferenceImplementationsFile) {
-  const st::SafetensorsFile file(std::string(test_paths::kTestSourceDir) + "/fixtures/safetensors/reference.safetensors");
+  const st::SafetensorsFile file(std::string(test_paths::kTestSourceDir) +
+                                 "/fixtures/safetensors/reference.safetensors");
   EXPECT_EQ(file.header().metadata.at("written_by"), "safetensors 0.8.0");
   EXPECT_EQ(file.header().tensors.size(), 10u);
   EXPECT_TRUE(at::equal(file.tensor("f32"), at::arange(6, at::kFloat).reshape({2, 3}) - 2.5));
@@ -146,7 +146,8 @@ TEST(Safetensors, MalformedFilesAreRefusedNamingTheFault) {
       {raw_file(f32x2, eight + "extra"), "its tensors need 8 bytes of data and it holds 13"},
       {raw_file("[1,2]", ""), "header is not a JSON object"},
       {raw_file("{\"x\":", ""), "header is not a JSON object"},
-      {raw_file(R"({"x":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", std::string(2, '\0')), "dtype F8_E4M3"},
+      {raw_file(R"({"x":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", std::string(2, '\0')),
+       "dtype F8_E4M3"},
       {raw_file(R"({"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", eight), "need 12 bytes"},
       {raw_file(R"({"x":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", eight), "not a non-negative integer"},
       {raw_file(R"({"x":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", eight),
@@ -157,7 +158,8 @@ TEST(Safetensors, MalformedFilesAreRefusedNamingTheFault) {
       {raw_file(std::string(1000, '[') + std::string(1000, ']'), ""), "nests deeper"},
       {raw_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", eight), "data_offsets [8, 0]"},
       {raw_file(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-                R"("y":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", eight),
+                R"("y":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+                eight),
        "a gap or an overlap"},
       {raw_file(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", eight), "a gap or an overlap"},
       {raw_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"extra":1}})", eight), "unknown field 'extra'"},
@@ -181,7 +183,8 @@ TEST(Sha256, MatchesTheStandardsTestVectors) {
   TempDir dir;
   const std::string million(1000000, 'a');  // spans the file reader's chunks
   test_support::write_text(dir.file("a"), million);
-  EXPECT_EQ(coupling::sha256_file_hex(dir.file("a")), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  EXPECT_EQ(coupling::sha256_file_hex(dir.file("a")),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
   EXPECT_THROW(coupling::sha256_file_hex(dir.file("absent")), coupling::IoError);
 }
 

@@ -1,8 +1,8 @@
 // Probe inputs of coupling-analyze --torchscript: IDX images (seeded, in [0, 1]), text windows,
 // and the errors for zero or several sources and too few images.
 #include "coupling/error.h"
-#include "trainer_support.h"
 #include "trainer/apps/analysis.h"
+#include "trainer_support.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

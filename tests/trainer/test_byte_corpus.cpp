@@ -1,8 +1,8 @@
 // The byte corpus: split, deterministic sampling and evaluation windows, the bigram baseline
 // against a brute-force count, and bad data files.
 #include "coupling/error.h"
-#include "trainer_support.h"
 #include "trainer/data/byte_corpus.h"
+#include "trainer_support.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

@@ -4,9 +4,9 @@
 #include "coupling/formats/safetensors.h"
 #include "coupling/formats/sha256.h"
 #include "test_paths.h"
-#include "trainer_support.h"
 #include "trainer/loop/checkpoint.h"
 #include "trainer/models/gpt.h"
+#include "trainer_support.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -58,8 +58,8 @@ TEST(Checkpoint, RoundTripRestoresEverything) {
   trainer::Gpt restored(tiny_model());
   torch::optim::AdamW restored_optimizer(restored->parameters(), torch::optim::AdamWOptions(1e-2));
   at::rand({10});  // move the generator away from the saved state
-  const auto loaded = trainer::load_checkpoint(*trainer::latest_checkpoint(dir.path().string()), *restored,
-                                               restored_optimizer);
+  const auto loaded =
+      trainer::load_checkpoint(*trainer::latest_checkpoint(dir.path().string()), *restored, restored_optimizer);
   EXPECT_EQ(loaded.step, 7);
   EXPECT_EQ(loaded.sampler_rng, "rng-state-text");
   EXPECT_EQ(loaded.tokens_seen, 1234);
@@ -167,7 +167,8 @@ TEST(Checkpoint, CorruptIncompleteOrForeignCheckpointsAreRefusedByName) {
   ckpt = save(10);
   forge(ckpt, "optimizer.safetensors",
         coupling::safetensors::serialize({{"ghost.step", at::scalar_tensor(int64_t{1}, at::kLong)},
-                                          {"ghost.exp_avg", at::zeros({1})}, {"ghost.exp_avg_sq", at::zeros({1})}},
+                                          {"ghost.exp_avg", at::zeros({1})},
+                                          {"ghost.exp_avg_sq", at::zeros({1})}},
                                          {{"format", "adamw-by-parameter-name-1"}}));
   trainer::Gpt untouched(tiny_model());
   torch::optim::AdamW untouched_optimizer(untouched->parameters(), torch::optim::AdamWOptions(1e-2));

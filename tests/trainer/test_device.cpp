@@ -1,16 +1,16 @@
 // Devices: --device resolution and its errors, what this LibTorch build has (CUDA, NCCL),
 // autocast scopes, and (on a machine with a CUDA device; skipped, not passed, elsewhere) the
 // engine and the trainer on CUDA against the CPU. scripts/gpu_check.sh runs the *Cuda* tests.
-#include "trainer/loop/autocast.h"
-#include "trainer/parallel/rendezvous.h"
 #include "coupling/engine/device.h"
-#include "coupling/error.h"
 #include "coupling/engine/measurement.h"
+#include "coupling/error.h"
 #include "test_paths.h"
-#include "trainer_support.h"
+#include "trainer/loop/autocast.h"
 #include "trainer/loop/checkpoint.h"
 #include "trainer/loop/gpt_trainer.h"
 #include "trainer/models/transformer_adapter.h"
+#include "trainer/parallel/rendezvous.h"
+#include "trainer_support.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -101,7 +101,7 @@ TEST(Device, AutocastScopeIsBf16InsideAndRestoredAfter) {
 
 // ---- on a CUDA device ---------------------------------------------------------------------------
 
-#define SKIP_WITHOUT_CUDA()                                                                 \
+#define SKIP_WITHOUT_CUDA() \
   if (coupling::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device visible"
 
 TEST(DeviceCuda, MeasurementEqualsTheCpus) {
@@ -125,8 +125,9 @@ TEST(DeviceCuda, MeasurementEqualsTheCpus) {
   EXPECT_TRUE(at::allclose(on_cuda.singular_values, on_cpu.singular_values, 1e-4, 1e-5));
   EXPECT_TRUE(at::allclose(on_cuda.line_shape_score, on_cpu.line_shape_score, 1e-4, 1e-6));
   options.spectrum = coupling::SpectrumMethod::kRandomized;  // the same test matrices on both devices
-  EXPECT_TRUE(at::allclose(coupling::measure(cuda_adapter, probes.to(c10::Device(c10::kCUDA, 0)), options).depth_coupling,
-                           coupling::measure(cpu_adapter, probes, options).depth_coupling, 1e-3, 1e-3));
+  EXPECT_TRUE(
+      at::allclose(coupling::measure(cuda_adapter, probes.to(c10::Device(c10::kCUDA, 0)), options).depth_coupling,
+                   coupling::measure(cpu_adapter, probes, options).depth_coupling, 1e-3, 1e-3));
 }
 
 TEST(DeviceCuda, TrainsAndResumesOnCudaAndItsCheckpointLoadsOnTheCpu) {

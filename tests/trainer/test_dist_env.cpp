@@ -1,7 +1,7 @@
 // Job-environment resolution: torchrun, SLURM (node-list parsing, MASTER_* override), OpenMPI,
 // single process, precedence, and malformed values.
-#include "trainer/parallel/env.h"
 #include "coupling/error.h"
+#include "trainer/parallel/env.h"
 
 #include <gtest/gtest.h>
 
@@ -25,9 +25,12 @@ TEST(DistEnv, SingleProcessByDefault) {
 }
 
 TEST(DistEnv, Torchrun) {
-  const auto e = trainer::resolve_dist_env(fake({{"RANK", "3"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"},
-                                                  {"LOCAL_WORLD_SIZE", "2"}, {"MASTER_ADDR", "node7"},
-                                                  {"MASTER_PORT", "29600"}}));
+  const auto e = trainer::resolve_dist_env(fake({{"RANK", "3"},
+                                                 {"WORLD_SIZE", "4"},
+                                                 {"LOCAL_RANK", "1"},
+                                                 {"LOCAL_WORLD_SIZE", "2"},
+                                                 {"MASTER_ADDR", "node7"},
+                                                 {"MASTER_PORT", "29600"}}));
   EXPECT_EQ(e.launcher, "torchrun");
   EXPECT_EQ(e.rank, 3);
   EXPECT_EQ(e.world_size, 4);
@@ -40,19 +43,22 @@ TEST(DistEnv, Torchrun) {
 }
 
 TEST(DistEnv, TorchrunAgentHostsTheStore) {
-  const auto e = trainer::resolve_dist_env(fake({{"RANK", "0"}, {"WORLD_SIZE", "2"},
-                                                  {"TORCHELASTIC_USE_AGENT_STORE", "True"},
-                                                  {"TORCHELASTIC_RESTART_COUNT", "2"}}));
+  const auto e = trainer::resolve_dist_env(fake({{"RANK", "0"},
+                                                 {"WORLD_SIZE", "2"},
+                                                 {"TORCHELASTIC_USE_AGENT_STORE", "True"},
+                                                 {"TORCHELASTIC_RESTART_COUNT", "2"}}));
   EXPECT_TRUE(e.launcher_hosts_store);
   EXPECT_EQ(e.restart_count, 2);
-  const auto own = trainer::resolve_dist_env(fake({{"RANK", "0"}, {"WORLD_SIZE", "2"},
-                                                    {"TORCHELASTIC_USE_AGENT_STORE", "False"}}));
+  const auto own =
+      trainer::resolve_dist_env(fake({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"TORCHELASTIC_USE_AGENT_STORE", "False"}}));
   EXPECT_FALSE(own.launcher_hosts_store);
 }
 
 TEST(DistEnv, SlurmTakesTheMasterFromTheNodeListUnlessOverridden) {
-  std::map<std::string, std::string> vars = {{"SLURM_PROCID", "5"},         {"SLURM_NTASKS", "8"},
-                                             {"SLURM_LOCALID", "1"},        {"SLURM_TASKS_PER_NODE", "4(x2)"},
+  std::map<std::string, std::string> vars = {{"SLURM_PROCID", "5"},
+                                             {"SLURM_NTASKS", "8"},
+                                             {"SLURM_LOCALID", "1"},
+                                             {"SLURM_TASKS_PER_NODE", "4(x2)"},
                                              {"SLURM_NODELIST", "gpu[03-04]"}};
   auto e = trainer::resolve_dist_env(fake(vars));
   EXPECT_EQ(e.launcher, "slurm");
@@ -69,9 +75,10 @@ TEST(DistEnv, SlurmTakesTheMasterFromTheNodeListUnlessOverridden) {
 }
 
 TEST(DistEnv, OpenMpiAndPrecedence) {
-  const auto e = trainer::resolve_dist_env(fake({{"OMPI_COMM_WORLD_RANK", "1"}, {"OMPI_COMM_WORLD_SIZE", "2"},
-                                                  {"OMPI_COMM_WORLD_LOCAL_RANK", "1"},
-                                                  {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"}}));
+  const auto e = trainer::resolve_dist_env(fake({{"OMPI_COMM_WORLD_RANK", "1"},
+                                                 {"OMPI_COMM_WORLD_SIZE", "2"},
+                                                 {"OMPI_COMM_WORLD_LOCAL_RANK", "1"},
+                                                 {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"}}));
   EXPECT_EQ(e.launcher, "openmpi");
   EXPECT_EQ(e.rank, 1);
   // torchrun's variables win over SLURM's (torchrun inside an allocation).
@@ -113,8 +120,8 @@ TEST(DistEnv, SingleNodeMeansALoopbackMaster) {
     EXPECT_FALSE(trainer::is_loopback_address(address)) << address;
   }
   EXPECT_TRUE(trainer::resolve_dist_env(fake({{"WORLD_SIZE", "2"}, {"RANK", "1"}})).single_node());
-  EXPECT_FALSE(trainer::resolve_dist_env(fake({{"WORLD_SIZE", "2"}, {"RANK", "1"}, {"MASTER_ADDR", "node07"}}))
-                   .single_node());
+  EXPECT_FALSE(
+      trainer::resolve_dist_env(fake({{"WORLD_SIZE", "2"}, {"RANK", "1"}, {"MASTER_ADDR", "node07"}})).single_node());
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // The GPT model: shapes, causality, weight tying, the residual-branch API and parameter names.
 #include "coupling/error.h"
-#include "trainer_support.h"
 #include "trainer/models/gpt.h"
+#include "trainer_support.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -83,9 +83,9 @@ TEST(GptModel, ParameterNamesMatchArchitectureDoc) {
   for (const auto& item : model->named_parameters()) names.insert(item.key());
   std::set<std::string> expected = {"wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias"};
   for (int l = 0; l < 3; ++l) {
-    for (const char* suffix : {"ln1.weight", "ln1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight",
-                               "attn.proj.bias", "ln2.weight", "ln2.bias", "mlp.fc.weight", "mlp.fc.bias",
-                               "mlp.proj.weight", "mlp.proj.bias"}) {
+    for (const char* suffix :
+         {"ln1.weight", "ln1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
+          "ln2.weight", "ln2.bias", "mlp.fc.weight", "mlp.fc.bias", "mlp.proj.weight", "mlp.proj.bias"}) {
       expected.insert("blocks." + std::to_string(l) + "." + suffix);
     }
   }

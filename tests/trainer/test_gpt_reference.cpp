@@ -4,10 +4,10 @@
 // LSS from the exported model.safetensors.
 #include "coupling/engine/measurement.h"
 #include "test_paths.h"
-#include "trainer_support.h"
 #include "trainer/loop/checkpoint.h"
 #include "trainer/models/gpt.h"
 #include "trainer/models/transformer_adapter.h"
+#include "trainer_support.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

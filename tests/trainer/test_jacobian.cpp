@@ -1,12 +1,12 @@
 // Block Jacobians against row-by-row autograd on a tiny GPT block: t1 = t2, t1 < t2, chunking,
 // causal zeros, a non-causal block, and no side effects on parameters or their gradients.
-#include "coupling/error.h"
 #include "coupling/engine/jacobian.h"
+#include "coupling/error.h"
 #include "engine_support.h"
-#include "trainer_support.h"
 #include "trainer/models/block_adapter.h"
 #include "trainer/models/gpt.h"
 #include "trainer/models/transformer_adapter.h"
+#include "trainer_support.h"
 
 #include <gtest/gtest.h>
 
@@ -29,7 +29,8 @@ TEST(Jacobian, MatchesRowByRowAutogradForDiagonalAndContextPairs) {
     ASSERT_EQ(j.sizes(), (at::IntArrayRef{3, 16, 16}));
     for (size_t r = 0; r < inputs.size(); ++r) {
       const auto reference = engine_support::brute_force_jacobian(branch, x, inputs[r], t2);
-      EXPECT_TRUE(at::allclose(j[static_cast<int64_t>(r)], reference, 1e-5, 1e-6)) << "t1=" << inputs[r] << " t2=" << t2;
+      EXPECT_TRUE(at::allclose(j[static_cast<int64_t>(r)], reference, 1e-5, 1e-6))
+          << "t1=" << inputs[r] << " t2=" << t2;
       EXPECT_GT(reference.abs().max().item<double>(), 1e-3);  // a real, non-zero Jacobian
     }
   }
@@ -93,7 +94,10 @@ TEST(Jacobian, NonCausalBlockGivesEveryPair) {
   at::manual_seed(3);
   trainer::TransformerBlock block(trainer::BlockConfig{16, 2, 0.0, /*causal=*/false});
   coupling::LambdaAdapter adapter(
-      1, /*causal=*/false, [](const at::Tensor& x) { return std::vector<at::Tensor>{x, x}; },
+      1, /*causal=*/false,
+      [](const at::Tensor& x) {
+        return std::vector<at::Tensor>{x, x};
+      },
       [&](int64_t, const at::Tensor& x) { return block->residual_branch(x); });
   const auto x = at::randn({5, 16});
   const auto j = coupling::jacobians_at_output(adapter, 0, x, 1, {4, 1});
@@ -135,7 +139,10 @@ TEST(Jacobian, TokenLocalAgreesWithGenericCausalAndNonCausal) {
 
 TEST(Jacobian, TokenLocalNeedsTheCapability) {
   coupling::LambdaAdapter adapter(
-      1, true, [](const at::Tensor& x) { return std::vector<at::Tensor>{x, x}; },
+      1, true,
+      [](const at::Tensor& x) {
+        return std::vector<at::Tensor>{x, x};
+      },
       [](int64_t, const at::Tensor& x) { return x * 2; });
   coupling::JacobianOptions local;
   local.method = coupling::JacobianOptions::Method::kTokenLocal;

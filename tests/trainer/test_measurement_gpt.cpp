@@ -99,8 +99,8 @@ TEST(GptMeasurement, AutoSpectrumIsRandomizedOnlyWhenKIsWellBelowD) {
   // K = 4 (4K <= d): auto is the randomized estimator, bit for bit; K = 5: exact.
   EXPECT_TRUE(at::equal(measure_with(coupling::SpectrumMethod::kAuto, 4),
                         measure_with(coupling::SpectrumMethod::kRandomized, 4)));
-  EXPECT_TRUE(at::equal(measure_with(coupling::SpectrumMethod::kAuto, 5),
-                        measure_with(coupling::SpectrumMethod::kExact, 5)));
+  EXPECT_TRUE(
+      at::equal(measure_with(coupling::SpectrumMethod::kAuto, 5), measure_with(coupling::SpectrumMethod::kExact, 5)));
 }
 
 TEST(GptMeasurement, LeavesModelUntouched) {

@@ -1,8 +1,8 @@
 // Run configuration: TOML round trip through the --config reader, and resume merging rules.
 #include "coupling/error.h"
-#include "trainer_support.h"
 #include "trainer/loop/files.h"
 #include "trainer/loop/run_config.h"
+#include "trainer_support.h"
 
 #include <gtest/gtest.h>
 

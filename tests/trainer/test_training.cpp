@@ -1,9 +1,9 @@
 // The training loop end to end on a tiny corpus: learning, resume determinism, and bad input.
 #include "coupling/error.h"
-#include "trainer/loop/divergence_error.h"
-#include "trainer_support.h"
 #include "trainer/loop/checkpoint.h"
+#include "trainer/loop/divergence_error.h"
 #include "trainer/loop/gpt_trainer.h"
+#include "trainer_support.h"
 
 #include <gtest/gtest.h>
 

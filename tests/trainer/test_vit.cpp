@@ -1,12 +1,12 @@
 // The bundled ViT and its data: shapes, patch order, non-causal mixing, measurement through the
 // adapter (token-local Jacobians equal to the generic ones), and the IDX reader on small
 // synthetic files, good and bad.
-#include "coupling/error.h"
 #include "coupling/engine/measurement.h"
-#include "trainer_support.h"
+#include "coupling/error.h"
 #include "trainer/data/image_dataset.h"
 #include "trainer/models/transformer_adapter.h"
 #include "trainer/models/vit.h"
+#include "trainer_support.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -35,9 +35,11 @@ std::vector<uint8_t> bytes(size_t n, uint8_t first = 0) {
 
 void write_mnist_dir(const test_support::TempDir& dir, int32_t train, int32_t test, int32_t test_labels) {
   test_support::write_idx(dir.file("train-images-idx3-ubyte"), {train, 8, 8}, bytes(static_cast<size_t>(train) * 64));
-  test_support::write_idx(dir.file("train-labels-idx1-ubyte"), {train}, std::vector<uint8_t>(static_cast<size_t>(train), 2));
+  test_support::write_idx(dir.file("train-labels-idx1-ubyte"), {train},
+                          std::vector<uint8_t>(static_cast<size_t>(train), 2));
   test_support::write_idx(dir.file("t10k-images-idx3-ubyte"), {test, 8, 8}, bytes(static_cast<size_t>(test) * 64, 7));
-  test_support::write_idx(dir.file("t10k-labels-idx1-ubyte"), {test_labels}, std::vector<uint8_t>(static_cast<size_t>(test_labels), 1));
+  test_support::write_idx(dir.file("t10k-labels-idx1-ubyte"), {test_labels},
+                          std::vector<uint8_t>(static_cast<size_t>(test_labels), 1));
 }
 
 }  // namespace
@@ -50,7 +52,7 @@ TEST(Vit, ShapesAndPatchOrder) {
   const auto states = model->residual_states(images);
   ASSERT_EQ(states.size(), 3u);
   for (const auto& x : states) EXPECT_EQ(x.sizes(), (std::vector<int64_t>{5, 5, 16}));  // CLS + 2x2 patches
-  EXPECT_EQ(tiny_vit().center_token(), 4);  // patch (1, 1) of the 2x2 grid
+  EXPECT_EQ(tiny_vit().center_token(), 4);                                              // patch (1, 1) of the 2x2 grid
   // Patch 1 (row 0, column 1) of an image numbered 0..63 row-major holds columns 4..7 of rows 0..3.
   const auto patches = trainer::patchify(at::arange(64, at::kFloat).reshape({1, 1, 8, 8}), 4);
   EXPECT_EQ(patches.sizes(), (std::vector<int64_t>{1, 4, 16}));

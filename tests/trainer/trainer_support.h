@@ -64,7 +64,7 @@ inline trainer::Gpt perturbed_gpt(uint64_t seed, const trainer::GptConfig& confi
 
 /// Writes an IDX file of unsigned bytes: magic 00 00 08 <dims>, big-endian sizes, data.
 inline void write_idx(const std::string& path, const std::vector<int32_t>& shape, const std::vector<uint8_t>& data,
-               uint8_t type = 0x08) {
+                      uint8_t type = 0x08) {
   std::ofstream out(path, std::ios::binary);
   out.put(0).put(0).put(static_cast<char>(type)).put(static_cast<char>(shape.size()));
   for (int32_t s : shape) {

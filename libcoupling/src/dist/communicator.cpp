@@ -10,7 +10,7 @@ struct Communicator::Impl {
   int64_t rank = 0;
   int64_t world_size = 1;
   std::string backend;
-  at::Device device{at::kCPU};  ///< where collective buffers live: NCCL needs this rank's GPU
+  at::Device device{at::kCPU};             ///< where collective buffers live: NCCL needs this rank's GPU
   std::shared_ptr<const void> keep_alive;  ///< what made the group: released after it
   c10::intrusive_ptr<c10d::ProcessGroup> group;
 
@@ -21,8 +21,8 @@ struct Communicator::Impl {
     } catch (const std::exception& e) {  // c10::Error, and gloo's own IoException
       const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
       throw CommunicationError(operation + " of " + what + " failed on rank " + std::to_string(rank) + " of " +
-                               std::to_string(world_size) + " (" + backend + "): " +
-                               (c10_error ? c10_error->what_without_backtrace() : e.what()) +
+                               std::to_string(world_size) + " (" + backend +
+                               "): " + (c10_error ? c10_error->what_without_backtrace() : e.what()) +
                                " -- a peer rank probably exited or is stuck; check the other ranks' logs");
     }
   }

@@ -27,8 +27,8 @@ at::Tensor coupling_matrices(const at::Tensor& jacobians, const TopK& factors, c
                              ProgressMeter* progress) {
   const int64_t n = jacobians.size(-3), d_out = jacobians.size(-2), d_in = jacobians.size(-1);
   if (n != factors.s.size(-2) || d_out != factors.u.size(-2) || d_in != factors.v.size(-2)) {
-    throw ConfigError("coupling_matrices: the Jacobians " + c10::str(jacobians.sizes()) +
-                      " and their factors (u " + c10::str(factors.u.sizes()) + ") differ in shape");
+    throw ConfigError("coupling_matrices: the Jacobians " + c10::str(jacobians.sizes()) + " and their factors (u " +
+                      c10::str(factors.u.sizes()) + ") differ in shape");
   }
   const auto flat = jacobians.reshape({-1, n, d_out, d_in});
   const auto rows = [&](int64_t batch_first, int64_t batch_count, int64_t first, int64_t count) {
@@ -57,10 +57,9 @@ at::Tensor coupling_matrices(const CouplingRows& jacobian_rows, const TopK& fact
   // [rows, d, N K] intermediates and its fetched Jacobians stay near 64, 64 and 128 MiB: at
   // d = 4096 a chunk holds two Jacobians, whatever N and K. Whole rows of the set come first
   // (a chunk of several batch elements), then single rows.
-  const int64_t units = std::max<int64_t>(
-      1, std::min({(int64_t{8} << 20) / std::max<int64_t>(1, n * k_max * k_max),
-                   (int64_t{16} << 20) / std::max<int64_t>(1, d_out * n * k_max),
-                   (int64_t{32} << 20) / std::max<int64_t>(1, d_out * d_in)}));
+  const int64_t units = std::max<int64_t>(1, std::min({(int64_t{8} << 20) / std::max<int64_t>(1, n * k_max * k_max),
+                                                       (int64_t{16} << 20) / std::max<int64_t>(1, d_out * n * k_max),
+                                                       (int64_t{32} << 20) / std::max<int64_t>(1, d_out * d_in)}));
   const int64_t batch_chunk = std::clamp<int64_t>(units / n, 1, batch);
   const int64_t row_chunk = units >= n ? n : units;
   std::vector<at::Tensor> per_orientation;
@@ -70,7 +69,7 @@ at::Tensor coupling_matrices(const CouplingRows& jacobian_rows, const TopK& fact
     const auto& right = orientation == Orientation::kUJV ? v : u;
     const auto& left = orientation == Orientation::kUJV ? u : v;
     const auto right_stacked = right.permute({0, 2, 1, 3}).reshape({batch, d_in, n * k_max});  // [B, d, N*K]
-    const auto left_t = left.transpose(-2, -1).unsqueeze(1);                                    // [B, 1, Nj, K, d]
+    const auto left_t = left.transpose(-2, -1).unsqueeze(1);                                   // [B, 1, Nj, K, d]
     std::vector<at::Tensor> per_batch_chunk;
     for (int64_t b0 = 0; b0 < batch; b0 += batch_chunk) {
       const int64_t bc = std::min(batch_chunk, batch - b0);
@@ -81,9 +80,9 @@ at::Tensor coupling_matrices(const CouplingRows& jacobian_rows, const TopK& fact
         const auto j = jacobian_rows(b0, bc, i0, rows).reshape({bc, rows * d_out, d_in});  // J_i stacked by rows
         const auto jr = at::bmm(j, right_stacked.narrow(0, b0, bc))
                             .view({bc, rows, d_out, n, k_max})
-                            .permute({0, 1, 3, 2, 4});                                    // [b, rows, Nj, d, K]
+                            .permute({0, 1, 3, 2, 4});                                  // [b, rows, Nj, d, K]
         const auto m = at::matmul(left_t.narrow(0, b0, bc), jr).to(at::kDouble).abs();  // [b, rows, Nj, K, K]
-        const auto s_rows = s.narrow(0, b0, bc).narrow(1, i0, rows);  // the diagonalised J_i's values
+        const auto s_rows = s.narrow(0, b0, bc).narrow(1, i0, rows);                    // the diagonalised J_i's values
         std::vector<at::Tensor> by_normalisation[2];
         for (int64_t k : k_grid) {
           const auto sk = s_rows.narrow(-1, 0, k);  // [b, rows, K]
@@ -95,9 +94,9 @@ at::Tensor coupling_matrices(const CouplingRows& jacobian_rows, const TopK& fact
         rows_out.push_back(at::stack({at::stack(by_normalisation[0], 1), at::stack(by_normalisation[1], 1)}, 1));
         done += bc * rows * n;
         if (progress && progress->due()) {  // the meter counts the 2 N^2 entries of one batch element
-          progress->update(done / batch, fmt::format("{}, rows {}/{} of {} x {} pairs",
-                                                     orientation == Orientation::kUJV ? "ujv" : "vju", i0 + rows, n,
-                                                     n, n));
+          progress->update(done / batch,
+                           fmt::format("{}, rows {}/{} of {} x {} pairs",
+                                       orientation == Orientation::kUJV ? "ujv" : "vju", i0 + rows, n, n, n));
         }
       }
       per_batch_chunk.push_back(at::cat(rows_out, -2));  // [b, 2, nK, N, N]

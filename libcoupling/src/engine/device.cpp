@@ -26,26 +26,29 @@ c10::Device resolve_device(const std::string& spec, const std::string& flag) {
   if (spec.rfind("cuda:", 0) == 0) {
     const auto parsed = detail::parse_int64(spec.substr(5));
     if (!parsed || *parsed < 0) {
-      throw ConfigError(flag + " '" + spec + "': the device index must be a non-negative integer (cuda:0, cuda:1, ...)");
+      throw ConfigError(flag + " '" + spec +
+                        "': the device index must be a non-negative integer (cuda:0, cuda:1, ...)");
     }
     index = *parsed;
   } else if (spec != "cuda") {
     throw ConfigError(flag + " '" + spec + "' is not a device: use " + kDeviceChoices);
   }
   if (!torch_has_cuda()) {
-    throw ConfigError(flag + " " + spec + ": this LibTorch (" + torch_version() +
-                      ") was built without CUDA; use " + flag + " cpu, or build against a CUDA LibTorch "
+    throw ConfigError(flag + " " + spec + ": this LibTorch (" + torch_version() + ") was built without CUDA; use " +
+                      flag +
+                      " cpu, or build against a CUDA LibTorch "
                       "(scripts/build.sh --torch pip)");
   }
   const int64_t count = cuda_device_count();
   if (count == 0) {
     throw ConfigError(flag + " " + spec + ": no CUDA device is visible (this LibTorch " + torch_version() +
                       " has CUDA, but the machine has no GPU or no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides it); "
-                      "use " + flag + " cpu");
+                      "use " +
+                      flag + " cpu");
   }
   if (index >= count) {
-    throw ConfigError(flag + " " + spec + ": only " + std::to_string(count) + " CUDA device(s) visible (cuda:0 to cuda:" +
-                      std::to_string(count - 1) + ")");
+    throw ConfigError(flag + " " + spec + ": only " + std::to_string(count) +
+                      " CUDA device(s) visible (cuda:0 to cuda:" + std::to_string(count - 1) + ")");
   }
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
 }

@@ -35,10 +35,18 @@ const std::vector<AxisSpec>& measurement_axes() {
       {"token", "measured token position t (J_tt)", [](const MeasurementLayout& l) { return l.tokens; }},
       {"basis_token", "measured token position supplying the singular basis (column)",
        [](const MeasurementLayout& l) { return l.tokens; }},
-      {"orientation", "0 = ujv (U2^T J1 V2), 1 = vju (V2^T J1 U2)",
-       [](const MeasurementLayout&) { return std::vector<int64_t>{0, 1}; }, {"ujv", "vju"}},
-      {"normalisation", "0 = norm (||S1||_F), 1 = trace (trace S1)",
-       [](const MeasurementLayout&) { return std::vector<int64_t>{0, 1}; }, {"norm", "trace"}},
+      {"orientation",
+       "0 = ujv (U2^T J1 V2), 1 = vju (V2^T J1 U2)",
+       [](const MeasurementLayout&) {
+         return std::vector<int64_t>{0, 1};
+       },
+       {"ujv", "vju"}},
+      {"normalisation",
+       "0 = norm (||S1||_F), 1 = trace (trace S1)",
+       [](const MeasurementLayout&) {
+         return std::vector<int64_t>{0, 1};
+       },
+       {"norm", "trace"}},
       {"k", "K: number of top singular pairs", [](const MeasurementLayout& l) { return l.k_grid; }},
       {"layer", "block l = 1..L (row: the Jacobian diagonalised)",
        [](const MeasurementLayout& l) { return range(1, l.blocks); }},
@@ -66,8 +74,9 @@ const std::vector<AxisSpec>& measurement_axes() {
 
 const std::vector<FieldSpec>& measurement_fields() {
   static const std::vector<FieldSpec> fields = {
-#define COUPLING_FIELD_SPEC(name, axes, units, description, logged, mean_axes, presence, per_token) \
-  {#name, &Measurement::name, {COUPLING_UNPARENTHESISE axes}, units, description, Logged::logged, mean_axes, presence, per_token},
+#define COUPLING_FIELD_SPEC(name, axes, units, description, logged, mean_axes, presence, per_token)             \
+  {#name,    &Measurement::name, {COUPLING_UNPARENTHESISE axes}, units, description, Logged::logged, mean_axes, \
+   presence, per_token},
       COUPLING_MEASUREMENT_FIELDS(COUPLING_FIELD_SPEC)
 #undef COUPLING_FIELD_SPEC
   };
@@ -83,7 +92,8 @@ const AxisSpec& measurement_axis(const std::string& name) {
 
 std::vector<int64_t> field_shape(const FieldSpec& field, const MeasurementLayout& layout) {
   std::vector<int64_t> shape;
-  for (const char* axis : field.axes) shape.push_back(static_cast<int64_t>(measurement_axis(axis).values(layout).size()));
+  for (const char* axis : field.axes)
+    shape.push_back(static_cast<int64_t>(measurement_axis(axis).values(layout).size()));
   return shape;
 }
 
@@ -97,7 +107,10 @@ at::Tensor field_mean(const FieldSpec& field, const at::Tensor& value) {
 
 FieldView::FieldView(at::Tensor value, std::vector<std::string> axes, std::vector<std::vector<int64_t>> coordinates,
                      std::vector<std::vector<std::string>> labels)
-    : value_(std::move(value)), axes_(std::move(axes)), coordinates_(std::move(coordinates)), labels_(std::move(labels)) {}
+    : value_(std::move(value)),
+      axes_(std::move(axes)),
+      coordinates_(std::move(coordinates)),
+      labels_(std::move(labels)) {}
 
 size_t FieldView::axis_index(const std::string& axis) const {
   const auto found = std::find(axes_.begin(), axes_.end(), axis);

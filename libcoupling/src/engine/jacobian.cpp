@@ -22,7 +22,8 @@ int64_t jacobian_chunk_rows(int64_t tokens, int64_t d, int64_t max_bytes) {
 JacobianOptions::Generic generic_strategy(int64_t tokens, int64_t d, bool device_is_cuda) {
   // On CUDA the replicated batch stays (as before this choice existed): not measured on a GPU yet.
   if (device_is_cuda) return JacobianOptions::Generic::kReplicated;
-  return tokens * d * d >= kRowByRowMinWork ? JacobianOptions::Generic::kRowByRow : JacobianOptions::Generic::kReplicated;
+  return tokens * d * d >= kRowByRowMinWork ? JacobianOptions::Generic::kRowByRow
+                                            : JacobianOptions::Generic::kReplicated;
 }
 
 namespace {
@@ -35,8 +36,8 @@ at::Tensor token_local_jacobian(ModelAdapter& adapter, int64_t block, const at::
   const auto base = x.select(0, input_token);
   auto result = at::empty({row_end - row_begin, d}, x.options());
   // Per replica: one token's activations plus its attention row (replica_bytes with T = 1 token).
-  const int64_t chunk = std::clamp<int64_t>(max_bytes / std::max<int64_t>(1, replica_bytes(1, d) + 4 * 16 * x.size(0)),
-                                            1, d);
+  const int64_t chunk =
+      std::clamp<int64_t>(max_bytes / std::max<int64_t>(1, replica_bytes(1, d) + 4 * 16 * x.size(0)), 1, d);
   for (int64_t row0 = row_begin; row0 < row_end; row0 += chunk) {
     const int64_t rows = std::min(chunk, row_end - row0);
     auto replicated = base.unsqueeze(0).expand({rows, d}).clone().requires_grad_(true);
@@ -77,7 +78,8 @@ at::Tensor jacobian_rows(ModelAdapter& adapter, int64_t block, const at::Tensor&
                       std::to_string(adapter.num_blocks()) + " blocks");
   }
   if (output_token < 0 || output_token >= tokens) {
-    throw ConfigError("output token " + std::to_string(output_token) + " out of range [0, " + std::to_string(tokens) + ")");
+    throw ConfigError("output token " + std::to_string(output_token) + " out of range [0, " + std::to_string(tokens) +
+                      ")");
   }
   for (int64_t t1 : input_tokens) {
     if (t1 < 0 || t1 >= tokens) {
@@ -112,9 +114,8 @@ at::Tensor jacobian_rows(ModelAdapter& adapter, int64_t block, const at::Tensor&
   const auto input = x.narrow(0, 0, used).detach().to(at::kFloat);
   const auto index = at::tensor(input_tokens, at::kLong).to(input.device());
   auto result = at::empty({static_cast<int64_t>(input_tokens.size()), row_end - row_begin, d}, input.options());
-  const auto strategy = options.generic == JacobianOptions::Generic::kAuto
-                            ? generic_strategy(used, d, input.is_cuda())
-                            : options.generic;
+  const auto strategy =
+      options.generic == JacobianOptions::Generic::kAuto ? generic_strategy(used, d, input.is_cuda()) : options.generic;
   if (strategy == JacobianOptions::Generic::kRowByRow) {
     auto sequence = input.unsqueeze(0).clone().requires_grad_(true);
     auto output = adapter.residual_branch(block, sequence);

@@ -32,9 +32,10 @@ JacobianStore::JacobianStore(int64_t count, int64_t d, const at::TensorOptions& 
   std::string path = temporary_directory() + "/libcoupling-jacobians-XXXXXX";
   fd_ = ::mkstemp(path.data());
   if (fd_ < 0) {
-    throw Error(fmt::format("cannot create a temporary file in {} for {:.0f} MiB of Jacobians ({}): set TMPDIR to a "
-                            "writable directory with that much space",
-                            temporary_directory(), bytes / 1048576.0, std::strerror(errno)));
+    throw Error(
+        fmt::format("cannot create a temporary file in {} for {:.0f} MiB of Jacobians ({}): set TMPDIR to a "
+                    "writable directory with that much space",
+                    temporary_directory(), bytes / 1048576.0, std::strerror(errno)));
   }
   ::unlink(path.c_str());  // gone with the descriptor, whatever ends the process
 }
@@ -52,10 +53,11 @@ void JacobianStore::put(int64_t index, const at::Tensor& jacobian) {
   const uint64_t size = static_cast<uint64_t>(d_ * d_) * sizeof(float);
   if (!detail::pwrite_fully(fd_, data.data_ptr(), size, static_cast<uint64_t>(index) * size)) {
     const int error = errno;
-    throw Error(fmt::format("cannot spill a Jacobian to a temporary file in {} ({}): free {:.0f} MiB there, or set "
-                            "TMPDIR to a directory with room",
-                            temporary_directory(), error != 0 ? std::strerror(error) : "no space written",
-                            static_cast<double>(count_) * static_cast<double>(size) / 1048576.0));
+    throw Error(
+        fmt::format("cannot spill a Jacobian to a temporary file in {} ({}): free {:.0f} MiB there, or set "
+                    "TMPDIR to a directory with room",
+                    temporary_directory(), error != 0 ? std::strerror(error) : "no space written",
+                    static_cast<double>(count_) * static_cast<double>(size) / 1048576.0));
   }
 }
 

@@ -42,7 +42,8 @@ std::vector<int64_t> resolve_k_grid(const MeasurementOptions& options, int64_t d
     if (k < 1) throw ConfigError("K values must be >= 1 (got " + std::to_string(k) + ")");
     if (k > d && !options.cap_k_at_d) {
       throw ConfigError("K = " + std::to_string(k) + " is larger than the model's width d = " + std::to_string(d) +
-                        ": give K values up to " + std::to_string(d), "MeasurementOptions::k_grid");
+                            ": give K values up to " + std::to_string(d),
+                        "MeasurementOptions::k_grid");
     }
     ks.insert(std::min(k, d));
   }
@@ -146,7 +147,8 @@ Measurement measure_one_probe(ModelAdapter& adapter, const at::Tensor& states, c
   const auto on_model = states.options();  // the model's device, float32
   const int64_t budget = options.keep_jacobians ? std::numeric_limits<int64_t>::max() : options.jacobian_memory_bytes;
   JacobianStore diag(n * L, d, on_model, budget);
-  std::unique_ptr<JacobianStore> context = np > 0 ? std::make_unique<JacobianStore>(L * np, d, on_model, budget) : nullptr;
+  std::unique_ptr<JacobianStore> context =
+      np > 0 ? std::make_unique<JacobianStore>(L * np, d, on_model, budget) : nullptr;
   auto frobenius = at::empty({1, n, L}, on_model.dtype(at::kDouble));
   for (int64_t l = 0; l < L; ++l) {
     const auto x = states.select(1, l);  // block l's input X^l: [T, d]
@@ -184,7 +186,8 @@ Measurement measure_one_probe(ModelAdapter& adapter, const at::Tensor& states, c
   t0 = Clock::now();
   // Progress of a coupling set of N Jacobians: its 2 N^2 (orientation, i, j) entries.
   const auto coupling_progress = [&](const char* what, int64_t set_size) {
-    return ProgressMeter(fmt::format("measurement {} coupling", what), 2 * set_size * set_size, options.progress_seconds);
+    return ProgressMeter(fmt::format("measurement {} coupling", what), 2 * set_size * set_size,
+                         options.progress_seconds);
   };
   // The rows of a set whose entry (b, r), for batch element b, is store index `at(b, r)`.
   const auto rows_of = [](const JacobianStore& store, auto at) -> CouplingRows {
@@ -196,8 +199,8 @@ Measurement measure_one_probe(ModelAdapter& adapter, const at::Tensor& states, c
       return store.get(indices).view({batch_count, count, store.width(), store.width()});
     };
   };
-  m.depth_coupling = coupling_matrices(rows_of(diag, [L](int64_t i, int64_t l) { return i * L + l; }), diag_factors,
-                                       m.k_grid);
+  m.depth_coupling =
+      coupling_matrices(rows_of(diag, [L](int64_t i, int64_t l) { return i * L + l; }), diag_factors, m.k_grid);
   m.depth_mean_offdiag = mean_off_diagonal(m.depth_coupling);
   m.depth_mean_adjacent = mean_adjacent(m.depth_coupling);
   if (n >= 2) {
@@ -233,7 +236,8 @@ Measurement measure_one_probe(ModelAdapter& adapter, const at::Tensor& states, c
 
   // 6. Trajectories of the measured tokens.
   t0 = Clock::now();
-  m.trajectories = states.index_select(0, at::tensor(m.tokens, at::kLong).to(states.device())).unsqueeze(0);  // [1, n, L+1, d]
+  m.trajectories =
+      states.index_select(0, at::tensor(m.tokens, at::kLong).to(states.device())).unsqueeze(0);  // [1, n, L+1, d]
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
   m.residual_norms = at::empty({1, n, L + 1}, f64);
   m.step_lengths = at::empty({1, n, L}, f64);
@@ -334,7 +338,9 @@ MeasurementLayout resolve_layout(int64_t probes, int64_t sequence_length, int64_
   layout.sequence_length = sequence_length;
   layout.d_model = d_model;
   switch (options.tokens.mode) {
-    case TokenSelection::Mode::kLast: layout.tokens = {sequence_length - 1}; break;
+    case TokenSelection::Mode::kLast:
+      layout.tokens = {sequence_length - 1};
+      break;
     case TokenSelection::Mode::kAll:
       for (int64_t t = 0; t < sequence_length; ++t) layout.tokens.push_back(t);
       break;
@@ -357,11 +363,12 @@ MeasurementLayout resolve_layout(int64_t probes, int64_t sequence_length, int64_
   layout.keeps_jacobians = options.keep_jacobians;
   const int64_t bytes = logged_bytes(layout);
   if (bytes > options.max_row_bytes) {
-    throw ConfigError(fmt::format(
-        "one measurement would log {:.0f} MiB ({} probes x {} tokens through {} blocks, {} context pairs), over the "
-        "cap of {:.0f} MiB: measure fewer tokens or probes, or raise the cap (max_row_bytes)",
-        static_cast<double>(bytes) / (1 << 20), probes, n, blocks, layout.context_pairs.size(),
-        static_cast<double>(options.max_row_bytes) / (1 << 20)), "MeasurementOptions::max_row_bytes");
+    throw ConfigError(fmt::format("one measurement would log {:.0f} MiB ({} probes x {} tokens through {} blocks, {} "
+                                  "context pairs), over the "
+                                  "cap of {:.0f} MiB: measure fewer tokens or probes, or raise the cap (max_row_bytes)",
+                                  static_cast<double>(bytes) / (1 << 20), probes, n, blocks,
+                                  layout.context_pairs.size(), static_cast<double>(options.max_row_bytes) / (1 << 20)),
+                      "MeasurementOptions::max_row_bytes");
   }
   return layout;
 }

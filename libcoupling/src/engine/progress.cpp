@@ -15,12 +15,13 @@ std::string format_duration(double seconds) {
 }
 
 ProgressMeter::ProgressMeter(std::string what, int64_t total_units, double interval_seconds)
-    : what_(std::move(what)), total_(total_units), interval_(interval_seconds), start_(Clock::now()),
+    : what_(std::move(what)),
+      total_(total_units),
+      interval_(interval_seconds),
+      start_(Clock::now()),
       last_line_(start_) {}
 
-double ProgressMeter::elapsed_seconds() const {
-  return std::chrono::duration<double>(Clock::now() - start_).count();
-}
+double ProgressMeter::elapsed_seconds() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
 
 double ProgressMeter::eta_seconds(int64_t done) const {
   return elapsed_seconds() / static_cast<double>(done) * static_cast<double>(total_ - done);

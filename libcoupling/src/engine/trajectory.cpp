@@ -80,7 +80,8 @@ TrajectoryMetrics trajectory_metrics(const at::Tensor& states) {
   TrajectoryMetrics m;
   m.norms = to_vector(x.norm(2, 1));
   m.step_lengths = to_vector(step_norms);
-  const auto unit_steps = at::where(step_norms.unsqueeze(1) > 0, steps / step_norms.unsqueeze(1), at::zeros_like(steps));
+  const auto unit_steps =
+      at::where(step_norms.unsqueeze(1) > 0, steps / step_norms.unsqueeze(1), at::zeros_like(steps));
   m.line_shape_score = static_cast<double>(layers) / unit_steps.sum(0).norm().item<double>();
   m.log_norm_fit = fit_line(indices(m.norms.size(), 0.0), logs(m.norms));
   m.norm_growth = std::exp(m.log_norm_fit.slope);

@@ -44,34 +44,55 @@ namespace {
 
 at::ScalarType scalar_type(DType dtype) {
   switch (dtype) {
-    case DType::kF64: return at::kDouble;
-    case DType::kF32: return at::kFloat;
-    case DType::kF16: return at::kHalf;
-    case DType::kBF16: return at::kBFloat16;
-    case DType::kI64: return at::kLong;
-    case DType::kI32: return at::kInt;
-    case DType::kI16: return at::kShort;
-    case DType::kI8: return at::kChar;
-    case DType::kU8: return at::kByte;
-    case DType::kBool: return at::kBool;
+    case DType::kF64:
+      return at::kDouble;
+    case DType::kF32:
+      return at::kFloat;
+    case DType::kF16:
+      return at::kHalf;
+    case DType::kBF16:
+      return at::kBFloat16;
+    case DType::kI64:
+      return at::kLong;
+    case DType::kI32:
+      return at::kInt;
+    case DType::kI16:
+      return at::kShort;
+    case DType::kI8:
+      return at::kChar;
+    case DType::kU8:
+      return at::kByte;
+    case DType::kBool:
+      return at::kBool;
   }
   return at::kFloat;
 }
 
 DType dtype_of(at::ScalarType type, const std::string& name) {
   switch (type) {
-    case at::kDouble: return DType::kF64;
-    case at::kFloat: return DType::kF32;
-    case at::kHalf: return DType::kF16;
-    case at::kBFloat16: return DType::kBF16;
-    case at::kLong: return DType::kI64;
-    case at::kInt: return DType::kI32;
-    case at::kShort: return DType::kI16;
-    case at::kChar: return DType::kI8;
-    case at::kByte: return DType::kU8;
-    case at::kBool: return DType::kBool;
-    default: throw DataError("tensor '" + name + "' has type " + std::string(c10::toString(type)) +
-                             ", which libcoupling does not write to safetensors");
+    case at::kDouble:
+      return DType::kF64;
+    case at::kFloat:
+      return DType::kF32;
+    case at::kHalf:
+      return DType::kF16;
+    case at::kBFloat16:
+      return DType::kBF16;
+    case at::kLong:
+      return DType::kI64;
+    case at::kInt:
+      return DType::kI32;
+    case at::kShort:
+      return DType::kI16;
+    case at::kChar:
+      return DType::kI8;
+    case at::kByte:
+      return DType::kU8;
+    case at::kBool:
+      return DType::kBool;
+    default:
+      throw DataError("tensor '" + name + "' has type " + std::string(c10::toString(type)) +
+                      ", which libcoupling does not write to safetensors");
   }
 }
 
@@ -167,9 +188,8 @@ std::string serialize(const std::vector<std::pair<std::string, at::Tensor>>& ten
     laid_out.emplace_back(std::move(entry), tensor.detach().to(at::kCPU).contiguous());
   }
   // Widest type first: every tensor then starts at a multiple of its element size.
-  std::stable_sort(laid_out.begin(), laid_out.end(), [](const auto& a, const auto& b) {
-    return dtype_size(a.first.dtype) > dtype_size(b.first.dtype);
-  });
+  std::stable_sort(laid_out.begin(), laid_out.end(),
+                   [](const auto& a, const auto& b) { return dtype_size(a.first.dtype) > dtype_size(b.first.dtype); });
   uint64_t offset = 0;
   std::vector<TensorEntry> entries;
   for (auto& [entry, tensor] : laid_out) {

@@ -45,9 +45,12 @@ bool nests_too_deep(const unsigned char* text, size_t size) {
   for (size_t i = 0; i < size; ++i) {
     const unsigned char c = text[i];
     if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
@@ -136,7 +139,8 @@ const char* dtype_name(DType dtype) { return info(dtype).name; }
 size_t dtype_size(DType dtype) { return info(dtype).size; }
 
 Header parse_header(const unsigned char* bytes, size_t size, const std::string& file) {
-  if (size < 8) throw DataError(file + " is not a valid safetensors file: it is " + std::to_string(size) + " bytes long");
+  if (size < 8)
+    throw DataError(file + " is not a valid safetensors file: it is " + std::to_string(size) + " bytes long");
   uint64_t length = 0;
   for (int i = 7; i >= 0; --i) length = (length << 8) | bytes[i];
   if (length > kMaxHeaderBytes || length > size - 8) {
@@ -159,7 +163,8 @@ Header parse_header(const unsigned char* bytes, size_t size, const std::string& 
       header.tensors.push_back(parse_entry(item.key(), item.value(), file));
       continue;
     }
-    if (!item.value().is_object()) throw DataError(file + " is not a valid safetensors file: __metadata__ is not an object");
+    if (!item.value().is_object())
+      throw DataError(file + " is not a valid safetensors file: __metadata__ is not an object");
     for (const auto& entry : item.value().items()) {
       if (!entry.value().is_string()) {
         throw DataError(file + " is not a valid safetensors file: __metadata__ '" + entry.key() + "' is not a string");
@@ -169,8 +174,9 @@ Header parse_header(const unsigned char* bytes, size_t size, const std::string& 
   }
 
   // The data must be covered exactly: each tensor starts where the previous one ended.
-  std::sort(header.tensors.begin(), header.tensors.end(),
-            [](const TensorEntry& a, const TensorEntry& b) { return std::tie(a.begin, a.end) < std::tie(b.begin, b.end); });
+  std::sort(header.tensors.begin(), header.tensors.end(), [](const TensorEntry& a, const TensorEntry& b) {
+    return std::tie(a.begin, a.end) < std::tie(b.begin, b.end);
+  });
   uint64_t covered = 0;
   for (const auto& entry : header.tensors) {
     if (entry.begin != covered) {
@@ -193,9 +199,8 @@ std::string header_text(const std::vector<TensorEntry>& tensors, const std::map<
   json object = json::object();
   if (!metadata.empty()) object["__metadata__"] = metadata;
   for (const auto& entry : tensors) {
-    object[entry.name] = {{"dtype", dtype_name(entry.dtype)},
-                          {"shape", entry.shape},
-                          {"data_offsets", {entry.begin, entry.end}}};
+    object[entry.name] = {
+        {"dtype", dtype_name(entry.dtype)}, {"shape", entry.shape}, {"data_offsets", {entry.begin, entry.end}}};
   }
   std::string text = object.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // the length prefix is 8 bytes: data starts aligned

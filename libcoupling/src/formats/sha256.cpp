@@ -26,7 +26,8 @@ DigestContext start() {
 std::string finish(EVP_MD_CTX* context) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
   unsigned int length = 0;
-  if (EVP_DigestFinal_ex(context, digest.data(), &length) != 1) throw Error("OpenSSL could not finish a SHA-256 digest");
+  if (EVP_DigestFinal_ex(context, digest.data(), &length) != 1)
+    throw Error("OpenSSL could not finish a SHA-256 digest");
   static const char* hex = "0123456789abcdef";
   std::string text;
   for (unsigned int i = 0; i < length; ++i) {

@@ -77,8 +77,8 @@ void verify_kept_rows(hid_t file, const std::string& path, const std::string& gr
   for (const auto& name : names) keep = std::min(keep, dataset_rows(file, group + "/" + name));
   keep = std::min(keep, dataset_rows(file, group + "/" + hdf5::kRowChecksumColumn));
   if (const auto row = hdf5::first_damaged_row(file, group, names, keep)) {
-    throw LogError("log " + path + " is damaged: row " + std::to_string(*row) + " (step " + std::to_string(steps[*row]) +
-                   ") of " + group + " does not match its " + hdf5::kRowChecksumColumn +
+    throw LogError("log " + path + " is damaged: row " + std::to_string(*row) + " (step " +
+                   std::to_string(steps[*row]) + ") of " + group + " does not match its " + hdf5::kRowChecksumColumn +
                    ": it was left untouched; restore it from a copy, or start the analysis in another log");
   }
 }
@@ -137,13 +137,13 @@ void write_tensor(hid_t parent, const std::string& name, const at::Tensor& value
   const auto data = values.to(integer ? at::kLong : at::kFloat).cpu().contiguous();
   std::vector<hsize_t> dims(data.sizes().begin(), data.sizes().end());
   Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
-  Handle ds(check(H5Dcreate2(parent, name.c_str(), integer ? H5T_STD_I64LE : H5T_IEEE_F32LE, space.get(),
-                             H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+  Handle ds(check(H5Dcreate2(parent, name.c_str(), integer ? H5T_STD_I64LE : H5T_IEEE_F32LE, space.get(), H5P_DEFAULT,
+                             H5P_DEFAULT, H5P_DEFAULT),
                   "creating " + name),
             H5Dclose);
-  check(H5Dwrite(ds.get(), integer ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                 data.data_ptr()),
-        "writing " + name);
+  check(
+      H5Dwrite(ds.get(), integer ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data_ptr()),
+      "writing " + name);
   hdf5::describe(ds.get(), description, units);
   std::vector<std::string> scales;
   for (size_t axis = 0; axis < axes.size(); ++axis) {
@@ -177,7 +177,8 @@ std::vector<RootAxis> probe_axes(const at::Tensor& probes) {
 void write_probes(hid_t file, const at::Tensor& probes) {
   if (!probes.defined()) return;
   const bool integer = !at::isFloatingType(probes.scalar_type());
-  write_tensor(file, "probes", probes, integer ? "probe inputs: token ids [probe, position]" : "probe inputs [probe, ...]",
+  write_tensor(file, "probes", probes,
+               integer ? "probe inputs: token ids [probe, position]" : "probe inputs [probe, ...]",
                integer ? "token ids" : "model input units", probe_axes(probes));
 }
 
@@ -330,7 +331,8 @@ struct CouplingLog::Impl {
     });
     auto checksum = GrowingDataset::create(group, hdf5::kRowChecksumColumn, H5T_STD_I64LE, {});
     hdf5::attach(checksum.id(), group, {"step"});
-    hdf5::describe(checksum.id(), "CRC-32 of the row's values in every other dataset of the group (docs/hdf5-schema.md)", "1");
+    hdf5::describe(checksum.id(),
+                   "CRC-32 of the row's values in every other dataset of the group (docs/hdf5-schema.md)", "1");
     datasets[std::string(Record::kGroup) + "/" + hdf5::kRowChecksumColumn] = std::move(checksum);
   }
 
@@ -343,7 +345,8 @@ struct CouplingLog::Impl {
       datasets[name] = GrowingDataset::open(file.get(), name, hdf5::Types<T>::memory());
     });
     const std::string checksum = std::string(Record::kGroup) + "/" + hdf5::kRowChecksumColumn;
-    if (hdf5::exists(file.get(), checksum)) datasets[checksum] = GrowingDataset::open(file.get(), checksum, H5T_NATIVE_INT64);
+    if (hdf5::exists(file.get(), checksum))
+      datasets[checksum] = GrowingDataset::open(file.get(), checksum, H5T_NATIVE_INT64);
   }
 
   /// Appends a record's columns, adding them to `checksum`; then the row's checksum, unless
@@ -371,7 +374,8 @@ struct CouplingLog::Impl {
   void open_measurement_datasets() {
     open_columns<MeasurementRecord>();
     for (const auto& d : logged_datasets()) {
-      if (hdf5::exists(file.get(), d.path())) datasets[d.path()] = GrowingDataset::open(file.get(), d.path(), H5T_NATIVE_DOUBLE);
+      if (hdf5::exists(file.get(), d.path()))
+        datasets[d.path()] = GrowingDataset::open(file.get(), d.path(), H5T_NATIVE_DOUBLE);
     }
   }
 
@@ -395,9 +399,10 @@ struct CouplingLog::Impl {
       const auto shape = field_shape(*d.field, m);
       auto dataset = GrowingDataset::create(g, d.name, H5T_IEEE_F64LE,
                                             {shape.begin() + (d.mean ? d.field->mean_axes : 0), shape.end()});
-      hdf5::describe(dataset.id(), d.mean ? "mean over the first " + std::to_string(d.field->mean_axes) + " axes of " +
-                                                d.field->name + " (" + d.field->description + ")"
-                                          : d.field->description,
+      hdf5::describe(dataset.id(),
+                     d.mean ? "mean over the first " + std::to_string(d.field->mean_axes) + " axes of " +
+                                  d.field->name + " (" + d.field->description + ")"
+                            : d.field->description,
                      d.field->units);
       hdf5::attach(dataset.id(), g, d.axes());
       datasets[d.path()] = std::move(dataset);
@@ -409,7 +414,8 @@ struct CouplingLog::Impl {
     auto& step = ds(columns.front());
     const hsize_t rows = step.rows();
     std::vector<int64_t> steps(rows);
-    if (rows > 0) check(H5Dread(step.id(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, steps.data()), "reading steps");
+    if (rows > 0)
+      check(H5Dread(step.id(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, steps.data()), "reading steps");
     hsize_t keep = ordered_rows_below(steps, keep_below);
     // A writer killed between its per-dataset flushes leaves columns one row longer or shorter
     // than the step column: only rows that every column holds are complete.
@@ -449,7 +455,8 @@ CouplingLog CouplingLog::create(const std::string& path, const LogMetadata& meta
   refuse_directory(path);
   std::error_code ec;
   if (fs::exists(path, ec)) {
-    throw IoError("log " + path + " already exists: resume the run to continue it, or choose another log path "
+    throw IoError("log " + path +
+                  " already exists: resume the run to continue it, or choose another log path "
                   "(it is never overwritten)");
   }
   auto impl = std::make_unique<Impl>();
@@ -508,9 +515,11 @@ CouplingLog CouplingLog::resume(const std::string& path, const LogMetadata& meta
                                 const std::optional<MeasurementLayout>& layout) {
   hdf5::silence_errors();
   refuse_directory(path);
-  if (!fs::is_regular_file(path)) throw LogError("no log at " + path + " to resume: was the run started with another log path?");
+  if (!fs::is_regular_file(path))
+    throw LogError("no log at " + path + " to resume: was the run started with another log path?");
   if (H5Fis_hdf5(path.c_str()) <= 0) {
-    throw LogError(path + " is not an HDF5 file (or is corrupt): it was left untouched; move it away or give another log path");
+    throw LogError(
+        path + " is not an HDF5 file (or is corrupt): it was left untouched; move it away or give another log path");
   }
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
@@ -528,8 +537,9 @@ CouplingLog CouplingLog::resume(const std::string& path, const LogMetadata& meta
                      ": it cannot append to it (left untouched; scripts/plot_coupling.py still reads it); " +
                      (*schema > kSchemaVersion ? "upgrade libcoupling" : "log the continued run to a new file"));
     }
-    const std::pair<const char*, const std::string*> expected[] = {
-        {"model", &metadata.model}, {"model_config", &metadata.model_config}, {"engine_config", &metadata.engine_config}};
+    const std::pair<const char*, const std::string*> expected[] = {{"model", &metadata.model},
+                                                                   {"model_config", &metadata.model_config},
+                                                                   {"engine_config", &metadata.engine_config}};
     for (const auto& [name, value] : expected) {
       const auto stored = hdf5::read_string_attribute(readonly.get(), name);
       if (stored != *value) {
@@ -542,19 +552,22 @@ CouplingLog CouplingLog::resume(const std::string& path, const LogMetadata& meta
     const auto stored_seed = hdf5::read_int_attribute(readonly.get(), "seed");
     if (stored_seed != metadata.seed) {
       throw LogError("log " + path + " belongs to a run with a different seed (log: " +
-                     (stored_seed ? std::to_string(*stored_seed) : std::string("none")) + ", this run: " +
-                     std::to_string(metadata.seed) + "): it was left untouched; resume with the original seed "
-                     "or choose another log path", "LogMetadata::seed");
+                         (stored_seed ? std::to_string(*stored_seed) : std::string("none")) +
+                         ", this run: " + std::to_string(metadata.seed) +
+                         "): it was left untouched; resume with the original seed "
+                         "or choose another log path",
+                     "LogMetadata::seed");
     }
     const auto stored_data = hdf5::read_string_attribute(readonly.get(), "data_sha256");
     if (stored_data && !metadata.data_sha256.empty() && *stored_data != metadata.data_sha256) {
       throw LogError("log " + path + " belongs to a run on other data (data_sha256 of the log: " +
-                     stored_data->substr(0, 16) + "..., of this run's data: " + metadata.data_sha256.substr(0, 16) +
-                     "...): it was left untouched; resume with the original data or choose another log path",
+                         stored_data->substr(0, 16) + "..., of this run's data: " + metadata.data_sha256.substr(0, 16) +
+                         "...): it was left untouched; resume with the original data or choose another log path",
                      "LogMetadata::data_sha256");
     }
     if (metadata.probes.defined() && !same_probes(readonly.get(), metadata.probes)) {
-      throw LogError("log " + path + " belongs to a run with different probes (other data, seed or probe count): it "
+      throw LogError("log " + path +
+                     " belongs to a run with different probes (other data, seed or probe count): it "
                      "was left untouched; resume with the original settings or choose another log path");
     }
     const int64_t keep_below = last_step == std::numeric_limits<int64_t>::max() ? last_step : last_step + 1;
@@ -582,8 +595,10 @@ CouplingLog CouplingLog::resume(const std::string& path, const LogMetadata& meta
   impl->path = path;
   const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.get());
   if (file < 0) {
-    throw LogError("cannot reopen " + path + " for writing: check its permissions; if a crashed writer left it "
-                   "locked, `h5clear -s -i " + path + "` (hdf5-tools) repairs it");
+    throw LogError("cannot reopen " + path +
+                   " for writing: check its permissions; if a crashed writer left it "
+                   "locked, `h5clear -s -i " +
+                   path + "` (hdf5-tools) repairs it");
   }
   impl->file = Handle(file, H5Fclose);
   check(H5Fincrement_filesize(file, 0), "repairing the end-of-allocation mark of " + path);
@@ -665,7 +680,8 @@ std::vector<int64_t> CouplingLog::measured_steps() const {
   auto& step = impl_->ds(std::string(kMeasurementGroup) + "/step");
   std::vector<int64_t> steps(step.rows());
   if (!steps.empty()) {
-    check(H5Dread(step.id(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, steps.data()), "reading /measurement/step");
+    check(H5Dread(step.id(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, steps.data()),
+          "reading /measurement/step");
   }
   return steps;
 }

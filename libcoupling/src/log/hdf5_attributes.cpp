@@ -60,8 +60,9 @@ void describe(hid_t object, const std::string& description, const std::string& u
 }
 
 Handle make_group(hid_t parent, const std::string& name) {
-  return Handle(check(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "creating group " + name),
-                H5Gclose);
+  return Handle(
+      check(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "creating group " + name),
+      H5Gclose);
 }
 
 Handle open_group(hid_t parent, const std::string& name) {

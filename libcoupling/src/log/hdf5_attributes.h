@@ -28,8 +28,8 @@ Handle make_group(hid_t parent, const std::string& name);
 Handle open_group(hid_t parent, const std::string& name);
 bool exists(hid_t parent, const std::string& path);
 
-/// A fixed 1-D dimension scale with integer values (units "1": indices, counts, codes). `labels` name the codes 0, 1, ... of a
-/// categorical axis: written as the CF attributes flag_values and flag_meanings (space-separated).
+/// A fixed 1-D dimension scale with integer values (units "1": indices, counts, codes). `labels` name the codes 0, 1,
+/// ... of a categorical axis: written as the CF attributes flag_values and flag_meanings (space-separated).
 void write_scale(hid_t parent, const std::string& name, const std::vector<int64_t>& values,
                  const std::string& description, const std::vector<const char*>& labels = {});
 /// Attaches the scales named `scales` (datasets under `parent`) to the dataset's axes in order.

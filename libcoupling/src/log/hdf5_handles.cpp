@@ -17,8 +17,9 @@ GrowingDataset GrowingDataset::create(hid_t parent, const std::string& name, hid
   // About 64 KiB per chunk for small rows (one row per chunk for big ones): few chunk lookups
   // when reading a curve, no huge rewrites when appending.
   chunk[0] = std::clamp<hsize_t>((hsize_t{64} << 10) / (item_elements * H5Tget_size(type)), 1, 1024);
-  Handle space(check(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), max_dims.data()), "H5Screate " + name),
-               H5Sclose);
+  Handle space(
+      check(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), max_dims.data()), "H5Screate " + name),
+      H5Sclose);
   Handle dcpl(check(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate"), H5Pclose);
   check(H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), "H5Pset_chunk " + name);
   GrowingDataset ds;
@@ -69,8 +70,9 @@ void GrowingDataset::append(const void* row) {
 
 void GrowingDataset::flush() const {
   if (H5Dflush(dataset_.get()) < 0) {
-    throw IoError("HDF5: writing rows to the log failed: is its disk full? The rows of the last good measurement "
-                  "are intact; free space and resume");
+    throw IoError(
+        "HDF5: writing rows to the log failed: is its disk full? The rows of the last good measurement "
+        "are intact; free space and resume");
   }
 }
 

@@ -25,7 +25,8 @@ uint32_t crc32_of(const void* bytes, size_t size, uint32_t crc = 0) {
 GrowingDataset open_as_stored(hid_t file, const std::string& path) {
   Handle dataset(check(H5Dopen2(file, path.c_str(), H5P_DEFAULT), "opening " + path), H5Dclose);
   Handle type(check(H5Dget_type(dataset.get()), "type of " + path), H5Tclose);
-  return GrowingDataset::open(file, path, H5Tget_class(type.get()) == H5T_INTEGER ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE);
+  return GrowingDataset::open(file, path,
+                              H5Tget_class(type.get()) == H5T_INTEGER ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE);
 }
 
 size_t row_bytes(const GrowingDataset& dataset) {
@@ -37,9 +38,7 @@ constexpr size_t kBlockBytes = size_t{64} << 20;
 
 }  // namespace
 
-void RowChecksum::add(const std::string& name, const void* bytes, size_t size) {
-  parts_[name] = crc32_of(bytes, size);
-}
+void RowChecksum::add(const std::string& name, const void* bytes, size_t size) { parts_[name] = crc32_of(bytes, size); }
 
 int64_t RowChecksum::value() const {
   uint32_t crc = 0;

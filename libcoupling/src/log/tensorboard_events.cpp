@@ -121,7 +121,7 @@ TensorBoardWriter::TensorBoardWriter(const std::string& directory) {
                    (ec ? ec.message() : "it exists and is not a directory"));
   }
   const std::string stem = (fs::path(directory) / ("events.out.tfevents." + std::to_string(std::time(nullptr)) + "." +
-                                                    hostname() + "." + std::to_string(::getpid()) + ".libcoupling"))
+                                                   hostname() + "." + std::to_string(::getpid()) + ".libcoupling"))
                                .string();
   // Exclusive creation: a writer opened in the same second by this process takes the next name,
   // which sorts after it (TensorBoard reads a directory's files in name order).

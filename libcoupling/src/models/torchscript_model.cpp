@@ -13,7 +13,8 @@
 namespace coupling {
 namespace {
 
-const char* const kConvention = " (see the convention in coupling/models/torchscript_model.h and examples/export_torchscript.py)";
+const char* const kConvention =
+    " (see the convention in coupling/models/torchscript_model.h and examples/export_torchscript.py)";
 
 class TorchScriptAdapter : public ModelAdapter {
  public:
@@ -54,12 +55,16 @@ std::shared_ptr<ModelAdapter> load_torchscript_model(const std::string& path, c1
                   " -- export it with torch.jit.script(model).save(path) or torch.jit.trace");
   }
   if (!module.find_method("embed")) {
-    throw ConfigError(path + " has no method 'embed': export a model with a @torch.jit.export def embed(self, x) "
-                             "returning X^0 of shape [B, T, d]" + kConvention);
+    throw ConfigError(path +
+                      " has no method 'embed': export a model with a @torch.jit.export def embed(self, x) "
+                      "returning X^0 of shape [B, T, d]" +
+                      kConvention);
   }
   if (!module.hasattr("blocks") || !module.attr("blocks").isModule()) {
-    throw ConfigError(path + " has no submodule 'blocks': keep the transformer blocks in an nn.ModuleList named "
-                             "'blocks'" + kConvention);
+    throw ConfigError(path +
+                      " has no submodule 'blocks': keep the transformer blocks in an nn.ModuleList named "
+                      "'blocks'" +
+                      kConvention);
   }
   std::vector<torch::jit::Module> blocks;
   for (const auto& block : module.attr("blocks").toModule().children()) {
@@ -68,8 +73,10 @@ std::shared_ptr<ModelAdapter> load_torchscript_model(const std::string& path, c1
   }
   if (blocks.empty()) throw ConfigError(path + ": 'blocks' is empty" + kConvention);
   if (!module.hasattr("causal") || !module.attr("causal").isBool()) {
-    throw ConfigError(path + " has no bool attribute 'causal': set self.causal = True (decoder) or False (encoder, "
-                             "ViT) in the model" + kConvention);
+    throw ConfigError(path +
+                      " has no bool attribute 'causal': set self.causal = True (decoder) or False (encoder, "
+                      "ViT) in the model" +
+                      kConvention);
   }
   return std::make_shared<TorchScriptAdapter>(module, std::move(blocks), module.attr("causal").toBool());
 }

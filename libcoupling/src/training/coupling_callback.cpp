@@ -50,10 +50,11 @@ void CouplingCallback::on_setup(const TrainBegin& begin) {
         metadata.resume_note = "step " + std::to_string(begin.start_step) + ": " + metadata.resume_note;
       }
       log_.emplace(CouplingLog::resume(options_.log_path, metadata, begin.start_step, *layout_));
-      spdlog::info("coupling: resumed log {} at step {} ({} measurements kept)", options_.log_path,
-                   begin.start_step, log_->measured_steps().size());
+      spdlog::info("coupling: resumed log {} at step {} ({} measurements kept)", options_.log_path, begin.start_step,
+                   log_->measured_steps().size());
     } else if (std::filesystem::exists(options_.log_path)) {
-      throw IoError("log " + options_.log_path + " already exists: resume its run, or choose another log path "
+      throw IoError("log " + options_.log_path +
+                    " already exists: resume its run, or choose another log path "
                     "(it is never overwritten)");
     }
   }
@@ -81,8 +82,8 @@ void CouplingCallback::measure_now(int64_t step, int64_t scheduled_step, int64_t
                                         : measure(*adapter_, probes_, options_.measurement);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const double training = wall_seconds - measure_seconds_;
-  MeasurementRecord record{step, scheduled_step, tokens_seen, wall_seconds, seconds,
-                           training - training_at_last_measurement_};
+  MeasurementRecord record{step,         scheduled_step, tokens_seen,
+                           wall_seconds, seconds,        training - training_at_last_measurement_};
   if (log_) log_->append(record, m);
   measure_seconds_ += seconds;
   last_measure_seconds_ = seconds;

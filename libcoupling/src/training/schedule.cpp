@@ -18,7 +18,8 @@ int64_t parse_count(const std::string& item, const std::string& value) {
 
 /// The i-th of `points` (>= 2) log-spaced steps in [1, total]: round(total^(i / (points - 1))).
 int64_t log_spaced_step(int64_t i, int64_t points, int64_t total) {
-  const double exponent = std::log(static_cast<double>(total)) * static_cast<double>(i) / static_cast<double>(points - 1);
+  const double exponent =
+      std::log(static_cast<double>(total)) * static_cast<double>(i) / static_cast<double>(points - 1);
   return std::clamp<int64_t>(std::llround(std::exp(exponent)), 1, total);
 }
 

@@ -23,7 +23,7 @@ void TensorBoardCallback::on_setup(const TrainBegin& begin) {
   fs::create_directories(directory_, ec);
   if (ec || !fs::is_directory(directory_) || ::access(directory_.c_str(), W_OK) != 0) {
     throw LogError("cannot write TensorBoard files in " + directory_ + ": " +
-                   (ec ? ec.message() : "not a writable directory") + "; give another directory",
+                       (ec ? ec.message() : "not a writable directory") + "; give another directory",
                    "TensorBoardCallback::directory");
   }
   if (begin.resumed) {
@@ -68,15 +68,16 @@ void TensorBoardCallback::on_measurement(const Measurement& m, int64_t step) {
   const auto& orientations = measurement_axis("orientation").labels;
   const auto& normalisations = measurement_axis("normalisation").labels;
   using Summary = std::pair<const char*, const at::Tensor*>;
-  for (const auto& [name, field] : {Summary{"offdiag", &m.depth_mean_offdiag}, Summary{"adjacent", &m.depth_mean_adjacent}}) {
+  for (const auto& [name, field] :
+       {Summary{"offdiag", &m.depth_mean_offdiag}, Summary{"adjacent", &m.depth_mean_adjacent}}) {
     if (!field->defined()) continue;
     const auto means = field->mean(at::IntArrayRef{0, 1});  // [orientation, normalisation, K]
     for (size_t o = 0; o < orientations.size(); ++o) {
       for (size_t n = 0; n < normalisations.size(); ++n) {
         for (size_t k = 0; k < m.k_grid.size(); ++k) {
-          writer().add_scalar(fmt::format("coupling/{}_K{}_{}_{}", name, m.k_grid[k], orientations[o], normalisations[n]),
-                             step, means[static_cast<int64_t>(o)][static_cast<int64_t>(n)][static_cast<int64_t>(k)]
-                                       .item<double>());
+          writer().add_scalar(
+              fmt::format("coupling/{}_K{}_{}_{}", name, m.k_grid[k], orientations[o], normalisations[n]), step,
+              means[static_cast<int64_t>(o)][static_cast<int64_t>(n)][static_cast<int64_t>(k)].item<double>());
         }
       }
     }

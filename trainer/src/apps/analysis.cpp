@@ -1,17 +1,17 @@
 #include "trainer/apps/analysis.h"
 
-#include "coupling/log/coupling_log.h"
-#include "coupling/error.h"
 #include "coupling/engine/progress.h"
-#include "coupling/models/torchscript_model.h"
-#include "trainer/data/byte_corpus.h"
-#include "trainer/loop/checkpoint.h"
-#include "trainer/loop/gpt_trainer.h"
-#include "trainer/data/image_dataset.h"
-#include "trainer/loop/vit_trainer.h"
-#include "trainer/data/probe_ids.h"
+#include "coupling/error.h"
+#include "coupling/log/coupling_log.h"
 #include "coupling/models/hf/directory.h"
 #include "coupling/models/hf/model.h"
+#include "coupling/models/torchscript_model.h"
+#include "trainer/data/byte_corpus.h"
+#include "trainer/data/image_dataset.h"
+#include "trainer/data/probe_ids.h"
+#include "trainer/loop/checkpoint.h"
+#include "trainer/loop/gpt_trainer.h"
+#include "trainer/loop/vit_trainer.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -139,8 +139,8 @@ AnalysisResult analyze_run(const std::map<int64_t, std::string>& found, const st
   at::manual_seed(static_cast<uint64_t>(config.train.seed));
   const auto task = make_task(config);
   const auto options = measurement_options(config.coupling, task->token_names());
-  auto metadata = analysis_metadata(RunConfig::kModel, task->model_config_text(config.coupling.probes),
-                                    options.str(), config.train.seed,
+  auto metadata = analysis_metadata(RunConfig::kModel, task->model_config_text(config.coupling.probes), options.str(),
+                                    config.train.seed,
                                     task->probes(config.coupling.probes, static_cast<uint64_t>(config.train.seed) + 1));
   metadata.training_precision = config.train.precision;
   task->to(device);  // checkpoints then load straight onto the device
@@ -205,8 +205,9 @@ AnalysisResult analyze_checkpoints(const std::string& run_dir, const std::string
 at::Tensor load_probes(const ProbeSource& source) {
   const int given = !source.text.empty() + !source.idx.empty() + !source.tensor.empty();
   if (given != 1) {
-    throw coupling::ConfigError("give exactly one probe source: --probe-text FILE, --probe-idx FILE or "
-                                "--probe-tensor FILE");
+    throw coupling::ConfigError(
+        "give exactly one probe source: --probe-text FILE, --probe-idx FILE or "
+        "--probe-tensor FILE");
   }
   if (!source.tensor.empty()) return coupling::load_saved_tensor(source.tensor);
   if (!source.text.empty()) {
@@ -220,8 +221,7 @@ at::Tensor load_probes(const ProbeSource& source) {
 }
 
 AnalysisResult analyze_torchscript(const std::vector<std::string>& paths, const ProbeSource& probe_source,
-                                   const CouplingConfig& coupling, const std::string& log_path,
-                                   c10::Device device) {
+                                   const CouplingConfig& coupling, const std::string& log_path, c10::Device device) {
   std::vector<fs::path> files;
   for (const auto& path : paths) {
     if (fs::is_directory(path)) {
@@ -260,7 +260,8 @@ AnalysisResult analyze_torchscript(const std::vector<std::string>& paths, const 
     models.push_back({step, file.string(), [&current, &first, device, file = file]() -> coupling::ModelAdapter& {
                         current = coupling::load_torchscript_model(file.string(), device);
                         if (current->num_blocks() != first->num_blocks() || current->causal() != first->causal()) {
-                          throw coupling::ConfigError(file.string() + " has another structure (blocks, causal) than "
+                          throw coupling::ConfigError(file.string() +
+                                                      " has another structure (blocks, causal) than "
                                                       "the first model: analyse one model family at a time");
                         }
                         return *current;
@@ -277,8 +278,9 @@ AnalysisResult analyze_hf(const std::vector<std::string>& dirs, const std::strin
   if (dirs.empty()) throw coupling::ConfigError("--hf needs at least one model directory");
   if (step && *step < 0) throw coupling::ConfigError(fmt::format("--step {} is negative: steps count from 0", *step));
   if (step && dirs.size() > 1) {
-    throw coupling::ConfigError("--step names the step of a single --hf directory; several take theirs from their "
-                                "names (step143000, step_1000, checkpoint-500)");
+    throw coupling::ConfigError(
+        "--step names the step of a single --hf directory; several take theirs from their "
+        "names (step143000, step_1000, checkpoint-500)");
   }
   // Everything is read and checked before the log is created. The directories' files are closed
   // again (a long series of many-shard models would hold too many open) and reopened, and checked
@@ -292,7 +294,8 @@ AnalysisResult analyze_hf(const std::vector<std::string>& dirs, const std::strin
     const auto directory = open_checked_hf_directory(dir);
     const auto named = step ? step : step_of_hf_directory(*directory);
     if (!named && dirs.size() > 1) {
-      throw coupling::ConfigError("cannot tell the step of --hf " + dir + ": name the directories stepN, step_N or "
+      throw coupling::ConfigError("cannot tell the step of --hf " + dir +
+                                  ": name the directories stepN, step_N or "
                                   "checkpoint-N (as Pythia's and the Trainer's checkpoints are)");
     }
     if (!by_step.empty() && directory->config().summary() != by_step.begin()->second.config.summary()) {
@@ -301,8 +304,8 @@ AnalysisResult analyze_hf(const std::vector<std::string>& dirs, const std::strin
     }
     const auto [it, fresh] = by_step.emplace(named.value_or(0), Checked{directory->dir(), directory->config()});
     if (!fresh) {
-      throw coupling::ConfigError(fmt::format("--hf {} and {} both name step {}: give one directory per step", dir,
-                                              it->second.dir, it->first));
+      throw coupling::ConfigError(
+          fmt::format("--hf {} and {} both name step {}: give one directory per step", dir, it->second.dir, it->first));
     }
   }
   const auto& config = by_step.begin()->second.config;
@@ -324,17 +327,19 @@ AnalysisResult analyze_hf(const std::vector<std::string>& dirs, const std::strin
                         current.reset();  // one model at a time, streamed: one block of it in memory
                         const auto directory = open_checked_hf_directory(checked.dir);
                         if (directory->config().summary() != checked.config.summary()) {
-                          throw coupling::ConfigError("--hf " + checked.dir + ": its config.json changed while the "
+                          throw coupling::ConfigError("--hf " + checked.dir +
+                                                      ": its config.json changed while the "
                                                       "series was analysed; run the analysis again");
                         }
                         current = std::make_unique<hf::HfAdapter>(hf::HfTransformer(directory, device));
                         return *current;
                       }});
   }
-  spdlog::info("analysing {} Hugging Face {} model(s) (steps {}..{}; {} blocks, d={}) on {} probes of {} tokens "
-               "into {}",
-               models.size(), config.model_type, by_step.begin()->first, by_step.rbegin()->first, config.layers,
-               config.d_model, ids.probes, ids.tokens, log_path);
+  spdlog::info(
+      "analysing {} Hugging Face {} model(s) (steps {}..{}; {} blocks, d={}) on {} probes of {} tokens "
+      "into {}",
+      models.size(), config.model_type, by_step.begin()->first, by_step.rbegin()->first, config.layers, config.d_model,
+      ids.probes, ids.tokens, log_path);
   return measure_into_log(log_path, metadata, models, options, 0, device);
 }
 

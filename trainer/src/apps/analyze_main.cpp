@@ -18,8 +18,8 @@
 #include "trainer/apps/exit_status.h"
 #include "trainer/loop/runtime.h"
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 int main(int argc, char** argv) {
   trainer::reexec_with_tuned_openblas(argv);
@@ -33,21 +33,25 @@ int main(int argc, char** argv) {
   trainer::CouplingConfig coupling;
   int64_t threads = 0;
   std::string device_spec = "auto";
-  auto* checkpoints = app.add_option("--checkpoints", run_dir, "A coupling-train run directory: measure its checkpoints");
+  auto* checkpoints =
+      app.add_option("--checkpoints", run_dir, "A coupling-train run directory: measure its checkpoints");
   auto* scripts = app.add_option("--torchscript", torchscript,
                                  "TorchScript model files, or directories of *.pt files (repeatable)");
-  auto* hf = app.add_option("--hf", hf_dirs, "Hugging Face model directories (config.json + safetensors), e.g. a "
-                                            "series of training checkpoints (repeatable)");
+  auto* hf = app.add_option("--hf", hf_dirs,
+                            "Hugging Face model directories (config.json + safetensors), e.g. a "
+                            "series of training checkpoints (repeatable)");
   checkpoints->excludes(scripts)->excludes(hf);
   scripts->excludes(hf);
-  app.add_option("--log", log_path, "The HDF5 log (--checkpoints: default RUN_DIR/analysis.h5); an existing one is "
-                                    "continued");
+  app.add_option("--log", log_path,
+                 "The HDF5 log (--checkpoints: default RUN_DIR/analysis.h5); an existing one is "
+                 "continued");
   // Measurement options of --hf and --torchscript; --checkpoints measures with the run's own.
   const std::vector<CLI::Option*> measurement_options = {
       app.add_option("--k", coupling.k, "K grid, each <= d (default 10,30,50 capped at d)"),
       app.add_option("--tokens", coupling.tokens, "Measured tokens: last, all or a list")->capture_default_str(),
-      app.add_option("--context-pairs", coupling.context_pairs, "INPUT:OUTPUT token pairs for context coupling, "
-                                                                "e.g. 0:-1,5:-1"),
+      app.add_option("--context-pairs", coupling.context_pairs,
+                     "INPUT:OUTPUT token pairs for context coupling, "
+                     "e.g. 0:-1,5:-1"),
       app.add_option("--spectrum", coupling.spectrum, "auto, exact or randomized")->capture_default_str()};
   const std::vector<CLI::Option*> torchscript_only = {
       app.add_option("--probe-text", probes.text, "TorchScript probes: byte windows of this text file"),
@@ -57,12 +61,14 @@ int main(int argc, char** argv) {
       app.add_option("--length", probes.length, "Probe length in bytes (text)")->capture_default_str(),
       app.add_option("--seed", probes.seed, "Seed of the probe choice")->capture_default_str()};
   const std::vector<CLI::Option*> hf_only = {
-      app.add_option("--probe-ids", probe_ids, "--hf probes: token ids, one probe per line, all the same length "
-                                               "(scripts/tokenize_probes.py)"),
+      app.add_option("--probe-ids", probe_ids,
+                     "--hf probes: token ids, one probe per line, all the same length "
+                     "(scripts/tokenize_probes.py)"),
       app.add_option("--step", step, "--hf: the step of a single directory whose name has none (default 0)")};
   app.add_option("--threads", threads, "Intra-op threads (0 = one per core)")->capture_default_str();
-  app.add_option("--device", device_spec, std::string("Where to measure: ") + coupling::kDeviceChoices +
-                                              " (auto: CUDA when a device is visible)")
+  app.add_option(
+         "--device", device_spec,
+         std::string("Where to measure: ") + coupling::kDeviceChoices + " (auto: CUDA when a device is visible)")
       ->capture_default_str();
   trainer::add_standard_flags(app);
   if (const auto exit_status = trainer::parse_command_line(app, argc, argv)) return *exit_status;
@@ -73,8 +79,9 @@ int main(int argc, char** argv) {
     const std::string route = !run_dir.empty() ? "--checkpoints" : !hf_dirs.empty() ? "--hf" : "--torchscript";
     if (run_dir.empty() && log_path.empty()) throw coupling::ConfigError(route + " needs --log LOG");
     if (!hf_dirs.empty() && probe_ids.empty()) {
-      throw coupling::ConfigError("--hf needs --probe-ids FILE (token ids; scripts/tokenize_probes.py MODEL_DIR "
-                                  "PROMPTS > FILE makes one with the model's tokenizer)");
+      throw coupling::ConfigError(
+          "--hf needs --probe-ids FILE (token ids; scripts/tokenize_probes.py MODEL_DIR "
+          "PROMPTS > FILE makes one with the model's tokenizer)");
     }
     auto refuse = [&](const std::vector<CLI::Option*>& options, bool applies, const std::string& why) {
       for (const auto* option : options) {
@@ -84,8 +91,9 @@ int main(int argc, char** argv) {
         }
       }
     };
-    refuse(measurement_options, run_dir.empty(), ": a run's checkpoints are measured with the run's own probes and "
-                                                 "options (its config.toml)");
+    refuse(measurement_options, run_dir.empty(),
+           ": a run's checkpoints are measured with the run's own probes and "
+           "options (its config.toml)");
     refuse(torchscript_only, !torchscript.empty(), "");
     refuse(hf_only, !hf_dirs.empty(), "");
     const c10::Device device = coupling::resolve_device(device_spec);

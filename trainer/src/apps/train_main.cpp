@@ -5,10 +5,7 @@
 // Launched by torchrun, srun, mpirun or scripts/launch.sh it trains data-parallel (docs/distributed.md).
 // Errors print one line naming the problem and the fix, and exit with status 2 (3 when a
 // collective failed: a peer rank died or timed out).
-#include "trainer/parallel/rendezvous.h"
-#include "trainer/parallel/data_parallel.h"
 #include "coupling/engine/device.h"
-#include "trainer/parallel/env.h"
 #include "coupling/error.h"
 #include "coupling/training/schedule.h"
 #include "trainer/apps/command_line.h"
@@ -17,9 +14,12 @@
 #include "trainer/loop/run_config.h"
 #include "trainer/loop/runtime.h"
 #include "trainer/loop/vit_trainer.h"
+#include "trainer/parallel/data_parallel.h"
+#include "trainer/parallel/env.h"
+#include "trainer/parallel/rendezvous.h"
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -44,14 +44,17 @@ class Subcommand {
  public:
   Subcommand(CLI::App& app, const char* name, const char* description, int argc, char** argv)
       : command_(app.add_subcommand(name, description)) {
-    trainer::visit_fields([&](const char* flag, const char* help, trainer::ResumePolicy, auto& value) {
-      command_->add_option(std::string("--") + flag, value, help)
-          ->capture_default_str()
-          ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-    }, config_);
+    trainer::visit_fields(
+        [&](const char* flag, const char* help, trainer::ResumePolicy, auto& value) {
+          command_->add_option(std::string("--") + flag, value, help)
+              ->capture_default_str()
+              ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+        },
+        config_);
     command_->add_option("--resume", resume_dir_, "Continue the run in this directory from its newest checkpoint");
-    command_->add_flag("--override", override_, "With --resume: let --lr, --min-lr-fraction, --weight-decay, "
-                                                "--warmup and --grad-clip change from here on (logged)");
+    command_->add_flag("--override", override_,
+                       "With --resume: let --lr, --min-lr-fraction, --weight-decay, "
+                       "--warmup and --grad-clip change from here on (logged)");
     command_->add_option("--config", config_file_, "Read options from this TOML file (e.g. a run's config.toml)");
     // Precedence: flags > --config FILE > defaults. This runs before any flag is stored: it
     // finds --config in the raw arguments and loads it as the flags' defaults.
@@ -69,10 +72,12 @@ class Subcommand {
 
   void run() {
     std::set<std::string> explicit_flags;
-    trainer::visit_fields([&](const char* name, const char*, trainer::ResumePolicy, auto&) {
-      // Values from a config file count as given: a resume must agree with them too.
-      if (command_->count(std::string("--") + name) > 0 || !config_file_.empty()) explicit_flags.insert(name);
-    }, config_);
+    trainer::visit_fields(
+        [&](const char* name, const char*, trainer::ResumePolicy, auto&) {
+          // Values from a config file count as given: a resume must agree with them too.
+          if (command_->count(std::string("--") + name) > 0 || !config_file_.empty()) explicit_flags.insert(name);
+        },
+        config_);
     // Launched by torchrun/SLURM/mpirun/launch.sh with several processes: one data-parallel job.
     const auto job = trainer::resolve_dist_env();
     // The device: a ConfigError (exit 2) before anything is written when it cannot be had.
@@ -92,13 +97,14 @@ class Subcommand {
     RunConfig config;
     std::exception_ptr failure;
     try {
-      if (override_ && !resume) throw coupling::ConfigError("--override goes with --resume: a new run has nothing to override");
+      if (override_ && !resume)
+        throw coupling::ConfigError("--override goes with --resume: a new run has nothing to override");
       config = resume ? trainer::config_for_resume(resume_dir_, config_, explicit_flags, override_) : config_;
     } catch (const coupling::Error&) {
       failure = std::current_exception();
     }
     trainer::rethrow_if_any_rank_failed(failure, "reading the configuration", comm);
-    config.train.device = config_.train.device;  // where this launch runs, not where the run began
+    config.train.device = config_.train.device;            // where this launch runs, not where the run began
     if (config.train.threads == 0 && job.distributed()) {  // the node's cores, shared by its ranks
       const auto cores = static_cast<int64_t>(std::max(1U, std::thread::hardware_concurrency()));
       config.train.threads = std::max<int64_t>(1, cores / job.local_world_size);
@@ -131,10 +137,12 @@ int main(int argc, char** argv) {
       ->needs(print)
       ->check(CLI::PositiveNumber);
   print->needs("--steps");
-  Subcommand<trainer::GptRunConfig> gpt(app, "gpt", "Train the byte-level GPT on a text corpus (default: the KJV Bible)",
+  Subcommand<trainer::GptRunConfig> gpt(
+      app, "gpt", "Train the byte-level GPT on a text corpus (default: the KJV Bible)", argc, argv);
+  Subcommand<trainer::VitRunConfig> vit(app, "vit",
+                                        "Train a Vision Transformer on MNIST-format images (default: "
+                                        "Fashion-MNIST)",
                                         argc, argv);
-  Subcommand<trainer::VitRunConfig> vit(app, "vit", "Train a Vision Transformer on MNIST-format images (default: "
-                                                    "Fashion-MNIST)", argc, argv);
   trainer::add_standard_flags(app);
   try {
     if (const auto exit_status = trainer::parse_command_line(app, argc, argv)) return *exit_status;
@@ -160,7 +168,8 @@ int main(int argc, char** argv) {
     }
   }
   if (!gpt.chosen() && !vit.chosen()) {
-    spdlog::error("give a model to train (coupling-train gpt ... or coupling-train vit ...): see coupling-train --help");
+    spdlog::error(
+        "give a model to train (coupling-train gpt ... or coupling-train vit ...): see coupling-train --help");
     return trainer::kUserErrorExit;
   }
   try {

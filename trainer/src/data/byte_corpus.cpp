@@ -29,9 +29,10 @@ ByteCorpus ByteCorpus::from_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::error_code ec;
   if (!in || !std::filesystem::is_regular_file(path, ec)) {
-    throw coupling::DataError("cannot read data file " + path + ": " +
-                              (in ? std::string("it is not a regular file (a directory or a device)") : std::strerror(errno)) +
-                              "; pass a text file with --data (run scripts/setup.sh for the default corpus)");
+    throw coupling::DataError(
+        "cannot read data file " + path + ": " +
+        (in ? std::string("it is not a regular file (a directory or a device)") : std::strerror(errno)) +
+        "; pass a text file with --data (run scripts/setup.sh for the default corpus)");
   }
   // A regular file's size is known: exactly that many bytes are read.
   std::vector<uint8_t> bytes(std::filesystem::file_size(path, ec));
@@ -49,11 +50,10 @@ ByteCorpus ByteCorpus::from_bytes(std::vector<uint8_t> bytes, std::string name) 
 void ByteCorpus::require_context(int64_t context) const {
   const int64_t needed = context + 1;
   if (train_size() < needed || validation_size() < needed) {
-    throw coupling::DataError("data file " + name_ + " is too short for --context " + std::to_string(context) +
-                              ": its training split has " + std::to_string(train_size()) +
-                              " bytes and its validation split " + std::to_string(validation_size()) +
-                              ", each needs at least " + std::to_string(needed) +
-                              "; use a larger file or a smaller --context");
+    throw coupling::DataError(
+        "data file " + name_ + " is too short for --context " + std::to_string(context) + ": its training split has " +
+        std::to_string(train_size()) + " bytes and its validation split " + std::to_string(validation_size()) +
+        ", each needs at least " + std::to_string(needed) + "; use a larger file or a smaller --context");
   }
 }
 

@@ -50,13 +50,15 @@ at::Tensor read_idx(const std::string& path) {
     // The strides multiply the sizes too (zeros aside): both must stay far inside int64.
     const auto extent = static_cast<size_t>(shape.back());
     if (__builtin_mul_overflow(count, extent, &count) ||
-        __builtin_mul_overflow(stride_span, std::max<size_t>(extent, 1), &stride_span) || stride_span > (size_t{1} << 48)) {
+        __builtin_mul_overflow(stride_span, std::max<size_t>(extent, 1), &stride_span) ||
+        stride_span > (size_t{1} << 48)) {
       throw coupling::DataError(path + " has an IDX header whose sizes multiply past 2^48: it is corrupt");
     }
   }
   if (bytes.size() - header != count) {
     throw coupling::DataError(path + " should hold " + std::to_string(count) + " bytes of data after its header " +
-                              "but holds " + std::to_string(bytes.size() - header) + ": the file is truncated or corrupt");
+                              "but holds " + std::to_string(bytes.size() - header) +
+                              ": the file is truncated or corrupt");
   }
   return at::from_blob(bytes.data() + header, shape, at::kByte).clone();
 }
@@ -109,8 +111,8 @@ ImageDataset ImageDataset::from_directory(const std::string& dir) {
   data.train_ = read_split(dir, "train");
   data.test_ = read_split(dir, "t10k");
   std::string digests;
-  for (const char* file : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                           "t10k-labels-idx1-ubyte"}) {
+  for (const char* file :
+       {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}) {
     digests += std::string(file) + " " + coupling::sha256_file_hex((fs::path(dir) / file).string()) + "\n";
   }
   data.sha256_ = coupling::sha256_hex(digests);

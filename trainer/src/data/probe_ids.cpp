@@ -52,9 +52,10 @@ ProbeIds parse_probe_ids(const std::string& text, const std::string& source) {
     }
     if (count > 0) {
       if (result.probes > 0 && count != result.tokens) {
-        throw coupling::DataError(fmt::format("{} line {}: {} token ids, but the first probe has {}: every probe must "
-                                              "have the same length (tokenize_probes.py --length N)",
-                                              source, line, count, result.tokens));
+        throw coupling::DataError(
+            fmt::format("{} line {}: {} token ids, but the first probe has {}: every probe must "
+                        "have the same length (tokenize_probes.py --length N)",
+                        source, line, count, result.tokens));
       }
       result.tokens = count;
       ++result.probes;
@@ -73,8 +74,8 @@ ProbeIds read_probe_ids(const std::string& path) {
     throw coupling::DataError("cannot read probe ids " + path + ": it is not a readable regular file");
   }
   if (size > kMaxFileBytes) {
-    throw coupling::DataError(fmt::format("probe ids {} has {} bytes: more than {} is not a probe set", path, size,
-                                          kMaxFileBytes));
+    throw coupling::DataError(
+        fmt::format("probe ids {} has {} bytes: more than {} is not a probe set", path, size, kMaxFileBytes));
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw coupling::DataError("cannot open probe ids " + path + ": check its permissions");

@@ -27,10 +27,12 @@ void set_autocast_enabled(c10::DeviceType type, bool on) {
   type == c10::DeviceType::CUDA ? at::autocast::set_enabled(on) : at::autocast::set_cpu_enabled(on);
 }
 c10::ScalarType autocast_dtype(c10::DeviceType type) {
-  return type == c10::DeviceType::CUDA ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+  return type == c10::DeviceType::CUDA ? at::autocast::get_autocast_gpu_dtype()
+                                       : at::autocast::get_autocast_cpu_dtype();
 }
 void set_autocast_dtype(c10::DeviceType type, c10::ScalarType dtype) {
-  type == c10::DeviceType::CUDA ? at::autocast::set_autocast_gpu_dtype(dtype) : at::autocast::set_autocast_cpu_dtype(dtype);
+  type == c10::DeviceType::CUDA ? at::autocast::set_autocast_gpu_dtype(dtype)
+                                : at::autocast::set_autocast_cpu_dtype(dtype);
 }
 #endif
 
@@ -38,7 +40,8 @@ void set_autocast_dtype(c10::DeviceType type, c10::ScalarType dtype) {
 
 void AutocastScope::validate(const std::string& precision, c10::Device device) {
   if (!coupling::is_choice(coupling::precision_choices(), precision)) {
-    throw ConfigError("--precision '" + precision + "' is not a precision: use " + coupling::quoted_choices(coupling::precision_choices()));
+    throw ConfigError("--precision '" + precision + "' is not a precision: use " +
+                      coupling::quoted_choices(coupling::precision_choices()));
   }
   if (precision == "bf16" && !device.is_cpu() && !device.is_cuda()) {
     throw ConfigError("--precision bf16: autocast is supported here on cpu and cuda devices only, not " + device.str());
@@ -63,6 +66,5 @@ AutocastScope::~AutocastScope() {
   set_autocast_enabled(type_, was_enabled_);
   set_autocast_dtype(type_, previous_dtype_);
 }
-
 
 }  // namespace trainer

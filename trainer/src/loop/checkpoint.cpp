@@ -9,10 +9,10 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/GeneratorImpl.h>
-#include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
 #include <torch/optim/adamw.h>
 #include <torch/optim/optimizer.h>
+#include <nlohmann/json.hpp>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -129,7 +129,8 @@ StagedCopies stage_model(const std::string& dir, torch::nn::Module& model) {
   const st::SafetensorsFile file((fs::path(dir) / "model.safetensors").string());
   StagedCopies copies;
   auto stage = [&](const std::string& name, const at::Tensor& target) {
-    if (!file.contains(name)) throw coupling::CheckpointError("checkpoint " + dir + " holds another model: it has no " + name);
+    if (!file.contains(name))
+      throw coupling::CheckpointError("checkpoint " + dir + " holds another model: it has no " + name);
     stage_checked(copies, file.tensor(name), target, dir, name);
   };
   for (const auto& item : model.named_parameters()) stage(item.key(), item.value());
@@ -177,7 +178,8 @@ StagedOptimizerState stage_optimizer(const std::string& dir, const torch::nn::Mo
 }
 
 void commit_optimizer(StagedOptimizerState& states, torch::optim::Optimizer& optimizer) {
-  for (auto& [parameter, state] : states) optimizer.state()[optimizer_state_key(optimizer, parameter)] = std::move(state);
+  for (auto& [parameter, state] : states)
+    optimizer.state()[optimizer_state_key(optimizer, parameter)] = std::move(state);
 }
 
 json read_json(const std::string& path, const std::string& dir) {
@@ -215,7 +217,8 @@ int verify_checkpoint(const std::string& dir) {
     if (version < kOldestCheckpointFormat || version > kCheckpointFormat) {
       throw coupling::CheckpointError("checkpoint " + dir + " has format " + std::to_string(version) +
                                       " and this libcoupling reads formats " + std::to_string(kOldestCheckpointFormat) +
-                                      " to " + std::to_string(kCheckpointFormat) + ": use the libcoupling that wrote it");
+                                      " to " + std::to_string(kCheckpointFormat) +
+                                      ": use the libcoupling that wrote it");
     }
     const json& files = manifest.at("files");
     if (files.size() != kCheckpointFiles.size()) throw broken(dir, "has a manifest.json that lists other files");
@@ -273,8 +276,10 @@ void save_checkpoint(const std::string& out, const TrainerState& state, const to
                             (ec ? ec.message() : std::strerror(errno)) + " (is the disk full?)");
   }
   const fs::path temp_dir = temp_name;
-  fs::permissions(temp_dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                                fs::perms::others_read | fs::perms::others_exec, ec);
+  fs::permissions(temp_dir,
+                  fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
+                      fs::perms::others_exec,
+                  ec);
   try {
     json manifest = {{"format", kManifestKind}, {"version", kCheckpointFormat}, {"files", json::object()}};
     auto write = [&](const std::string& name, const std::string& bytes) {

@@ -72,8 +72,8 @@ void ensure_writable_directory(const std::string& dir, const std::string& flag) 
   fs::create_directories(dir, ec);
   if (ec || !fs::is_directory(dir)) {
     throw coupling::IoError("cannot create output directory " + dir + ": " +
-                            (ec ? ec.message() : std::string("a file with that name exists")) +
-                            "; choose another " + flag);
+                            (ec ? ec.message() : std::string("a file with that name exists")) + "; choose another " +
+                            flag);
   }
   try {
     const auto [probe, fd] = make_temporary((fs::path(dir) / ".write-test").string());

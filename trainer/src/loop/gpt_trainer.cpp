@@ -1,11 +1,11 @@
 #include "trainer/loop/gpt_trainer.h"
 
-#include "trainer/parallel/data_parallel.h"
 #include "coupling/error.h"
+#include "source_tree.h"
 #include "trainer/data/byte_corpus.h"
 #include "trainer/models/gpt.h"
 #include "trainer/models/transformer_adapter.h"
-#include "source_tree.h"
+#include "trainer/parallel/data_parallel.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -33,8 +33,8 @@ double evaluate(GptImpl& model, const TokenBatch& windows, int64_t batch, c10::D
   for (int64_t start = own.begin; start < own.end; start += batch) {
     const int64_t n = std::min(batch, own.end - start);
     auto logits = model.forward(windows.inputs.narrow(0, start, n).to(device));
-    total += next_token_loss(logits, windows.targets.narrow(0, start, n).to(device)).item<double>() *
-             static_cast<double>(n);
+    total +=
+        next_token_loss(logits, windows.targets.narrow(0, start, n).to(device)).item<double>() * static_cast<double>(n);
   }
   model.train(was_training);
   total = trainer::sum_over_ranks({total}, communicator, "the evaluation loss")[0];
@@ -84,7 +84,8 @@ class GptTask : public TrainingTask {
     return {{"val_loss", trainer::evaluate(*model_, validation_, config_.train.batch, device(), communicator)}};
   }
   std::vector<Metric> final_metrics(coupling::Communicator* communicator) override {
-    const auto train_windows = corpus_.evaluation_windows(Split::kTrain, config_.model.context, config_.train.eval_windows);
+    const auto train_windows =
+        corpus_.evaluation_windows(Split::kTrain, config_.model.context, config_.train.eval_windows);
     return {{"train_loss", trainer::evaluate(*model_, train_windows, config_.train.batch, device(), communicator)},
             {"bigram_val_loss", bigram_}};
   }
@@ -128,7 +129,8 @@ TrainSummary train_gpt(const GptRunConfig& requested, bool resume, coupling::Com
   requested.validate();  // before the run directory is made: a bad value leaves nothing behind
   GptRunConfig config = requested;
   if (config.train.data.empty()) config.train.data = resolve_default_corpus();
-  return run_training(run_definition(config), [&config] { return make_gpt_task(config); }, resume, communicator);
+  return run_training(
+      run_definition(config), [&config] { return make_gpt_task(config); }, resume, communicator);
 }
 
 }  // namespace trainer

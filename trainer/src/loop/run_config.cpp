@@ -36,17 +36,21 @@ template <class T>
 void read_value(const toml::node& node, const std::string& name, const std::string& path, T& target) {
   std::optional<T> value;
   if constexpr (std::is_same_v<T, double>) {
-    if (node.is_integer()) value = static_cast<double>(*node.value<int64_t>());
-    else if (node.is_floating_point()) value = node.value<double>();
+    if (node.is_integer())
+      value = static_cast<double>(*node.value<int64_t>());
+    else if (node.is_floating_point())
+      value = node.value<double>();
   } else if constexpr (std::is_same_v<T, int64_t>) {
     if (node.is_integer()) value = node.value<int64_t>();
   } else {
     if (node.is_string()) value = node.value<std::string>();
   }
   if (!value) {
-    const char* wanted = std::is_same_v<T, std::string> ? "a string" : std::is_same_v<T, double> ? "a number" : "an integer";
-    throw coupling::ConfigError(fmt::format("config file {} line {}: {} must be {}", path, node.source().begin.line,
-                                            name, wanted));
+    const char* wanted = std::is_same_v<T, std::string> ? "a string"
+                         : std::is_same_v<T, double>    ? "a number"
+                                                        : "an integer";
+    throw coupling::ConfigError(
+        fmt::format("config file {} line {}: {} must be {}", path, node.source().begin.line, name, wanted));
   }
   target = *value;
 }
@@ -131,9 +135,9 @@ void VitRunConfig::validate() const {
 template <class RunConfig>
 std::vector<std::pair<std::string, std::string>> config_fields(const RunConfig& config) {
   std::vector<std::pair<std::string, std::string>> fields;
-  visit_fields([&](const char* name, const char*, ResumePolicy, const auto& value) {
-    fields.emplace_back(name, format_value(value));
-  }, config);
+  visit_fields([&](const char* name, const char*, ResumePolicy,
+                   const auto& value) { fields.emplace_back(name, format_value(value)); },
+               config);
   return fields;
 }
 
@@ -154,18 +158,21 @@ RunConfig read_config_file(const std::string& path) {
   try {
     table = toml::parse_file(path);
   } catch (const toml::parse_error& e) {
-    throw coupling::ConfigError(fmt::format("config file {} line {}: {}", path, e.source().begin.line, e.description()));
+    throw coupling::ConfigError(
+        fmt::format("config file {} line {}: {}", path, e.source().begin.line, e.description()));
   }
   RunConfig config;
   std::set<std::string> known;
-  visit_fields([&](const char* name, const char*, ResumePolicy, auto& value) {
-    known.insert(name);
-    if (const toml::node* node = table.get(name)) read_value(*node, name, path, value);
-  }, config);
+  visit_fields(
+      [&](const char* name, const char*, ResumePolicy, auto& value) {
+        known.insert(name);
+        if (const toml::node* node = table.get(name)) read_value(*node, name, path, value);
+      },
+      config);
   for (const auto& [key, node] : table) {
     if (known.count(std::string(key.str())) == 0) {
-      throw coupling::ConfigError(fmt::format("config file {} line {}: '{}' is not an option of coupling-train {}", path,
-                                              key.source().begin.line, key.str(), RunConfig::kModel));
+      throw coupling::ConfigError(fmt::format("config file {} line {}: '{}' is not an option of coupling-train {}",
+                                              path, key.source().begin.line, key.str(), RunConfig::kModel));
     }
   }
   return config;
@@ -176,30 +183,32 @@ RunConfig merge_for_resume(const RunConfig& saved, const RunConfig& requested,
                            const std::set<std::string>& explicit_flags, bool allow_override) {
   RunConfig merged = saved;
   std::string overrides;
-  visit_fields([&](const char* name, const char*, ResumePolicy policy, auto& merged_value, const auto& wanted) {
-    if (explicit_flags.count(name) == 0 || wanted == merged_value) return;
-    if (policy == ResumePolicy::kMustMatch || (policy == ResumePolicy::kOverridable && !allow_override)) {
-      throw coupling::ConfigError(fmt::format(
-          "--{} {} conflicts with the checkpoint being resumed ({} = {}): drop --{} to resume, {}"
-          "or start a new run in another --out directory",
-          name, format_value(wanted), name, format_value(merged_value), name,
-          policy == ResumePolicy::kOverridable ? "add --override to change the optimisation from here on (logged), "
-                                               : ""));
-    }
-    if (policy == ResumePolicy::kOverridable) {
-      overrides += fmt::format("{}{} {} -> {}", overrides.empty() ? "" : ", ", name, format_value(merged_value),
-                               format_value(wanted));
-    }
-    merged_value = wanted;
-  }, merged, requested);
+  visit_fields(
+      [&](const char* name, const char*, ResumePolicy policy, auto& merged_value, const auto& wanted) {
+        if (explicit_flags.count(name) == 0 || wanted == merged_value) return;
+        if (policy == ResumePolicy::kMustMatch || (policy == ResumePolicy::kOverridable && !allow_override)) {
+          throw coupling::ConfigError(fmt::format(
+              "--{} {} conflicts with the checkpoint being resumed ({} = {}): drop --{} to resume, {}"
+              "or start a new run in another --out directory",
+              name, format_value(wanted), name, format_value(merged_value), name,
+              policy == ResumePolicy::kOverridable ? "add --override to change the optimisation from here on (logged), "
+                                                   : ""));
+        }
+        if (policy == ResumePolicy::kOverridable) {
+          overrides += fmt::format("{}{} {} -> {}", overrides.empty() ? "" : ", ", name, format_value(merged_value),
+                                   format_value(wanted));
+        }
+        merged_value = wanted;
+      },
+      merged, requested);
   merged.train.resume_overrides = overrides;
   return merged;
 }
 
-#define TRAINER_RUN_CONFIG_FUNCTIONS(RunConfig)                                                            \
-  template std::vector<std::pair<std::string, std::string>> config_fields(const RunConfig&);               \
-  template std::string to_toml(const RunConfig&);                                                          \
-  template RunConfig read_config_file<RunConfig>(const std::string&);                                      \
+#define TRAINER_RUN_CONFIG_FUNCTIONS(RunConfig)                                              \
+  template std::vector<std::pair<std::string, std::string>> config_fields(const RunConfig&); \
+  template std::string to_toml(const RunConfig&);                                            \
+  template RunConfig read_config_file<RunConfig>(const std::string&);                        \
   template RunConfig merge_for_resume(const RunConfig&, const RunConfig&, const std::set<std::string>&, bool);
 TRAINER_RUN_CONFIG_FUNCTIONS(GptRunConfig)
 TRAINER_RUN_CONFIG_FUNCTIONS(VitRunConfig)

@@ -39,11 +39,13 @@ RunLock RunLock::acquire(const std::string& dir) {
     if (error == EWOULDBLOCK) {
       const std::string holder = holder_of(fd);
       ::close(fd);
-      throw coupling::ConfigError("run directory " + dir + " is in use by process " + holder +
-                                  " (it holds " + path + "): wait for that run to end, or choose another --out");
+      throw coupling::ConfigError("run directory " + dir + " is in use by process " + holder + " (it holds " + path +
+                                  "): wait for that run to end, or choose another --out");
     }
-    spdlog::warn("cannot lock {} ({}): this file system has no flock, so nothing stops a second run from using "
-                 "{} at the same time", path, std::strerror(error), dir);
+    spdlog::warn(
+        "cannot lock {} ({}): this file system has no flock, so nothing stops a second run from using "
+        "{} at the same time",
+        path, std::strerror(error), dir);
     return RunLock(fd);
   }
   const std::string me = this_process();

@@ -8,9 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <chrono>
 #include <thread>
 
 namespace trainer {
@@ -67,13 +67,15 @@ void setup_compute(int64_t requested_threads) {
   const std::string core = openblas_core();
   spdlog::info("compute: {} intra-op thread(s), OpenBLAS core {}, sgemm {:.0f} GFLOP/s", threads, core, gflops);
   if (core == "none" && gflops < kReferenceBlasGflops) {
-    spdlog::warn("!!! sgemm runs at only {:.1f} GFLOP/s: LibTorch is probably using the reference BLAS. "
-                 "Install libopenblas0-openmp (scripts/setup.sh does) for a 10-30x speed-up !!!",
-                 gflops);
+    spdlog::warn(
+        "!!! sgemm runs at only {:.1f} GFLOP/s: LibTorch is probably using the reference BLAS. "
+        "Install libopenblas0-openmp (scripts/setup.sh does) for a 10-30x speed-up !!!",
+        gflops);
   } else if (is_generic_openblas_core(core)) {
-    spdlog::warn("OpenBLAS uses its generic {} kernels (CPU model not recognised); export "
-                 "OPENBLAS_CORETYPE=SkylakeX (AVX-512) or Haswell (AVX2) for a ~5x faster sgemm",
-                 core);
+    spdlog::warn(
+        "OpenBLAS uses its generic {} kernels (CPU model not recognised); export "
+        "OPENBLAS_CORETYPE=SkylakeX (AVX-512) or Haswell (AVX2) for a ~5x faster sgemm",
+        core);
   }
 }
 

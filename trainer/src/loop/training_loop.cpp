@@ -1,31 +1,31 @@
 #include "trainer/loop/training_loop.h"
 
+#include "coupling/engine/device.h"
+#include "coupling/engine/peak_memory.h"
+#include "coupling/engine/progress.h"
+#include "coupling/error.h"
 #include "coupling/training/callback.h"
 #include "coupling/training/coupling_callback.h"
 #include "coupling/training/tensorboard_callback.h"
-#include "trainer/parallel/data_parallel.h"
-#include "coupling/engine/device.h"
-#include "trainer/loop/autocast.h"
-#include "trainer/loop/divergence_error.h"
-#include "trainer/parallel/env.h"
-#include "coupling/engine/progress.h"
-#include "coupling/engine/peak_memory.h"
-#include "coupling/error.h"
 #include "coupling/version.h"
+#include "trainer/loop/autocast.h"
 #include "trainer/loop/checkpoint.h"
+#include "trainer/loop/divergence_error.h"
 #include "trainer/loop/files.h"
 #include "trainer/loop/lr_schedule.h"
 #include "trainer/loop/run_lock.h"
 #include "trainer/loop/runtime.h"
+#include "trainer/parallel/data_parallel.h"
+#include "trainer/parallel/env.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/nn/module.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -43,9 +43,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 /// AdamW with weight decay on matrices and embeddings only (not on biases or LayerNorm gains).
 std::unique_ptr<torch::optim::AdamW> make_optimizer(torch::nn::Module& model, const TrainConfig& train) {
@@ -55,8 +53,8 @@ std::unique_ptr<torch::optim::AdamW> make_optimizer(torch::nn::Module& model, co
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(decayed, std::make_unique<torch::optim::AdamWOptions>(
                                    torch::optim::AdamWOptions(options).weight_decay(train.weight_decay)));
-  groups.emplace_back(not_decayed, std::make_unique<torch::optim::AdamWOptions>(
-                                       torch::optim::AdamWOptions(options).weight_decay(0.0)));
+  groups.emplace_back(
+      not_decayed, std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(options).weight_decay(0.0)));
   return std::make_unique<torch::optim::AdamW>(std::move(groups), options);
 }
 
@@ -82,7 +80,8 @@ class CsvLog {
   void line(const std::string& text) {
     out_ << text << '\n' << std::flush;
     if (!out_) {
-      throw coupling::IoError("cannot append to " + path_ + " (is the disk full?): the run stopped; its last "
+      throw coupling::IoError("cannot append to " + path_ +
+                              " (is the disk full?): the run stopped; its last "
                               "checkpoint is intact: free space and resume");
     }
   }
@@ -173,7 +172,7 @@ RunConfig config_for_resume(const std::string& run_dir, const RunConfig& request
   }
   verify_checkpoint(*checkpoint);  // its config.toml is read only once the manifest vouches for it
   RunConfig config = merge_for_resume(read_config_file<RunConfig>((fs::path(*checkpoint) / "config.toml").string()),
-                                         requested, explicit_flags, allow_override);
+                                      requested, explicit_flags, allow_override);
   config.train.out = run_dir;
   return config;
 }
@@ -245,10 +244,10 @@ class TrainingRun {
   TrainerState state_;
   int64_t parameter_count_ = 0, items_per_step_ = 0, first_step_ = 0;
   Clock::time_point session_start_;
-  double seconds_before_ = 0.0;       ///< wall time of earlier sessions (resume)
+  double seconds_before_ = 0.0;          ///< wall time of earlier sessions (resume)
   double measure_seconds_before_ = 0.0;  ///< measurement time of earlier sessions
   double loss_reduce_seconds_ = 0.0;
-  std::vector<Metric> held_out_;      ///< the latest evaluation
+  std::vector<Metric> held_out_;  ///< the latest evaluation
 };
 
 /// Everything that can fail on bad input is checked before the first file is written, and no
@@ -366,8 +365,8 @@ void TrainingRun::setup(const TaskFactory& make_task, bool resume) {
   spdlog::info("libcoupling {} | {}, {:.2f}M parameters | LibTorch {} on {}, {}", coupling::version(),
                task_->describe(), parameter_count_ / 1e6, coupling::torch_version(), device_.str(), train_.precision);
   if (communicator_) {
-    spdlog::info("data-parallel: {} ranks ({}), {} sequences per rank per step, gradients in {} bucket(s)",
-                 world_size_, communicator_->backend(), train_.batch / world_size_, averager_->buckets());
+    spdlog::info("data-parallel: {} ranks ({}), {} sequences per rank per step, gradients in {} bucket(s)", world_size_,
+                 communicator_->backend(), train_.batch / world_size_, averager_->buckets());
   }
 
   // Instrumentation through the same public API a user's loop would use. Its setup runs before
@@ -381,8 +380,8 @@ void TrainingRun::setup(const TaskFactory& make_task, bool resume) {
     callbacks_.add(std::make_shared<coupling::TensorBoardCallback>(train_.tensorboard));
   }
   if (resume_from_) {
-    callbacks_.on_checkpoint_load(state_.step, state_.format == 2 ? callbacks_.keyed_by_name(state_.callback_state)
-                                                                  : state_.callback_state);
+    callbacks_.on_checkpoint_load(
+        state_.step, state_.format == 2 ? callbacks_.keyed_by_name(state_.callback_state) : state_.callback_state);
   }
   seconds_before_ = state_.train_seconds;
   measure_seconds_before_ = measure_seconds();
@@ -423,8 +422,8 @@ void TrainingRun::step() {
   double loss_value = loss.item<double>();
   if (communicator_) {  // the global batch's loss, so every rank sees (and stops on) the same value
     const auto reduce_start = Clock::now();
-    loss_value = trainer::sum_over_ranks({loss_value}, communicator_, "the training loss")[0] /
-                 static_cast<double>(world_size_);
+    loss_value =
+        trainer::sum_over_ranks({loss_value}, communicator_, "the training loss")[0] / static_cast<double>(world_size_);
     loss_reduce_seconds_ += seconds_since(reduce_start);
   }
   if (!std::isfinite(loss_value)) {
@@ -466,7 +465,8 @@ void TrainingRun::step() {
                              .with_checkpoint(checkpoint_now));
   if (state_.step % train_.log_every == 0 || last) {
     // The ETA counts training time only: measurements come at scheduled steps, not per update.
-    const double training = std::max(seconds_since(session_start_) - (measure_seconds() - measure_seconds_before_), 1e-9);
+    const double training =
+        std::max(seconds_since(session_start_) - (measure_seconds() - measure_seconds_before_), 1e-9);
     const double per_step = training / static_cast<double>(state_.step - first_step_);
     const double rate = static_cast<double>(items_per_step_) / per_step;
     spdlog::info("step {:>6}/{} | loss {:.4f} | lr {:.2e} | grad {:.3f} | {:.1f}k {}/s | ETA {} (training only)",
@@ -511,8 +511,9 @@ TrainSummary TrainingRun::finish() {
   for (const auto& metric : task_->final_metrics(communicator_)) summary.metrics[metric.first] = metric.second;
   summary.wall_seconds = state_.train_seconds;
   const double session_seconds = seconds_since(session_start_);
-  summary.items_per_second =
-      session_seconds > 0.0 ? static_cast<double>((state_.step - first_step_) * items_per_step_) / session_seconds : 0.0;
+  summary.items_per_second = session_seconds > 0.0
+                                 ? static_cast<double>((state_.step - first_step_) * items_per_step_) / session_seconds
+                                 : 0.0;
   summary.world_size = world_size_;
   summary.communication_seconds = (averager_ ? averager_->seconds() : 0.0) + loss_reduce_seconds_;
   if (writer_) {

@@ -1,11 +1,11 @@
 #include "trainer/loop/vit_trainer.h"
 
-#include "trainer/parallel/data_parallel.h"
 #include "coupling/error.h"
+#include "source_tree.h"
 #include "trainer/data/image_dataset.h"
 #include "trainer/models/transformer_adapter.h"
 #include "trainer/models/vit.h"
-#include "source_tree.h"
+#include "trainer/parallel/data_parallel.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -29,17 +29,18 @@ class VitTask : public TrainingTask {
  public:
   VitTask(const VitRunConfig& config, ImageDataset data)
       : config_(config), data_(std::move(data)), model_(with_data_shape(config.model, data_)) {
-    spdlog::info("data: {} ({} training and {} test images of {}x{}, {} classes; pixel mean {:.4f}, deviation "
-                 "{:.4f}); augmentation: {}",
-                 config.train.data, data_.train().size(), data_.test().size(), data_.image_size(), data_.image_size(),
-                 data_.classes(), data_.pixel_mean(), data_.pixel_deviation(), config.augment);
+    spdlog::info(
+        "data: {} ({} training and {} test images of {}x{}, {} classes; pixel mean {:.4f}, deviation "
+        "{:.4f}); augmentation: {}",
+        config.train.data, data_.train().size(), data_.test().size(), data_.image_size(), data_.image_size(),
+        data_.classes(), data_.pixel_mean(), data_.pixel_deviation(), config.augment);
   }
 
   torch::nn::Module& model() override { return *model_; }
   std::string describe() const override {
     const VitConfig& m = model_->config();
-    return fmt::format("ViT: {} layers, d={}, {} heads, {}x{} patches, {} tokens (CLS + patches)", m.layers,
-                       m.d_model, m.heads, m.patch, m.patch, m.tokens());
+    return fmt::format("ViT: {} layers, d={}, {} heads, {}x{} patches, {} tokens (CLS + patches)", m.layers, m.d_model,
+                       m.heads, m.patch, m.patch, m.tokens());
   }
   std::string unit() const override { return "images"; }
   int64_t items_per_step(int64_t global_batch) const override { return global_batch; }
@@ -47,7 +48,8 @@ class VitTask : public TrainingTask {
   at::Tensor training_loss(int64_t batch, int64_t shard, int64_t shards) override {
     const int64_t per_shard = batch / shards, step = next_step_++;
     std::vector<int64_t> indices;
-    for (int64_t i = shard * per_shard; i < (shard + 1) * per_shard; ++i) indices.push_back(sample_index(step * batch + i));
+    for (int64_t i = shard * per_shard; i < (shard + 1) * per_shard; ++i)
+      indices.push_back(sample_index(step * batch + i));
     auto images = data_.train().images.index_select(0, at::tensor(indices, at::kLong));
     images = augment(images, step, batch, shard * per_shard);
     const auto labels = data_.train().labels.index_select(0, at::tensor(indices, at::kLong));
@@ -72,8 +74,8 @@ class VitTask : public TrainingTask {
   std::string data_sha256() const override { return data_.sha256(); }
   std::string model_config_text(int64_t probes) const override {
     const VitConfig& m = model_->config();
-    return fmt::format("image={} channels={} patch={} d_model={} layers={} heads={} classes={} probes={}",
-                       m.image_size, m.channels, m.patch, m.d_model, m.layers, m.heads, m.classes, probes);
+    return fmt::format("image={} channels={} patch={} d_model={} layers={} heads={} classes={} probes={}", m.image_size,
+                       m.channels, m.patch, m.d_model, m.layers, m.heads, m.classes, probes);
   }
   std::map<std::string, int64_t> token_names() const override {
     return {{"cls", 0}, {"center", model_->config().center_token()}};
@@ -158,7 +160,8 @@ class VitTask : public TrainingTask {
 }  // namespace
 
 std::string resolve_default_image_data() {
-  const fs::path candidates[] = {fs::path("data") / "fashion-mnist", fs::path(kSourceTreeDir) / "data" / "fashion-mnist"};
+  const fs::path candidates[] = {fs::path("data") / "fashion-mnist",
+                                 fs::path(kSourceTreeDir) / "data" / "fashion-mnist"};
   for (const auto& candidate : candidates) {
     if (fs::is_directory(candidate)) return fs::absolute(candidate).lexically_normal().string();
   }
@@ -175,7 +178,8 @@ TrainSummary train_vit(const VitRunConfig& requested, bool resume, coupling::Com
   requested.validate();  // before the run directory is made: a bad value leaves nothing behind
   VitRunConfig config = requested;
   if (config.train.data.empty()) config.train.data = resolve_default_image_data();
-  return run_training(run_definition(config), [&config] { return make_vit_task(config); }, resume, communicator);
+  return run_training(
+      run_definition(config), [&config] { return make_vit_task(config); }, resume, communicator);
 }
 
 }  // namespace trainer

@@ -21,8 +21,7 @@ torch::nn::LayerNorm make_layer_norm(int64_t d) {
 
 }  // namespace
 
-SelfAttentionImpl::SelfAttentionImpl(const BlockConfig& config)
-    : heads_(config.heads), causal_(config.causal) {
+SelfAttentionImpl::SelfAttentionImpl(const BlockConfig& config) : heads_(config.heads), causal_(config.causal) {
   if (config.d_model <= 0 || config.heads <= 0 || config.d_model % config.heads != 0) {
     throw coupling::ConfigError("d_model (" + std::to_string(config.d_model) +
                                 ") must be a positive multiple of heads (" + std::to_string(config.heads) +
@@ -56,9 +55,7 @@ MlpImpl::MlpImpl(const BlockConfig& config) {
   dropout = register_module("dropout", torch::nn::Dropout(config.dropout));
 }
 
-at::Tensor MlpImpl::forward(const at::Tensor& x) {
-  return dropout->forward(proj->forward(at::gelu(fc->forward(x))));
-}
+at::Tensor MlpImpl::forward(const at::Tensor& x) { return dropout->forward(proj->forward(at::gelu(fc->forward(x)))); }
 
 TransformerBlockImpl::TransformerBlockImpl(const BlockConfig& config) : causal_(config.causal) {
   ln1 = register_module("ln1", make_layer_norm(config.d_model));
@@ -86,8 +83,8 @@ at::Tensor TransformerBlockImpl::residual_branch_at_token(const at::Tensor& x, i
                                 std::to_string(output_token) + " in this block (causal zero or out of range)");
   }
   const auto fixed_qkv = attn->qkv->forward(ln1->forward(x.narrow(0, 0, visible)));  // [n, 3d], constant
-  const auto varied_qkv = attn->qkv->forward(ln1->forward(replaced));                  // [B, 3d]
-  auto split_heads = [&](const at::Tensor& t, int64_t part) {                          // -> [..., H, hd]
+  const auto varied_qkv = attn->qkv->forward(ln1->forward(replaced));                // [B, 3d]
+  auto split_heads = [&](const at::Tensor& t, int64_t part) {                        // -> [..., H, hd]
     auto sizes = t.sizes().vec();
     sizes.back() = heads;
     sizes.push_back(head_dim);
@@ -95,19 +92,19 @@ at::Tensor TransformerBlockImpl::residual_branch_at_token(const at::Tensor& x, i
   };
   // Scores and mixing against the fixed keys/values with one GEMM per head, then the input
   // token's column swapped for its varied key/value: no [B, n, d] tensor is ever built.
-  const auto fixed_keys = split_heads(fixed_qkv, 1), fixed_values = split_heads(fixed_qkv, 2);  // [n, H, hd]
+  const auto fixed_keys = split_heads(fixed_qkv, 1), fixed_values = split_heads(fixed_qkv, 2);      // [n, H, hd]
   const auto varied_keys = split_heads(varied_qkv, 1), varied_values = split_heads(varied_qkv, 2);  // [B, H, hd]
   const auto query = input_token == output_token
-                         ? split_heads(varied_qkv, 0)                                          // [B, H, hd]
+                         ? split_heads(varied_qkv, 0)  // [B, H, hd]
                          : split_heads(fixed_qkv.narrow(0, output_token, 1), 0).expand({batch, heads, head_dim});
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
-  const auto fixed_scores = at::einsum("bhe,nhe->bhn", {query, fixed_keys}) * scale;        // [B, H, n]
-  const auto varied_score = (query * varied_keys).sum(-1, /*keepdim=*/true) * scale;         // [B, H, 1]
+  const auto fixed_scores = at::einsum("bhe,nhe->bhn", {query, fixed_keys}) * scale;  // [B, H, n]
+  const auto varied_score = (query * varied_keys).sum(-1, /*keepdim=*/true) * scale;  // [B, H, 1]
   const auto scores = at::cat({fixed_scores.narrow(2, 0, input_token), varied_score,
                                fixed_scores.narrow(2, input_token + 1, visible - input_token - 1)},
                               2);
   const auto weights = at::softmax(scores, -1);
-  const auto weight_at_input = weights.narrow(2, input_token, 1);                           // [B, H, 1]
+  const auto weight_at_input = weights.narrow(2, input_token, 1);  // [B, H, 1]
   const auto mixed = (at::einsum("bhn,nhe->bhe", {weights, fixed_values}) +
                       weight_at_input * (varied_values - fixed_values.select(0, input_token)))
                          .reshape({batch, d});
@@ -132,7 +129,8 @@ void init_block_gpt2(TransformerBlockImpl& block, int64_t total_layers) {
 std::vector<at::Tensor> residual_stream(const at::Tensor& x0, const torch::nn::ModuleList& blocks) {
   std::vector<at::Tensor> states{x0};
   states.reserve(blocks->size() + 1);
-  for (size_t l = 0; l < blocks->size(); ++l) states.push_back(blocks->ptr<TransformerBlockImpl>(l)->forward(states.back()));
+  for (size_t l = 0; l < blocks->size(); ++l)
+    states.push_back(blocks->ptr<TransformerBlockImpl>(l)->forward(states.back()));
   return states;
 }
 

@@ -59,6 +59,8 @@ at::Tensor VitImpl::head(const at::Tensor& x) { return classifier->forward(ln_f-
 
 at::Tensor VitImpl::forward(const at::Tensor& images) { return head(residual_states(images).back()); }
 
-std::vector<at::Tensor> VitImpl::residual_states(const at::Tensor& images) { return residual_stream(embed(images), blocks); }
+std::vector<at::Tensor> VitImpl::residual_states(const at::Tensor& images) {
+  return residual_stream(embed(images), blocks);
+}
 
 }  // namespace trainer

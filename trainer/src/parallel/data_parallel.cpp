@@ -61,15 +61,14 @@ std::vector<at::Tensor> detached(const std::vector<at::Tensor>& tensors) {
   return result;
 }
 
-GradientAverager::GradientAverager(std::vector<at::Tensor> parameters, Communicator& communicator,
-                                   int64_t bucket_bytes)
+GradientAverager::GradientAverager(std::vector<at::Tensor> parameters, Communicator& communicator, int64_t bucket_bytes)
     : parameters_(std::move(parameters)), communicator_(communicator) {
   if (bucket_bytes < 1) throw ConfigError("gradient bucket size must be at least 1 byte");
   int64_t filled = 0;
   for (size_t i = 0; i < parameters_.size(); ++i) {
     const int64_t bytes = parameters_[i].numel() * static_cast<int64_t>(parameters_[i].element_size());
-    const bool same_dtype = buckets_.empty() ||
-                            parameters_[buckets_.back().front()].scalar_type() == parameters_[i].scalar_type();
+    const bool same_dtype =
+        buckets_.empty() || parameters_[buckets_.back().front()].scalar_type() == parameters_[i].scalar_type();
     if (buckets_.empty() || filled + bytes > bucket_bytes || !same_dtype) {
       buckets_.emplace_back();
       filled = 0;
@@ -89,8 +88,8 @@ void GradientAverager::average() {
       if (!parameter.grad().defined()) parameter.mutable_grad() = at::zeros_like(parameter);
       grads.push_back(parameter.grad());
     }
-    communicator_.all_reduce_sum(grads, "gradients (bucket " + std::to_string(b + 1) + " of " +
-                                            std::to_string(buckets_.size()) + ")");
+    communicator_.all_reduce_sum(
+        grads, "gradients (bucket " + std::to_string(b + 1) + " of " + std::to_string(buckets_.size()) + ")");
     for (auto& g : grads) g.mul_(scale);
   }
   seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -95,7 +95,8 @@ std::string first_slurm_host(const std::string& nodelist) {
   // prefix[03-05,9] -> prefix + "03" (the first number of the first range, zero padding kept).
   const std::string inside = entry.substr(open + 1, entry.size() - open - 2);
   const std::string first = inside.substr(0, inside.find_first_of("-,"));
-  if (first.empty()) throw ConfigError("cannot read the first host of SLURM_NODELIST='" + nodelist + "': set MASTER_ADDR");
+  if (first.empty())
+    throw ConfigError("cannot read the first host of SLURM_NODELIST='" + nodelist + "': set MASTER_ADDR");
   return entry.substr(0, open) + first;
 }
 

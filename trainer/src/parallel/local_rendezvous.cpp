@@ -72,10 +72,10 @@ std::optional<Owner> read_owner(const fs::path& path) {
 fs::path rendezvous_directory() {
   const char* chosen = std::getenv("COUPLING_RENDEZVOUS_DIR");
   const char* temp = std::getenv("TMPDIR");
-  const fs::path dir = chosen != nullptr && *chosen != '\0'
-                           ? fs::path(chosen)
-                           : fs::path(temp != nullptr && *temp != '\0' ? temp : "/tmp") /
-                                 ("libcoupling-" + std::to_string(::geteuid()));
+  const fs::path dir =
+      chosen != nullptr && *chosen != '\0'
+          ? fs::path(chosen)
+          : fs::path(temp != nullptr && *temp != '\0' ? temp : "/tmp") / ("libcoupling-" + std::to_string(::geteuid()));
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
     throw ConfigError("cannot create the rendezvous directory " + dir.string() + ": " + std::strerror(errno) +
                       " (set COUPLING_RENDEZVOUS_DIR to a private directory)");

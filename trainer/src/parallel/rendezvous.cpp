@@ -3,10 +3,10 @@
 #include "parallel/local_rendezvous.h"
 
 #include <c10/util/Exception.h>
+#include <torch/version.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <torch/version.h>
 #ifdef USE_C10D_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
@@ -40,8 +40,8 @@ c10::intrusive_ptr<c10d::ProcessGroup> as_process_group(const c10::intrusive_ptr
                                                         [[maybe_unused]] c10::DeviceType device_type,
                                                         [[maybe_unused]] bool nccl) {
 #if TORCH_VERSION_MAJOR >= 2
-  auto wrapper = c10::make_intrusive<c10d::ProcessGroup>(store, static_cast<int>(env.rank),
-                                                         static_cast<int>(env.world_size));
+  auto wrapper =
+      c10::make_intrusive<c10d::ProcessGroup>(store, static_cast<int>(env.rank), static_cast<int>(env.world_size));
   const auto type = nccl ? c10d::ProcessGroup::BackendType::NCCL : c10d::ProcessGroup::BackendType::GLOO;
   wrapper->setBackend(device_type, type, group);
   wrapper->setDefaultBackend(type);
@@ -73,15 +73,16 @@ coupling::Communicator connect(const DistEnv& env, const RendezvousOptions& opti
     throw coupling::ConfigError("unknown backend '" + options.backend + "': use gloo (CPU) or nccl (GPU)");
   }
   if (options.backend == "nccl" && !nccl_available()) {
-    throw coupling::ConfigError("the nccl backend is not available: this LibTorch was built without CUDA/NCCL; use gloo");
+    throw coupling::ConfigError(
+        "the nccl backend is not available: this LibTorch was built without CUDA/NCCL; use gloo");
   }
   // The store (rank 0 hosts it) and the process group's own handshake both wait for every rank.
   auto rendezvous_error = [&](const std::exception& e) {
     const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
     return coupling::CommunicationError(
         "rendezvous at " + env.master_addr + ":" + std::to_string(env.master_port) + " failed for rank " +
-        std::to_string(env.rank) + " of " + std::to_string(env.world_size) + " (" + options.backend + "): " +
-        (c10_error ? c10_error->what_without_backtrace() : e.what()) +
+        std::to_string(env.rank) + " of " + std::to_string(env.world_size) + " (" + options.backend +
+        "): " + (c10_error ? c10_error->what_without_backtrace() : e.what()) +
         " -- check that every rank was started, that MASTER_ADDR/MASTER_PORT agree, and that the port is free");
   };
   // A job on this machine alone listens on loopback only: a FileStore in a private directory
@@ -128,8 +129,8 @@ coupling::Communicator connect(const DistEnv& env, const RendezvousOptions& opti
                                      ? options.device
                                      : c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
       auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, nccl_options);
-      return coupling::Communicator::from_process_group(as_process_group(store, env, nccl, c10::kCUDA, true),
-                                                        device, lease);
+      return coupling::Communicator::from_process_group(as_process_group(store, env, nccl, c10::kCUDA, true), device,
+                                                        lease);
     }
 #endif
     auto gloo_options = c10d::ProcessGroupGloo::Options::create(options.timeout);

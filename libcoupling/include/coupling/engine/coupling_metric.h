@@ -39,8 +39,7 @@ at::Tensor coupling_matrices(const at::Tensor& jacobians, const TopK& factors, c
 /// Jacobians J_i, i in [first, first + count), of batch elements [batch_first, batch_first +
 /// batch_count) of a coupling set (the batch flattened from the factors' leading shape):
 /// [batch_count, count, d, d].
-using CouplingRows =
-    std::function<at::Tensor(int64_t batch_first, int64_t batch_count, int64_t first, int64_t count)>;
+using CouplingRows = std::function<at::Tensor(int64_t batch_first, int64_t batch_count, int64_t first, int64_t count)>;
 /// coupling_matrices of a set of N Jacobians that are fetched a few at a time (each is read once
 /// per orientation, at most about 128 MiB of them at once), so the set need not be in memory;
 /// the factors give N, d and the batch.

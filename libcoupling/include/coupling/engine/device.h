@@ -35,5 +35,4 @@ c10::Device resolve_rank_device(const std::string& spec, int64_t local_rank, con
 /// The LibTorch version this program runs with, e.g. "2.15.0" (from its headers).
 std::string torch_version();
 
-
 }  // namespace coupling

@@ -7,6 +7,8 @@
 // Adding a metric: docs/design.md.
 #pragma once
 
+// One entry per field, aligned by hand:
+// clang-format off
 #define COUPLING_VARIANT_AXES "orientation", "normalisation", "k"
 
 #define COUPLING_MEASUREMENT_FIELDS(FIELD)                                                                          \
@@ -71,3 +73,4 @@
         "residual states x^0..x^L of the measured tokens", kNo, 0, always, nullptr)                                 \
   FIELD(jacobians, ("probe", "token", "layer", "output_dim", "input_dim"), "1",                                     \
         "J^layer_tt (MeasurementOptions::keep_jacobians)", kNo, 0, jacobians_kept, nullptr)
+// clang-format on

@@ -31,9 +31,9 @@ struct AxisSpec {
 
 /// How a field reaches the log.
 enum class Logged {
-  kNo,                ///< returned in the Measurement only (large or raw: Jacobians, states)
-  kPerProbe,          ///< one dataset, every axis
-  kPerProbeAndMean,   ///< that, plus NAME_avg: the mean over the first `mean_axes` axes
+  kNo,               ///< returned in the Measurement only (large or raw: Jacobians, states)
+  kPerProbe,         ///< one dataset, every axis
+  kPerProbeAndMean,  ///< that, plus NAME_avg: the mean over the first `mean_axes` axes
 };
 
 /// When a measurement holds a field: a rule in words (for the docs) and as code.

@@ -31,8 +31,8 @@ struct TokenPair {
 /// Which token Jacobians to measure.
 struct TokenSelection {
   enum class Mode { kLast, kList, kAll };
-  Mode mode = Mode::kLast;           ///< diagonal tokens J_{tt}: the last, a list, or every token
-  std::vector<int64_t> tokens;       ///< for kList; negative = from the end (-1 = last)
+  Mode mode = Mode::kLast;               ///< diagonal tokens J_{tt}: the last, a list, or every token
+  std::vector<int64_t> tokens;           ///< for kList; negative = from the end (-1 = last)
   std::vector<TokenPair> context_pairs;  ///< (t1, t2) pairs for context coupling (may be empty)
 };
 
@@ -45,8 +45,8 @@ struct MeasurementOptions {
   SvdPrecision precision = SvdPrecision::kFloat32;  ///< exact SVD precision
   RandomizedOptions randomized;
   JacobianOptions jacobian;
-  int64_t max_set_size = 256;  ///< block-by-token coupling only when L * tokens is at most this
-  bool keep_jacobians = false; ///< keep the diagonal-token Jacobians in the result
+  int64_t max_set_size = 256;   ///< block-by-token coupling only when L * tokens is at most this
+  bool keep_jacobians = false;  ///< keep the diagonal-token Jacobians in the result
   /// Refuse (ConfigError, before any Jacobian) a measurement whose logged fields would take more
   /// than this many bytes as float64: token and block-by-token coupling grow as tokens^2.
   int64_t max_row_bytes = int64_t{256} << 20;
@@ -80,10 +80,10 @@ struct MeasurementTimings {
 /// field registry. resolve_layout() checks the options against the model's shape.
 struct MeasurementLayout {
   int64_t probes = 0, blocks = 0, sequence_length = 0, d_model = 0;
-  std::vector<int64_t> tokens;             ///< resolved diagonal tokens
-  std::vector<TokenPair> context_pairs;    ///< resolved context pairs
-  std::vector<int64_t> k_grid;             ///< resolved K values (ascending)
-  bool has_block_token_coupling = false;      ///< at least two tokens and L * tokens <= max_set_size
+  std::vector<int64_t> tokens;            ///< resolved diagonal tokens
+  std::vector<TokenPair> context_pairs;   ///< resolved context pairs
+  std::vector<int64_t> k_grid;            ///< resolved K values (ascending)
+  bool has_block_token_coupling = false;  ///< at least two tokens and L * tokens <= max_set_size
   bool keeps_jacobians = false;
 };
 

@@ -28,11 +28,11 @@ struct TrajectoryMetrics {
   /// Line-shape score L / ||sum_l (x^l - x^{l-1}) / d_l|| (>= 1; 1 = straight). Zero-length steps
   /// add nothing to the end-to-end distance but still count in L.
   double line_shape_score = 0.0;
-  LinearFit log_norm_fit;     ///< log ||x^l|| = a + b l over l = 0..L
-  double norm_growth = 0.0;   ///< exp(b): growth factor per layer
-  double step_cv = 0.0;       ///< CV(d_l): 0 = equispaced steps
-  double step_ratio_cv = 0.0; ///< CV(d_{l+1} / d_l): 0 = geometric spacing (NaN for L < 2)
-  LinearFit log_step_fit;     ///< log d_l = a + b l over l = 1..L (NaN fields for L < 2)
+  LinearFit log_norm_fit;      ///< log ||x^l|| = a + b l over l = 0..L
+  double norm_growth = 0.0;    ///< exp(b): growth factor per layer
+  double step_cv = 0.0;        ///< CV(d_l): 0 = equispaced steps
+  double step_ratio_cv = 0.0;  ///< CV(d_{l+1} / d_l): 0 = geometric spacing (NaN for L < 2)
+  LinearFit log_step_fit;      ///< log d_l = a + b l over l = 1..L (NaN fields for L < 2)
 };
 
 /// Metrics of one trajectory `states` ([L + 1, d], any float dtype).

@@ -30,7 +30,7 @@ struct LogMetadata {
   std::string engine_config;  ///< MeasurementOptions::str(); must match on resume
   int64_t seed = 0;
   int64_t world_size = 1;
-  at::Tensor probes;          ///< the probe inputs, stored once as /probes
+  at::Tensor probes;                        ///< the probe inputs, stored once as /probes
   std::string training_precision = "fp32";  ///< of the training forward passes (fp32 or bf16)
   /// On resume: a line appended to the root attribute `resume_overrides` (what a resumed run
   /// changed, e.g. "step 120: lr 0.002 -> 0.001"); empty = nothing.

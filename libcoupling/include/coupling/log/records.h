@@ -17,14 +17,14 @@ struct Column {
 
 /// Per-measurement bookkeeping stored beside the fields, in /measurement.
 struct MeasurementRecord {
-  int64_t step = 0;             ///< optimizer updates completed
-  int64_t scheduled_step = 0;   ///< when the schedule asked for it (< step when the overhead budget deferred it)
+  int64_t step = 0;            ///< optimizer updates completed
+  int64_t scheduled_step = 0;  ///< when the schedule asked for it (< step when the overhead budget deferred it)
   int64_t tokens_seen = 0;
-  double wall_seconds = 0.0;    ///< run wall time when the measurement started
-  double measure_seconds = 0.0; ///< wall time of this measurement
-  double train_seconds = 0.0;   ///< pure training time (no measurement) since the previous measurement
-  double peak_rss_mib = 0.0;    ///< set by the log from Measurement::peak_rss_mib
-  int8_t nonfinite = 0;         ///< set by the log: 1 when some logged value is NaN or infinite
+  double wall_seconds = 0.0;     ///< run wall time when the measurement started
+  double measure_seconds = 0.0;  ///< wall time of this measurement
+  double train_seconds = 0.0;    ///< pure training time (no measurement) since the previous measurement
+  double peak_rss_mib = 0.0;     ///< set by the log from Measurement::peak_rss_mib
+  int8_t nonfinite = 0;          ///< set by the log: 1 when some logged value is NaN or infinite
 
   static constexpr const char* kGroup = "/measurement";
   template <class Record, class Visitor>
@@ -33,8 +33,7 @@ struct MeasurementRecord {
     v(Column{"scheduled_step", "updates", "step the schedule asked for; < step when the overhead budget deferred it"},
       r.scheduled_step);
     v(Column{"tokens_seen", "items", "training items (tokens or images) seen at the measurement"}, r.tokens_seen);
-    v(Column{"wall_seconds", "s", "run wall time when the measurement started, measurements included"},
-      r.wall_seconds);
+    v(Column{"wall_seconds", "s", "run wall time when the measurement started, measurements included"}, r.wall_seconds);
     v(Column{"measure_seconds", "s", "wall time of the measurement"}, r.measure_seconds);
     v(Column{"train_seconds", "s", "training time since the previous measurement, measurements excluded"},
       r.train_seconds);

@@ -37,7 +37,7 @@ struct Measurement;  // coupling/engine/measurement.h
 using CallbackState = std::map<std::string, std::string>;
 
 struct TrainBegin {
-  int64_t start_step = 0;   ///< updates already done (0 for a fresh run)
+  int64_t start_step = 0;  ///< updates already done (0 for a fresh run)
   int64_t total_steps = 0;
   bool resumed = false;
   double wall_seconds = 0.0;  ///< run wall time so far (earlier sessions of a resumed run)
@@ -53,13 +53,13 @@ struct StepEnd {
   StepEnd& with_wall_seconds(double value) { return wall_seconds = value, *this; }
   StepEnd& with_checkpoint(bool value) { return checkpoint = value, *this; }
 
-  int64_t step = 0;          ///< updates completed, including this one
+  int64_t step = 0;  ///< updates completed, including this one
   int64_t total_steps = 0;
-  double loss = 0.0;         ///< this update's batch loss
+  double loss = 0.0;  ///< this update's batch loss
   double lr = 0.0;
   int64_t tokens_seen = 0;
-  double wall_seconds = 0.0; ///< run wall time so far, measurements included (summed over resumed sessions)
-  bool checkpoint = false;   ///< the trainer checkpoints at this step (after the callbacks)
+  double wall_seconds = 0.0;  ///< run wall time so far, measurements included (summed over resumed sessions)
+  bool checkpoint = false;    ///< the trainer checkpoints at this step (after the callbacks)
 };
 
 struct EvalResult {

@@ -10,12 +10,12 @@
 // ranks share each measurement, and rank 0 alone writes the log and decides deferrals.
 #pragma once
 
-#include "coupling/training/callback.h"
 #include "coupling/dist/communicator.h"
 #include "coupling/dist/distributed_measurement.h"
-#include "coupling/log/coupling_log.h"
 #include "coupling/engine/measurement.h"
 #include "coupling/engine/model_adapter.h"
+#include "coupling/log/coupling_log.h"
+#include "coupling/training/callback.h"
 #include "coupling/training/schedule.h"
 
 #include <ATen/core/Tensor.h>
@@ -27,14 +27,14 @@
 namespace coupling {
 
 struct CouplingCallbackOptions {
-  std::string log_path;              ///< the HDF5 log (created fresh, or resumed with the run)
+  std::string log_path;  ///< the HDF5 log (created fresh, or resumed with the run)
   MeasurementOptions measurement;
   MeasurementSchedule schedule;
-  double max_overhead = 0.0;         ///< measurement time / training time cap (0 = no cap)
-  std::string model = "model";       ///< stored in the log
-  std::string model_config;          ///< stored in the log; must match on resume
+  double max_overhead = 0.0;    ///< measurement time / training time cap (0 = no cap)
+  std::string model = "model";  ///< stored in the log
+  std::string model_config;     ///< stored in the log; must match on resume
   int64_t seed = 0;
-  std::string data_sha256;           ///< of the training data, stored in the log; must match on resume
+  std::string data_sha256;                  ///< of the training data, stored in the log; must match on resume
   std::string training_precision = "fp32";  ///< stored in the log (measurements always run in fp32)
   /// A resumed run's changed optimisation ("lr 0.002 -> 0.001"), recorded in the log; or empty.
   std::string resume_note;
@@ -77,13 +77,13 @@ class CouplingCallback : public TrainingCallback {
   CouplingCallbackOptions options_;
   std::optional<CouplingLog> log_;
   std::optional<Measurement> first_, latest_;
-  double measure_seconds_ = 0.0;         ///< summed over the run (restored on resume)
-  double last_measure_seconds_ = 0.0;    ///< cost estimate for the next one
+  double measure_seconds_ = 0.0;               ///< summed over the run (restored on resume)
+  double last_measure_seconds_ = 0.0;          ///< cost estimate for the next one
   double training_at_last_measurement_ = 0.0;  ///< training seconds (no measurements) at the last one
   bool set_up_ = false;
-  std::optional<MeasurementLayout> layout_;   ///< checked in on_setup
+  std::optional<MeasurementLayout> layout_;  ///< checked in on_setup
   std::optional<int64_t> state_missing_at_;  ///< a checkpoint without this callback's state
-  int64_t pending_since_ = -1;           ///< scheduled step of a deferred measurement, or -1
+  int64_t pending_since_ = -1;               ///< scheduled step of a deferred measurement, or -1
 };
 
 }  // namespace coupling

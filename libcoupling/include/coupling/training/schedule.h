@@ -13,8 +13,8 @@
 namespace coupling {
 
 struct MeasurementSchedule {
-  int64_t every = 0;        ///< every N steps (0 = off)
-  int64_t log_points = 0;   ///< N log-spaced steps in [1, total] (0 = off)
+  int64_t every = 0;       ///< every N steps (0 = off)
+  int64_t log_points = 0;  ///< N log-spaced steps in [1, total] (0 = off)
   std::vector<int64_t> steps;
   bool at_checkpoints = false;
 

@@ -40,7 +40,8 @@ class Keys {
   }
   int64_t positive(const std::string& key) const { return positive(key, integer(key)); }
   int64_t positive(const std::string& key, int64_t value) const {
-    if (value <= 0 || value > kLargestSize) throw error(key, fmt::format("must be in [1, {}] (it is {})", kLargestSize, value));
+    if (value <= 0 || value > kLargestSize)
+      throw error(key, fmt::format("must be in [1, {}] (it is {})", kLargestSize, value));
     return value;
   }
   double number(const std::string& key, double fallback) const {
@@ -93,8 +94,9 @@ Activation activation_named(const std::string& name, const Keys& keys, const std
   if (name == "quick_gelu") return Activation::kQuickGelu;
   if (name == "relu") return Activation::kRelu;
   if (name == "silu" || name == "swish") return Activation::kSilu;
-  throw keys.error(key, "= \"" + name + "\" is not implemented here: use gelu, gelu_new, gelu_pytorch_tanh, "
-                                        "gelu_fast, quick_gelu, relu, silu or swish");
+  throw keys.error(key, "= \"" + name +
+                            "\" is not implemented here: use gelu, gelu_new, gelu_pytorch_tanh, "
+                            "gelu_fast, quick_gelu, relu, silu or swish");
 }
 
 /// The rotary embedding: transformers 5.x's `rope_parameters`, else the 4.x keys: `rope_scaling`
@@ -107,28 +109,34 @@ Rotary read_rotary(const Keys& keys, int64_t head_dim, const char* theta_key, co
   if (parameters != nullptr && !parameters->is_object()) throw keys.error("rope_parameters", "must be an object");
   if (scaling != nullptr && !scaling->is_object()) throw keys.error("rope_scaling", "must be an object");
   if (parameters != nullptr && scaling != nullptr) {
-    throw keys.error("rope_parameters", "and 'rope_scaling' are both given: keep one (transformers 5.x writes "
-                                        "rope_parameters, 4.x rope_scaling)");
+    throw keys.error("rope_parameters",
+                     "and 'rope_scaling' are both given: keep one (transformers 5.x writes "
+                     "rope_parameters, 4.x rope_scaling)");
   }
   static const json kEmpty = json::object();
-  const Keys rope(parameters != nullptr ? *parameters : scaling != nullptr ? *scaling : kEmpty,
+  const Keys rope(parameters != nullptr ? *parameters
+                  : scaling != nullptr  ? *scaling
+                                        : kEmpty,
                   keys.source() + (parameters != nullptr ? " rope_parameters" : " rope_scaling"));
   Rotary rotary;
-  const double legacy_fraction = fraction_key != nullptr ? keys.number(fraction_key, default_fraction) : default_fraction;
+  const double legacy_fraction =
+      fraction_key != nullptr ? keys.number(fraction_key, default_fraction) : default_fraction;
   const double fraction = rope.number("partial_rotary_factor", legacy_fraction);
   if (!(fraction > 0.0 && fraction <= 1.0)) throw keys.error("partial_rotary_factor", "must be in (0, 1]");
   rotary.dims = static_cast<int64_t>(static_cast<double>(head_dim) * fraction);  // as transformers: int(head_dim * f)
   if (rotary.dims < 2 || rotary.dims % 2 != 0) {
     throw keys.error("partial_rotary_factor", fmt::format("gives {} rotary dimensions of {}: they must be even and "
-                                                          "at least 2", rotary.dims, head_dim));
+                                                          "at least 2",
+                                                          rotary.dims, head_dim));
   }
   rotary.theta = rope.number("rope_theta", keys.number(theta_key, 10000.0));
   if (!(rotary.theta > 1.0)) throw keys.error("rope_theta", "must be greater than 1");
   rotary.type = rope.string("rope_type", rope.string("type", "default"));
   if (rotary.type == "default") return rotary;
   if (rotary.type != "linear" && rotary.type != "dynamic" && rotary.type != "llama3") {
-    throw rope.error("rope_type", "= \"" + rotary.type + "\" is not implemented here: use a model with default, linear, "
-                                                         "dynamic or llama3 rotary scaling");
+    throw rope.error("rope_type", "= \"" + rotary.type +
+                                      "\" is not implemented here: use a model with default, linear, "
+                                      "dynamic or llama3 rotary scaling");
   }
   if (rope.find("factor") == nullptr) throw rope.error("factor", "is missing: rope_type " + rotary.type + " needs it");
   rotary.factor = rope.number("factor", 1.0);
@@ -151,9 +159,11 @@ void read_heads(HfConfig& config, const Keys& keys, const std::string& heads_key
   // A missing key takes the family's default; null (as MistralConfig) means one per head.
   const int64_t kv_default =
       default_kv_heads > 0 && !keys.object().contains("num_key_value_heads") ? default_kv_heads : config.heads;
-  config.kv_heads = keys.positive("num_key_value_heads", keys.optional_integer("num_key_value_heads").value_or(kv_default));
+  config.kv_heads =
+      keys.positive("num_key_value_heads", keys.optional_integer("num_key_value_heads").value_or(kv_default));
   if (config.heads % config.kv_heads != 0) {
-    throw keys.error("num_key_value_heads", fmt::format("({}) must divide {} ({})", config.kv_heads, heads_key, config.heads));
+    throw keys.error("num_key_value_heads",
+                     fmt::format("({}) must divide {} ({})", config.kv_heads, heads_key, config.heads));
   }
   const auto explicit_head_dim = keys.optional_integer("head_dim");
   if (explicit_head_dim) {
@@ -231,9 +241,10 @@ HfConfig read_llama(const Keys& keys, bool mistral) {
   config.mlp_bias = !mistral && keys.boolean("mlp_bias", false);
   config.rotary = read_rotary(keys, config.head_dim, "rope_theta", nullptr, 1.0, config.max_positions);
   // transformers applies a Llama partial_rotary_factor only with some rope types: refused in either place.
-  if (config.rotary.dims != config.head_dim || (keys.find("partial_rotary_factor") != nullptr &&
-                                                keys.number("partial_rotary_factor", 1.0) != 1.0)) {
-    throw keys.error("partial_rotary_factor", "is not implemented for Llama/Mistral (their rotary covers the whole head)");
+  if (config.rotary.dims != config.head_dim ||
+      (keys.find("partial_rotary_factor") != nullptr && keys.number("partial_rotary_factor", 1.0) != 1.0)) {
+    throw keys.error("partial_rotary_factor",
+                     "is not implemented for Llama/Mistral (their rotary covers the whole head)");
   }
   if (mistral) {
     // As transformers: a missing key means the default window, null means none.
@@ -263,21 +274,30 @@ HfConfig read_bert(const Keys& keys) {
 
 const char* layout_name(BlockLayout layout) {
   switch (layout) {
-    case BlockLayout::kPreNorm: return "pre-norm";
-    case BlockLayout::kParallelPreNorm: return "parallel";
-    case BlockLayout::kPostNorm: return "post-norm";
+    case BlockLayout::kPreNorm:
+      return "pre-norm";
+    case BlockLayout::kParallelPreNorm:
+      return "parallel";
+    case BlockLayout::kPostNorm:
+      return "post-norm";
   }
   return "?";
 }
 
 const char* activation_name(Activation activation) {
   switch (activation) {
-    case Activation::kGelu: return "gelu";
-    case Activation::kGeluTanh: return "gelu_tanh";
-    case Activation::kGeluFast: return "gelu_fast";
-    case Activation::kQuickGelu: return "quick_gelu";
-    case Activation::kRelu: return "relu";
-    case Activation::kSilu: return "silu";
+    case Activation::kGelu:
+      return "gelu";
+    case Activation::kGeluTanh:
+      return "gelu_tanh";
+    case Activation::kGeluFast:
+      return "gelu_fast";
+    case Activation::kQuickGelu:
+      return "quick_gelu";
+    case Activation::kRelu:
+      return "relu";
+    case Activation::kSilu:
+      return "silu";
   }
   return "?";
 }
@@ -297,7 +317,8 @@ std::string HfConfig::summary() const {
   if (rotary.dims > 0) {
     text += fmt::format(" rotary_dims={} rope_theta={} rope_type={}", rotary.dims, rotary.theta, rotary.type);
     if (rotary.type != "default") {
-      text += fmt::format(" rope_factor={} rope_original_max_positions={}", rotary.factor, rotary.original_max_positions);
+      text +=
+          fmt::format(" rope_factor={} rope_original_max_positions={}", rotary.factor, rotary.original_max_positions);
     }
     if (rotary.type == "llama3") {
       text += fmt::format(" rope_low_freq_factor={} rope_high_freq_factor={}", rotary.low_freq_factor,
@@ -309,18 +330,19 @@ std::string HfConfig::summary() const {
 
 void HfConfig::check_probes(int64_t tokens, int64_t smallest_id, int64_t largest_id) const {
   if (smallest_id < 0 || largest_id >= vocab) {
-    throw coupling::ConfigError(fmt::format("a probe token id is outside [0, {}), the vocabulary of this {} model: "
-                                            "tokenize the probes with this model's tokenizer",
-                                            vocab, model_type));
+    throw coupling::ConfigError(
+        fmt::format("a probe token id is outside [0, {}), the vocabulary of this {} model: "
+                    "tokenize the probes with this model's tokenizer",
+                    vocab, model_type));
   }
   // Dynamic rotary scaling changes the frequencies beyond the trained context.
   const bool dynamic = rotary.dims > 0 && rotary.type == "dynamic";
   const int64_t known = dynamic ? std::min(max_positions, rotary.original_max_positions) : max_positions;
   if (tokens > known) {
-    throw coupling::ConfigError(fmt::format("the probes have {} tokens but this {} model knows {} positions{}: use "
-                                            "shorter probes",
-                                            tokens, model_type, known,
-                                            dynamic ? " (dynamic rotary scaling changes beyond them)" : ""));
+    throw coupling::ConfigError(
+        fmt::format("the probes have {} tokens but this {} model knows {} positions{}: use "
+                    "shorter probes",
+                    tokens, model_type, known, dynamic ? " (dynamic rotary scaling changes beyond them)" : ""));
   }
 }
 
@@ -331,8 +353,9 @@ HfConfig parse_hf_config(const std::string& json_text, const std::string& source
   }
   const Keys keys(document, source);
   if (keys.find("quantization_config") != nullptr) {
-    throw keys.error("quantization_config", "says the weights are quantized, which libcoupling does not read: "
-                                            "give the unquantized model");
+    throw keys.error("quantization_config",
+                     "says the weights are quantized, which libcoupling does not read: "
+                     "give the unquantized model");
   }
   const std::string model_type = keys.string("model_type", "");
   HfConfig config;
@@ -345,10 +368,10 @@ HfConfig parse_hf_config(const std::string& json_text, const std::string& source
   } else if (model_type == "bert") {
     config = read_bert(keys);
   } else {
-    throw coupling::ConfigError(fmt::format(
-        "{}: model_type \"{}\" is not a family libcoupling reads ({}): export the model to TorchScript and "
-        "measure it as a TorchScriptModel (docs/analysis.md)",
-        source, model_type, kSupportedFamilies));
+    throw coupling::ConfigError(
+        fmt::format("{}: model_type \"{}\" is not a family libcoupling reads ({}): export the model to TorchScript and "
+                    "measure it as a TorchScriptModel (docs/analysis.md)",
+                    source, model_type, kSupportedFamilies));
   }
   config.model_type = model_type;
   return config;

@@ -68,7 +68,8 @@ std::map<std::string, std::string> read_index(const fs::path& index_path) {
   const json index = json::parse(read_json_text(index_path), nullptr, /*allow_exceptions=*/false);
   const std::string where = index_path.string();
   if (index.is_discarded() || !index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
-    throw coupling::DataError(where + " is not a safetensors index: it needs a \"weight_map\" object of tensor names "
+    throw coupling::DataError(where +
+                              " is not a safetensors index: it needs a \"weight_map\" object of tensor names "
                               "to shard files");
   }
   std::map<std::string, std::string> shard_of;
@@ -96,7 +97,8 @@ HfDirectory::HfDirectory(const std::string& dir) {
   if (!fs::is_directory(root, ec)) throw coupling::DataError("model directory " + dir + " is not a directory");
   const fs::path config_path = root / kConfig;
   if (!present(config_path)) {
-    throw coupling::DataError("no config.json in " + dir + ": give a Hugging Face model directory "
+    throw coupling::DataError("no config.json in " + dir +
+                              ": give a Hugging Face model directory "
                               "(save_pretrained writes config.json beside the weights)");
   }
   config_ = parse_hf_config(read_json_text(config_path), config_path.string());
@@ -119,8 +121,8 @@ HfDirectory::HfDirectory(const std::string& dir) {
       it = shard_files.emplace(shard, files_.back().get()).first;
     }
     if (!it->second->contains(name)) {
-      throw coupling::DataError(fmt::format("{}: {} is listed in shard {}, which does not hold it",
-                                            (root / kIndex).string(), name, shard));
+      throw coupling::DataError(
+          fmt::format("{}: {} is listed in shard {}, which does not hold it", (root / kIndex).string(), name, shard));
     }
     by_name_.emplace(name, it->second);
   }
@@ -143,17 +145,19 @@ std::pair<std::string, const coupling::safetensors::SafetensorsFile*> HfDirector
     }
   }
   if (it == by_name_.end()) {
-    throw coupling::DataError(fmt::format("{} lacks tensor {}, which its config.json ({}) needs: is the download "
-                                          "complete?",
-                                          dir_, name, config_.model_type));
+    throw coupling::DataError(
+        fmt::format("{} lacks tensor {}, which its config.json ({}) needs: is the download "
+                    "complete?",
+                    dir_, name, config_.model_type));
   }
   const auto& entry = it->second->entry(it->first);
   using coupling::safetensors::DType;
   if (entry.dtype != DType::kF64 && entry.dtype != DType::kF32 && entry.dtype != DType::kF16 &&
       entry.dtype != DType::kBF16) {
-    throw coupling::DataError(fmt::format("{}: tensor {} has dtype {}, not a floating-point type: quantized or "
-                                          "integer weights are not read here",
-                                          dir_, it->first, coupling::safetensors::dtype_name(entry.dtype)));
+    throw coupling::DataError(
+        fmt::format("{}: tensor {} has dtype {}, not a floating-point type: quantized or "
+                    "integer weights are not read here",
+                    dir_, it->first, coupling::safetensors::dtype_name(entry.dtype)));
   }
   if (entry.shape != shape) {
     throw coupling::DataError(fmt::format("{}: tensor {} has shape [{}] and config.json implies [{}]", dir_, it->first,

@@ -40,10 +40,11 @@ at::Tensor rotary_frequencies(const Rotary& rotary, c10::ScalarType dtype) {
   const double high_freq_wavelen = old_context / rotary.high_freq_factor;
   const auto wavelen = 2.0 * M_PI / inv_freq;
   auto scaled = at::where(wavelen > low_freq_wavelen, inv_freq / rotary.factor, inv_freq);
-  const auto smooth = (old_context / wavelen - rotary.low_freq_factor) /
-                      (rotary.high_freq_factor - rotary.low_freq_factor);
+  const auto smooth =
+      (old_context / wavelen - rotary.low_freq_factor) / (rotary.high_freq_factor - rotary.low_freq_factor);
   const auto smoothed = (1 - smooth) * scaled / rotary.factor + smooth * scaled;
-  const auto medium = at::logical_not(wavelen < high_freq_wavelen).logical_and(at::logical_not(wavelen > low_freq_wavelen));
+  const auto medium =
+      at::logical_not(wavelen < high_freq_wavelen).logical_and(at::logical_not(wavelen > low_freq_wavelen));
   return at::where(medium, smoothed, scaled);
 }
 
@@ -66,12 +67,18 @@ at::Tensor rotate(const at::Tensor& x, const at::Tensor& inv_freq, const at::Ten
 
 at::Tensor activate(Activation activation, const at::Tensor& x) {
   switch (activation) {
-    case Activation::kGelu: return at::gelu(x);
-    case Activation::kGeluTanh: return at::gelu(x, "tanh");
-    case Activation::kGeluFast: return 0.5 * x * (1.0 + at::tanh(0.7978845608 * x * (1.0 + 0.044715 * x * x)));
-    case Activation::kQuickGelu: return x * at::sigmoid(1.702 * x);
-    case Activation::kRelu: return at::relu(x);
-    case Activation::kSilu: return at::silu(x);
+    case Activation::kGelu:
+      return at::gelu(x);
+    case Activation::kGeluTanh:
+      return at::gelu(x, "tanh");
+    case Activation::kGeluFast:
+      return 0.5 * x * (1.0 + at::tanh(0.7978845608 * x * (1.0 + 0.044715 * x * x)));
+    case Activation::kQuickGelu:
+      return x * at::sigmoid(1.702 * x);
+    case Activation::kRelu:
+      return at::relu(x);
+    case Activation::kSilu:
+      return at::silu(x);
   }
   return x;
 }
@@ -112,7 +119,8 @@ std::string weight_prefix(const HfDirectory& directory) {
   std::string prefix;
   bool found = false;
   for (const auto& name : directory.names()) {
-    if (name.size() < embedding.size() || name.compare(name.size() - embedding.size(), embedding.size(), embedding) != 0) {
+    if (name.size() < embedding.size() ||
+        name.compare(name.size() - embedding.size(), embedding.size(), embedding) != 0) {
       continue;
     }
     const std::string candidate = name.substr(0, name.size() - embedding.size());
@@ -122,9 +130,10 @@ std::string weight_prefix(const HfDirectory& directory) {
     }
   }
   if (!found) {
-    throw coupling::DataError(fmt::format("{} has no tensor named ...{}: its weights are not those of the {} model its "
-                                          "config.json describes",
-                                          directory.dir(), embedding, directory.config().model_type));
+    throw coupling::DataError(
+        fmt::format("{} has no tensor named ...{}: its weights are not those of the {} model its "
+                    "config.json describes",
+                    directory.dir(), embedding, directory.config().model_type));
   }
   return prefix;
 }
@@ -166,7 +175,8 @@ HfBlockImpl::HfBlockImpl(const HfConfig& config, const TensorSource& source, int
   } else if (family == "gpt_neox") {  // query_key_value: per head [q; k; v] along out
     const bool bias = config.attention_bias;
     norm1_weight_ = get("input_layernorm.weight", {d}), norm1_bias_ = get("input_layernorm.bias", {d});
-    norm2_weight_ = get("post_attention_layernorm.weight", {d}), norm2_bias_ = get("post_attention_layernorm.bias", {d});
+    norm2_weight_ = get("post_attention_layernorm.weight", {d}),
+    norm2_bias_ = get("post_attention_layernorm.bias", {d});
     const auto qkv = get("attention.query_key_value.weight", {3 * d, d}).view({config.heads, 3, config.head_dim, d});
     q_weight_ = qkv.select(1, 0).reshape({d, d}), k_weight_ = qkv.select(1, 1).reshape({d, d});
     v_weight_ = qkv.select(1, 2).reshape({d, d});
@@ -203,9 +213,9 @@ HfBlockImpl::HfBlockImpl(const HfConfig& config, const TensorSource& source, int
   if (config.rotary.dims > 0) inv_freq_ = rotary_frequencies(config.rotary, dtype);
   // Buffers (frozen weights) move with .to(device); absent biases stay undefined.
   int64_t count = 0;
-  for (at::Tensor* tensor : {&norm1_weight_, &norm1_bias_, &norm2_weight_, &norm2_bias_, &q_weight_, &q_bias_, &k_weight_,
-                             &k_bias_, &v_weight_, &v_bias_, &o_weight_, &o_bias_, &up_weight_, &up_bias_, &gate_weight_,
-                             &gate_bias_, &down_weight_, &down_bias_, &inv_freq_}) {
+  for (at::Tensor* tensor : {&norm1_weight_, &norm1_bias_, &norm2_weight_, &norm2_bias_, &q_weight_, &q_bias_,
+                             &k_weight_, &k_bias_, &v_weight_, &v_bias_, &o_weight_, &o_bias_, &up_weight_, &up_bias_,
+                             &gate_weight_, &gate_bias_, &down_weight_, &down_bias_, &inv_freq_}) {
     if (tensor->defined()) *tensor = register_buffer("tensor" + std::to_string(count++), tensor->contiguous());
   }
 }
@@ -225,8 +235,10 @@ at::Tensor HfBlockImpl::mlp(const at::Tensor& x, bool shared_rows) const {
 
 at::Tensor HfBlockImpl::finish(const at::Tensor& x, const at::Tensor& a, bool shared_rows) const {
   switch (config_.layout) {
-    case BlockLayout::kPreNorm: return a + mlp(norm(x + a, norm2_weight_, norm2_bias_), shared_rows);
-    case BlockLayout::kParallelPreNorm: return a + mlp(norm(x, norm2_weight_, norm2_bias_), shared_rows);
+    case BlockLayout::kPreNorm:
+      return a + mlp(norm(x + a, norm2_weight_, norm2_bias_), shared_rows);
+    case BlockLayout::kParallelPreNorm:
+      return a + mlp(norm(x, norm2_weight_, norm2_bias_), shared_rows);
     case BlockLayout::kPostNorm: {
       const auto h = norm(x + a, norm1_weight_, norm1_bias_);
       return norm(h + mlp(h, shared_rows), norm2_weight_, norm2_bias_) - x;
@@ -286,14 +298,17 @@ at::Tensor HfBlockImpl::residual_branch_at_token(const at::Tensor& x, int64_t in
   const int64_t tokens = x.size(0), batch = replaced.size(0);
   if (output_token < 0 || output_token >= tokens || input_token < 0 || input_token >= tokens ||
       (config_.causal && input_token > output_token)) {
-    throw coupling::ConfigError(fmt::format("token {} cannot influence token {} in this block (causal zero or out of "
-                                            "range)", input_token, output_token));
+    throw coupling::ConfigError(
+        fmt::format("token {} cannot influence token {} in this block (causal zero or out of "
+                    "range)",
+                    input_token, output_token));
   }
   // Equal rows, NaN counting as equal to NaN: a diverged checkpoint's replicas are NaN alike.
   const auto first_row = replaced.narrow(0, 0, 1).expand_as(replaced);
   if (!replaced.eq(first_row).logical_or(replaced.isnan().logical_and(first_row.isnan())).all().item<bool>()) {
-    throw coupling::ConfigError("residual_branch_at_token takes replicas of one token: every row of `replaced` must be "
-                                "equal (the coupling engine passes them so)");
+    throw coupling::ConfigError(
+        "residual_branch_at_token takes replicas of one token: every row of `replaced` must be "
+        "equal (the coupling engine passes them so)");
   }
   const auto [first, last] = visible_keys(output_token, tokens);
   if (input_token < first) {  // outside the window: f at the output token does not depend on it
@@ -309,32 +324,35 @@ at::Tensor HfBlockImpl::residual_branch_at_token(const at::Tensor& x, int64_t in
                               at::full({batch}, input_token, positions.options()), true);
   const int64_t group = config_.heads / config_.kv_heads, at_input = input_token - first;
   const auto fixed_keys = fixed.key.repeat_interleave(group, 1), fixed_values = fixed.value.repeat_interleave(group, 1);
-  const auto varied_keys = varied.key.repeat_interleave(group, 1), varied_values = varied.value.repeat_interleave(group, 1);
-  const auto query = input_token == output_token
-                         ? varied.query  // [B, H, hd]
-                         : fixed.query.select(0, output_token - first).unsqueeze(0).expand({batch, config_.heads, config_.head_dim});
+  const auto varied_keys = varied.key.repeat_interleave(group, 1),
+             varied_values = varied.value.repeat_interleave(group, 1);
+  const auto query =
+      input_token == output_token
+          ? varied.query  // [B, H, hd]
+          : fixed.query.select(0, output_token - first).unsqueeze(0).expand({batch, config_.heads, config_.head_dim});
   const double scale = attention_scale();
   // Scores against the fixed keys in one GEMM per head, then the input token's column swapped
   // for its varied key: no [B, n, d] tensor is built.
   const auto fixed_scores = at::einsum("bhe,nhe->bhn", {query, fixed_keys}) * scale;  // [B, H, n]
-  const auto varied_score = (query * varied_keys).sum(-1, /*keepdim=*/true) * scale;   // [B, H, 1]
+  const auto varied_score = (query * varied_keys).sum(-1, /*keepdim=*/true) * scale;  // [B, H, 1]
   const int64_t n = fixed_rows.size(0);
-  const auto scores = at::cat({fixed_scores.narrow(2, 0, at_input), varied_score,
-                               fixed_scores.narrow(2, at_input + 1, n - at_input - 1)},
-                              2);
+  const auto scores = at::cat(
+      {fixed_scores.narrow(2, 0, at_input), varied_score, fixed_scores.narrow(2, at_input + 1, n - at_input - 1)}, 2);
   const auto weights = at::softmax(scores, -1);
   const auto mixed = (at::einsum("bhn,nhe->bhe", {weights, fixed_values}) +
                       weights.narrow(2, at_input, 1) * (varied_values - fixed_values.select(0, at_input)))
                          .reshape({batch, -1});
   const auto a = linear(mixed, o_weight_, o_bias_, true);
-  const auto x_out = input_token == output_token ? replaced : x.select(0, output_token).unsqueeze(0).expand({batch, x.size(1)});
+  const auto x_out =
+      input_token == output_token ? replaced : x.select(0, output_token).unsqueeze(0).expand({batch, x.size(1)});
   return finish(x_out, a, true);
 }
 
 HfTransformerImpl::HfTransformerImpl(const HfConfig& config, const TensorSource& source, c10::ScalarType dtype)
     : config_(config), dtype_(dtype) {
   const int64_t d = config.d_model;
-  token_embedding_ = register_buffer("token_embedding", read(source, token_embedding_name(config), {config.vocab, d}, dtype));
+  token_embedding_ =
+      register_buffer("token_embedding", read(source, token_embedding_name(config), {config.vocab, d}, dtype));
   read_small_embeddings(source);
   for (int64_t l = 0; l < config.layers; ++l) {
     blocks_.push_back(register_module("block" + std::to_string(l), HfBlock(config, source, l, dtype)));
@@ -356,14 +374,17 @@ void HfTransformerImpl::read_small_embeddings(const TensorSource& source) {
   const int64_t d = config_.d_model;
   if (config_.learned_positions) {
     position_embedding_ = register_buffer(
-        "position_embedding", read(source, config_.model_type == "gpt2" ? "wpe.weight" : "embeddings.position_embeddings.weight",
-                                   {config_.max_positions, d}, dtype_));
+        "position_embedding",
+        read(source, config_.model_type == "gpt2" ? "wpe.weight" : "embeddings.position_embeddings.weight",
+             {config_.max_positions, d}, dtype_));
   }
   if (config_.embedding_norm) {
     type_embedding_ = register_buffer(
         "type_embedding", read(source, "embeddings.token_type_embeddings.weight", {config_.type_vocab, d}, dtype_));
-    embedding_norm_weight_ = register_buffer("embedding_norm_weight", read(source, "embeddings.LayerNorm.weight", {d}, dtype_));
-    embedding_norm_bias_ = register_buffer("embedding_norm_bias", read(source, "embeddings.LayerNorm.bias", {d}, dtype_));
+    embedding_norm_weight_ =
+        register_buffer("embedding_norm_weight", read(source, "embeddings.LayerNorm.weight", {d}, dtype_));
+    embedding_norm_bias_ =
+        register_buffer("embedding_norm_bias", read(source, "embeddings.LayerNorm.bias", {d}, dtype_));
   }
 }
 

@@ -9,7 +9,6 @@
 
 namespace trainer {
 
-
 /// Turns autocast to bf16 on for the forward passes of training on `device` for the scope's
 /// life ("fp32": does nothing), and restores the previous state after. Measurements never run
 /// inside one. Throws coupling::ConfigError for an unknown precision, or when this LibTorch cannot autocast

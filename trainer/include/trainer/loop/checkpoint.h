@@ -33,11 +33,11 @@ namespace trainer {
 
 /// Everything besides the model and optimizer needed to continue a run exactly.
 struct TrainerState {
-  int64_t step = 0;            ///< optimizer steps completed
-  std::string sampler_rng;     ///< std::mt19937_64 state (operator<< text)
+  int64_t step = 0;         ///< optimizer steps completed
+  std::string sampler_rng;  ///< std::mt19937_64 state (operator<< text)
   int64_t tokens_seen = 0;
-  double train_seconds = 0.0;  ///< wall time spent training, summed over resumed sessions
-  std::string data_sha256;     ///< of the training data: a resume on other data is refused
+  double train_seconds = 0.0;                         ///< wall time spent training, summed over resumed sessions
+  std::string data_sha256;                            ///< of the training data: a resume on other data is refused
   std::map<std::string, std::string> callback_state;  ///< what the training callbacks saved
   /// The checkpoint format it was read from: 2 keys callback_state by the callback's position in
   /// the list ("0.key"), 3 by its name ("coupling.key": CallbackList::keyed_by_name converts).

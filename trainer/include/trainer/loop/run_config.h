@@ -29,17 +29,17 @@ struct TrainConfig {
   int64_t warmup = 100;
   double grad_clip = 1.0;  ///< max global gradient L2 norm; 0 disables clipping
   int64_t seed = 1337;
-  int64_t eval_every = 250;   ///< 0 = only at the end
+  int64_t eval_every = 250;  ///< 0 = only at the end
   int64_t eval_windows = 256;
   int64_t ckpt_every = 500;  ///< 0 = only at the end
   int64_t log_every = 50;
-  int64_t threads = 0;  ///< 0 = one per core (data-parallel: the cores shared by this node's ranks)
-  std::string device = "auto";      ///< cpu, cuda, cuda:N or auto (coupling::resolve_device)
-  std::string precision = "fp32";   ///< training forward passes: fp32, or bf16 under autocast
-  std::string backend = "auto";  ///< data-parallel collectives: auto (nccl on CUDA, else gloo), gloo or nccl
-  int64_t dist_timeout = 300;    ///< seconds a rendezvous or collective may wait for the other ranks
-  int64_t check_every = 100;     ///< data-parallel parameter checksum every N steps (0 = checkpoints only)
-  std::string tensorboard;       ///< TensorBoard event directory; empty = none
+  int64_t threads = 0;             ///< 0 = one per core (data-parallel: the cores shared by this node's ranks)
+  std::string device = "auto";     ///< cpu, cuda, cuda:N or auto (coupling::resolve_device)
+  std::string precision = "fp32";  ///< training forward passes: fp32, or bf16 under autocast
+  std::string backend = "auto";    ///< data-parallel collectives: auto (nccl on CUDA, else gloo), gloo or nccl
+  int64_t dist_timeout = 300;      ///< seconds a rendezvous or collective may wait for the other ranks
+  int64_t check_every = 100;       ///< data-parallel parameter checksum every N steps (0 = checkpoints only)
+  std::string tensorboard;         ///< TensorBoard event directory; empty = none
 
   static constexpr int64_t kMaxThreads = 1024;  ///< more intra-op threads than this is a typo
 
@@ -52,16 +52,16 @@ struct TrainConfig {
 
 /// The coupling instrumentation of a bundled-trainer run (libcoupling's CouplingCallback).
 struct CouplingConfig {
-  std::string log;                           ///< HDF5 log; empty = OUT/coupling.h5; "none" = off
-  std::string measure_schedule = "log:8";    ///< coupling::MeasurementSchedule text
-  int64_t measure_every = 0;                 ///< shorthand for "every:N" in the schedule
-  int64_t probes = 8;                        ///< probe sequences (seeded choice of validation windows)
-  std::string k;                             ///< K grid; empty = 10,30,50 capped at d
-  std::string tokens = "last";               ///< "last", "all", or a comma list (negative = from the end)
-  std::string context_pairs;                 ///< "t1:t2,..." Jacobians J_{t1 t2} for context coupling
-  std::string spectrum = "auto";             ///< "auto", "exact" or "randomized"
-  double max_overhead = 0.0;                 ///< measurement/training time cap (0 = none)
-  int64_t max_row_mib = 256;                 ///< refuse measurements whose logged row is larger
+  std::string log;                         ///< HDF5 log; empty = OUT/coupling.h5; "none" = off
+  std::string measure_schedule = "log:8";  ///< coupling::MeasurementSchedule text
+  int64_t measure_every = 0;               ///< shorthand for "every:N" in the schedule
+  int64_t probes = 8;                      ///< probe sequences (seeded choice of validation windows)
+  std::string k;                           ///< K grid; empty = 10,30,50 capped at d
+  std::string tokens = "last";             ///< "last", "all", or a comma list (negative = from the end)
+  std::string context_pairs;               ///< "t1:t2,..." Jacobians J_{t1 t2} for context coupling
+  std::string spectrum = "auto";           ///< "auto", "exact" or "randomized"
+  double max_overhead = 0.0;               ///< measurement/training time cap (0 = none)
+  int64_t max_row_mib = 256;               ///< refuse measurements whose logged row is larger
 
   bool enabled() const { return log != "none"; }
   /// Throws coupling::ConfigError naming the flag.
@@ -94,18 +94,24 @@ void visit_train_fields(Visitor& v, Train&... t) {
   v("ckpt-every", "Checkpoint every N steps (0 = at the end only)", P::kMayChange, t.ckpt_every...);
   v("log-every", "Progress line every N steps", P::kMayChange, t.log_every...);
   v("threads", "Intra-op threads (0 = one per core, shared by the ranks of a node)", P::kMayChange, t.threads...);
-  v("device", "Where to train and measure: cpu, cuda, cuda:N or auto (CUDA when a device is visible; "
-    "data-parallel: cuda:LOCAL_RANK)", P::kMayChange, t.device...);
-  v("precision", "Training precision: fp32, or bf16 (autocast for the training forward passes; measurements always "
-    "run in fp32)", P::kMustMatch, t.precision...);
-  v("backend", "Data-parallel collectives: auto (nccl on CUDA, gloo on CPU), gloo or nccl (CUDA builds)",
-    P::kMayChange, t.backend...);
+  v("device",
+    "Where to train and measure: cpu, cuda, cuda:N or auto (CUDA when a device is visible; "
+    "data-parallel: cuda:LOCAL_RANK)",
+    P::kMayChange, t.device...);
+  v("precision",
+    "Training precision: fp32, or bf16 (autocast for the training forward passes; measurements always "
+    "run in fp32)",
+    P::kMustMatch, t.precision...);
+  v("backend", "Data-parallel collectives: auto (nccl on CUDA, gloo on CPU), gloo or nccl (CUDA builds)", P::kMayChange,
+    t.backend...);
   v("dist-timeout", "Seconds a data-parallel rendezvous or collective waits for the other ranks", P::kMayChange,
     t.dist_timeout...);
-  v("check-every", "Data-parallel: compare the ranks' parameters every N steps (0 = at checkpoints)",
-    P::kMayChange, t.check_every...);
-  v("tensorboard", "Also stream losses, learning rate and the measurement summaries to TensorBoard event files in "
-    "this directory (tensorboard --logdir DIR)", P::kMayChange, t.tensorboard...);
+  v("check-every", "Data-parallel: compare the ranks' parameters every N steps (0 = at checkpoints)", P::kMayChange,
+    t.check_every...);
+  v("tensorboard",
+    "Also stream losses, learning rate and the measurement summaries to TensorBoard event files in "
+    "this directory (tensorboard --logdir DIR)",
+    P::kMayChange, t.tensorboard...);
 }
 
 /// The coupling instrumentation's fields.
@@ -113,22 +119,25 @@ template <class Visitor, class... Coupling>
 void visit_coupling_fields(Visitor& v, Coupling&... c) {
   using P = ResumePolicy;
   v("log", "Coupling log (HDF5); default OUT/coupling.h5, 'none' = no instrumentation", P::kMustMatch, c.log...);
-  v("measure-schedule", "When to measure: every:N log:N steps:A,B checkpoints (plus step 0 and the end)",
-    P::kMayChange, c.measure_schedule...);
+  v("measure-schedule", "When to measure: every:N log:N steps:A,B checkpoints (plus step 0 and the end)", P::kMayChange,
+    c.measure_schedule...);
   v("measure-every", "Also measure every N steps (0 = off)", P::kMayChange, c.measure_every...);
   v("probes", "Probe inputs (fixed, seeded choice of held-out examples)", P::kMustMatch, c.probes...);
   v("k", "K grid for m_K, comma-separated, each <= d-model (default: 10,30,50 capped at d-model)", P::kMustMatch,
     c.k...);
-  v("tokens", "Measured tokens: last, all, or a comma list (negative = from the end; ViT: cls, center)",
-    P::kMustMatch, c.tokens...);
-  v("context-pairs", "Context coupling of J_{t1 t2} across blocks and pairs: INPUT:OUTPUT token pairs, e.g. "
-    "0:-1,5:-1 (negative = from the end; none by default)", P::kMustMatch, c.context_pairs...);
-  v("spectrum", "Top-K estimator: auto (randomized when 4 K <= d), exact or randomized", P::kMustMatch,
-    c.spectrum...);
+  v("tokens", "Measured tokens: last, all, or a comma list (negative = from the end; ViT: cls, center)", P::kMustMatch,
+    c.tokens...);
+  v("context-pairs",
+    "Context coupling of J_{t1 t2} across blocks and pairs: INPUT:OUTPUT token pairs, e.g. "
+    "0:-1,5:-1 (negative = from the end; none by default)",
+    P::kMustMatch, c.context_pairs...);
+  v("spectrum", "Top-K estimator: auto (randomized when 4 K <= d), exact or randomized", P::kMustMatch, c.spectrum...);
   v("max-overhead", "Defer measurements beyond this measurement/training time ratio (0 = never)", P::kMayChange,
     c.max_overhead...);
-  v("max-row-mib", "Refuse to start when one measurement would log more than this many MiB (token coupling grows "
-    "as tokens^2)", P::kMayChange, c.max_row_mib...);
+  v("max-row-mib",
+    "Refuse to start when one measurement would log more than this many MiB (token coupling grows "
+    "as tokens^2)",
+    P::kMayChange, c.max_row_mib...);
 }
 
 /// A `coupling-train gpt` run.
@@ -169,8 +178,7 @@ struct VitRunConfig {
     using P = ResumePolicy;
     v("data", "MNIST-format directory (train-/t10k- images/labels IDX files); default: data/fashion-mnist",
       P::kMustMatch, c.train.data...);
-    v("augment", "Training augmentation: none, crop (pad 2, random crop) or crop+flip", P::kMustMatch,
-      c.augment...);
+    v("augment", "Training augmentation: none, crop (pad 2, random crop) or crop+flip", P::kMustMatch, c.augment...);
     v("patch", "Patch size (must divide the image size)", P::kMustMatch, c.model.patch...);
     v("d-model", "Residual width d", P::kMustMatch, c.model.d_model...);
     v("layers", "Number of transformer blocks L", P::kMustMatch, c.model.layers...);

@@ -82,10 +82,10 @@ struct TrainSummary {
   double items_per_second = 0.0;  ///< tokens (GPT) or images (ViT) per second, this session
   double wall_seconds = 0.0;      ///< training wall time, summed over resumed sessions
   int64_t parameters = 0;
-  double measure_seconds = 0.0;    ///< coupling measurements, whole run
-  double overhead_fraction = 0.0;  ///< measure_seconds / (wall_seconds - measure_seconds)
-  int64_t world_size = 1;          ///< data-parallel ranks
-  double communication_seconds = 0.0;  ///< this session's gradient and loss all-reduces
+  double measure_seconds = 0.0;           ///< coupling measurements, whole run
+  double overhead_fraction = 0.0;         ///< measure_seconds / (wall_seconds - measure_seconds)
+  int64_t world_size = 1;                 ///< data-parallel ranks
+  double communication_seconds = 0.0;     ///< this session's gradient and loss all-reduces
   std::map<std::string, double> metrics;  ///< val_loss, test_accuracy, ... (the task's)
 
   /// metrics.at(name), or a coupling::Error naming the missing metric.

@@ -30,8 +30,8 @@ class TransformerAdapter : public coupling::ModelAdapter {
   }
   void end_measurement() override { model_->train(was_training_); }
   bool supports_token_local() const override { return true; }
-  at::Tensor residual_branch_at_token(int64_t block, const at::Tensor& x, int64_t input_token, const at::Tensor& replaced,
-                                      int64_t output_token) override {
+  at::Tensor residual_branch_at_token(int64_t block, const at::Tensor& x, int64_t input_token,
+                                      const at::Tensor& replaced, int64_t output_token) override {
     return model_->block(block)->residual_branch_at_token(x, input_token, replaced, output_token);
   }
 

@@ -30,8 +30,8 @@ struct Rotary {
   double theta = 10000.0;
   std::string type = "default";  ///< default, linear, dynamic (= default within the trained context), llama3
   double factor = 1.0;
-  double low_freq_factor = 1.0;   ///< llama3
-  double high_freq_factor = 4.0;  ///< llama3
+  double low_freq_factor = 1.0;        ///< llama3
+  double high_freq_factor = 4.0;       ///< llama3
   int64_t original_max_positions = 0;  ///< llama3
 };
 
@@ -45,19 +45,19 @@ struct HfConfig {
   int64_t head_dim = 0;
   int64_t intermediate = 0;
   int64_t max_positions = 0;
-  int64_t type_vocab = 0;           ///< BERT's token types (type 0 is added to every token)
-  bool learned_positions = false;   ///< GPT-2, BERT: a position embedding added in X^0
-  bool embedding_norm = false;      ///< BERT: X^0 is after the embedding LayerNorm
-  bool rms_norm = false;            ///< Llama/Mistral: RMSNorm without bias; else LayerNorm
+  int64_t type_vocab = 0;          ///< BERT's token types (type 0 is added to every token)
+  bool learned_positions = false;  ///< GPT-2, BERT: a position embedding added in X^0
+  bool embedding_norm = false;     ///< BERT: X^0 is after the embedding LayerNorm
+  bool rms_norm = false;           ///< Llama/Mistral: RMSNorm without bias; else LayerNorm
   double norm_eps = 1e-5;
   BlockLayout layout = BlockLayout::kPreNorm;
   Activation activation = Activation::kGelu;
-  bool gated_mlp = false;           ///< Llama: down(act(gate(x)) * up(x))
-  bool attention_bias = true;       ///< on the q/k/v and output projections
+  bool gated_mlp = false;      ///< Llama: down(act(gate(x)) * up(x))
+  bool attention_bias = true;  ///< on the q/k/v and output projections
   bool mlp_bias = true;
   bool causal = true;
-  bool scale_attention = true;      ///< scores / sqrt(head_dim); GPT-2's scale_attn_weights = false: none
-  int64_t sliding_window = 0;       ///< Mistral: a query sees the keys of the last `sliding_window` tokens; 0: all
+  bool scale_attention = true;  ///< scores / sqrt(head_dim); GPT-2's scale_attn_weights = false: none
+  int64_t sliding_window = 0;   ///< Mistral: a query sees the keys of the last `sliding_window` tokens; 0: all
   Rotary rotary;
 
   /// One line naming every field, e.g. for the log's model_config (equal lines: same architecture).

@@ -19,8 +19,8 @@ namespace coupling::hf {
 
 class HfDirectory {
  public:
-  /// Reads DIR/config.json and opens the safetensors files (their headers are read and checked). Throws coupling::ConfigError (the
-  /// family or an option), coupling::DataError (a missing, truncated or lying file, an index
+  /// Reads DIR/config.json and opens the safetensors files (their headers are read and checked). Throws
+  /// coupling::ConfigError (the family or an option), coupling::DataError (a missing, truncated or lying file, an index
   /// naming a missing shard or a tensor its shard lacks).
   explicit HfDirectory(const std::string& dir);
 
@@ -42,7 +42,7 @@ class HfDirectory {
  private:
   /// The stored name of `name` and its file, checked as tensor() says.
   std::pair<std::string, const coupling::safetensors::SafetensorsFile*> find(const std::string& name,
-                                                                              const std::vector<int64_t>& shape) const;
+                                                                             const std::vector<int64_t>& shape) const;
 
   std::string dir_;
   HfConfig config_;

@@ -107,10 +107,10 @@ class HfTransformerImpl : public torch::nn::Module {
   std::vector<HfBlock> blocks_;  ///< every block; streamed: the resident block only
   // Streamed models only:
   std::shared_ptr<const HfDirectory> directory_;
-  TensorSource source_;             ///< the directory's tensors
+  TensorSource source_;               ///< the directory's tensors
   std::string token_embedding_name_;  ///< as stored (with the model-class prefix)
   c10::Device device_ = c10::kCPU;
-  int64_t resident_ = -1;           ///< index of the block in blocks_
+  int64_t resident_ = -1;  ///< index of the block in blocks_
 };
 TORCH_MODULE(HfTransformer);
 
