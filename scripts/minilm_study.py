@@ -1,20 +1,7 @@
 #!/usr/bin/python3
-"""scripts/minilm_study.py: `coupling-minilm-study` (python/coupling/minilm_study.py) for a Python without the package installed,
-such as Debian's /usr/bin/python3 (PEP 668): same flags, output and exit status; `import minilm_study` with
-scripts/ on sys.path gives the module's names as before. Finds the package in the checkout (python/) or,
-installed by `cmake --install`, in PREFIX/share/coupling/python.
-"""
-import os
-import sys
-
-_here = os.path.dirname(os.path.realpath(__file__))
-for _root in (os.path.join(_here, "..", "python"), os.path.join(_here, "..", "share", "coupling", "python")):
-    if os.path.isfile(os.path.join(_root, "coupling", "__init__.py")):
-        sys.path.insert(0, os.path.abspath(_root))
-        break
-
+"""`coupling-minilm-study` (python/coupling/minilm_study.py) under its old name: scripts/coupling_package.py."""
+import coupling_package
 from coupling.minilm_study import *  # noqa: E402,F401,F403
-from coupling.minilm_study import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    coupling_package.run("coupling.minilm_study")

@@ -8,6 +8,7 @@ value is the mean over probes and measured tokens. The paper's claim is that tra
 m_K (more coupling) and brings LSS towards 1 (straighter trajectories). Reads through coupling.log
 (h5py + numpy only), so it runs under the venv and under Debian's python3.
 """
+import argparse
 import os
 import sys
 
@@ -59,13 +60,9 @@ def read_metrics(path):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] in (["-h"], ["--help"]):
-        print(__doc__)
-        return 0
-    if len(argv) != 1:
-        sys.exit(__doc__)
-    out = argv[0]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", metavar="OUT_DIR", help="the directory minilm_study.sh wrote its logs to")
+    out = parser.parse_args(argv).out
     runs = {}
     for name in [PRETRAINED] + INITS:
         runs[name], info = read_metrics(os.path.join(out, name + ".h5"))
