@@ -13,24 +13,18 @@
 
 int main() {
   at::manual_seed(0);
-  const int64_t layers = 4, d = 32;
-  MixerModel model(/*vocab=*/64, d, layers);
-  auto adapter_ptr = mixer_adapter(model);  // the few lines of adapter code: see mixer_model.h
-  auto& adapter = *adapter_ptr;
-
-  // --- measure ---------------------------------------------------------------------------------
+  auto adapter = mixer_adapter(MixerModel(/*vocab=*/64, /*d=*/32, /*layers=*/4));  // see mixer_model.h
   coupling::MeasurementOptions options;
   options.k_grid = {4, 8, 16};
   options.tokens.context_pairs = {{0, 15}, {8, 15}};  // context coupling of the last token
   const auto probes = at::randint(64, {4, 16}, at::kLong);
-  const auto m = coupling::measure(adapter, probes, options);
+  const auto m = coupling::measure(*adapter, probes, options);
 
   // Read fields by axis name (coupling/engine/fields.h): ujv orientation, norm normalisation.
   auto variant = [&](const char* name) {
     return coupling::field(m, name).sel("orientation", "ujv").sel("normalisation", "norm");
   };
-  std::printf("custom model: %lld blocks, d=%lld, %lld probes, measured in %.2f s\n", static_cast<long long>(m.blocks),
-              static_cast<long long>(m.d_model), static_cast<long long>(m.probes), m.timings.total);
+  std::printf("custom model: %lld blocks, measured in %.2f s\n", static_cast<long long>(m.blocks), m.timings.total);
   for (const int64_t k : m.k_grid) {
     const double m_k = variant("depth_mean_offdiag").sel("k", k).mean();
     std::printf("  K=%-3lld mean off-diagonal m_K = %.4f (coupling strength %.4f)\n", static_cast<long long>(k), m_k,

@@ -76,9 +76,14 @@ int main(int argc, char** argv) {
     optimizer.step();
     loss_value = loss.item<double>();
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    callbacks.on_step_end(coupling::StepEnd(step, steps).with_loss(loss_value).with_lr(3e-3).with_wall_seconds(wall));
+    callbacks.on_step_end(coupling::StepEnd(step, steps)
+                              .with_loss(loss_value)
+                              .with_lr(3e-3)
+                              .with_tokens_seen(step * batch * tokens)
+                              .with_wall_seconds(wall));
   }
-  callbacks.on_train_end(coupling::StepEnd(steps, steps).with_loss(loss_value));
+  callbacks.on_train_end(
+      coupling::StepEnd(steps, steps).with_loss(loss_value).with_tokens_seen(steps * batch * tokens));
   std::printf("custom_trainer: %lld steps, final loss %.4f, coupling log %s\n", static_cast<long long>(steps),
               loss_value, argv[1]);
   const auto first = coupling::depth_coupling_summary(*coupling_callback->first());

@@ -7,7 +7,7 @@ if ! command -v clang-format-14 > /dev/null; then
   echo "format: clang-format-14 not found: run scripts/setup.sh" >&2
   exit 2
 fi
-mapfile -t files < <(git ls-files -- '*.cpp' '*.h' '*.h.in' ':!:fuzz/corpus/**' ':!:fuzz/regressions/**')
+mapfile -t files < <(git ls-files -- '*.cpp' '*.h' ':!:fuzz/corpus/**' ':!:fuzz/regressions/**')
 if [[ ${1:-} == --check ]]; then
   clang-format-14 --dry-run --Werror "${files[@]}" 2>&1 | grep -o '^[^:]*:[0-9]*:[0-9]*: error' | cut -d: -f1 | sort -u |
     sed 's/^/format: not formatted: /' >&2 || true

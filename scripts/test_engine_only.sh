@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 cmake -S . -B build-engine "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DCOUPLING_ENGINE_ONLY=ON \
+  "-DCOUPLING_WERROR=${COUPLING_WERROR:-OFF}" \
   -DCOUPLING_PYTHON=/usr/bin/python3 > build-engine.configure.log 2>&1 || { cat build-engine.configure.log; exit 1; }
 rm -f build-engine.configure.log
 cmake --build build-engine --parallel "${COUPLING_BUILD_JOBS:-$(nproc)}"

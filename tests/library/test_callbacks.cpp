@@ -93,12 +93,20 @@ TEST(CallbackList, ForwardsHooksAndKeepsEachCallbacksStateApartByName) {
   // Checkpoint format 2 keyed state by position in the list.
   EXPECT_EQ(list.keyed_by_name({{"0.at", "1"}, {"1.at", "2"}}),
             (coupling::CallbackState{{"b.at", "1"}, {"a.at", "2"}}));
-  EXPECT_THROW(list.keyed_by_name({{"2.at", "1"}}), coupling::ConfigError);
+  EXPECT_TRUE(list.keyed_by_name({{"2.at", "1"}, {"x.at", "1"}}).empty());  // no such callback: dropped
   // Names key the state, so they must differ; state needs a name.
   EXPECT_THROW(list.add(std::make_shared<Recorder>("a")), coupling::ConfigError);
   coupling::CallbackList unnamed;
   unnamed.add(std::make_shared<Recorder>(""));
   EXPECT_THROW(unnamed.on_checkpoint_save(1, state), coupling::ConfigError);
+  // A named list inside a list keys its callbacks' state under its own name.
+  coupling::CallbackList outer;
+  auto inner = std::make_shared<coupling::CallbackList>("inner");
+  inner->add(std::make_shared<Recorder>("c"));
+  outer.add(inner);
+  coupling::CallbackState nested;
+  outer.on_checkpoint_save(3, nested);
+  EXPECT_EQ(nested, (coupling::CallbackState{{"inner.c.at", "3"}}));
 }
 
 /// Hears the measurements a list's coupling callback publishes.

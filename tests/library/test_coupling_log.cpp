@@ -209,7 +209,9 @@ TEST(CouplingLog, ResumeRefusesForeignCorruptOrMismatchedFilesAndLeavesThemUntou
       FAIL() << what << " accepted";
     } catch (const coupling::LogError& e) {
       EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
-      if (what.rfind("different seed", 0) == 0) EXPECT_EQ(e.setting(), "LogMetadata::seed");
+      if (what.rfind("different seed", 0) == 0) {
+        EXPECT_EQ(e.setting(), "LogMetadata::seed");
+      }
     }
     EXPECT_EQ(test_support::read_bytes(dir.file("c.h5")), before);
   }

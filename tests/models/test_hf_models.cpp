@@ -1,5 +1,5 @@
-// Hugging Face families (trainer/models/hf/): config.json in both key styles, refusals by name,
-// model directories (single file, shards, pickles, lies), the probe-ids parser, token-local
+// Hugging Face families (coupling/models/hf/): config.json in both key styles, refusals by name,
+// model directories (single file, shards, pickles, lies), token-local
 // Jacobians against the generic path and row-by-row autograd for every family, and, when
 // tests/python/hf_reference.py has written its cases (COUPLING_HF_REFERENCE, the pip
 // environment's ctest run), every family against transformers itself.

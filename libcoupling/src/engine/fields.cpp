@@ -27,6 +27,19 @@ const Presence context_pairs{"context pairs given", [](const MeasurementLayout& 
 const Presence jacobians_kept{"keep_jacobians", [](const MeasurementLayout& l) { return l.keeps_jacobians; }};
 
 #define COUPLING_UNPARENTHESISE(...) __VA_ARGS__
+
+// Measurement as field_list.h makes it: a tensor member added by hand, outside the list (so
+// without a registry entry: neither logged, nor gathered, nor moved to the CPU), fails here.
+#define COUPLING_COUNT_FIELD(...) +1
+constexpr size_t kListedFields = 0 COUPLING_MEASUREMENT_FIELDS(COUPLING_COUNT_FIELD);
+#undef COUPLING_COUNT_FIELD
+struct ListedMeasurement : MeasurementLayout {
+  at::Tensor fields[kListedFields];
+  MeasurementTimings timings;
+  double peak_rss_mib;
+};
+static_assert(sizeof(Measurement) == sizeof(ListedMeasurement),
+              "Measurement has a member that coupling/engine/field_list.h does not list: list it there");
 }  // namespace
 
 const std::vector<AxisSpec>& measurement_axes() {

@@ -107,6 +107,8 @@ int main(int argc, char** argv) {
                  result.measured, result.skipped, coupling::process_peak_memory_mib());
     return 0;
   } catch (...) {
-    return trainer::report_failure("measure fewer probes or tokens");
+    return trainer::report_failure("measure fewer probes or tokens",
+                                   {{"MeasurementOptions::max_row_bytes", "coupling-analyze keeps the cap at 256 MiB"},
+                                    {"MeasurementOptions::k_grid", "flag --k"}});
   }
 }

@@ -6,36 +6,26 @@
 #include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>
 
-#include <map>
 #include <new>
-#include <string>
 
 namespace trainer {
 namespace {
 
-/// The library's settings (coupling::Error::setting) as the tools' flags.
-std::string with_flag(const coupling::Error& error) {
-  static const std::map<std::string, std::string> flags = {
-      {"MeasurementOptions::max_row_bytes", "--max-row-mib"},
-      {"MeasurementOptions::k_grid", "--k"},
-      {"LogMetadata::seed", "--seed"},
-      {"LogMetadata::data_sha256", "--data"},
-      {"TensorBoardCallback::directory", "--tensorboard"},
-  };
-  const auto flag = flags.find(error.setting());
-  return flag == flags.end() ? error.what() : std::string(error.what()) + " (flag " + flag->second + ")";
+std::string with_note(const coupling::Error& error, const SettingNotes& notes) {
+  const auto note = notes.find(error.setting());
+  return note == notes.end() ? error.what() : std::string(error.what()) + " (" + note->second + ")";
 }
 
 }  // namespace
 
-int report_failure(const char* out_of_memory_hint) {
+int report_failure(const char* out_of_memory_hint, const SettingNotes& notes) {
   try {
     throw;
   } catch (const coupling::CommunicationError& e) {
-    spdlog::error("{}", with_flag(e));
+    spdlog::error("{}", with_note(e, notes));
     return kCommunicationErrorExit;
   } catch (const coupling::Error& e) {
-    spdlog::error("{}", with_flag(e));
+    spdlog::error("{}", with_note(e, notes));
     return kUserErrorExit;
   } catch (const c10::Error& e) {
     spdlog::error("LibTorch error: {}", e.what_without_backtrace());

@@ -177,6 +177,11 @@ int main(int argc, char** argv) {
     if (vit.chosen()) vit.run();
     return 0;
   } catch (...) {
-    return trainer::report_failure("lower --batch, --probes or the model size");
+    return trainer::report_failure("lower --batch, --probes or the model size",
+                                   {{"MeasurementOptions::max_row_bytes", "flag --max-row-mib"},
+                                    {"MeasurementOptions::k_grid", "flag --k"},
+                                    {"LogMetadata::seed", "flag --seed"},
+                                    {"LogMetadata::data_sha256", "flag --data"},
+                                    {"TensorBoardCallback::directory", "flag --tensorboard"}});
   }
 }

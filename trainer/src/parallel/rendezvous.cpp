@@ -33,7 +33,9 @@ class LocalRendezvousLease {
 };
 
 /// A Gloo or NCCL group as the ProcessGroup a Communicator wraps. LibTorch 1.13: they are
-/// ProcessGroups. LibTorch 2.x: they are Backends of a ProcessGroup that dispatches to them.
+/// ProcessGroups. LibTorch 2.x: they are Backends of a ProcessGroup that dispatches to them, as
+/// torch.distributed makes it (the ProcessGroup(store, rank, size) constructor of recent 2.x: built
+/// and tested with the pinned 2.15; the NCCL path has not run here, for want of two GPUs).
 template <class Group>
 c10::intrusive_ptr<c10d::ProcessGroup> as_process_group(const c10::intrusive_ptr<c10d::Store>& store,
                                                         const DistEnv& env, c10::intrusive_ptr<Group> group,

@@ -27,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace coupling {
@@ -105,9 +106,11 @@ class TrainingCallback {
 };
 
 /// Forwards every hook to each callback in order; state keys are prefixed with the callback's name.
+/// A list inside another list needs a name of its own when its callbacks keep state.
 class CallbackList : public TrainingCallback {
  public:
-  CallbackList() = default;
+  explicit CallbackList(std::string name = {}) : name_(std::move(name)) {}
+  std::string name() const override { return name_; }
   CallbackList(const CallbackList&) = delete;  // its callbacks publish to this list
   CallbackList& operator=(const CallbackList&) = delete;
   ~CallbackList() override {
@@ -163,20 +166,21 @@ class CallbackList : public TrainingCallback {
       c->on_checkpoint_load(step, own);
     }
   }
-  /// Callback state keyed by position ("0.key": checkpoint format 2) keyed by name instead.
+  /// Callback state keyed by position ("0.key": checkpoint format 2) keyed by name instead. Keys
+  /// of no callback of this list are dropped, as on_checkpoint_load ignores them.
   CallbackState keyed_by_name(const CallbackState& by_position) const {
     CallbackState by_name;
     for (const auto& [key, value] : by_position) {
       const auto dot = key.find('.');
-      size_t index = callbacks_.size();
-      try {
-        index = std::stoul(key.substr(0, dot));
-      } catch (const std::exception&) {
+      const std::string position = key.substr(0, dot);
+      if (dot == std::string::npos || position.empty() ||
+          position.find_first_not_of("0123456789") != std::string::npos || position.size() > 9) {
+        continue;
       }
-      if (dot == std::string::npos || index >= callbacks_.size() || callbacks_[index]->name().empty()) {
-        throw ConfigError("checkpoint state key '" + key + "' names no callback of this list");
+      const auto index = static_cast<size_t>(std::stoul(position));
+      if (index < callbacks_.size() && !callbacks_[index]->name().empty()) {
+        by_name[callbacks_[index]->name() + key.substr(dot)] = value;
       }
-      by_name[callbacks_[index]->name() + key.substr(dot)] = value;
     }
     return by_name;
   }
@@ -188,6 +192,7 @@ class CallbackList : public TrainingCallback {
   }
 
  private:
+  std::string name_;
   std::vector<std::shared_ptr<TrainingCallback>> callbacks_;
 };
 

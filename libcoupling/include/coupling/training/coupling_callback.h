@@ -28,6 +28,8 @@ namespace coupling {
 
 struct CouplingCallbackOptions {
   std::string log_path;  ///< the HDF5 log (created fresh, or resumed with the run)
+  /// The key of its checkpoint state: give two coupling callbacks of one list names of their own.
+  std::string name = "coupling";
   MeasurementOptions measurement;
   MeasurementSchedule schedule;
   double max_overhead = 0.0;    ///< measurement time / training time cap (0 = no cap)
@@ -49,7 +51,7 @@ class CouplingCallback : public TrainingCallback {
 
   /// Checks the measurement's layout (size cap, tokens, K) against the model, and resumes the
   /// log of a resumed run (refusing one of another run, layout or schema version).
-  std::string name() const override { return "coupling"; }
+  std::string name() const override { return options_.name; }
   void on_setup(const TrainBegin& begin) override;
   void on_train_begin(const TrainBegin& begin) override;
   void on_step_end(const StepEnd& step) override;

@@ -6,7 +6,7 @@
 //  - analyze_torchscript: models exported from PyTorch (coupling/models/torchscript_model.h), one per
 //    step, on probes from a text file, an IDX image file or a saved tensor.
 //  - analyze_hf: Hugging Face model directories (a series of training checkpoints, or one model),
-//    natively (trainer/models/hf/), on token ids from a file.
+//    natively (coupling/models/hf/), on token ids from a file.
 #pragma once
 
 #include "trainer/loop/run_config.h"
@@ -58,7 +58,7 @@ AnalysisResult analyze_torchscript(const std::vector<std::string>& paths, const 
                                    const CouplingConfig& coupling, const std::string& log_path,
                                    c10::Device device = c10::Device(c10::kCPU));
 
-/// Measures Hugging Face model directories (coupling-analyze --hf; trainer/models/hf/) into
+/// Measures Hugging Face model directories (coupling-analyze --hf; coupling/models/hf/) into
 /// `log_path`, on the token ids of `probe_ids_path` (trainer/data/probe_ids.h). A directory's step
 /// comes from its name (step143000, step_1000, checkpoint-500); a single directory without one
 /// takes `step` (default 0). Every directory must hold the same architecture. The log records

@@ -1,4 +1,4 @@
-// Checkpoints of the bundled trainers (format 2, data only: nothing in a checkpoint is code).
+// Checkpoints of the bundled trainers (format 3, data only: nothing in a checkpoint is code).
 // OUT/checkpoints/step_<N>/ holds
 //   model.safetensors      every parameter and buffer by name (docs/architecture.md); Python
 //                          reads it with safetensors.torch.load_file
@@ -69,8 +69,9 @@ std::optional<std::string> latest_checkpoint(const std::string& out);
 void save_checkpoint(const std::string& out, const TrainerState& state, const torch::nn::Module& model,
                      const torch::optim::Optimizer& optimizer, const std::string& config_toml);
 
-/// Checks checkpoint directory `dir` against its manifest: format 2, every file present with its
-/// size and SHA-256. Throws coupling::CheckpointError naming the file or the format.
+/// Checks checkpoint directory `dir` against its manifest (format 2 or 3, every file present with
+/// its size and SHA-256) and returns the format. Throws coupling::CheckpointError naming the file
+/// or the format.
 int verify_checkpoint(const std::string& dir);
 
 /// Restores only the model's parameters and buffers from checkpoint directory `dir` (for

@@ -27,7 +27,7 @@ struct DistEnv {
 
   bool distributed() const { return world_size > 1; }
   /// A job on this machine alone (MASTER_ADDR a loopback address, or unset): its rendezvous and
-  /// transports then listen on loopback only (Communicator::connect).
+  /// transports then listen on loopback only (trainer::connect).
   bool single_node() const;
 };
 
