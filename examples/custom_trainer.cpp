@@ -21,12 +21,11 @@
 namespace {
 
 /// Sequences t -> (start + t) mod vocab with 10% of the tokens replaced by noise.
-at::Tensor counting_batch(int64_t batch, int64_t tokens, int64_t vocab, at::Generator& generator) {
+at::Tensor counting_batch(int64_t batch, int64_t tokens, int64_t vocab, at::Generator generator) {
   auto start = at::randint(vocab, {batch, 1}, generator, at::kLong);
   auto ids = (start + at::arange(tokens, at::kLong).unsqueeze(0)).remainder(vocab);
   auto noise = at::randint(vocab, {batch, tokens}, generator, at::kLong);
-  auto flip = at::rand({batch, tokens}, generator) < 0.1;
-  return at::where(flip, noise, ids);
+  return at::where(at::rand({batch, tokens}, generator) < 0.1, noise, ids);
 }
 
 }  // namespace
@@ -49,13 +48,11 @@ int main(int argc, char** argv) {
   options.measurement.k_grid = {4, 8, 16};
   options.schedule = coupling::MeasurementSchedule::parse("every:20");
   options.model = "mixer";
-  options.model_config = "vocab=32 d=32 layers=3";
-  auto probe_rng = at::detail::createCPUGenerator(2);
   coupling::CallbackList callbacks;
   std::shared_ptr<coupling::CouplingCallback> coupling_callback;
   try {
     coupling_callback = std::make_shared<coupling::CouplingCallback>(
-        mixer_adapter(model), counting_batch(4, tokens, vocab, probe_rng), options);
+        mixer_adapter(model), counting_batch(4, tokens, vocab, at::detail::createCPUGenerator(2)), options);
     callbacks.add(coupling_callback);
     // Optional: losses and every measurement's summaries in TensorBoard too (on_measurement).
     if (argc > 3) callbacks.add(std::make_shared<coupling::TensorBoardCallback>(argv[3]));
@@ -76,22 +73,19 @@ int main(int argc, char** argv) {
     optimizer.step();
     loss_value = loss.item<double>();
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    callbacks.on_step_end(coupling::StepEnd(step, steps)
-                              .with_loss(loss_value)
-                              .with_lr(3e-3)
-                              .with_tokens_seen(step * batch * tokens)
-                              .with_wall_seconds(wall));
+    auto end =
+        coupling::StepEnd(step, steps).with_loss(loss_value).with_lr(3e-3).with_tokens_seen(step * batch * tokens);
+    callbacks.on_step_end(end.with_wall_seconds(wall));
+    if (step == steps) callbacks.on_train_end(end);
   }
-  callbacks.on_train_end(
-      coupling::StepEnd(steps, steps).with_loss(loss_value).with_tokens_seen(steps * batch * tokens));
   std::printf("custom_trainer: %lld steps, final loss %.4f, coupling log %s\n", static_cast<long long>(steps),
               loss_value, argv[1]);
-  const auto first = coupling::depth_coupling_summary(*coupling_callback->first());
-  const auto last = coupling::depth_coupling_summary(*coupling_callback->latest());
-  for (size_t k = 0; k < options.measurement.k_grid.size(); ++k) {
+  const auto first = coupling::depth_coupling_summary(*coupling_callback->first()),
+             last = coupling::depth_coupling_summary(*coupling_callback->latest());
+  for (int64_t k = 0; k < first.numel(); ++k) {
     std::printf("  depth m_K, K=%lld: %.4f at step 0 -> %.4f at step %lld\n",
-                static_cast<long long>(options.measurement.k_grid[k]), first[static_cast<int64_t>(k)].item<double>(),
-                last[static_cast<int64_t>(k)].item<double>(), static_cast<long long>(steps));
+                static_cast<long long>(options.measurement.k_grid[k]), first[k].item<double>(), last[k].item<double>(),
+                static_cast<long long>(steps));
   }
   return 0;
 }

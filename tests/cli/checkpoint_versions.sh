@@ -80,7 +80,7 @@ rm -rf "$work/format2/run/checkpoints/step_8" "$work/format2/run/summary.json"
 (cd "$work/format2" && "$this" gpt --resume run > "$work/format2.log" 2>&1)
 s=$?
 difference=$(loss_difference "$fixture2/run" "$work/format2/run")
-steps=$("$python" -c "import h5py, sys; print(list(h5py.File(sys.argv[1], 'r')['measurement/step'][:]))" \
+steps=$("$python" -c "import h5py, sys; print([int(s) for s in h5py.File(sys.argv[1], 'r')['measurement/step'][:]])" \
         "$work/format2/run/coupling.h5" 2>&1)
 if [[ $s -eq 0 ]] && awk -v d="$difference" 'BEGIN { exit !(d <= 1e-4) }' && [[ $steps == "[0, 2, 4, 6, 8]" ]] &&
    "$python" "$here/../python/compare_logs.py" "$fixture2/run/coupling.h5" "$work/format2/run/coupling.h5" 0,2,4,6,8 \

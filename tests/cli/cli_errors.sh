@@ -44,6 +44,8 @@ expect_error empty_data "is empty" "$work/o2" "${tiny[@]}" --data "$work/empty.t
 expect_error short_data "too short for --context" "$work/o3" "${tiny[@]}" --data "$work/short.txt" --out "$work/o3"
 expect_error context_too_long "too short for --context 50000" "$work/o4" "${tiny[@]}" --context 50000 --out "$work/o4"
 expect_error heads "not divisible by --heads" "$work/o5" "${tiny[@]}" --d-model 30 --heads 4 --out "$work/o5"
+expect_error bad_tokens "token list '1,x' is not a comma-separated list of integers \(flag --tokens\)" "$work/o5t" \
+  "${tiny[@]}" --tokens 1,x --out "$work/o5t"
 expect_error unwritable_out "cannot create output directory" "" "${tiny[@]}" --out "$work/plainfile/run"
 expect_error resume_empty "no checkpoint" "$work/o6" "${tiny[@]}" --resume "$work/o6"
 

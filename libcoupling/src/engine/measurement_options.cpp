@@ -9,7 +9,8 @@
 namespace coupling {
 namespace {
 
-std::vector<int64_t> parse_int_list(const std::string& text, const std::string& flag) {
+/// `what` names the option as the library does, e.g. "K grid" for MeasurementOptions::k_grid.
+std::vector<int64_t> parse_int_list(const std::string& text, const std::string& what, const std::string& setting) {
   std::vector<int64_t> values;
   std::istringstream list(text);
   std::string item;
@@ -19,10 +20,10 @@ std::vector<int64_t> parse_int_list(const std::string& text, const std::string& 
       values.push_back(std::stoll(item, &used));
       if (used != item.size()) throw std::invalid_argument(item);
     } catch (const std::exception&) {
-      throw ConfigError(flag + " '" + text + "' is not a comma-separated list of integers");
+      throw ConfigError(what + " '" + text + "' is not a comma-separated list of integers", setting);
     }
   }
-  if (values.empty()) throw ConfigError(flag + " is empty: give at least one value");
+  if (values.empty()) throw ConfigError(what + " is empty: give at least one value", setting);
   return values;
 }
 
@@ -42,7 +43,7 @@ MeasurementOptions MeasurementOptions::parse(const std::string& k, const std::st
                                              const std::map<std::string, int64_t>& token_names) {
   MeasurementOptions options;
   if (!k.empty() && k != join(options.k_grid)) {
-    options.k_grid = parse_int_list(k, "--k");
+    options.k_grid = parse_int_list(k, "K grid", "MeasurementOptions::k_grid");
     options.cap_k_at_d = false;  // a K the user asked for is never silently replaced
   }
   // Named tokens (ViT: cls, center) become their indices.
@@ -60,7 +61,7 @@ MeasurementOptions MeasurementOptions::parse(const std::string& k, const std::st
     options.tokens.mode = TokenSelection::Mode::kAll;
   } else {
     options.tokens.mode = TokenSelection::Mode::kList;
-    options.tokens.tokens = parse_int_list(numeric(tokens), "--tokens");
+    options.tokens.tokens = parse_int_list(numeric(tokens), "token list", "MeasurementOptions::tokens");
   }
   if (!context_pairs.empty()) {
     std::istringstream list(numeric(context_pairs));
@@ -69,12 +70,14 @@ MeasurementOptions MeasurementOptions::parse(const std::string& k, const std::st
       const auto colon = pair.find(':');
       try {
         if (colon == std::string::npos) throw std::invalid_argument(pair);
-        const auto ends = parse_int_list(pair.substr(0, colon) + "," + pair.substr(colon + 1), "--context-pairs");
+        const auto ends = parse_int_list(pair.substr(0, colon) + "," + pair.substr(colon + 1), "context pair",
+                                         "MeasurementOptions::tokens.context_pairs");
         if (ends.size() != 2) throw std::invalid_argument(pair);
         options.tokens.context_pairs.push_back({ends[0], ends[1]});
       } catch (const std::exception&) {
-        throw ConfigError("--context-pairs '" + context_pairs +
-                          "' is not a comma list of INPUT:OUTPUT token pairs (e.g. 0:-1,5:-1)");
+        throw ConfigError(
+            "context pairs '" + context_pairs + "' are not a comma list of INPUT:OUTPUT token pairs (e.g. 0:-1,5:-1)",
+            "MeasurementOptions::tokens.context_pairs");
       }
     }
   }
@@ -86,7 +89,8 @@ MeasurementOptions MeasurementOptions::parse(const std::string& k, const std::st
     }
   }
   if (!known) {
-    throw ConfigError("--spectrum '" + spectrum + "' is not one of " + quoted_choices(spectrum_choices()));
+    throw ConfigError("spectrum method '" + spectrum + "' is not one of " + quoted_choices(spectrum_choices()),
+                      "MeasurementOptions::spectrum");
   }
   return options;
 }

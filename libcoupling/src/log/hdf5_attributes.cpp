@@ -85,7 +85,10 @@ void write_scale(hid_t parent, const std::string& name, const std::vector<int64_
   describe(ds.get(), description, "1");  // indices, counts and codes
   if (labels.empty()) return;
   std::string meanings;
-  for (const char* label : labels) meanings += (meanings.empty() ? "" : " ") + std::string(label);
+  for (const char* label : labels) {
+    if (!meanings.empty()) meanings += ' ';
+    meanings += label;
+  }
   hsize_t count = labels.size();
   Handle flag_space(H5Screate_simple(1, &count, nullptr), H5Sclose);
   Handle flags(check(H5Acreate2(ds.get(), "flag_values", H5T_STD_I64LE, flag_space.get(), H5P_DEFAULT, H5P_DEFAULT),

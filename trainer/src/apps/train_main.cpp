@@ -180,6 +180,9 @@ int main(int argc, char** argv) {
     return trainer::report_failure("lower --batch, --probes or the model size",
                                    {{"MeasurementOptions::max_row_bytes", "flag --max-row-mib"},
                                     {"MeasurementOptions::k_grid", "flag --k"},
+                                    {"MeasurementOptions::tokens", "flag --tokens"},
+                                    {"MeasurementOptions::tokens.context_pairs", "flag --context-pairs"},
+                                    {"MeasurementOptions::spectrum", "flag --spectrum"},
                                     {"LogMetadata::seed", "flag --seed"},
                                     {"LogMetadata::data_sha256", "flag --data"},
                                     {"TensorBoardCallback::directory", "flag --tensorboard"}});

@@ -63,8 +63,8 @@ struct MeasurementOptions {
   /// "10,30,50" = the default grid, capped at d); tokens "last", "all" or a comma list
   /// (negative = from the end; names in token_names, such as the ViT's "cls", stand for their
   /// index); context pairs "" or "t1:t2,..." (input:output tokens, same conventions); spectrum
-  /// "auto", "exact" or "randomized". Throws coupling::ConfigError naming the flag (--k,
-  /// --tokens, --context-pairs, --spectrum) and what it accepts.
+  /// "auto", "exact" or "randomized". Throws coupling::ConfigError naming the option and what it
+  /// accepts, with setting() the member at fault (e.g. "MeasurementOptions::k_grid").
   static MeasurementOptions parse(const std::string& k, const std::string& tokens, const std::string& context_pairs,
                                   const std::string& spectrum, const std::map<std::string, int64_t>& token_names = {});
   /// Canonical one-line text (K grid, tokens, pairs, estimator and its parameters, precision):
