@@ -108,10 +108,7 @@ int main(int argc, char** argv) {
     return 0;
   } catch (...) {
     return trainer::report_failure("measure fewer probes or tokens",
-                                   {{"MeasurementOptions::max_row_bytes", "coupling-analyze keeps the cap at 256 MiB"},
-                                    {"MeasurementOptions::k_grid", "flag --k"},
-                                    {"MeasurementOptions::tokens", "flag --tokens"},
-                                    {"MeasurementOptions::tokens.context_pairs", "flag --context-pairs"},
-                                    {"MeasurementOptions::spectrum", "flag --spectrum"}});
+                                   trainer::measurement_notes({{"MeasurementOptions::max_row_bytes",
+                                                                "coupling-analyze keeps the cap at 256 MiB"}}));
   }
 }

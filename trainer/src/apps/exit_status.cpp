@@ -18,6 +18,14 @@ std::string with_note(const coupling::Error& error, const SettingNotes& notes) {
 
 }  // namespace
 
+SettingNotes measurement_notes(SettingNotes own) {
+  own.insert({{"MeasurementOptions::k_grid", "flag --k"},
+              {"MeasurementOptions::tokens", "flag --tokens"},
+              {"MeasurementOptions::tokens.context_pairs", "flag --context-pairs"},
+              {"MeasurementOptions::spectrum", "flag --spectrum"}});
+  return own;
+}
+
 int report_failure(const char* out_of_memory_hint, const SettingNotes& notes) {
   try {
     throw;

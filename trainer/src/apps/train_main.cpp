@@ -177,14 +177,11 @@ int main(int argc, char** argv) {
     if (vit.chosen()) vit.run();
     return 0;
   } catch (...) {
-    return trainer::report_failure("lower --batch, --probes or the model size",
-                                   {{"MeasurementOptions::max_row_bytes", "flag --max-row-mib"},
-                                    {"MeasurementOptions::k_grid", "flag --k"},
-                                    {"MeasurementOptions::tokens", "flag --tokens"},
-                                    {"MeasurementOptions::tokens.context_pairs", "flag --context-pairs"},
-                                    {"MeasurementOptions::spectrum", "flag --spectrum"},
+    return trainer::report_failure(
+        "lower --batch, --probes or the model size",
+        trainer::measurement_notes({{"MeasurementOptions::max_row_bytes", "flag --max-row-mib"},
                                     {"LogMetadata::seed", "flag --seed"},
                                     {"LogMetadata::data_sha256", "flag --data"},
-                                    {"TensorBoardCallback::directory", "flag --tensorboard"}});
+                                    {"TensorBoardCallback::directory", "flag --tensorboard"}}));
   }
 }

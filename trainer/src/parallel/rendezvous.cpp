@@ -37,8 +37,9 @@ class LocalRendezvousLease {
 /// torch.distributed makes it (the ProcessGroup(store, rank, size) constructor of recent 2.x: built
 /// and tested with the pinned 2.15; the NCCL path has not run here, for want of two GPUs).
 template <class Group>
-c10::intrusive_ptr<c10d::ProcessGroup> as_process_group(const c10::intrusive_ptr<c10d::Store>& store,
-                                                        const DistEnv& env, c10::intrusive_ptr<Group> group,
+c10::intrusive_ptr<c10d::ProcessGroup> as_process_group([[maybe_unused]] const c10::intrusive_ptr<c10d::Store>& store,
+                                                        [[maybe_unused]] const DistEnv& env,
+                                                        c10::intrusive_ptr<Group> group,
                                                         [[maybe_unused]] c10::DeviceType device_type,
                                                         [[maybe_unused]] bool nccl) {
 #if TORCH_VERSION_MAJOR >= 2
@@ -49,8 +50,6 @@ c10::intrusive_ptr<c10d::ProcessGroup> as_process_group(const c10::intrusive_ptr
   wrapper->setDefaultBackend(type);
   return wrapper;
 #else
-  (void)store;
-  (void)env;
   return group;
 #endif
 }

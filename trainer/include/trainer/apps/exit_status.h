@@ -12,6 +12,10 @@ namespace trainer {
 /// tool's own flag for it, e.g. {"MeasurementOptions::max_row_bytes", "flag --max-row-mib"}.
 using SettingNotes = std::map<std::string, std::string>;
 
+/// The measurement settings whose flags both tools share (--k, --tokens, --context-pairs,
+/// --spectrum), plus `own`: a tool's notes for the settings only it has.
+SettingNotes measurement_notes(SettingNotes own);
+
 constexpr int kUserErrorExit = 2;
 constexpr int kCommunicationErrorExit = 3;
 
