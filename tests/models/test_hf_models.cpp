@@ -4,6 +4,8 @@
 // tests/python/hf_reference.py has written its cases (COUPLING_HF_REFERENCE, the pip
 // environment's ctest run), every family against transformers itself.
 #include "coupling/engine/jacobian.h"
+#include "coupling/engine/jacobian_products.h"
+#include "coupling/engine/measurement.h"
 #include "coupling/error.h"
 #include "coupling/formats/safetensors.h"
 #include "coupling/models/hf/config.h"
@@ -11,6 +13,7 @@
 #include "coupling/models/hf/model.h"
 #include "engine_support.h"
 #include "error_message.h"
+#include "measurement_difference.h"
 #include "temp_files.h"
 #include "test_paths.h"
 
@@ -415,6 +418,44 @@ TEST(HfModel, TokenLocalJacobiansEqualGenericAndRowByRowAutogradInEveryFamily) {
           }
         }
       }
+    }
+  }
+}
+
+TEST(HfModel, MatrixFreeProductsAndMeasurementsEqualTheMaterialisedOnesInEveryFamily) {
+  at::manual_seed(6);  // the probe ids
+  for (const auto& [name, config] : family_cases()) {
+    RandomWeights weights(8);
+    coupling::hf::HfTransformer model(config, weights.source());
+    coupling::hf::HfAdapter adapter(model);
+    const auto probes = at::randint(config.vocab, {2, 7}, at::kLong);
+    // Products: J X and J^T Y against the token-local J, in chunks of 3 vectors per pass.
+    const auto x = adapter.residual_states(probes.narrow(0, 0, 1))[1][0];
+    const auto columns = at::randn({config.d_model, 5});
+    for (const auto& [t1, t2] : {std::pair<int64_t, int64_t>{6, 6}, {4, 6}}) {
+      const auto j = coupling::jacobians_at_output(adapter, 1, x, t2, {t1})[0];
+      const auto op = coupling::jacobian_operator(adapter, 1, x, t1, t2, 3 * coupling::replica_bytes(1, 16));
+      // float32 sums of 16 terms of size |J| |x|: 1e-5 of the largest product entry.
+      const auto expected = at::matmul(j, columns), expected_t = at::matmul(j.t(), columns);
+      const double scale = std::max(expected.abs().max().item<double>(), expected_t.abs().max().item<double>());
+      EXPECT_LE((op.multiply(columns) - expected).abs().max().item<double>(), 1e-5 * scale) << name;
+      EXPECT_LE((op.multiply_transpose(columns) - expected_t).abs().max().item<double>(), 1e-5 * scale) << name;
+    }
+    // Whole measurements, every coupling set, with and without a band.
+    for (int64_t band : {0, 1}) {
+      coupling::MeasurementOptions options;
+      options.k_grid = {2, 4};
+      options.spectrum = coupling::SpectrumMethod::kRandomized;
+      options.tokens.mode = coupling::TokenSelection::Mode::kList;
+      options.tokens.tokens = {3, -1};
+      options.tokens.context_pairs = {{4, -1}};
+      options.depth_band = band;
+      options.jacobian_path = coupling::JacobianPath::kMaterialised;
+      const auto materialised = coupling::measure(adapter, probes, options);
+      options.jacobian_path = coupling::JacobianPath::kMatrixFree;
+      const auto free = coupling::measure(adapter, probes, options);
+      const auto [difference, where] = test_support::largest_difference(materialised, free);
+      EXPECT_LE(difference, 1e-3) << name << ": " << where << ", band " << band;
     }
   }
 }

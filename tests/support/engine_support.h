@@ -43,6 +43,29 @@ inline std::unique_ptr<coupling::LambdaAdapter> linear_blocks(std::vector<at::Te
       [shared](int64_t l, const at::Tensor& x) { return at::matmul(x, (*shared)[l].t()); });
 }
 
+/// linear_blocks with the token-local function too (f_l at a token sees only that token), so the
+/// matrix-free path can run on it.
+class TokenLocalLinearBlocks : public coupling::ModelAdapter {
+ public:
+  explicit TokenLocalLinearBlocks(std::vector<at::Tensor> matrices)
+      : matrices_(matrices), blocks_(linear_blocks(std::move(matrices))) {}
+  int64_t num_blocks() const override { return blocks_->num_blocks(); }
+  bool causal() const override { return true; }
+  std::vector<at::Tensor> residual_states(const at::Tensor& x0) override { return blocks_->residual_states(x0); }
+  at::Tensor residual_branch(int64_t l, const at::Tensor& x) override { return blocks_->residual_branch(l, x); }
+  bool supports_token_local() const override { return true; }
+  at::Tensor residual_branch_at_token(int64_t l, const at::Tensor& x, int64_t input_token, const at::Tensor& replaced,
+                                      int64_t output_token) override {
+    if (input_token != output_token)
+      return at::matmul(x[output_token], matrices_[l].t()).expand_as(replaced) + 0.0 * replaced;
+    return at::matmul(replaced, matrices_[l].t());
+  }
+
+ private:
+  std::vector<at::Tensor> matrices_;
+  std::unique_ptr<coupling::LambdaAdapter> blocks_;
+};
+
 /// A random orthogonal d x d matrix.
 inline at::Tensor random_orthogonal(int64_t d, at::Generator& generator) {
   return std::get<0>(at::linalg_qr(at::randn({d, d}, generator, at::TensorOptions())));

@@ -4,6 +4,7 @@
 #include "coupling/engine/measurement.h"
 #include "coupling/engine/trajectory.h"
 #include "engine_support.h"
+#include "measurement_difference.h"
 #include "trainer/models/gpt.h"
 #include "trainer/models/transformer_adapter.h"
 #include "trainer_support.h"
@@ -17,6 +18,25 @@ using coupling::Normalisation;
 using coupling::Orientation;
 
 trainer::Gpt tiny_gpt() { return test_support::perturbed_gpt(31, test_support::gpt_config(6, 16, 3, 2), 0.1); }
+
+TEST(GptMeasurement, MatrixFreeEqualsMaterialised) {
+  auto model = tiny_gpt();
+  trainer::GptAdapter adapter(model);
+  const auto probes = at::randint(256, {2, 6}, at::kLong);
+  MeasurementOptions options;
+  options.k_grid = {3, 8};
+  options.spectrum = coupling::SpectrumMethod::kRandomized;
+  options.tokens.mode = coupling::TokenSelection::Mode::kList;
+  options.tokens.tokens = {-1, 2};
+  options.tokens.context_pairs = {{1, -1}};
+  options.depth_band = 1;
+  options.jacobian_path = coupling::JacobianPath::kMaterialised;
+  const auto materialised = coupling::measure(adapter, probes, options);
+  options.jacobian_path = coupling::JacobianPath::kMatrixFree;
+  const auto free = coupling::measure(adapter, probes, options);
+  const auto [difference, where] = test_support::largest_difference(materialised, free);
+  EXPECT_LE(difference, 1e-3) << where;
+}
 
 TEST(GptMeasurement, GptMatchesBruteForcePipeline) {
   auto model = tiny_gpt();

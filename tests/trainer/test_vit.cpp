@@ -3,6 +3,7 @@
 // synthetic files, good and bad.
 #include "coupling/engine/measurement.h"
 #include "coupling/error.h"
+#include "measurement_difference.h"
 #include "trainer/data/image_dataset.h"
 #include "trainer/models/transformer_adapter.h"
 #include "trainer/models/vit.h"
@@ -94,6 +95,25 @@ TEST(Vit, MeasurementTokenLocalEqualsGeneric) {
   EXPECT_TRUE(at::allclose(fast.jacobians, slow.jacobians, 1e-4, 1e-5));
   EXPECT_TRUE(at::allclose(fast.context_coupling, slow.context_coupling, 1e-4, 1e-5));
   EXPECT_GT(fast.context_coupling.abs().sum().item<double>(), 0.0);
+}
+
+TEST(Vit, MeasurementMatrixFreeEqualsMaterialised) {
+  at::manual_seed(3);
+  trainer::Vit model(tiny_vit());
+  trainer::VitAdapter adapter(model);
+  coupling::MeasurementOptions options;
+  options.k_grid = {2, 6};
+  options.spectrum = coupling::SpectrumMethod::kRandomized;
+  options.tokens.mode = coupling::TokenSelection::Mode::kList;
+  options.tokens.tokens = {0, 4};
+  options.tokens.context_pairs = {{4, 0}};
+  const auto images = at::randn({2, 1, 8, 8});
+  options.jacobian_path = coupling::JacobianPath::kMaterialised;
+  const auto materialised = coupling::measure(adapter, images, options);
+  options.jacobian_path = coupling::JacobianPath::kMatrixFree;
+  const auto free = coupling::measure(adapter, images, options);
+  const auto [difference, where] = test_support::largest_difference(materialised, free);
+  EXPECT_LE(difference, 1e-3) << where;
 }
 
 TEST(Vit, ConfigErrors) {

@@ -15,6 +15,12 @@ inline const std::vector<std::string>& spectrum_choices() {
   return choices;
 }
 
+/// --jacobian, in JacobianPath order (coupling/engine/measurement.h).
+inline const std::vector<std::string>& jacobian_path_choices() {
+  static const std::vector<std::string> choices{"auto", "materialised", "matrix-free"};
+  return choices;
+}
+
 /// --precision of training forward passes.
 inline const std::vector<std::string>& precision_choices() {
   static const std::vector<std::string> choices{"fp32", "bf16"};

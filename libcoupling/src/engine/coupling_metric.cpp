@@ -80,18 +80,10 @@ at::Tensor coupling_matrices(const CouplingRows& jacobian_rows, const TopK& fact
         const auto j = jacobian_rows(b0, bc, i0, rows).reshape({bc, rows * d_out, d_in});  // J_i stacked by rows
         const auto jr = at::bmm(j, right_stacked.narrow(0, b0, bc))
                             .view({bc, rows, d_out, n, k_max})
-                            .permute({0, 1, 3, 2, 4});                                  // [b, rows, Nj, d, K]
-        const auto m = at::matmul(left_t.narrow(0, b0, bc), jr).to(at::kDouble).abs();  // [b, rows, Nj, K, K]
-        const auto s_rows = s.narrow(0, b0, bc).narrow(1, i0, rows);                    // the diagonalised J_i's values
-        std::vector<at::Tensor> by_normalisation[2];
-        for (int64_t k : k_grid) {
-          const auto sk = s_rows.narrow(-1, 0, k);  // [b, rows, K]
-          const auto diff = m.narrow(-2, 0, k).narrow(-1, 0, k) - at::diag_embed(sk).unsqueeze(2);
-          const auto numerator = diff.pow(2).sum({-2, -1}).sqrt();  // [b, rows, Nj]
-          by_normalisation[0].push_back(numerator / sk.norm(2, -1).unsqueeze(-1));
-          by_normalisation[1].push_back(numerator / sk.sum(-1).unsqueeze(-1));
-        }
-        rows_out.push_back(at::stack({at::stack(by_normalisation[0], 1), at::stack(by_normalisation[1], 1)}, 1));
+                            .permute({0, 1, 3, 2, 4});                            // [b, rows, Nj, d, K]
+        const auto m = at::matmul(left_t.narrow(0, b0, bc), jr).to(at::kDouble);  // [b, rows, Nj, K, K]
+        rows_out.push_back(
+            coupling_values(m, s.narrow(0, b0, bc).narrow(1, i0, rows), k_grid).permute({0, 2, 3, 1, 4}));
         done += bc * rows * n;
         if (progress && progress->due()) {  // the meter counts the 2 N^2 entries of one batch element
           progress->update(done / batch,
@@ -109,16 +101,30 @@ at::Tensor coupling_matrices(const CouplingRows& jacobian_rows, const TopK& fact
   return result.reshape(shape);
 }
 
+at::Tensor coupling_values(const at::Tensor& projected, const at::Tensor& s, const std::vector<int64_t>& k_grid) {
+  const auto s_rows = s.to(at::kDouble).unsqueeze(-2);  // [..., 1, Kmax]: the diagonalised J_i's values
+  std::vector<at::Tensor> by_normalisation[2];
+  for (int64_t k : k_grid) {
+    const auto sk = s_rows.narrow(-1, 0, k);  // [..., 1, K]
+    const auto diff = projected.narrow(-2, 0, k).narrow(-1, 0, k).abs() - at::diag_embed(sk);
+    const auto numerator = diff.pow(2).sum({-2, -1}).sqrt();  // [..., Nj]
+    by_normalisation[0].push_back(numerator / sk.norm(2, -1));
+    by_normalisation[1].push_back(numerator / sk.sum(-1));
+  }
+  const auto dim = projected.dim() - 3;  // the (normalisation, k) axes go before Nj
+  return at::stack({at::stack(by_normalisation[0], dim), at::stack(by_normalisation[1], dim)}, dim);
+}
+
 at::Tensor mean_over_pairs(const at::Tensor& m, const at::Tensor& mask) {
   const int64_t n = m.size(-1);
   const auto bool_on_device = at::TensorOptions().dtype(at::kBool).device(m.device());
   const auto off_diagonal = at::logical_and(mask.to(m.device()), at::eye(n, bool_on_device).logical_not());
-  const auto weights = off_diagonal.to(m.scalar_type());
-  const auto count = weights.sum();
-  if (count.item<double>() == 0.0) {
+  const auto count = off_diagonal.sum();
+  if (count.item<int64_t>() == 0) {
     return at::full(m.sizes().slice(0, m.dim() - 2), std::numeric_limits<double>::quiet_NaN(), m.options());
   }
-  return (m * weights).sum({-2, -1}) / count;
+  // Entries outside the mask may be NaN (outside a depth band): they are left out, not multiplied by 0.
+  return at::where(off_diagonal, m, at::zeros({}, m.options())).sum({-2, -1}) / count.to(m.scalar_type());
 }
 
 at::Tensor mean_off_diagonal(const at::Tensor& m) {

@@ -1,6 +1,8 @@
 #include "coupling/engine/measurement.h"
 
 #include "coupling/engine/fields.h"
+#include "coupling/engine/jacobian_products.h"
+#include "coupling/engine/matrix_free.h"
 #include "coupling/engine/peak_memory.h"
 #include "coupling/engine/progress.h"
 #include "coupling/engine/trajectory.h"
@@ -127,16 +129,60 @@ struct JacobianProgress {
   int64_t done = 0;
 };
 
-/// Steps 3-6 for the probe with global index `probe`, whose residual states are `states`
-/// ([T, L+1, d]): a Measurement of that one probe (probe axis of size 1), on the CPU. Only this
-/// probe's Jacobians are ever in memory.
-Measurement measure_one_probe(ModelAdapter& adapter, const at::Tensor& states, const MeasurementLayout& layout,
-                              const JacobianPlan& plan, const MeasurementOptions& options, int64_t probe,
-                              int64_t probes, JacobianProgress& jacobian_progress) {
-  Measurement m;
-  static_cast<MeasurementLayout&>(m) = layout;
-  m.probes = 1;
-  const int64_t L = layout.blocks, d = layout.d_model;
+/// The pairs each coupling set computes under the depth band (every pair without one).
+struct SetPairs {
+  at::Tensor depth, block_token, context;  ///< [L, L], [L n, L n], [L np, L np] bool
+};
+
+SetPairs set_pairs(const MeasurementLayout& layout) {
+  const int64_t L = layout.blocks, n = static_cast<int64_t>(layout.tokens.size());
+  const int64_t np = static_cast<int64_t>(layout.context_pairs.size());
+  const auto blocks_of = [L](int64_t per_block) {  // member s = l * per_block + i
+    std::vector<int64_t> blocks;
+    for (int64_t s = 0; s < L * per_block; ++s) blocks.push_back(s / per_block);
+    return blocks;
+  };
+  return {band_pairs(blocks_of(1), layout.depth_band), band_pairs(blocks_of(n), layout.depth_band),
+          band_pairs(blocks_of(std::max<int64_t>(np, 1)), layout.depth_band)};
+}
+
+/// Coupling matrices [..., N, N] with NaN outside `pairs` (no-op without a depth band).
+at::Tensor outside_band_nan(const at::Tensor& coupling, const at::Tensor& pairs, int64_t band) {
+  if (band <= 0) return coupling;
+  return coupling.masked_fill(pairs.logical_not().to(coupling.device()), std::numeric_limits<double>::quiet_NaN());
+}
+
+/// The summaries of step 5 from the coupling matrices in `m`.
+void coupling_summaries(Measurement& m, const SetPairs& pairs) {
+  m.depth_mean_offdiag = mean_over_pairs(m.depth_coupling, pairs.depth);
+  m.depth_mean_adjacent = mean_adjacent(m.depth_coupling);
+  if (m.token_coupling.defined()) m.token_mean_offdiag = mean_off_diagonal(m.token_coupling);
+  if (m.block_token_coupling.defined()) {
+    m.block_token_mean_offdiag = mean_over_pairs(m.block_token_coupling, pairs.block_token);
+  }
+  if (m.context_coupling.defined()) {
+    std::vector<int64_t> input_of, output_of;
+    for (int64_t l = 0; l < m.blocks; ++l) {
+      for (const auto& pair : m.context_pairs) {
+        input_of.push_back(pair.input);
+        output_of.push_back(pair.output);
+      }
+    }
+    const auto inputs = at::tensor(input_of, at::kLong), outputs = at::tensor(output_of, at::kLong);
+    m.context_same_input =
+        mean_over_pairs(m.context_coupling, inputs.unsqueeze(0).eq(inputs.unsqueeze(1)).logical_and(pairs.context));
+    m.context_same_output =
+        mean_over_pairs(m.context_coupling, outputs.unsqueeze(0).eq(outputs.unsqueeze(1)).logical_and(pairs.context));
+  }
+}
+
+/// Steps 3-5 on the materialised path, for the probe with global index `probe` whose residual
+/// states are `states` ([T, L+1, d]): Jacobians, spectra, coupling, into `m` (probe axis of size
+/// 1). Only this probe's Jacobians are ever in memory.
+void measure_materialised(ModelAdapter& adapter, const at::Tensor& states, const JacobianPlan& plan,
+                          const MeasurementOptions& options, int64_t probe, int64_t probes,
+                          JacobianProgress& jacobian_progress, Measurement& m) {
+  const int64_t L = m.blocks, d = m.d_model;
   const int64_t k_max = m.k_grid.back();
   const int64_t n = static_cast<int64_t>(m.tokens.size());
   const int64_t np = static_cast<int64_t>(m.context_pairs.size());
@@ -199,43 +245,149 @@ Measurement measure_one_probe(ModelAdapter& adapter, const at::Tensor& states, c
       return store.get(indices).view({batch_count, count, store.width(), store.width()});
     };
   };
-  m.depth_coupling =
-      coupling_matrices(rows_of(diag, [L](int64_t i, int64_t l) { return i * L + l; }), diag_factors, m.k_grid);
-  m.depth_mean_offdiag = mean_off_diagonal(m.depth_coupling);
-  m.depth_mean_adjacent = mean_adjacent(m.depth_coupling);
+  const SetPairs pairs = set_pairs(m);
+  m.depth_coupling = outside_band_nan(
+      coupling_matrices(rows_of(diag, [L](int64_t i, int64_t l) { return i * L + l; }), diag_factors, m.k_grid),
+      pairs.depth, m.depth_band);
   if (n >= 2) {
     const auto by_block_factors = permute_factors(diag_factors, {0, 2, 1});  // [1, L, n, ...]
     auto token_progress = coupling_progress("token", n);
     m.token_coupling = coupling_matrices(rows_of(diag, [L](int64_t l, int64_t i) { return i * L + l; }),
                                          by_block_factors, m.k_grid, &token_progress);
-    m.token_mean_offdiag = mean_off_diagonal(m.token_coupling);
     if (m.has_block_token_coupling) {
       auto block_token_progress = coupling_progress("block-by-token", L * n);
-      m.block_token_coupling =
+      m.block_token_coupling = outside_band_nan(
           coupling_matrices(rows_of(diag, [L, n](int64_t, int64_t s) { return (s % n) * L + s / n; }),
-                            reshape_factors(by_block_factors, 1, L * n), m.k_grid, &block_token_progress);
-      m.block_token_mean_offdiag = mean_off_diagonal(m.block_token_coupling);
+                            reshape_factors(by_block_factors, 1, L * n), m.k_grid, &block_token_progress),
+          pairs.block_token, m.depth_band);
     }
   }
   if (np > 0) {
     auto context_progress = coupling_progress("context", L * np);
-    m.context_coupling = coupling_matrices(rows_of(*context, [](int64_t, int64_t s) { return s; }),
-                                           reshape_factors(context_factors, 1, L * np), m.k_grid, &context_progress);
-    std::vector<int64_t> input_of, output_of;
-    for (int64_t l = 0; l < L; ++l) {
-      for (const auto& pair : m.context_pairs) {
-        input_of.push_back(pair.input);
-        output_of.push_back(pair.output);
-      }
-    }
-    const auto inputs = at::tensor(input_of, at::kLong), outputs = at::tensor(output_of, at::kLong);
-    m.context_same_input = mean_over_pairs(m.context_coupling, inputs.unsqueeze(0).eq(inputs.unsqueeze(1)));
-    m.context_same_output = mean_over_pairs(m.context_coupling, outputs.unsqueeze(0).eq(outputs.unsqueeze(1)));
+    m.context_coupling =
+        outside_band_nan(coupling_matrices(rows_of(*context, [](int64_t, int64_t s) { return s; }),
+                                           reshape_factors(context_factors, 1, L * np), m.k_grid, &context_progress),
+                         pairs.context, m.depth_band);
   }
+  coupling_summaries(m, pairs);
   m.timings.coupling = seconds_since(t0);
+  if (options.keep_jacobians) m.jacobians = diag.all().view({1, n, L, d, d});
+}
+
+/// Steps 3-5 on the matrix-free path (matrix_free.h): spectra and coupling from products with the
+/// Jacobians, which are never formed; the same fields as measure_materialised, with the
+/// Hutchinson estimate as jacobian_frobenius.
+void measure_matrix_free(ModelAdapter& adapter, const at::Tensor& states, const MeasurementOptions& options,
+                         int64_t probe, int64_t probes, JacobianProgress& jacobian_progress, Measurement& m) {
+  const int64_t L = m.blocks, d = m.d_model, k_max = m.k_grid.back();
+  const int64_t n = static_cast<int64_t>(m.tokens.size());
+  const int64_t np = static_cast<int64_t>(m.context_pairs.size());
+  RandomizedOptions randomized = options.randomized;
+  randomized.seed += static_cast<uint64_t>(probe);  // as store_spectra: the same test matrices
+  const auto jacobian = [&](int64_t l, const TokenPair& pair) {
+    return jacobian_operator(adapter, l, states.select(1, l), pair.input, pair.output, options.jacobian.max_bytes);
+  };
+  const auto diagonal = [&](int64_t i) { return TokenPair{m.tokens[i], m.tokens[i]}; };
+
+  // 3-4. Spectra, block by block (a streamed model loads each block once here).
+  auto t0 = Clock::now();
+  const auto diag_omega = test_matrix({n * L}, d, d, k_max, randomized);
+  const auto context_omega = np > 0 ? test_matrix({L * np}, d, d, k_max, randomized) : at::Tensor();
+  std::vector<std::vector<TopK>> diag_factors(n, std::vector<TopK>(L));  // [token][block]
+  std::vector<TopK> context_factors(L * np);                             // [l * np + c]
+  auto frobenius = at::empty({1, n, L}, at::kDouble);
+  for (int64_t l = 0; l < L; ++l) {
+    for (int64_t i = 0; i < n; ++i) {
+      const auto spectrum = matrix_free_topk(jacobian(l, diagonal(i)), k_max, randomized, diag_omega[i * L + l]);
+      diag_factors[i][l] = spectrum.factors;
+      frobenius[0][i][l] = spectrum.frobenius;
+    }
+    for (int64_t c = 0; c < np; ++c) {
+      context_factors[l * np + c] =
+          matrix_free_topk(jacobian(l, m.context_pairs[c]), k_max, randomized, context_omega[l * np + c]).factors;
+    }
+    jacobian_progress.done += n + np;
+    if (jacobian_progress.meter.due()) {
+      jacobian_progress.meter.update(
+          jacobian_progress.done,
+          fmt::format("probe {}/{}, block {}/{}, matrix-free spectra", probe + 1, probes, l + 1, L));
+    }
+  }
+  const auto stack = [](const std::vector<TopK>& parts) {
+    std::vector<at::Tensor> u, s, v;
+    for (const auto& f : parts) u.push_back(f.u), s.push_back(f.s), v.push_back(f.v);
+    return TopK{at::stack(u), at::stack(s), at::stack(v)};
+  };
+  std::vector<TopK> by_token;  // [n] sets over blocks
+  for (const auto& per_block : diag_factors) by_token.push_back(stack(per_block));
+  m.jacobian_frobenius = frobenius;
+  std::vector<at::Tensor> values;
+  for (const auto& f : by_token) values.push_back(f.s);
+  m.singular_values = at::stack(values).unsqueeze(0);  // [1, n, L, K]
+  m.timings.spectra = seconds_since(t0);
+
+  // 5. Coupling, a row of each set at a time.
+  t0 = Clock::now();
+  const SetPairs pairs = set_pairs(m);
+  const auto progress = [&](const char* what, int64_t rows) {
+    return ProgressMeter(fmt::format("measurement {} coupling (matrix-free)", what), rows, options.progress_seconds);
+  };
+  std::vector<at::Tensor> depth;
+  for (int64_t i = 0; i < n; ++i) {
+    auto meter = progress("depth", L);
+    depth.push_back(matrix_free_coupling([&](int64_t l) { return jacobian(l, diagonal(i)); }, by_token[i], m.k_grid,
+                                         pairs.depth, &meter));
+  }
+  m.depth_coupling = at::stack(depth).unsqueeze(0);
+  if (n >= 2) {
+    std::vector<at::Tensor> by_block;
+    for (int64_t l = 0; l < L; ++l) {
+      std::vector<TopK> members;
+      for (int64_t i = 0; i < n; ++i) members.push_back(diag_factors[i][l]);
+      auto meter = progress("token", n);
+      by_block.push_back(matrix_free_coupling([&](int64_t i) { return jacobian(l, diagonal(i)); }, stack(members),
+                                              m.k_grid, at::ones({n, n}, at::kBool), &meter));
+    }
+    m.token_coupling = at::stack(by_block).unsqueeze(0);
+    if (m.has_block_token_coupling) {
+      std::vector<TopK> members;  // s = l n + i
+      for (int64_t l = 0; l < L; ++l) {
+        for (int64_t i = 0; i < n; ++i) members.push_back(diag_factors[i][l]);
+      }
+      auto meter = progress("block-by-token", L * n);
+      m.block_token_coupling = matrix_free_coupling([&](int64_t s) { return jacobian(s / n, diagonal(s % n)); },
+                                                    stack(members), m.k_grid, pairs.block_token, &meter)
+                                   .unsqueeze(0);
+    }
+  }
+  if (np > 0) {
+    auto meter = progress("context", L * np);
+    m.context_coupling = matrix_free_coupling([&](int64_t s) { return jacobian(s / np, m.context_pairs[s % np]); },
+                                              stack(context_factors), m.k_grid, pairs.context, &meter)
+                             .unsqueeze(0);
+  }
+  coupling_summaries(m, pairs);
+  m.timings.coupling = seconds_since(t0);
+}
+
+/// Steps 3-6 for the probe with global index `probe`, whose residual states are `states`
+/// ([T, L+1, d]): a Measurement of that one probe (probe axis of size 1), on the CPU.
+Measurement measure_one_probe(ModelAdapter& adapter, const at::Tensor& states, const MeasurementLayout& layout,
+                              const JacobianPlan& plan, const MeasurementOptions& options, int64_t probe,
+                              int64_t probes, JacobianProgress& jacobian_progress) {
+  Measurement m;
+  static_cast<MeasurementLayout&>(m) = layout;
+  m.probes = 1;
+  const int64_t L = layout.blocks;
+  const int64_t n = static_cast<int64_t>(m.tokens.size());
+  if (layout.matrix_free) {
+    measure_matrix_free(adapter, states, options, probe, probes, jacobian_progress, m);
+  } else {
+    measure_materialised(adapter, states, plan, options, probe, probes, jacobian_progress, m);
+  }
 
   // 6. Trajectories of the measured tokens.
-  t0 = Clock::now();
+  auto t0 = Clock::now();
   m.trajectories =
       states.index_select(0, at::tensor(m.tokens, at::kLong).to(states.device())).unsqueeze(0);  // [1, n, L+1, d]
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
@@ -258,7 +410,6 @@ Measurement measure_one_probe(ModelAdapter& adapter, const at::Tensor& states, c
     }
   }
   m.timings.trajectories = seconds_since(t0);
-  if (options.keep_jacobians) m.jacobians = diag.all().view({1, n, L, d, d});
   for (const auto& field : measurement_fields()) {  // results live on the CPU, whatever the model's device
     at::Tensor& t = m.*field.member;
     if (t.defined()) t = t.cpu();
@@ -294,7 +445,8 @@ Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs
   states.clear();
   if (stacked.dim() != 4) throw ConfigError("residual_states must return tensors of shape [B, T, d]");
   const int64_t P = stacked.size(0), T = stacked.size(1), d = stacked.size(3);
-  MeasurementLayout layout = resolve_layout(total_probes, T, L, d, adapter.causal(), options);
+  MeasurementLayout layout =
+      resolve_layout(total_probes, T, L, d, adapter.causal(), options, adapter.supports_token_local());
   const double forward_seconds = seconds_since(start);
 
   // 2.-6. Probe by probe.
@@ -330,8 +482,27 @@ Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs
 
 }  // namespace
 
+double matrix_free_cost(const MeasurementLayout& layout, const MeasurementOptions& options) {
+  const int64_t L = layout.blocks, d = layout.d_model, k_max = layout.k_grid.back();
+  const int64_t n = static_cast<int64_t>(layout.tokens.size());
+  const int64_t np = static_cast<int64_t>(layout.context_pairs.size());
+  const int64_t width = std::min(k_max + std::max<int64_t>(0, options.randomized.oversample), d);
+  const double spectrum = 3.0 * static_cast<double>((options.randomized.power_iterations + 1) * width);
+  double partners = 0;  // sum over the blocks of the blocks each is coupled with, itself included
+  for (int64_t l = 0; l < L; ++l) {
+    const int64_t band = layout.depth_band > 0 ? layout.depth_band : L;
+    partners += static_cast<double>(std::min(L - 1, l + band) - std::max<int64_t>(0, l - band) + 1);
+  }
+  double coupled = static_cast<double>(n) * partners + static_cast<double>(np * np) * partners;  // depth, context
+  if (n >= 2) coupled += static_cast<double>(L * n * n);                                         // token
+  if (layout.has_block_token_coupling) coupled += static_cast<double>(n * n) * partners;
+  const double jacobians = static_cast<double>(L * (n + np));
+  const double products = jacobians * spectrum + 2.0 * static_cast<double>(k_max) * coupled;
+  return products / (jacobians * static_cast<double>(d));
+}
+
 MeasurementLayout resolve_layout(int64_t probes, int64_t sequence_length, int64_t blocks, int64_t d_model, bool causal,
-                                 const MeasurementOptions& options) {
+                                 const MeasurementOptions& options, bool token_local) {
   MeasurementLayout layout;
   layout.probes = probes;
   layout.blocks = blocks;
@@ -361,6 +532,25 @@ MeasurementLayout resolve_layout(int64_t probes, int64_t sequence_length, int64_
   const auto n = static_cast<int64_t>(layout.tokens.size());
   layout.has_block_token_coupling = n >= 2 && blocks * n <= options.max_set_size;
   layout.keeps_jacobians = options.keep_jacobians;
+  layout.depth_band = options.depth_band;
+  if (options.depth_band < 0) {
+    throw ConfigError("the depth band must be >= 0 (0 = every pair)", "MeasurementOptions::depth_band");
+  }
+  // What stops the matrix-free path, if anything.
+  const char* obstacle = !token_local ? "this model's adapter has no token-local function, which it differentiates"
+                         : options.spectrum == SpectrumMethod::kExact
+                             ? "it estimates spectra by the randomized method only, and an exact spectrum was asked for"
+                         : options.keep_jacobians ? "the Jacobians are to be kept, and it never forms them"
+                                                  : nullptr;
+  if (options.jacobian_path == JacobianPath::kMatrixFree && obstacle) {
+    throw ConfigError(
+        std::string("the matrix-free Jacobian path cannot run: ") + obstacle + "; use the materialised path",
+        "MeasurementOptions::jacobian_path");
+  }
+  layout.matrix_free =
+      options.jacobian_path == JacobianPath::kMatrixFree ||
+      (options.jacobian_path == JacobianPath::kAuto && !obstacle &&
+       uses_randomized(options.spectrum, layout.k_grid.back(), d_model) && matrix_free_cost(layout, options) < 1.0);
   const int64_t bytes = logged_bytes(layout);
   if (bytes > options.max_row_bytes) {
     throw ConfigError(fmt::format("one measurement would log {:.0f} MiB ({} probes x {} tokens through {} blocks, {} "
@@ -385,7 +575,7 @@ MeasurementLayout resolve_layout(ModelAdapter& adapter, const at::Tensor& probe_
     throw ConfigError("residual_states must return L + 1 tensors of shape [B, T, d]");
   }
   return resolve_layout(probe_inputs.size(0), states.front().size(1), adapter.num_blocks(), states.front().size(2),
-                        adapter.causal(), options);
+                        adapter.causal(), options, adapter.supports_token_local());
 }
 
 Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options) {

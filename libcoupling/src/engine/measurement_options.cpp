@@ -4,6 +4,7 @@
 #include "coupling/choices.h"
 #include "coupling/error.h"
 
+#include <algorithm>
 #include <sstream>
 
 namespace coupling {
@@ -40,7 +41,8 @@ constexpr const char* kTokenModes[] = {"last", "list", "all"};
 
 MeasurementOptions MeasurementOptions::parse(const std::string& k, const std::string& tokens,
                                              const std::string& context_pairs, const std::string& spectrum,
-                                             const std::map<std::string, int64_t>& token_names) {
+                                             const std::map<std::string, int64_t>& token_names,
+                                             const std::string& jacobian, int64_t depth_band) {
   MeasurementOptions options;
   if (!k.empty() && k != join(options.k_grid)) {
     options.k_grid = parse_int_list(k, "K grid", "MeasurementOptions::k_grid");
@@ -92,6 +94,19 @@ MeasurementOptions MeasurementOptions::parse(const std::string& k, const std::st
     throw ConfigError("spectrum method '" + spectrum + "' is not one of " + quoted_choices(spectrum_choices()),
                       "MeasurementOptions::spectrum");
   }
+  const auto& paths = jacobian_path_choices();
+  const auto path = std::find(paths.begin(), paths.end(), jacobian);
+  if (path == paths.end()) {
+    throw ConfigError("Jacobian path '" + jacobian + "' is not one of " + quoted_choices(paths),
+                      "MeasurementOptions::jacobian_path");
+  }
+  options.jacobian_path = static_cast<JacobianPath>(path - paths.begin());
+  if (depth_band < 0) {
+    throw ConfigError("depth band " + std::to_string(depth_band) +
+                          " is negative: give the largest block distance to couple, or 0 for every pair",
+                      "MeasurementOptions::depth_band");
+  }
+  options.depth_band = depth_band;
   return options;
 }
 
@@ -108,6 +123,10 @@ std::string MeasurementOptions::str() const {
     out << " oversample=" << randomized.oversample << " power_iterations=" << randomized.power_iterations
         << " seed=" << randomized.seed;
   }
+  // Absent at their defaults, so the texts of older logs stay valid.
+  if (jacobian_path != JacobianPath::kAuto)
+    out << " jacobian=" << jacobian_path_choices()[static_cast<size_t>(jacobian_path)];
+  if (depth_band > 0) out << " depth_band=" << depth_band;
   return out.str();
 }
 

@@ -52,7 +52,13 @@ int main(int argc, char** argv) {
       app.add_option("--context-pairs", coupling.context_pairs,
                      "INPUT:OUTPUT token pairs for context coupling, "
                      "e.g. 0:-1,5:-1"),
-      app.add_option("--spectrum", coupling.spectrum, "auto, exact or randomized")->capture_default_str()};
+      app.add_option("--spectrum", coupling.spectrum, "auto, exact or randomized")->capture_default_str(),
+      app.add_option("--jacobian", coupling.jacobian,
+                     "auto (matrix-free when its estimated cost is lower), materialised or matrix-free")
+          ->capture_default_str(),
+      app.add_option("--depth-band", coupling.depth_band,
+                     "Couple only blocks at most this many apart; the rest is NaN (0 = every pair)")
+          ->capture_default_str()};
   const std::vector<CLI::Option*> torchscript_only = {
       app.add_option("--probe-text", probes.text, "TorchScript probes: byte windows of this text file"),
       app.add_option("--probe-idx", probes.idx, "TorchScript probes: images of this IDX file, in [0, 1]"),

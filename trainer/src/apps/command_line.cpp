@@ -20,6 +20,7 @@ namespace {
 const std::map<std::string, std::function<const std::vector<std::string>&()>>& choice_flags() {
   static const std::map<std::string, std::function<const std::vector<std::string>&()>> flags = {
       {"--spectrum", coupling::spectrum_choices},
+      {"--jacobian", coupling::jacobian_path_choices},
       {"--precision", coupling::precision_choices},
       {"--backend", coupling::backend_choices},
       {"--augment", augment_choices},

@@ -22,7 +22,9 @@ SettingNotes measurement_notes(SettingNotes own) {
   own.insert({{"MeasurementOptions::k_grid", "flag --k"},
               {"MeasurementOptions::tokens", "flag --tokens"},
               {"MeasurementOptions::tokens.context_pairs", "flag --context-pairs"},
-              {"MeasurementOptions::spectrum", "flag --spectrum"}});
+              {"MeasurementOptions::spectrum", "flag --spectrum"},
+              {"MeasurementOptions::jacobian_path", "flag --jacobian"},
+              {"MeasurementOptions::depth_band", "flag --depth-band"}});
   return own;
 }
 

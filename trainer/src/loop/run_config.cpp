@@ -95,6 +95,10 @@ void CouplingConfig::validate() const {
           fmt::format("--max-row-mib must be in 1..{} (got {})", int64_t{1} << 30, max_row_mib));
   require(coupling::is_choice(coupling::spectrum_choices(), spectrum),
           "--spectrum must be " + coupling::quoted_choices(coupling::spectrum_choices()) + " (got '" + spectrum + "')");
+  require(coupling::is_choice(coupling::jacobian_path_choices(), jacobian),
+          "--jacobian must be " + coupling::quoted_choices(coupling::jacobian_path_choices()) + " (got '" + jacobian +
+              "')");
+  require(depth_band >= 0, fmt::format("--depth-band must be >= 0 (got {}; 0 = every pair)", depth_band));
 }
 
 void GptRunConfig::validate() const {

@@ -145,7 +145,8 @@ std::string join_metrics(const std::vector<Metric>& metrics) {
 }  // namespace
 
 coupling::MeasurementOptions measurement_options(const CouplingConfig& c, const std::map<std::string, int64_t>& names) {
-  auto options = coupling::MeasurementOptions::parse(c.k, c.tokens, c.context_pairs, c.spectrum, names);
+  auto options =
+      coupling::MeasurementOptions::parse(c.k, c.tokens, c.context_pairs, c.spectrum, names, c.jacobian, c.depth_band);
   options.max_row_bytes = c.max_row_mib << 20;
   return options;
 }

@@ -46,6 +46,12 @@ using CouplingRows = std::function<at::Tensor(int64_t batch_first, int64_t batch
 at::Tensor coupling_matrices(const CouplingRows& rows, const TopK& factors, const std::vector<int64_t>& k_grid,
                              ProgressMeter* progress = nullptr);
 
+/// m_K from projections: `projected` [..., Nj, Kmax, Kmax] holds M = U_j^T J_i V_j (or V_j^T J_i
+/// U_j) for one diagonalised J_i against the bases of Nj Jacobians, `s` [..., Kmax] J_i's singular
+/// values. Returns float64 [..., 2 (norm, trace), k_grid.size(), Nj]. Both the materialised and the
+/// matrix-free coupling (matrix_free.h) end here.
+at::Tensor coupling_values(const at::Tensor& projected, const at::Tensor& s, const std::vector<int64_t>& k_grid);
+
 /// Mean of m[..., i, j] over ordered pairs i != j (the model-level summary). [..., N, N] -> [...].
 at::Tensor mean_off_diagonal(const at::Tensor& m);
 /// Mean over |i - j| == 1 (depth-local coupling). [..., N, N] -> [...]; NaN when N < 2.

@@ -36,6 +36,14 @@ struct TokenSelection {
   std::vector<TokenPair> context_pairs;  ///< (t1, t2) pairs for context coupling (may be empty)
 };
 
+/// How a measurement gets its Jacobians' spectra and coupling: from the materialised d x d
+/// matrices (d rows each, jacobian.h), or matrix-free from products with them
+/// (jacobian_products.h, matrix_free.h), whose cost follows K and the coupled pairs instead of d.
+/// kAuto: matrix-free when its estimated cost is below the materialised path's
+/// (matrix_free_cost()), and it can run: a randomized spectrum, Jacobians not kept, and an
+/// adapter with a token-local function.
+enum class JacobianPath { kAuto, kMaterialised, kMatrixFree };
+
 struct MeasurementOptions {
   std::vector<int64_t> k_grid{10, 30, 50};  ///< K values (duplicates removed)
   bool cap_k_at_d = true;                   ///< K > d means d; false: K > d is a ConfigError naming d
@@ -45,6 +53,12 @@ struct MeasurementOptions {
   SvdPrecision precision = SvdPrecision::kFloat32;  ///< exact SVD precision
   RandomizedOptions randomized;
   JacobianOptions jacobian;
+  JacobianPath jacobian_path = JacobianPath::kAuto;
+  /// Coupling only between Jacobians of blocks at most this many blocks apart (|a - b| <= w): the
+  /// other entries of the depth, block-by-token and context matrices are NaN and the means
+  /// average the band's off-diagonal entries. 0 = every pair. With the matrix-free path a band
+  /// saves the products of the pairs outside it.
+  int64_t depth_band = 0;
   int64_t max_set_size = 256;   ///< block-by-token coupling only when L * tokens is at most this
   bool keep_jacobians = false;  ///< keep the diagonal-token Jacobians in the result
   /// Refuse (ConfigError, before any Jacobian) a measurement whose logged fields would take more
@@ -65,10 +79,12 @@ struct MeasurementOptions {
   /// index); context pairs "" or "t1:t2,..." (input:output tokens, same conventions); spectrum
   /// "auto", "exact" or "randomized". Throws coupling::ConfigError naming the option and what it
   /// accepts, with setting() the member at fault (e.g. "MeasurementOptions::k_grid").
+  /// jacobian "auto", "materialised" or "matrix-free"; depth_band >= 0.
   static MeasurementOptions parse(const std::string& k, const std::string& tokens, const std::string& context_pairs,
-                                  const std::string& spectrum, const std::map<std::string, int64_t>& token_names = {});
-  /// Canonical one-line text (K grid, tokens, pairs, estimator and its parameters, precision):
-  /// stored in logs and compared on resume.
+                                  const std::string& spectrum, const std::map<std::string, int64_t>& token_names = {},
+                                  const std::string& jacobian = "auto", int64_t depth_band = 0);
+  /// Canonical one-line text (K grid, tokens, pairs, estimator and its parameters, precision, and
+  /// a forced Jacobian path and a depth band when set): stored in logs and compared on resume.
   std::string str() const;
 };
 
@@ -85,13 +101,24 @@ struct MeasurementLayout {
   std::vector<int64_t> k_grid;            ///< resolved K values (ascending)
   bool has_block_token_coupling = false;  ///< at least two tokens and L * tokens <= max_set_size
   bool keeps_jacobians = false;
+  int64_t depth_band = 0;    ///< MeasurementOptions::depth_band (0 = every pair)
+  bool matrix_free = false;  ///< the Jacobian path that runs (MeasurementOptions::jacobian_path resolved)
 };
+
+/// The estimated cost of measuring `layout` matrix-free, as a fraction of the materialised
+/// path's: products with the Jacobians counted in VJPs (a JVP counts 2, as it is two reverse
+/// passes), over the d rows per Jacobian that materialising takes. Per Jacobian: (q + 1)(K + p)
+/// JVPs and as many VJPs for its spectrum, and 2 Kmax VJPs for each partner it is coupled with
+/// (itself included) in each coupling set it belongs to.
+double matrix_free_cost(const MeasurementLayout& layout, const MeasurementOptions& options);
 
 /// The layout of a measurement of P probes of length T through L blocks of width d. Throws
 /// coupling::ConfigError naming the option at fault: a token outside the sequence, a causal-zero
 /// context pair, a bad K, or logged fields larger than options.max_row_bytes.
+/// `token_local`: whether the adapter has a token-local function, which the matrix-free path needs;
+/// it also refuses (ConfigError) kMatrixFree with an exact spectrum or kept Jacobians.
 MeasurementLayout resolve_layout(int64_t probes, int64_t sequence_length, int64_t blocks, int64_t d_model, bool causal,
-                                 const MeasurementOptions& options);
+                                 const MeasurementOptions& options, bool token_local = true);
 
 /// The layout of measuring `adapter`'s model on `probe_inputs` (one forward pass of the probes).
 MeasurementLayout resolve_layout(ModelAdapter& adapter, const at::Tensor& probe_inputs,

@@ -60,6 +60,8 @@ struct CouplingConfig {
   std::string tokens = "last";             ///< "last", "all", or a comma list (negative = from the end)
   std::string context_pairs;               ///< "t1:t2,..." Jacobians J_{t1 t2} for context coupling
   std::string spectrum = "auto";           ///< "auto", "exact" or "randomized"
+  std::string jacobian = "auto";           ///< "auto", "materialised" or "matrix-free"
+  int64_t depth_band = 0;                  ///< couple blocks at most this far apart (0 = all)
   double max_overhead = 0.0;               ///< measurement/training time cap (0 = none)
   int64_t max_row_mib = 256;               ///< refuse measurements whose logged row is larger
 
@@ -132,6 +134,12 @@ void visit_coupling_fields(Visitor& v, Coupling&... c) {
     "0:-1,5:-1 (negative = from the end; none by default)",
     P::kMustMatch, c.context_pairs...);
   v("spectrum", "Top-K estimator: auto (randomized when 4 K <= d), exact or randomized", P::kMustMatch, c.spectrum...);
+  v("jacobian",
+    "Jacobian path: auto (matrix-free when its estimated cost is lower), materialised, or matrix-free (from "
+    "Jacobian-vector products)",
+    P::kMustMatch, c.jacobian...);
+  v("depth-band", "Couple only blocks at most this many blocks apart; the rest is NaN (0 = every pair)", P::kMustMatch,
+    c.depth_band...);
   v("max-overhead", "Defer measurements beyond this measurement/training time ratio (0 = never)", P::kMayChange,
     c.max_overhead...);
   v("max-row-mib",
