@@ -5,7 +5,7 @@
 //   build/bin/coupling-bench [--quick] [--repeats N] [--train-steps N] [--json FILE]
 //                            [--skip-training] [--skip-python] [--device cpu|cuda|cuda:N|auto]
 //   build/bin/coupling-bench --hf DIR [--repeats N] [--json FILE]
-// --device places cases 1 and 2 (auto: CUDA when a device is visible); cases 3 and 4 are CPU.
+// --device places cases 1, 2 and 6 (auto: CUDA when a device is visible); cases 3 and 4 are CPU.
 //
 // 1. Block Jacobian of a GPT block, d x T grid: the paper's algorithm (the generic path row by
 //    row: one forward, then one backward per output coordinate of the last token over the whole
@@ -287,16 +287,16 @@ void bench_step_time(Report& report, int repeats) {
 }
 
 // ---- 6. A Hugging Face model's block ------------------------------------------------------------
-void bench_hf(Report& report, const std::string& dir, int repeats) {
+void bench_hf(Report& report, const std::string& dir, int repeats, c10::Device device) {
   const auto directory = std::make_shared<const coupling::hf::HfDirectory>(dir);
   const auto& config = directory->config();
-  coupling::hf::HfAdapter adapter(coupling::hf::HfTransformer(directory, c10::Device(c10::kCPU)));
+  coupling::hf::HfAdapter adapter(coupling::hf::HfTransformer(directory, device));
   const int64_t tokens = std::min<int64_t>(128, config.max_positions), block = config.layers / 2, d = config.d_model;
   at::manual_seed(0);
   at::Tensor x;
   {
     at::NoGradGuard no_grad;
-    x = adapter.residual_states(at::randint(config.vocab, {1, tokens}, at::kLong))[static_cast<size_t>(block)][0];
+    x = adapter.residual_states(at::randint(config.vocab, {1, tokens}, at::kLong).to(device))[static_cast<size_t>(block)][0];
   }
   std::printf("\n6. Block Jacobian J_{T-1,T-1} of %s (block %lld of %lld, d=%lld, T=%lld), median of %d\n", dir.c_str(),
               static_cast<long long>(block), static_cast<long long>(config.layers), static_cast<long long>(d),
@@ -310,7 +310,11 @@ void bench_hf(Report& report, const std::string& dir, int repeats) {
     const double seconds =
         scale *
         bench::median_seconds(
-            [&] { coupling::jacobian_rows(adapter, block, x, tokens - 1, {tokens - 1}, 0, rows, options); }, repeats);
+            [&] {
+              coupling::jacobian_rows(adapter, block, x, tokens - 1, {tokens - 1}, 0, rows, options);
+              wait_for(device);
+            },
+            repeats);
     if (method == kJacobianMethods.front()) paper_seconds = seconds;
     const double per_measurement = seconds * static_cast<double>(config.layers) * 8.0;
     std::printf("   %-12s %11.4f%s %11.1fx %15.1f s\n", method.c_str(), seconds, scale > 1.0 ? "x" : " ",
@@ -372,7 +376,7 @@ int main(int argc, char** argv) {
               {"threads", threads},
               {"sgemm_gflops", gflops}});
   if (!hf_dir.empty()) {
-    bench_hf(report, hf_dir, repeats);
+    bench_hf(report, hf_dir, repeats, device);
     std::ofstream(json) << report.json();
     std::printf("\nresults: %s\n", json.c_str());
     return 0;

@@ -71,6 +71,27 @@ def run_child(argv):
     return process.returncode, output, usage.ru_maxrss / 1024
 
 
+def make_shape(spec, scratch, venv_python):
+    """The directory of shape NAME or NAME:LAYERS under `scratch`, written unless it is there."""
+    name, _, layers = spec.partition(":")
+    directory = os.path.join(scratch, spec.replace(":", "-"))
+    if not os.path.exists(os.path.join(directory, "model.safetensors.index.json")):
+        shutil.rmtree(directory, ignore_errors=True)
+        command = [venv_python, os.path.join(ROOT, "scripts", "make_hf_shape.py"), name, directory]
+        subprocess.run(command + (["--layers", layers] if layers else []), check=True, stdout=subprocess.DEVNULL)
+    return directory
+
+
+def append_rows(path, rows):
+    """Appends `rows` to the JSON list at `path` in the file's own layout: one object per row,
+    separated by ",\n"."""
+    with open(path) as f:
+        text = f.read().rstrip()
+    separator = "\n,\n" if json.loads(text) else "\n"
+    with open(path, "w") as f:
+        f.write(text[:-1].rstrip() + separator + "\n,\n".join(json.dumps(row, indent=2) for row in rows) + "\n]\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("shapes", nargs="+", help="NAME or NAME:LAYERS (scripts/make_hf_shape.py --list)")
@@ -88,12 +109,8 @@ def main():
     print(f"{'shape':<16} {'blocks':>6} {'d':>5} {'seconds':>9} {'bound s':>9} {'x bound':>8} {'x b4096':>8} "
           f"{'s/block':>8} {'peak MiB':>9} {'tool MiB':>9}")
     for spec in args.shapes:
-        name, _, layers = spec.partition(":")
-        directory = os.path.join(args.scratch, spec.replace(":", "-"))
-        if not os.path.exists(os.path.join(directory, "model.safetensors.index.json")):
-            shutil.rmtree(directory, ignore_errors=True)
-            command = [args.venv_python, os.path.join(ROOT, "scripts", "make_hf_shape.py"), name, directory]
-            subprocess.run(command + (["--layers", layers] if layers else []), check=True, stdout=subprocess.DEVNULL)
+        name = spec.partition(":")[0]
+        directory = make_shape(spec, args.scratch, args.venv_python)
         with open(os.path.join(directory, "config.json")) as f:
             config = json.load(f)
         d = config.get("hidden_size", config.get("n_embd"))
@@ -129,12 +146,8 @@ def main():
               flush=True)
         if not args.keep:
             shutil.rmtree(directory)
-    if args.json:  # appended in the file's own layout: one object per row, separated by ",\n"
-        with open(args.json) as f:
-            text = f.read().rstrip()
-        separator = "\n,\n" if json.loads(text) else "\n"
-        with open(args.json, "w") as f:
-            f.write(text[:-1].rstrip() + separator + "\n,\n".join(json.dumps(row, indent=2) for row in rows) + "\n]\n")
+    if args.json:
+        append_rows(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # The GPU check (docs/install.md): one command for a machine with a CUDA GPU and a PyTorch 2.x
 # python3, run in a checkout that carries third_party/gpu-deps/ (scripts/vendor_gpu_deps.sh) and,
-# ideally, data/kjv.txt. Without a GPU it says so in one line and exits 0. Otherwise it builds
-# against that python's LibTorch, runs the Device* tests (the CUDA ones included), trains the
-# default GPT for 300 steps on cuda with measurements, compares CPU and CUDA measurements of the
-# run's step 0 and last checkpoint (exact spectra, fp32: 1e-4), runs a 2-rank NCCL job against
-# 1 rank when there are 2+ GPUs, and prints one summary table. Exit status: 0 when every check
-# passed. Everything it writes goes under build-gpu/ and $OUT (or build-gpu/check).
+# ideally, data/kjv.txt. Without a GPU it says so in one line and exits 0. Otherwise it checks
+# that TF32 is off, builds against that python's LibTorch, runs the Device* tests (the CUDA ones
+# included), trains the default GPT for 300 steps on cuda with measurements (and reports their
+# overhead), compares CPU and CUDA measurements of the run's step 0 and last checkpoint (exact
+# spectra, fp32: 1e-4), compares CPU and CUDA on a small model of every Hugging Face family
+# (transformers' own tiny models, exact spectra: 1e-4), times both Jacobian paths on the
+# GPT-2-small, Pythia-1.4B and Llama-3-8B shapes on cuda (bench/jacobian_paths.py; each shape
+# within what is left of COUPLING_GPU_SECONDS, default 540), runs a 2-rank NCCL job against 1 rank
+# when there are 2+ GPUs, and prints one summary table. Exit status: 0 when every check passed.
+# Everything it writes goes under build-gpu/, $COUPLING_GPU_SCRATCH (default /tmp/coupling-gpu)
+# and $OUT (or build-gpu/check).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 python=${COUPLING_GPU_PYTHON:-python3}
@@ -37,6 +42,13 @@ summary() {
   exit "$failed"
 }
 
+# 0. TF32 stays off for measurements: LibTorch's default, which a TF32 GEMM would break at 1e-3.
+if "$python" -c "import torch; assert not torch.backends.cuda.matmul.allow_tf32" 2>/dev/null; then
+  record "TF32 off (cuBLAS default)" pass "torch.backends.cuda.matmul.allow_tf32 is False"
+else
+  record "TF32 off (cuBLAS default)" FAIL "TF32 matmuls are on: measurements would not be fp32"
+fi
+
 # 1. Build against this python's LibTorch, with the vendored libraries where the system has none.
 torch_prefix=$("$python" -c "import torch; print(torch.utils.cmake_prefix_path)")
 torch_version=$("$python" -c "import torch; print(torch.__version__)")
@@ -54,7 +66,8 @@ generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 build_start=$SECONDS
 if cmake -S . -B build-gpu "${generator[@]}" "${configure[@]}" >"$out/configure.log" 2>&1 &&
-   cmake --build build-gpu --parallel "$(nproc)" --target coupling_trainer_tests coupling-train measure_gpt \
+   cmake --build build-gpu --parallel "$(nproc)" --target coupling_trainer_tests coupling-train coupling-analyze \
+     coupling-bench measure_gpt \
      >"$out/build.log" 2>&1; then
   record "build (LibTorch $torch_version)" pass "$((SECONDS - build_start)) s"
 else
@@ -85,7 +98,7 @@ fi
   >"$out/train.log" 2>&1
 status=$?
 if [[ $status -eq 0 && -f $out/run/summary.json ]]; then
-  record "train 300 steps on cuda" pass "$(grep -o '"tokens_per_second": [0-9.]*' "$out/run/summary.json"), $(grep -o '"val_loss": [0-9.]*' "$out/run/summary.json")"
+  record "train 300 steps on cuda" pass "$(grep -o '"tokens_per_second": [0-9.]*' "$out/run/summary.json"), $(grep -o '"val_loss": [0-9.]*' "$out/run/summary.json"), $(grep -o '"overhead_fraction": [0-9.eE+-]*' "$out/run/summary.json")"
 else
   record "train 300 steps on cuda" FAIL "status $status; see $out/train.log"
 fi
@@ -112,7 +125,56 @@ else
   record "CPU vs CUDA measurements" FAIL "no checkpoints to measure"
 fi
 
-# 5. Two ranks on NCCL against one rank, same global batch.
+# 5. Every Hugging Face family, CPU vs CUDA, exact spectra: transformers' own tiny models.
+scratch=${COUPLING_GPU_SCRATCH:-/tmp/coupling-gpu}
+mkdir -p "$scratch"
+if "$python" tests/python/hf_reference.py "$scratch/families" >"$out/families.log" 2>&1; then
+  worst=0 cases=0 family_failed=""
+  for case in "$scratch"/families/*/; do
+    name=$(basename "$case")
+    vocab=$("$python" -c "import json,sys; print(json.load(open(sys.argv[1]))['vocab_size'])" "$case/config.json")
+    "$python" -c "import random,sys; r = random.Random(3); [print(' '.join(str(r.randrange(int(sys.argv[1]))) for _ in range(8))) for _ in range(2)]" \
+      "$vocab" >"$scratch/$name.ids"
+    for device in cpu cuda; do
+      "${with_deps[@]}" "$bin/coupling-analyze" --hf "$case" --probe-ids "$scratch/$name.ids" --k 4,8 --tokens all \
+        --spectrum exact --device "$device" --log "$scratch/$name.$device.h5" >"$out/family_$name.$device.log" 2>&1 ||
+        family_failed+=" $name/$device"
+    done
+    if agreement=$("$python" tests/python/compare_logs.py "$scratch/$name.cpu.h5" "$scratch/$name.cuda.h5" 0 \
+                   --every-field-scale 1e-4 2>>"$out/families.log"); then
+      cases=$((cases + 1))
+    else
+      family_failed+=" $name"
+    fi
+  done
+  if [[ -z $family_failed && $cases -gt 0 ]]; then
+    record "HF families: CPU vs CUDA (exact)" pass "$cases models agree to 1e-4 of each field's scale"
+  else
+    record "HF families: CPU vs CUDA (exact)" FAIL "differ or failed:$family_failed; see $out/family_*.log"
+  fi
+else
+  record "HF families: CPU vs CUDA (exact)" FAIL "hf_reference.py failed; see $out/families.log"
+fi
+
+# 6. Both Jacobian paths on cuda: the GPT-2-small, Pythia-1.4B and Llama-3-8B shapes, one probe
+# of 128 tokens each, within the time left (the goal: Llama-3-8B in at most 2 s per probe).
+budget=${COUPLING_GPU_SECONDS:-540}
+for shape in gpt2-small pythia-1.4b llama-3-8b; do
+  left=$((budget - (SECONDS - start)))
+  if ((left < 60)); then
+    record "paths on cuda: $shape" skip "$left s left of $budget"
+    continue
+  fi
+  if timeout "$left" "${with_deps[@]}" "$python" bench/jacobian_paths.py --bin "$bin" --device cuda "$shape" \
+       --scratch "$scratch" --json-out "$out/paths_$shape.json" >"$out/paths_$shape.log" 2>&1; then
+    record "paths on cuda: $shape" pass "$(grep -E "^$shape " "$out/paths_$shape.log" |
+      awk '{printf "%s%s %s s/probe", (n++ ? ", " : ""), $2, $4}')"
+  else
+    record "paths on cuda: $shape" FAIL "status $?; see $out/paths_$shape.log"
+  fi
+done
+
+# 7. Two ranks on NCCL against one rank, same global batch.
 if ((gpus >= 2)); then
   tiny=(gpt --data "$data" --device cuda --d-model 64 --layers 2 --heads 2 --context 64 --batch 16 --steps 50
         --eval-windows 32 --log none)

@@ -117,7 +117,11 @@ expect_error k_above_d "K = 32 is larger than the model's width d = 16: give K v
   "${tiny[@]}" --k 4,32 --out "$work/o17"
 expect_error row_cap "one measurement would log .* MiB .*over the cap of 1 MiB: .*--max-row-mib" "$work/o18" \
   "${tiny[@]}" --tokens all --probes 64 --max-row-mib 1 --out "$work/o18"
-for o in o17 o18; do
+expect_error matrix_free_exact "the matrix-free Jacobian path cannot run: .*exact spectrum .*\(flag --jacobian\)" \
+  "$work/o17b" "${tiny[@]}" --jacobian matrix-free --spectrum exact --out "$work/o17b"
+expect_error depth_band_negative "--depth-band must be >= 0 \(got -1; 0 = every pair\)" "$work/o17c" "${tiny[@]}" \
+  --depth-band -1 --out "$work/o17c"
+for o in o17 o17b o18; do
   if [[ -e $work/$o/coupling.h5 || -d $work/$o/checkpoints ]]; then
     echo "FAIL $o: a log or checkpoint was written"; ls -la "$work/$o"; failures=$((failures + 1))
   fi
