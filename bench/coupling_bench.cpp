@@ -296,7 +296,8 @@ void bench_hf(Report& report, const std::string& dir, int repeats, c10::Device d
   at::Tensor x;
   {
     at::NoGradGuard no_grad;
-    x = adapter.residual_states(at::randint(config.vocab, {1, tokens}, at::kLong).to(device))[static_cast<size_t>(block)][0];
+    x = adapter.residual_states(
+        at::randint(config.vocab, {1, tokens}, at::kLong).to(device))[static_cast<size_t>(block)][0];
   }
   std::printf("\n6. Block Jacobian J_{T-1,T-1} of %s (block %lld of %lld, d=%lld, T=%lld), median of %d\n", dir.c_str(),
               static_cast<long long>(block), static_cast<long long>(config.layers), static_cast<long long>(d),
@@ -308,13 +309,12 @@ void bench_hf(Report& report, const std::string& dir, int repeats, c10::Device d
     const auto options = jacobian_options(method);
     const double scale = static_cast<double>(d) / static_cast<double>(rows);
     const double seconds =
-        scale *
-        bench::median_seconds(
-            [&] {
-              coupling::jacobian_rows(adapter, block, x, tokens - 1, {tokens - 1}, 0, rows, options);
-              wait_for(device);
-            },
-            repeats);
+        scale * bench::median_seconds(
+                    [&] {
+                      coupling::jacobian_rows(adapter, block, x, tokens - 1, {tokens - 1}, 0, rows, options);
+                      wait_for(device);
+                    },
+                    repeats);
     if (method == kJacobianMethods.front()) paper_seconds = seconds;
     const double per_measurement = seconds * static_cast<double>(config.layers) * 8.0;
     std::printf("   %-12s %11.4f%s %11.1fx %15.1f s\n", method.c_str(), seconds, scale > 1.0 ? "x" : " ",

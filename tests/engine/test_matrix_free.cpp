@@ -94,7 +94,8 @@ TEST(MatrixFree, CouplingEqualsTheMaterialisedMatricesInsideThePairsAndNaNOutsid
 
 TEST(MatrixFree, BandPairsAreTheBlocksAtMostWApart) {
   const auto pairs = coupling::band_pairs({0, 0, 1, 2}, 1);
-  const auto expected = at::tensor({1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 1, 0, 0, 1, 1}, at::kLong).view({4, 4}).to(at::kBool);
+  const auto expected =
+      at::tensor({1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 1, 0, 0, 1, 1}, at::kLong).view({4, 4}).to(at::kBool);
   EXPECT_TRUE(pairs.equal(expected));
   EXPECT_TRUE(coupling::band_pairs({0, 5}, 0).all().item<bool>());
 }

@@ -17,7 +17,7 @@ namespace test_support {
 /// max |a - b| over the fields both hold, and the field where it is; jacobian_frobenius (an
 /// estimate on the matrix-free path), the trajectories and the Jacobians are left out.
 inline std::pair<double, std::string> largest_difference(const coupling::Measurement& a,
-                                                          const coupling::Measurement& b) {
+                                                         const coupling::Measurement& b) {
   std::pair<double, std::string> largest{0.0, ""};
   for (const auto& spec : coupling::measurement_fields()) {
     const std::string name = spec.name;
@@ -30,8 +30,8 @@ inline std::pair<double, std::string> largest_difference(const coupling::Measure
     if (!x.defined() || !y.defined()) continue;
     const auto xd = x.to(at::kDouble), yd = y.to(at::kDouble);
     const auto same_nan = at::isnan(xd).eq(at::isnan(yd)).all().item<bool>();
-    const double difference = !same_nan ? std::numeric_limits<double>::infinity()
-                                        : at::nan_to_num(xd - yd, 0.0).abs().max().item<double>();
+    const double difference =
+        !same_nan ? std::numeric_limits<double>::infinity() : at::nan_to_num(xd - yd, 0.0).abs().max().item<double>();
     if (difference > largest.first || largest.second.empty()) largest = {difference, name};
   }
   return largest;

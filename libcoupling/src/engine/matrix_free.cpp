@@ -33,8 +33,8 @@ at::Tensor matrix_free_coupling(const JacobianOf& jacobian, const TopK& factors,
                                 const at::Tensor& pairs, ProgressMeter* progress) {
   const int64_t n = factors.s.size(0), d = factors.u.size(1), k_max = factors.s.size(1);
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
-  auto result = at::full({2, 2, static_cast<int64_t>(k_grid.size()), n, n}, std::numeric_limits<double>::quiet_NaN(),
-                         f64);
+  auto result =
+      at::full({2, 2, static_cast<int64_t>(k_grid.size()), n, n}, std::numeric_limits<double>::quiet_NaN(), f64);
   const auto chosen = pairs.cpu();
   for (int64_t i = 0; i < n; ++i) {
     const auto partners = chosen[i].nonzero().flatten();
@@ -43,9 +43,8 @@ at::Tensor matrix_free_coupling(const JacobianOf& jacobian, const TopK& factors,
     const auto index = partners.to(factors.u.device());
     const auto u = factors.u.index_select(0, index), v = factors.v.index_select(0, index);  // [m, d, K]
     // One batch of VJPs: J_i^T [U_j1 .. U_jm, V_j1 .. V_jm].
-    const auto cotangents = at::cat({u.permute({1, 0, 2}).reshape({d, m * k_max}),
-                                     v.permute({1, 0, 2}).reshape({d, m * k_max})},
-                                    1);
+    const auto cotangents =
+        at::cat({u.permute({1, 0, 2}).reshape({d, m * k_max}), v.permute({1, 0, 2}).reshape({d, m * k_max})}, 1);
     const auto products = jacobian(i).multiply_transpose(cotangents).view({d, 2, m, k_max}).permute({1, 2, 0, 3});
     // ujv: U_j^T J_i V_j = (J_i^T U_j)^T V_j; vju: V_j^T J_i U_j = (J_i^T V_j)^T U_j.
     const auto ujv = at::matmul(products[0].transpose(-2, -1), v);

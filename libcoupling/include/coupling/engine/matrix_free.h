@@ -23,8 +23,8 @@ class ProgressMeter;  // coupling/engine/progress.h
 /// deviation of at most sqrt(2 / (K + p)). A Jacobian with a non-finite product gets all-NaN
 /// factors and a NaN norm (as top_singular does for a materialised one).
 struct MatrixFreeSpectrum {
-  TopK factors;        ///< u [d, K], s [K], v [d, K]
-  double frobenius;    ///< the Hutchinson estimate of ||J||_F
+  TopK factors;      ///< u [d, K], s [K], v [d, K]
+  double frobenius;  ///< the Hutchinson estimate of ||J||_F
 };
 MatrixFreeSpectrum matrix_free_topk(const LinearOperator& jacobian, int64_t k, const RandomizedOptions& options,
                                     const at::Tensor& omega);
