@@ -45,20 +45,25 @@ def timed(fn):
 
 
 def block_parameters(directory):
-    """Parameters of one block (the first), from the shard index and the safetensors headers."""
-    with open(os.path.join(directory, "model.safetensors.index.json")) as f:
-        weight_map = json.load(f)["weight_map"]
+    """Parameters of one block (the first), from the safetensors headers (sharded or single file)."""
+    index = os.path.join(directory, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            weight_map = json.load(f)["weight_map"]
+    else:
+        weight_map = None
     total = 0
-    for name, shard in weight_map.items():
-        if not re.search(r"\.(h|layers)\.0\.", name):
-            continue
+    for shard in sorted(set(weight_map.values())) if weight_map else ["model.safetensors"]:
         with open(os.path.join(directory, shard), "rb") as f:
             length = int.from_bytes(f.read(8), "little")
             header = json.loads(f.read(length))
-        count = 1
-        for extent in header[name]["shape"]:
-            count *= extent
-        total += count
+        for name, entry in header.items():
+            if name == "__metadata__" or not re.search(r"\.(h|layers|layer)\.0\.", name):
+                continue
+            count = 1
+            for extent in entry["shape"]:
+                count *= extent
+            total += count
     return total
 
 

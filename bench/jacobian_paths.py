@@ -18,8 +18,11 @@ scaled to d) and prints it.
         --scratch /var/tmp/shapes --json bench/results.json
     /usr/bin/python3 bench/jacobian_paths.py --bin build/bin gpt2-small pythia-1.4b llama-3-8b --paper \\
         --scratch /var/tmp/shapes --json bench/results.json
-A shape is NAME or NAME:LAYERS (the depth cut). The directories are written into --scratch with
-the venv's transformers and removed after their rows (--keep keeps them).
+A shape is NAME or NAME:LAYERS (the depth cut), or the directory of a real model (with
+--probe-ids; it is never removed). The shapes' directories are written into --scratch with the
+venv's transformers and removed after their rows (--keep keeps them).
+    /usr/bin/python3 bench/jacobian_paths.py --bin build/bin /var/tmp/minilm --probe-ids IDS \
+        --tokens 13 --exact --band-reference --scratch /var/tmp/shapes   # all-MiniLM-L6-v2
 """
 import argparse
 import json
@@ -77,6 +80,9 @@ def main():
     parser.add_argument("--exact", action="store_true", help="also the exact-spectrum reference")
     parser.add_argument("--band-reference", action="store_true", help="also materialised-band")
     parser.add_argument("--paper", action="store_true", help="also the paper's algorithm (coupling-bench --hf)")
+    parser.add_argument("--probe-ids", help="probes of a model directory given as a shape (default: 128 seeded ids)")
+    parser.add_argument("--tokens", default="last", help="measured tokens, passed on to coupling-analyze")
+    parser.add_argument("--threads", type=int, default=0, help="coupling-analyze --threads (0 = one per core)")
     parser.add_argument("--venv-python", default=os.path.join(ROOT, ".venv", "bin", "python"))
     args = parser.parse_args()
     threads = os.cpu_count()
@@ -91,15 +97,19 @@ def main():
     print(f"{'shape':<14} {'setting':<18} {'path':<12} {'s/probe':>8} {'s/block':>8} {'x mat.':>7} {'x bound':>8} "
           f"{'peak MiB':>9} {'max|dm_K|':>10} {'max rel ds':>10}  against")
     for spec in args.shapes:
-        directory = make_shape(spec, args.scratch, args.venv_python)
+        given = os.path.isdir(spec)  # a model directory of the user's, kept, with --probe-ids
+        directory = spec if given else make_shape(spec, args.scratch, args.venv_python)
         with open(os.path.join(directory, "config.json")) as f:
             config = json.load(f)
         d = config.get("hidden_size", config.get("n_embd"))
         blocks = config.get("num_hidden_layers", config.get("n_layer"))
-        rng = random.Random(1)
         ids = os.path.join(args.scratch, "ids.txt")
-        with open(ids, "w") as f:
-            f.write(" ".join(str(rng.randrange(config["vocab_size"])) for _ in range(128)) + "\n")
+        if given and args.probe_ids:
+            ids = args.probe_ids
+        else:
+            rng = random.Random(1)
+            with open(ids, "w") as f:
+                f.write(" ".join(str(rng.randrange(config["vocab_size"])) for _ in range(128)) + "\n")
         if args.paper:
             status, output, _ = run_child([os.path.join(args.bin, "coupling-bench"), "--hf", directory, "--repeats", "1",
                                            "--device", args.device, "--json", os.path.join(args.scratch, "paper.json")])
@@ -118,7 +128,8 @@ def main():
             start = time.perf_counter()
             status, output, peak = run_child([os.path.join(args.bin, "coupling-analyze"), "--hf", directory,
                                               "--probe-ids", ids, "--log", log, "--device", args.device,
-                                              *SETTINGS[setting]])
+                                              "--threads", str(args.threads),
+                                              "--tokens", args.tokens, *SETTINGS[setting]])
             seconds = time.perf_counter() - start
             if status != 0:
                 sys.exit(f"jacobian_paths: coupling-analyze failed on {spec}, {setting} (status {status}):\n{output}")
@@ -138,7 +149,7 @@ def main():
             rows.append(row)
             print(f"{spec:<14} {setting:<18} {row['path']:<12} {seconds:>8.1f} {seconds / blocks:>8.2f} {ratio:>7.3f} "
                   f"{seconds / bound:>8.3f} {peak:>9.0f} {dm:>10.2e} {ds:>10.2e}  {reference or '-'}", flush=True)
-        if not args.keep:
+        if not args.keep and not given:
             shutil.rmtree(directory)
     if args.json:
         append_rows(args.json, rows)

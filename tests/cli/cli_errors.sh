@@ -121,6 +121,8 @@ expect_error matrix_free_exact "the matrix-free Jacobian path cannot run: .*exac
   "$work/o17b" "${tiny[@]}" --jacobian matrix-free --spectrum exact --out "$work/o17b"
 expect_error depth_band_negative "--depth-band must be >= 0 \(got -1; 0 = every pair\)" "$work/o17c" "${tiny[@]}" \
   --depth-band -1 --out "$work/o17c"
+expect_error power_iterations_negative "--power-iterations must be in 0..64 \(got -1\)" "$work/o17d" "${tiny[@]}" \
+  --power-iterations -1 --out "$work/o17d"
 for o in o17 o17b o18; do
   if [[ -e $work/$o/coupling.h5 || -d $work/$o/checkpoints ]]; then
     echo "FAIL $o: a log or checkpoint was written"; ls -la "$work/$o"; failures=$((failures + 1))

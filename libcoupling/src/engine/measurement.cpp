@@ -536,6 +536,12 @@ MeasurementLayout resolve_layout(int64_t probes, int64_t sequence_length, int64_
   if (options.depth_band < 0) {
     throw ConfigError("the depth band must be >= 0 (0 = every pair)", "MeasurementOptions::depth_band");
   }
+  if (options.randomized.oversample < 0 || options.randomized.power_iterations < 0) {
+    throw ConfigError(fmt::format("the randomized top-K needs oversampling p >= 0 and power iterations q >= 0 (got p "
+                                  "= {}, q = {})",
+                                  options.randomized.oversample, options.randomized.power_iterations),
+                      "MeasurementOptions::randomized");
+  }
   // What stops the matrix-free path, if anything.
   const char* obstacle = !token_local ? "this model's adapter has no token-local function, which it differentiates"
                          : options.spectrum == SpectrumMethod::kExact

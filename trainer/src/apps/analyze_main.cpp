@@ -53,6 +53,11 @@ int main(int argc, char** argv) {
                      "INPUT:OUTPUT token pairs for context coupling, "
                      "e.g. 0:-1,5:-1"),
       app.add_option("--spectrum", coupling.spectrum, "auto, exact or randomized")->capture_default_str(),
+      app.add_option("--oversample", coupling.oversample, "Randomized top-K: test vectors beyond K (p)")
+          ->capture_default_str(),
+      app.add_option("--power-iterations", coupling.power_iterations,
+                     "Randomized top-K: power iterations (q); more is more accurate and slower")
+          ->capture_default_str(),
       app.add_option("--jacobian", coupling.jacobian,
                      "auto (matrix-free when its estimated cost is lower), materialised or matrix-free")
           ->capture_default_str(),

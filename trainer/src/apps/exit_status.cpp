@@ -24,7 +24,8 @@ SettingNotes measurement_notes(SettingNotes own) {
               {"MeasurementOptions::tokens.context_pairs", "flag --context-pairs"},
               {"MeasurementOptions::spectrum", "flag --spectrum"},
               {"MeasurementOptions::jacobian_path", "flag --jacobian"},
-              {"MeasurementOptions::depth_band", "flag --depth-band"}});
+              {"MeasurementOptions::depth_band", "flag --depth-band"},
+              {"MeasurementOptions::randomized", "flags --oversample and --power-iterations"}});
   return own;
 }
 

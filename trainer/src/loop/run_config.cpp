@@ -98,6 +98,9 @@ void CouplingConfig::validate() const {
   require(coupling::is_choice(coupling::jacobian_path_choices(), jacobian),
           "--jacobian must be " + coupling::quoted_choices(coupling::jacobian_path_choices()) + " (got '" + jacobian +
               "')");
+  require(oversample >= 0 && oversample <= 4096, fmt::format("--oversample must be in 0..4096 (got {})", oversample));
+  require(power_iterations >= 0 && power_iterations <= 64,
+          fmt::format("--power-iterations must be in 0..64 (got {})", power_iterations));
   require(depth_band >= 0, fmt::format("--depth-band must be >= 0 (got {}; 0 = every pair)", depth_band));
 }
 

@@ -148,6 +148,8 @@ coupling::MeasurementOptions measurement_options(const CouplingConfig& c, const 
   auto options =
       coupling::MeasurementOptions::parse(c.k, c.tokens, c.context_pairs, c.spectrum, names, c.jacobian, c.depth_band);
   options.max_row_bytes = c.max_row_mib << 20;
+  options.randomized.oversample = c.oversample;
+  options.randomized.power_iterations = c.power_iterations;
   return options;
 }
 

@@ -60,6 +60,8 @@ struct CouplingConfig {
   std::string tokens = "last";             ///< "last", "all", or a comma list (negative = from the end)
   std::string context_pairs;               ///< "t1:t2,..." Jacobians J_{t1 t2} for context coupling
   std::string spectrum = "auto";           ///< "auto", "exact" or "randomized"
+  int64_t oversample = 20;                 ///< randomized top-K: test vectors beyond K (p)
+  int64_t power_iterations = 4;            ///< randomized top-K: passes through J J^T (q)
   std::string jacobian = "auto";           ///< "auto", "materialised" or "matrix-free"
   int64_t depth_band = 0;                  ///< couple blocks at most this far apart (0 = all)
   double max_overhead = 0.0;               ///< measurement/training time cap (0 = none)
@@ -134,6 +136,9 @@ void visit_coupling_fields(Visitor& v, Coupling&... c) {
     "0:-1,5:-1 (negative = from the end; none by default)",
     P::kMustMatch, c.context_pairs...);
   v("spectrum", "Top-K estimator: auto (randomized when 4 K <= d), exact or randomized", P::kMustMatch, c.spectrum...);
+  v("oversample", "Randomized top-K: test vectors beyond K (p)", P::kMustMatch, c.oversample...);
+  v("power-iterations", "Randomized top-K: power iterations (q); more is more accurate and slower", P::kMustMatch,
+    c.power_iterations...);
   v("jacobian",
     "Jacobian path: auto (matrix-free when its estimated cost is lower), materialised, or matrix-free (from "
     "Jacobian-vector products)",
