@@ -134,6 +134,8 @@ def main():
             if status != 0:
                 sys.exit(f"jacobian_paths: coupling-analyze failed on {spec}, {setting} (status {status}):\n{output}")
             logs[setting], seconds_of[setting] = read_log(log), seconds
+            parts = re.search(r"forward ([0-9.]+), Jacobians ([0-9.]+), spectra ([0-9.]+), coupling ([0-9.]+)", output)
+            phases = dict(zip(("forward", "jacobians", "spectra", "coupling"), map(float, parts.groups()))) if parts else {}
             os.remove(log)
             reference = ("exact" if "exact" in logs and setting != "exact"
                          else "materialised-band" if setting == "matrix-free-band" and "materialised-band" in logs
@@ -145,10 +147,12 @@ def main():
                    "device": args.device,
                    "threads": threads, "sgemm_gflops": rate, "seconds": seconds, "seconds_per_block": seconds / blocks,
                    "ratio_to_materialised": ratio, "ratio_to_bound": seconds / bound, "peak_rss_mib": peak,
-                   "max_abs_delta_m": dm, "max_rel_delta_s": ds, "accuracy_against": reference}
+                   "max_abs_delta_m": dm, "max_rel_delta_s": ds, "accuracy_against": reference,
+                   "phase_seconds": phases}
             rows.append(row)
             print(f"{spec:<14} {setting:<18} {row['path']:<12} {seconds:>8.1f} {seconds / blocks:>8.2f} {ratio:>7.3f} "
-                  f"{seconds / bound:>8.3f} {peak:>9.0f} {dm:>10.2e} {ds:>10.2e}  {reference or '-'}", flush=True)
+                  f"{seconds / bound:>8.3f} {peak:>9.0f} {dm:>10.2e} {ds:>10.2e}  {reference or '-'}  "
+                  f"({', '.join(f'{k} {v:.1f}' for k, v in phases.items())})", flush=True)
         if not args.keep and not given:
             shutil.rmtree(directory)
     if args.json:

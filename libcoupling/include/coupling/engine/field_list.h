@@ -16,7 +16,8 @@
   FIELD(depth_coupling, ("probe", "token", COUPLING_VARIANT_AXES, "layer", "basis_layer"), "1",                     \
         "m_K(J^layer_tt, J^basis_layer_tt); lower = more coupled", kPerProbe, 0, always, nullptr)                   \
   FIELD(depth_mean_offdiag, ("probe", "token", COUPLING_VARIANT_AXES), "1",                                         \
-        "mean of depth_coupling over layer != basis_layer", kPerProbeAndMean, 2, always, nullptr)                   \
+        "mean of depth_coupling over layer != basis_layer (inside the depth band, if any)", kPerProbeAndMean, 2,    \
+        always, nullptr)                                                                                            \
   FIELD(depth_mean_adjacent, ("probe", "token", COUPLING_VARIANT_AXES), "1",                                        \
         "mean of depth_coupling over |layer - basis_layer| = 1", kPerProbeAndMean, 2, always, nullptr)              \
   FIELD(token_coupling, ("probe", "layer", COUPLING_VARIANT_AXES, "token", "basis_token"), "1",                     \
@@ -28,15 +29,18 @@
         "m_K between every (block, token) Jacobian J^l_tt, index (l - 1) * n + token", kPerProbe, 0, block_tokens,  \
         nullptr)                                                                                                    \
   FIELD(block_token_mean_offdiag, ("probe", COUPLING_VARIANT_AXES), "1",                                            \
-        "mean of block_token_coupling over its off-diagonal", kPerProbeAndMean, 1, block_tokens, nullptr)           \
+        "mean of block_token_coupling over its off-diagonal (inside the depth band, if any)", kPerProbeAndMean, 1,  \
+        block_tokens, nullptr)                                                                                      \
   FIELD(context_coupling, ("probe", COUPLING_VARIANT_AXES, "context", "basis_context"), "1",                        \
         "m_K between every (block, context pair) Jacobian J^l_{t1 t2}, index (l - 1) * np + pair", kPerProbe, 0,    \
         context_pairs, nullptr)                                                                                     \
   FIELD(context_same_input, ("probe", COUPLING_VARIANT_AXES), "1",                                                  \
-        "mean of context_coupling over off-diagonal entries whose Jacobians share the input token t1",              \
+        "mean of context_coupling over off-diagonal entries whose Jacobians share the input token t1 (inside "      \
+        "the depth band, if any)",                                                                                  \
         kPerProbeAndMean, 1, context_pairs, nullptr)                                                                \
   FIELD(context_same_output, ("probe", COUPLING_VARIANT_AXES), "1",                                                 \
-        "mean of context_coupling over off-diagonal entries whose Jacobians share the output token t2",             \
+        "mean of context_coupling over off-diagonal entries whose Jacobians share the output token t2 (inside "     \
+        "the depth band, if any)",                                                                                  \
         kPerProbeAndMean, 1, context_pairs, nullptr)                                                                \
   /* Spectra. */                                                                                                    \
   FIELD(singular_values, ("probe", "token", "layer", "rank"), "1", "top singular values of J^layer_tt", kPerProbe,  \

@@ -265,6 +265,30 @@ HfBlockImpl::Projections HfBlockImpl::project(const at::Tensor& attention_input,
   return p;
 }
 
+std::vector<int64_t> HfBlockImpl::projection_versions(const at::Tensor& x) const {
+  std::vector<int64_t> versions{x._version()};
+  for (const at::Tensor* t : {&norm1_weight_, &norm1_bias_, &q_weight_, &q_bias_, &k_weight_, &k_bias_, &v_weight_,
+                              &v_bias_, &inv_freq_}) {
+    versions.push_back(t->defined() ? t->_version() : -1);
+  }
+  return versions;
+}
+
+const HfBlockImpl::Projections& HfBlockImpl::fixed_projections(const at::Tensor& x, int64_t first, int64_t last) {
+  auto versions = projection_versions(x);
+  auto& cache = fixed_cache_;
+  if (cache.x.defined() && cache.x.is_same(x) && cache.first == first && cache.last == last &&
+      cache.versions == versions) {
+    return cache.value;
+  }
+  const auto rows = x.narrow(0, first, last - first + 1);
+  const bool post_norm = config_.layout == BlockLayout::kPostNorm;
+  cache.value = project(post_norm ? rows : norm(rows, norm1_weight_, norm1_bias_),
+                        at::arange(first, last + 1, x.options().dtype(at::kLong)), false);
+  cache.x = x, cache.first = first, cache.last = last, cache.versions = std::move(versions);
+  return cache.value;
+}
+
 double HfBlockImpl::attention_scale() const {
   return config_.scale_attention ? 1.0 / std::sqrt(static_cast<double>(config_.head_dim)) : 1.0;
 }
@@ -316,12 +340,10 @@ at::Tensor HfBlockImpl::residual_branch_at_token(const at::Tensor& x, int64_t in
     return unchanged.expand({batch, x.size(1)}) + 0.0 * replaced;
   }
   const bool post_norm = config_.layout == BlockLayout::kPostNorm;
-  const auto fixed_rows = x.narrow(0, first, last - first + 1);
-  const auto positions = at::arange(first, last + 1, x.options().dtype(at::kLong));
-  const auto fixed = project(post_norm ? fixed_rows : norm(fixed_rows, norm1_weight_, norm1_bias_), positions, false);
+  const auto& fixed = fixed_projections(x, first, last);
   // Every value from here on is the same in each row of `replaced` (checked above).
   const auto varied = project(post_norm ? replaced : norm(replaced, norm1_weight_, norm1_bias_),
-                              at::full({batch}, input_token, positions.options()), true);
+                              at::full({batch}, input_token, x.options().dtype(at::kLong)), true);
   const int64_t group = config_.heads / config_.kv_heads, at_input = input_token - first;
   const auto fixed_keys = fixed.key.repeat_interleave(group, 1), fixed_values = fixed.value.repeat_interleave(group, 1);
   const auto varied_keys = varied.key.repeat_interleave(group, 1),
@@ -335,7 +357,7 @@ at::Tensor HfBlockImpl::residual_branch_at_token(const at::Tensor& x, int64_t in
   // for its varied key: no [B, n, d] tensor is built.
   const auto fixed_scores = at::einsum("bhe,nhe->bhn", {query, fixed_keys}) * scale;  // [B, H, n]
   const auto varied_score = (query * varied_keys).sum(-1, /*keepdim=*/true) * scale;  // [B, H, 1]
-  const int64_t n = fixed_rows.size(0);
+  const int64_t n = last - first + 1;
   const auto scores = at::cat(
       {fixed_scores.narrow(2, 0, at_input), varied_score, fixed_scores.narrow(2, at_input + 1, n - at_input - 1)}, 2);
   const auto weights = at::softmax(scores, -1);

@@ -59,6 +59,12 @@ class HfBlockImpl : public torch::nn::Module {
   };
   /// `shared_rows`: the input is [B, d] with equal rows (the token-local replicas).
   Projections project(const at::Tensor& attention_input, const at::Tensor& positions, bool shared_rows);
+  /// The projections of x's rows [first, last], which every replica's attention reads. Kept for
+  /// the last x (the same tensor, unmodified, with unmodified weights): the many passes of one
+  /// matrix-free Jacobian then compute them once instead of once a pass.
+  const Projections& fixed_projections(const at::Tensor& x, int64_t first, int64_t last);
+  /// The tensors fixed_projections reads, with their versions when it last computed them.
+  std::vector<int64_t> projection_versions(const at::Tensor& x) const;
   at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const;
   at::Tensor mlp(const at::Tensor& x, bool shared_rows) const;
   /// The block's output branch once the attention output `a` of token(s) `x` is known.
@@ -73,6 +79,12 @@ class HfBlockImpl : public torch::nn::Module {
   at::Tensor q_weight_, q_bias_, k_weight_, k_bias_, v_weight_, v_bias_, o_weight_, o_bias_;
   at::Tensor up_weight_, up_bias_, gate_weight_, gate_bias_, down_weight_, down_bias_;
   at::Tensor inv_freq_;  ///< rotary frequencies [rotary_dims / 2]
+  struct FixedProjections {
+    at::Tensor x;  ///< held, so that no other tensor can take its place while it is cached
+    int64_t first = -1, last = -1;
+    std::vector<int64_t> versions;
+    Projections value;
+  } fixed_cache_;
 };
 TORCH_MODULE(HfBlock);
 
