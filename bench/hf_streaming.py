@@ -97,15 +97,21 @@ def append_rows(path, rows):
         f.write(text[:-1].rstrip() + separator + "\n,\n".join(json.dumps(row, indent=2) for row in rows) + "\n]\n")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def shape_arguments(description):
+    """The command line of a benchmark over shapes: the shapes, the tools' directory, the scratch
+    directory, the JSON list to append to, --keep and the venv's python."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("shapes", nargs="+", help="NAME or NAME:LAYERS (scripts/make_hf_shape.py --list)")
     parser.add_argument("--bin", default=os.path.join(ROOT, "build", "bin"), help="directory of coupling-analyze")
     parser.add_argument("--scratch", required=True, help="where the model directories are written")
     parser.add_argument("--json", help="append the rows to this JSON list")
     parser.add_argument("--keep", action="store_true", help="keep the model directories")
     parser.add_argument("--venv-python", default=os.path.join(ROOT, ".venv", "bin", "python"))
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = shape_arguments(__doc__.split("\n\n")[0]).parse_args()
     threads = os.cpu_count()
     torch.set_num_threads(threads)
     rows = []

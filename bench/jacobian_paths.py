@@ -24,7 +24,6 @@ venv's transformers and removed after their rows (--keep keeps them).
     /usr/bin/python3 bench/jacobian_paths.py --bin build/bin /var/tmp/minilm --probe-ids IDS \
         --tokens 13 --exact --band-reference --scratch /var/tmp/shapes   # all-MiniLM-L6-v2
 """
-import argparse
 import json
 import os
 import random
@@ -39,7 +38,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hf_streaming import ROOT, append_rows, block_parameters, make_shape, run_child, sgemm_gflops  # noqa: E402
+from hf_streaming import (  # noqa: E402
+    append_rows, block_parameters, make_shape, run_child, sgemm_gflops, shape_arguments)
 
 SETTINGS = {
     "materialised": ["--jacobian", "materialised"],
@@ -69,21 +69,16 @@ def errors(log, reference):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("shapes", nargs="+", help="NAME or NAME:LAYERS (scripts/make_hf_shape.py --list)")
-    parser.add_argument("--bin", default=os.path.join(ROOT, "build", "bin"), help="directory of coupling-analyze")
-    parser.add_argument("--scratch", required=True, help="where the model directories are written")
-    parser.add_argument("--json", help="append the rows to this JSON list")
+    parser = shape_arguments(__doc__.split("\n\n")[0])
     parser.add_argument("--json-out", help="write the rows to this new JSON file")
     parser.add_argument("--device", default="cpu", help="where coupling-analyze measures (cpu, cuda)")
-    parser.add_argument("--keep", action="store_true", help="keep the model directories")
     parser.add_argument("--exact", action="store_true", help="also the exact-spectrum reference")
     parser.add_argument("--band-reference", action="store_true", help="also materialised-band")
     parser.add_argument("--paper", action="store_true", help="also the paper's algorithm (coupling-bench --hf)")
     parser.add_argument("--probe-ids", help="probes of a model directory given as a shape (default: 128 seeded ids)")
     parser.add_argument("--tokens", default="last", help="measured tokens, passed on to coupling-analyze")
+    parser.add_argument("--only", help="these settings only (comma list; ratios need materialised)")
     parser.add_argument("--threads", type=int, default=0, help="coupling-analyze --threads (0 = one per core)")
-    parser.add_argument("--venv-python", default=os.path.join(ROOT, ".venv", "bin", "python"))
     args = parser.parse_args()
     threads = os.cpu_count()
     torch.set_num_threads(threads)
@@ -92,6 +87,8 @@ def main():
         settings.insert(2, "materialised-band")
     if args.exact:
         settings.insert(0, "exact")
+    if args.only:
+        settings = [s for s in settings if s in args.only.split(",")]
     rows = []
     print(f"jacobian_paths: LibTorch {torch.__version__}, {threads} threads, device {args.device}")
     print(f"{'shape':<14} {'setting':<18} {'path':<12} {'s/probe':>8} {'s/block':>8} {'x mat.':>7} {'x bound':>8} "

@@ -140,14 +140,15 @@ TEST(MatrixFree, CostEstimateCountsProductsAndAutoChoosesByIt) {
   // Llama-3-8B's shape, the last token: K = 50 over the full depth costs more than materialising;
   // K = 10 with adjacent coupling only, far less.
   auto full = coupling::resolve_layout(1, 128, 32, 4096, true, options);
-  // Per Jacobian: 3 (q + 1)(K + p) = 1050 for the spectrum, 2 K x 32 partners = 3200 for coupling.
-  EXPECT_NEAR(coupling::matrix_free_cost(full, options), (1050.0 + 3200.0) / 4096.0, 1e-12);
+  // Per Jacobian: 3 (q + 1)(K + p) = 1050 VJPs at 2.5 rows for the spectrum, 2 K x 32 partners =
+  // 3200 for coupling.
+  EXPECT_NEAR(coupling::matrix_free_cost(full, options), (2.5 * 1050.0 + 3200.0) / 4096.0, 1e-12);
   EXPECT_FALSE(full.matrix_free);
   options.k_grid = {10};
   options.depth_band = 1;
   auto banded = coupling::resolve_layout(1, 128, 32, 4096, true, options);
-  // 450 + 2 x 10 x (2 + 3 x 30 partners over the 32 blocks) / 32.
-  EXPECT_NEAR(coupling::matrix_free_cost(banded, options), (450.0 + 20.0 * 94.0 / 32.0) / 4096.0, 1e-12);
+  // 2.5 x 450 + 2 x 10 x (2 + 3 x 30 partners over the 32 blocks) / 32.
+  EXPECT_NEAR(coupling::matrix_free_cost(banded, options), (2.5 * 450.0 + 20.0 * 94.0 / 32.0) / 4096.0, 1e-12);
   EXPECT_TRUE(banded.matrix_free);
   EXPECT_FALSE(coupling::resolve_layout(1, 128, 32, 4096, true, options, /*token_local=*/false).matrix_free);
   options.spectrum = coupling::SpectrumMethod::kExact;

@@ -37,4 +37,16 @@ inline std::pair<double, std::string> largest_difference(const coupling::Measure
   return largest;
 }
 
+/// largest_difference between the materialised and the matrix-free measurement of `probes` with
+/// `options` (whose jacobian_path is overridden).
+inline std::pair<double, std::string> path_difference(coupling::ModelAdapter& adapter, const at::Tensor& probes,
+                                                      coupling::MeasurementOptions options) {
+  options.jacobian_path = coupling::JacobianPath::kMaterialised;
+  const auto materialised = coupling::measure(adapter, probes, options);
+  options.jacobian_path = coupling::JacobianPath::kMatrixFree;
+  const auto free = coupling::measure(adapter, probes, options);
+  if (materialised.matrix_free || !free.matrix_free) return {std::numeric_limits<double>::infinity(), "the paths"};
+  return largest_difference(materialised, free);
+}
+
 }  // namespace test_support

@@ -482,12 +482,18 @@ Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs
 
 }  // namespace
 
+/// What a spectrum's products cost per VJP-equivalent, in materialised rows: their passes carry K +
+/// p vectors (small GEMMs) and the JVPs' first backward pass builds a graph. Measured 2.1-2.8 at
+/// d = 768-4096 on the CPU (docs/performance.md section 10); the coupling's VJPs cost 1.0-1.1.
+constexpr double kSpectrumProductPrice = 2.5;
+
 double matrix_free_cost(const MeasurementLayout& layout, const MeasurementOptions& options) {
   const int64_t L = layout.blocks, d = layout.d_model, k_max = layout.k_grid.back();
   const int64_t n = static_cast<int64_t>(layout.tokens.size());
   const int64_t np = static_cast<int64_t>(layout.context_pairs.size());
   const int64_t width = std::min(k_max + std::max<int64_t>(0, options.randomized.oversample), d);
-  const double spectrum = 3.0 * static_cast<double>((options.randomized.power_iterations + 1) * width);
+  const double spectrum =
+      kSpectrumProductPrice * 3.0 * static_cast<double>((options.randomized.power_iterations + 1) * width);
   double partners = 0;  // sum over the blocks of the blocks each is coupled with, itself included
   for (int64_t l = 0; l < L; ++l) {
     const int64_t band = layout.depth_band > 0 ? layout.depth_band : L;

@@ -108,8 +108,8 @@ struct MeasurementLayout {
 /// The estimated cost of measuring `layout` matrix-free, as a fraction of the materialised
 /// path's: products with the Jacobians counted in VJPs (a JVP counts 2, as it is two reverse
 /// passes), over the d rows per Jacobian that materialising takes. Per Jacobian: (q + 1)(K + p)
-/// JVPs and as many VJPs for its spectrum, and 2 Kmax VJPs for each partner it is coupled with
-/// (itself included) in each coupling set it belongs to.
+/// JVPs and as many VJPs for its spectrum, at 2.5 rows a VJP (their measured price), and 2 Kmax
+/// VJPs for each partner it is coupled with (itself included) in each coupling set it belongs to.
 double matrix_free_cost(const MeasurementLayout& layout, const MeasurementOptions& options);
 
 /// The layout of a measurement of P probes of length T through L blocks of width d. Throws
