@@ -267,8 +267,8 @@ HfBlockImpl::Projections HfBlockImpl::project(const at::Tensor& attention_input,
 
 std::vector<int64_t> HfBlockImpl::projection_versions(const at::Tensor& x) const {
   std::vector<int64_t> versions{x._version()};
-  for (const at::Tensor* t : {&norm1_weight_, &norm1_bias_, &q_weight_, &q_bias_, &k_weight_, &k_bias_, &v_weight_,
-                              &v_bias_, &inv_freq_}) {
+  for (const at::Tensor* t :
+       {&norm1_weight_, &norm1_bias_, &q_weight_, &q_bias_, &k_weight_, &k_bias_, &v_weight_, &v_bias_, &inv_freq_}) {
     versions.push_back(t->defined() ? t->_version() : -1);
   }
   return versions;
