@@ -1,6 +1,7 @@
 #include "coupling/engine/jacobian.h"
 
 #include "coupling/error.h"
+#include "token_local.h"
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
@@ -26,6 +27,47 @@ JacobianOptions::Generic generic_strategy(int64_t tokens, int64_t d, bool device
                                             : JacobianOptions::Generic::kReplicated;
 }
 
+namespace token_local {
+
+void check_request(const ModelAdapter& adapter, int64_t block, int64_t tokens, int64_t output_token,
+                   const std::vector<int64_t>& input_tokens) {
+  if (block < 0 || block >= adapter.num_blocks()) {
+    throw ConfigError("block " + std::to_string(block) + " out of range: the model has " +
+                      std::to_string(adapter.num_blocks()) + " blocks");
+  }
+  if (output_token < 0 || output_token >= tokens) {
+    throw ConfigError("output token " + std::to_string(output_token) + " out of range [0, " + std::to_string(tokens) +
+                      ")");
+  }
+  for (int64_t t1 : input_tokens) {
+    if (t1 < 0 || t1 >= tokens) {
+      throw ConfigError("input token " + std::to_string(t1) + " out of range [0, " + std::to_string(tokens) + ")");
+    }
+    if (adapter.causal() && t1 > output_token) {
+      throw ConfigError("J_{" + std::to_string(t1) + "," + std::to_string(output_token) +
+                        "} is a causal zero (input token after output token): request pairs with t1 <= t2");
+    }
+  }
+}
+
+int64_t replicas_per_pass(int64_t tokens, int64_t d, int64_t max_bytes) {
+  // Per replica: one token's activations plus its attention row (replica_bytes with T = 1 token).
+  return std::clamp<int64_t>(max_bytes / std::max<int64_t>(1, replica_bytes(1, d) + 4 * 16 * tokens), 1, d);
+}
+
+std::pair<at::Tensor, at::Tensor> evaluate(ModelAdapter& adapter, int64_t block, const at::Tensor& x,
+                                           int64_t input_token, int64_t output_token, int64_t rows) {
+  auto replicated = x.select(0, input_token).unsqueeze(0).expand({rows, x.size(1)}).clone().requires_grad_(true);
+  auto output = adapter.residual_branch_at_token(block, x, input_token, replicated, output_token);
+  if (!output.defined() || !output.sizes().equals(replicated.sizes())) {
+    throw ConfigError("residual_branch_at_token of block " + std::to_string(block) +
+                      " must map [B, d] to [B, d]; or make supports_token_local() return false");
+  }
+  return {replicated, output};
+}
+
+}  // namespace token_local
+
 namespace {
 
 /// J_{t1 t2} through the adapter's token-local evaluation: d replicas of token t1's input, one
@@ -33,19 +75,11 @@ namespace {
 at::Tensor token_local_jacobian(ModelAdapter& adapter, int64_t block, const at::Tensor& x, int64_t input_token,
                                 int64_t output_token, int64_t row_begin, int64_t row_end, int64_t max_bytes) {
   const int64_t d = x.size(1);
-  const auto base = x.select(0, input_token);
   auto result = at::empty({row_end - row_begin, d}, x.options());
-  // Per replica: one token's activations plus its attention row (replica_bytes with T = 1 token).
-  const int64_t chunk =
-      std::clamp<int64_t>(max_bytes / std::max<int64_t>(1, replica_bytes(1, d) + 4 * 16 * x.size(0)), 1, d);
+  const int64_t chunk = token_local::replicas_per_pass(x.size(0), d, max_bytes);
   for (int64_t row0 = row_begin; row0 < row_end; row0 += chunk) {
     const int64_t rows = std::min(chunk, row_end - row0);
-    auto replicated = base.unsqueeze(0).expand({rows, d}).clone().requires_grad_(true);
-    auto output = adapter.residual_branch_at_token(block, x, input_token, replicated, output_token);
-    if (!output.defined() || !output.sizes().equals(replicated.sizes())) {
-      throw ConfigError("residual_branch_at_token of block " + std::to_string(block) +
-                        " must map [B, d] to [B, d]; or make supports_token_local() return false");
-    }
+    auto [replicated, output] = token_local::evaluate(adapter, block, x, input_token, output_token, rows);
     auto cotangent = at::zeros_like(output);
     cotangent.narrow(1, row0, rows).diagonal().fill_(1.0);
     result.narrow(0, row0 - row_begin, rows).copy_(torch::autograd::grad({output}, {replicated}, {cotangent})[0]);
@@ -73,23 +107,7 @@ at::Tensor jacobian_rows(ModelAdapter& adapter, int64_t block, const at::Tensor&
                          const JacobianOptions& options) {
   if (x.dim() != 2) throw ConfigError("jacobians_at_output expects one sequence's block input [T, d]");
   const int64_t tokens = x.size(0), d = x.size(1);
-  if (block < 0 || block >= adapter.num_blocks()) {
-    throw ConfigError("block " + std::to_string(block) + " out of range: the model has " +
-                      std::to_string(adapter.num_blocks()) + " blocks");
-  }
-  if (output_token < 0 || output_token >= tokens) {
-    throw ConfigError("output token " + std::to_string(output_token) + " out of range [0, " + std::to_string(tokens) +
-                      ")");
-  }
-  for (int64_t t1 : input_tokens) {
-    if (t1 < 0 || t1 >= tokens) {
-      throw ConfigError("input token " + std::to_string(t1) + " out of range [0, " + std::to_string(tokens) + ")");
-    }
-    if (adapter.causal() && t1 > output_token) {
-      throw ConfigError("J_{" + std::to_string(t1) + "," + std::to_string(output_token) +
-                        "} is a causal zero (input token after output token): request pairs with t1 <= t2");
-    }
-  }
+  token_local::check_request(adapter, block, tokens, output_token, input_tokens);
   if (row_begin < 0 || row_end > d || row_begin >= row_end) {
     throw ConfigError("Jacobian rows [" + std::to_string(row_begin) + ", " + std::to_string(row_end) +
                       ") are not a non-empty range within [0, " + std::to_string(d) + ")");

@@ -1,7 +1,7 @@
 #include "coupling/engine/jacobian_products.h"
 
-#include "coupling/engine/jacobian.h"
 #include "coupling/error.h"
+#include "token_local.h"
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
@@ -20,16 +20,9 @@ struct TokenLocalFunction {
   at::Tensor x;   ///< [T, d] float32, detached
   int64_t chunk;  ///< replicas per pass
 
-  /// `rows` replicas of token t1's input, and f of them at t2 ([rows, d] each).
+  /// `rows` replicas of token t1's input, and f of them at t2.
   std::pair<at::Tensor, at::Tensor> evaluate(int64_t rows) const {
-    const int64_t d = x.size(1);
-    auto replicated = x.select(0, input_token).unsqueeze(0).expand({rows, d}).clone().requires_grad_(true);
-    auto output = adapter.residual_branch_at_token(block, x, input_token, replicated, output_token);
-    if (!output.defined() || !output.sizes().equals(replicated.sizes())) {
-      throw ConfigError("residual_branch_at_token of block " + std::to_string(block) +
-                        " must map [B, d] to [B, d]; or make supports_token_local() return false");
-    }
-    return {replicated, output};
+    return token_local::evaluate(adapter, block, x, input_token, output_token, rows);
   }
 
   /// J^T Y for Y [d, r]: row b of a pass's input gradient is J^T y_b.
@@ -90,22 +83,8 @@ LinearOperator jacobian_operator(ModelAdapter& adapter, int64_t block, const at:
   }
   if (x.dim() != 2) throw ConfigError("jacobian_operator expects one sequence's block input [T, d]");
   const int64_t tokens = x.size(0), d = x.size(1);
-  if (block < 0 || block >= adapter.num_blocks()) {
-    throw ConfigError("block " + std::to_string(block) + " out of range: the model has " +
-                      std::to_string(adapter.num_blocks()) + " blocks");
-  }
-  for (int64_t token : {input_token, output_token}) {
-    if (token < 0 || token >= tokens) {
-      throw ConfigError("token " + std::to_string(token) + " out of range [0, " + std::to_string(tokens) + ")");
-    }
-  }
-  if (adapter.causal() && input_token > output_token) {
-    throw ConfigError("J_{" + std::to_string(input_token) + "," + std::to_string(output_token) +
-                      "} is a causal zero (input token after output token): request pairs with t1 <= t2");
-  }
-  // Per replica: one token's activations plus its attention row, as for a materialised row.
-  const int64_t chunk =
-      std::clamp<int64_t>(max_bytes / std::max<int64_t>(1, replica_bytes(1, d) + 4 * 16 * tokens), 1, d);
+  token_local::check_request(adapter, block, tokens, output_token, {input_token});
+  const int64_t chunk = token_local::replicas_per_pass(tokens, d, max_bytes);
   const auto function = std::make_shared<TokenLocalFunction>(
       TokenLocalFunction{adapter, block, input_token, output_token, x.detach().to(at::kFloat), chunk});
   LinearOperator op;

@@ -70,14 +70,21 @@ TopK reshape_factors(const TopK& f, int64_t p, int64_t n) {
           f.v.reshape({p, n, f.v.size(-2), f.v.size(-1)})};
 }
 
+/// The randomized estimator's options for the probe with global index `probe`: its test matrices
+/// are drawn from seed + probe, on either path, whatever the other probes of the call or rank.
+RandomizedOptions probe_randomized(const MeasurementOptions& options, int64_t probe) {
+  RandomizedOptions randomized = options.randomized;
+  randomized.seed += static_cast<uint64_t>(probe);
+  return randomized;
+}
+
 /// Top-K factors of the Jacobians in `store`, whose flat index runs over `batch` (e.g. {n, L}),
 /// one Jacobian at a time: [1, ...batch, ...]. The randomized estimator's test matrix for the
 /// whole batch is drawn from seed + probe (the probe's global index), so a probe's result depends
 /// neither on which other probes share the call or the rank, nor on where its Jacobians are kept.
 TopK store_spectra(const JacobianStore& store, const std::vector<int64_t>& batch, int64_t d, int64_t k,
                    const MeasurementOptions& options, int64_t probe, const std::string& what) {
-  RandomizedOptions randomized = options.randomized;
-  randomized.seed += static_cast<uint64_t>(probe);
+  const RandomizedOptions randomized = probe_randomized(options, probe);
   const int64_t count = c10::multiply_integers(batch);
   const auto omega = uses_randomized(options.spectrum, k, d)
                          ? test_matrix(batch, d, d, k, randomized).reshape({count, d, -1})
@@ -146,9 +153,8 @@ SetPairs set_pairs(const MeasurementLayout& layout) {
           band_pairs(blocks_of(std::max<int64_t>(np, 1)), layout.depth_band)};
 }
 
-/// Coupling matrices [..., N, N] with NaN outside `pairs` (no-op without a depth band).
-at::Tensor outside_band_nan(const at::Tensor& coupling, const at::Tensor& pairs, int64_t band) {
-  if (band <= 0) return coupling;
+/// Coupling matrices [..., N, N] with NaN outside `pairs` (every pair without a depth band).
+at::Tensor outside_band_nan(const at::Tensor& coupling, const at::Tensor& pairs) {
   return coupling.masked_fill(pairs.logical_not().to(coupling.device()), std::numeric_limits<double>::quiet_NaN());
 }
 
@@ -248,7 +254,7 @@ void measure_materialised(ModelAdapter& adapter, const at::Tensor& states, const
   const SetPairs pairs = set_pairs(m);
   m.depth_coupling = outside_band_nan(
       coupling_matrices(rows_of(diag, [L](int64_t i, int64_t l) { return i * L + l; }), diag_factors, m.k_grid),
-      pairs.depth, m.depth_band);
+      pairs.depth);
   if (n >= 2) {
     const auto by_block_factors = permute_factors(diag_factors, {0, 2, 1});  // [1, L, n, ...]
     auto token_progress = coupling_progress("token", n);
@@ -259,7 +265,7 @@ void measure_materialised(ModelAdapter& adapter, const at::Tensor& states, const
       m.block_token_coupling = outside_band_nan(
           coupling_matrices(rows_of(diag, [L, n](int64_t, int64_t s) { return (s % n) * L + s / n; }),
                             reshape_factors(by_block_factors, 1, L * n), m.k_grid, &block_token_progress),
-          pairs.block_token, m.depth_band);
+          pairs.block_token);
     }
   }
   if (np > 0) {
@@ -267,7 +273,7 @@ void measure_materialised(ModelAdapter& adapter, const at::Tensor& states, const
     m.context_coupling =
         outside_band_nan(coupling_matrices(rows_of(*context, [](int64_t, int64_t s) { return s; }),
                                            reshape_factors(context_factors, 1, L * np), m.k_grid, &context_progress),
-                         pairs.context, m.depth_band);
+                         pairs.context);
   }
   coupling_summaries(m, pairs);
   m.timings.coupling = seconds_since(t0);
@@ -282,8 +288,7 @@ void measure_matrix_free(ModelAdapter& adapter, const at::Tensor& states, const 
   const int64_t L = m.blocks, d = m.d_model, k_max = m.k_grid.back();
   const int64_t n = static_cast<int64_t>(m.tokens.size());
   const int64_t np = static_cast<int64_t>(m.context_pairs.size());
-  RandomizedOptions randomized = options.randomized;
-  randomized.seed += static_cast<uint64_t>(probe);  // as store_spectra: the same test matrices
+  const RandomizedOptions randomized = probe_randomized(options, probe);  // store_spectra's test matrices
   const auto jacobian = [&](int64_t l, const TokenPair& pair) {
     return jacobian_operator(adapter, l, states.select(1, l), pair.input, pair.output, options.jacobian.max_bytes);
   };
