@@ -3,15 +3,19 @@
 Usage: coupling-log LOG.h5            the per-step table below, fixed width
        coupling-log LOG.h5 --csv      the same table as CSV (pandas.read_csv reads it back)
        coupling-log LOG.h5 --check    every row against its row_crc32: exit 1 when one differs
+       coupling-log LOG.h5 --differ A B [--column COLUMN]
+                                      do steps A and B differ? The column's value at both, and the paired
+                                      95% interval of the change B - A over probes (coupling.intervals)
 (scripts/coupling_log.py is the same command for Pythons without the package installed.)
 LOG may also be a run directory holding coupling.h5. Bad input (no such file, not HDF5, not a coupling
 log) exits 2 with one line on stderr and nothing on stdout.
 
 From Python (the package `coupling`, python/ in the repository):
-  from coupling.log import open_log, tidy
+  from coupling.log import open_log, tidy, differ
   ds = open_log("runs/demo/coupling.h5")      # xarray.Dataset of /measurement, data loaded, file closed
   ds.depth_mean_offdiag_avg.sel(k=10, orientation="ujv", normalisation="norm")
   df = tidy("runs/demo/coupling.h5")          # pandas.DataFrame, one row per measured step
+  differ("runs/demo/coupling.h5", 0, 1000)    # do steps 0 and 1000 differ in m_10 (ujv/norm)?
 
 open_log(path, group="measurement", variables=None)
   group: "measurement", "train", "eval", "/" (the root: /probes, /context_pairs) or "all" (every group
@@ -40,6 +44,9 @@ tidy(path_or_dataset) -> pandas.DataFrame, one row per measured step, in this co
                            layer != basis_layer (depth_mean_offdiag_avg), for K, orientation O (ujv, vju)
                            and normalisation N (norm, trace); lower = more coupled
   m_adjacent_kK_O_N        the same over adjacent blocks |layer - basis_layer| = 1 (depth_mean_adjacent_avg)
+  COLUMN_lo, COLUMN_hi     after each of lss, norm_growth_rate and the m_K columns: the 95% interval of that
+                           probe mean, a bootstrap over probes paired across steps (coupling.intervals; the
+                           same numbers as coupling-analyze's summary); NaN with one probe
   Means do not skip NaN: a measurement with non-finite values shows NaN. Logs without a field lack
   its columns. tidy(path) reads only these datasets; tidy(open_log(path, "all")) gives the same
   table, tidy(open_log(path)) the same with train_loss and val_loss NaN.
@@ -62,6 +69,8 @@ import zlib
 
 import h5py
 import numpy as np
+
+from coupling.intervals import LEVEL, difference, probe_intervals
 
 ROW_CHECKSUM = "row_crc32"
 GROUPS = ("measurement", "train", "eval")
@@ -361,7 +370,9 @@ def _open_group(f, group, wanted):
 
 SUMMARIES = (("offdiag", "depth_mean_offdiag_avg"), ("adjacent", "depth_mean_adjacent_avg"))
 TIDY_VARIABLES = ("step", "tokens_seen", "measure_seconds", "peak_rss_mib", "line_shape_score", "norm_growth_rate",
-                  "depth_mean_offdiag_avg", "depth_mean_adjacent_avg", "train_loss", "eval_val_loss")
+                  "depth_mean_offdiag_avg", "depth_mean_adjacent_avg", "depth_mean_offdiag", "depth_mean_adjacent",
+                  "train_loss", "eval_val_loss")
+INTERVAL_SUFFIXES = ("_lo", "_hi")
 
 
 def _latest(steps, at, values, before):
@@ -385,13 +396,30 @@ def tidy(log):
     return _tidy(ds)[0]
 
 
+def _per_probe(var, keep=()):
+    """`var` averaged over every dimension but step, probe and `keep` (NaN not skipped), as numpy with the probe
+    axis last; None when it has no probe axis."""
+    if "probe" not in var.dims:
+        return None
+    kept = ("step",) + tuple(keep) + ("probe",)
+    return var.mean(dim=[d for d in var.dims if d not in kept], skipna=False).transpose(*kept).values
+
+
+def _with_interval(columns, column, values, per_probe):
+    columns[column] = values
+    if per_probe is not None:
+        _, columns[column + "_lo"], columns[column + "_hi"] = probe_intervals(per_probe)
+
+
 def _tidy(ds):
-    """(tidy's DataFrame, {m_K column: (summary, kK, orientation, normalisation)}) of an open_log Dataset."""
+    """(tidy's DataFrame, {m_K column: (summary, kK, orientation, normalisation)}, {column: [step, probe] values})
+    of an open_log Dataset."""
     import pandas as pd
 
     steps = ds["step"].values.astype(np.int64) if "step" in ds.coords else np.zeros(0, np.int64)
     nan = np.full(len(steps), np.nan)
     columns = {"step": steps}
+    probes = {}
     columns["tokens_seen"] = ds["tokens_seen"].values if "tokens_seen" in ds else nan
     columns["train_loss"] = (_latest(steps, ds["train_step"].values, ds["train_loss"].values, before=True)
                              if "train_loss" in ds else nan)
@@ -400,7 +428,9 @@ def _tidy(ds):
     for column, name in (("lss", "line_shape_score"), ("norm_growth_rate", "norm_growth_rate")):
         if name in ds:
             var = ds[name]
-            columns[column] = var.mean(dim=[d for d in var.dims if d != "step"], skipna=False).values
+            probes[column] = _per_probe(var)
+            _with_interval(columns, column, var.mean(dim=[d for d in var.dims if d != "step"], skipna=False).values,
+                           probes[column])
     for name in ("measure_seconds", "peak_rss_mib"):
         if name in ds:
             columns[name] = ds[name].values
@@ -409,13 +439,65 @@ def _tidy(ds):
         if name not in ds:
             continue
         var = ds[name]
+        per_probe_name = name[:-len("_avg")]
+        variants = (_per_probe(ds[per_probe_name], keep=("orientation", "normalisation", "k"))
+                    if per_probe_name in ds else None)  # [step, orientation, normalisation, k, probe]
         for i, k in enumerate(var["k"].values):
             for j, o in enumerate(var["orientation"].values):
                 for m, n in enumerate(var["normalisation"].values):
                     column = f"m_{short}_k{int(k)}_{o}_{n}"
-                    columns[column] = var.isel(k=i, orientation=j, normalisation=m).values
+                    probes[column] = None if variants is None else variants[:, j, m, i]
+                    _with_interval(columns, column, var.isel(k=i, orientation=j, normalisation=m).values,
+                                   probes[column])
                     headers[column] = (f"m_{short}", f"k{int(k)}", str(o), str(n))
-    return pd.DataFrame(columns), headers
+    return pd.DataFrame(columns), headers, probes
+
+
+def differ(log, step_a, step_b, column=None, level=LEVEL):
+    """Do steps A and B of a log differ in `column` (a tidy column with a probe interval; default the smallest K's
+    m_offdiag_kK_ujv_norm)? A dict: the column's
+    probe mean and interval at each step ("a", "b": (mean, low, high)), the change B - A with its paired interval
+    ("change"), "differ" (the change's interval excludes 0) and "probes". Raises LogError naming what is missing."""
+    import xarray as xr
+
+    ds = log if isinstance(log, xr.Dataset) else open_log(log, group="all", variables=TIDY_VARIABLES)
+    df, _, probes = _tidy(ds)
+    with_interval = [c for c, values in probes.items() if values is not None]
+    if column is None:
+        column = next((c for c in with_interval if c.startswith("m_offdiag_") and c.endswith("_ujv_norm")), "m_offdiag")
+    if column not in with_interval:
+        raise LogError(f"no column {column} with per-probe values in this log: choose one of "
+                       f"{', '.join(with_interval) or '(none: the log has no per-probe fields)'}")
+    steps = list(df["step"])
+    rows = []
+    for step in (step_a, step_b):
+        if step not in steps:
+            raise LogError(f"step {step} is not in the log: it holds steps {_step_list(steps)}")
+        rows.append(probes[column][steps.index(step)])
+    change = difference(rows[0], rows[1], level)
+    return {"column": column, "probes": rows[0].shape[-1], "level": level,
+            "a": tuple(float(x) for x in probe_intervals(rows[0], level)),
+            "b": tuple(float(x) for x in probe_intervals(rows[1], level)),
+            "change": tuple(float(x) for x in change), "differ": bool(change[1] > 0 or change[2] < 0)}
+
+
+def _step_list(steps):
+    return ", ".join(str(s) for s in steps) if len(steps) <= 12 else \
+        f"{', '.join(str(s) for s in steps[:6])}, ..., {', '.join(str(s) for s in steps[-3:])}"
+
+
+def _differ_text(path, step_a, step_b, result):
+    def interval(values):
+        mean, low, high = values
+        return f"{mean:.4f}" if np.isnan(low) else f"{mean:.4f} [{low:.4f}, {high:.4f}]"
+
+    change, low, high = result["change"]
+    verdict = ("cannot tell (one probe: no interval)" if np.isnan(low) else
+               "the steps differ" if result["differ"] else "the steps cannot be told apart")
+    return (f"{path}: {result['column']} at step {step_a}: {interval(result['a'])}, at step {step_b}: "
+            f"{interval(result['b'])}\nchange {step_b} - {step_a}: {change:+.4f}"
+            + ("" if np.isnan(low) else f" [{low:+.4f}, {high:+.4f}]")
+            + f" ({result['level']:.0%} bootstrap over {result['probes']} probes, paired): {verdict}\n")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -435,6 +517,8 @@ def _table(df, headers, attrs, path):
         return lines[0] + "\n"
     width = max(shutil.get_terminal_size((120, 24)).columns, 60)
     table = df.set_index("step")
+    # m_K intervals go to the CSV only: the text table keeps one column per variant
+    table = table[[c for c in table.columns if not (c[-3:] in INTERVAL_SUFFIXES and c[:-3] in headers)]]
     blocks = [[c for c in table.columns if c not in headers]]
     index_width = max([len(str(s)) for s in table.index] + [4]) + 1
     for short, _ in SUMMARIES:
@@ -470,6 +554,10 @@ def main(argv=None):
     mode.add_argument("--csv", action="store_true", help="print the per-step table as CSV")
     mode.add_argument("--check", action="store_true",
                       help="check every row against its row_crc32; exit 1 when one differs")
+    mode.add_argument("--differ", nargs=2, type=int, metavar=("A", "B"),
+                      help="do steps A and B differ? the paired 95%% interval of the change in --column")
+    parser.add_argument("--column", help="with --differ: a tidy column with an interval (default: the smallest K's "
+                                         "m_offdiag_kK_ujv_norm)")
     args = parser.parse_args(argv)
     try:
         if args.check:
@@ -485,8 +573,11 @@ def main(argv=None):
             return 1 if found else 0
         path = _resolve(args.log)
         ds = open_log(path, group="all", variables=TIDY_VARIABLES)
-        df, headers = _tidy(ds)
-        text = df.to_csv(index=False) if args.csv else _table(df, headers, ds.attrs, path)
+        if args.differ:
+            text = _differ_text(path, *args.differ, differ(ds, *args.differ, column=args.column))
+        else:
+            df, headers, _ = _tidy(ds)
+            text = df.to_csv(index=False) if args.csv else _table(df, headers, ds.attrs, path)
     except LogError as e:
         print(f"coupling_log.py: {e}", file=sys.stderr)
         return 2

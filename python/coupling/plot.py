@@ -19,8 +19,11 @@ Figures, written into DIR:
   depth_heatmaps       depth-coupling matrices m_K (ujv, norm, mean over probes and tokens) at the first
                        step, the step of lowest mean off-diagonal m_K and the final step, every K; one
                        colour scale, the trivial diagonal (layer = basis layer) masked in grey
-  coupling_vs_step     mean off-diagonal and depth-local (|i-j| = 1) m_K against step, every K
-  lss_vs_step          line-shape score against step
+  coupling_vs_step     mean off-diagonal and depth-local (|i-j| = 1) m_K against step, every K; the norm lines
+                       with bands: the 95% interval of the probe mean, a bootstrap over probes paired across
+                       steps (coupling.intervals: where two steps' bands overlap, coupling-log --differ says
+                       whether they differ)
+  lss_vs_step          line-shape score against step, with its 95% interval over probes
   norms_vs_depth       ||x^l|| against residual state l (log axis) at several steps, with log-linear fits
   sigma_vs_depth       s_1(J^l) against block l at several steps
   loss_vs_step         training (batch) and held-out loss against step; only when the log holds losses
@@ -53,7 +56,7 @@ import numpy as np  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from coupling import log  # noqa: E402
+from coupling import intervals, log  # noqa: E402
 
 # Positions on the orientation and normalisation axes (their scales hold 0 = ujv / norm, 1 = vju / trace).
 UJV, NORM, TRACE = 0, 0, 1
@@ -204,10 +207,15 @@ def variant_legend(ax, d, normalisations):
 
 
 def variant_lines(ax, d, name, normalisations=(NORM, TRACE)):
-    """One line per K and normalisation (ujv) of a [step, orientation, normalisation, k] summary."""
+    """One line per K and normalisation (ujv) of a [step, orientation, normalisation, k] summary; the norm lines
+    get their 95% probe intervals as bands (coupling.intervals) when the log holds the per-probe field."""
     steps = d["step"]
+    per_probe = d.get(name.removesuffix("_avg"))  # [step, probe, token, orientation, normalisation, k]
     for r in range(len(d["k"])):
         for n in normalisations:
+            if n == NORM and per_probe is not None:
+                _, low, high = intervals.probe_intervals(np.moveaxis(per_probe[:, :, :, UJV, n, r].mean(axis=2), 1, -1))
+                ax.fill_between(steps, low, high, color=k_colour(r), alpha=0.18, linewidth=0)
             ax.plot(steps, d[name][:, UJV, n, r], color=k_colour(r), linestyle=LINESTYLES[n],
                     marker="o" if n == NORM else ".", markersize=4 if n == NORM else 3, linewidth=1.2)
     step_axis(ax, steps)
@@ -289,17 +297,16 @@ def plot_coupling_vs_step(d):
         ax.set_title(f"depth coupling, {label}")
     axes[1].set_ylabel("")
     variant_legend(axes[1], d, (NORM, TRACE))
-    fig.suptitle(f"{d['title']}: depth coupling {MK}, mean over probes and tokens")
+    fig.suptitle(f"{d['title']}: depth coupling {MK}, mean over probes and tokens; bands: 95% interval over probes")
     return fig
 
 
 def plot_lss(d):
     steps = d["step"]
-    lss = d["line_shape_score"].reshape(len(steps), -1)
+    mean, low, high = intervals.probe_intervals(d["line_shape_score"].mean(axis=2))  # [step, probe, token]
     fig, ax = plt.subplots(figsize=(5.4, 3.0), layout="constrained")
-    ax.fill_between(steps, np.nanmin(lss, 1), np.nanmax(lss, 1), alpha=0.2, color="C0", linewidth=0,
-                    label="min to max over probes")
-    ax.plot(steps, np.nanmean(lss, 1), marker="o", markersize=4, color="C0", label="mean over probes")
+    ax.fill_between(steps, low, high, alpha=0.2, color="C0", linewidth=0, label="95% interval over probes")
+    ax.plot(steps, mean, marker="o", markersize=4, color="C0", label="mean over probes")
     step_axis(ax, steps)
     ax.set_ylabel("line-shape score (1 = straight)")
     ax.set_title(f"{d['title']}: trajectory linearity")

@@ -9,7 +9,8 @@ schema-1 fixture, a coupling-analyze log). Checks:
     read directly with h5py, its description and units (both required from schema 2 on); string
     orientation and normalisation labels (flag_meanings, else ujv/vju and norm/trace); integer k and layer;
     the groups /train, /eval, "/" and "all";
-  - tidy: its columns and row count, and every value computed here from the h5py datasets
+  - tidy: its columns and row count, and every value computed here from the h5py datasets (the probe
+    intervals from the per-probe datasets averaged over tokens here, through coupling.intervals)
     (training loss: the last update completed at the step; held-out loss: the latest at or before it);
   - the command line: --csv reads back with pandas and equals tidy, the table prints, --check passes and
     fails on a copy with one value changed (logs with row_crc32), exit 2 with one line on stderr and
@@ -41,6 +42,7 @@ except ImportError as e:
 
 import coupling_path  # noqa: E402,F401  (python/ on sys.path)
 from coupling import log as coupling_log  # noqa: E402
+from coupling.intervals import probe_intervals  # noqa: E402
 from coupling.log import open_log, tidy  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -185,10 +187,10 @@ def expected_table(f, rows):
         seen = np.flatnonzero(eval_steps <= s)
         held_out.append(f["eval/val_loss"][seen[np.argmax(eval_steps[seen])]] if len(seen) else np.nan)
     out["train_loss"], out["val_loss"] = np.array(train, float), np.array(held_out, float)
-    if "line_shape_score" in g:
-        out["lss"] = g["line_shape_score"][:rows].reshape(rows, -1).mean(axis=1)
-    if "norm_growth_rate" in g:
-        out["norm_growth_rate"] = g["norm_growth_rate"][:rows].reshape(rows, -1).mean(axis=1)
+    for column, name in (("lss", "line_shape_score"), ("norm_growth_rate", "norm_growth_rate")):
+        if name in g:  # [step, probe, token]
+            out[column] = g[name][:rows].reshape(rows, -1).mean(axis=1)
+            _, out[column + "_lo"], out[column + "_hi"] = probe_intervals(g[name][:rows].mean(axis=2))
     out["measure_seconds"] = g["measure_seconds"][:rows]
     if "peak_rss_mib" in g:  # schema 3 on
         out["peak_rss_mib"] = g["peak_rss_mib"][:rows]
@@ -197,10 +199,13 @@ def expected_table(f, rows):
         if name not in g:
             continue
         values = g[name][:rows]  # [step, orientation, normalisation, k]
+        per_probe = g[f"depth_mean_{short}"][:rows].mean(axis=2)  # [step, probe, orientation, normalisation, k]
         for r, k in enumerate(g["k"][()]):
             for o, orientation in enumerate(labels(g["orientation"])):
                 for n, normalisation in enumerate(labels(g["normalisation"])):
-                    out[f"m_{short}_k{k}_{orientation}_{normalisation}"] = values[:, o, n, r]
+                    column = f"m_{short}_k{k}_{orientation}_{normalisation}"
+                    out[column] = values[:, o, n, r]
+                    _, out[column + "_lo"], out[column + "_hi"] = probe_intervals(per_probe[:, :, o, n, r])
     return out
 
 

@@ -4,6 +4,7 @@
 #include "coupling/engine/jacobian_products.h"
 #include "coupling/engine/matrix_free.h"
 #include "coupling/engine/peak_memory.h"
+#include "coupling/engine/probe_bootstrap.h"
 #include "coupling/engine/progress.h"
 #include "coupling/engine/trajectory.h"
 #include "coupling/error.h"
@@ -605,8 +606,13 @@ Measurement measure_probe_slice(ModelAdapter& adapter, const at::Tensor& probe_i
 }
 
 std::string headline(const Measurement& m) {
-  return fmt::format("depth m_K={} {:.4f} (ujv/norm), LSS {:.3f}, norm growth x{:.3f}/block", m.k_grid.front(),
-                     depth_coupling_summary(m)[0].item<double>(), m.line_shape_score.mean().item<double>(),
+  const auto per_probe = depth_coupling_per_probe(m).select(1, 0).contiguous();
+  const std::vector<double> values(per_probe.data_ptr<double>(), per_probe.data_ptr<double>() + per_probe.numel());
+  const auto interval = ProbeBootstrap(per_probe.numel()).interval(values);
+  const std::string bracket =
+      std::isnan(interval.low) ? "" : fmt::format(" [{:.4f}, {:.4f}]", interval.low, interval.high);
+  return fmt::format("depth m_K={} {:.4f}{} (ujv/norm), LSS {:.3f}, norm growth x{:.3f}/block", m.k_grid.front(),
+                     interval.mean, bracket, m.line_shape_score.mean().item<double>(),
                      m.norm_growth_factor.mean().item<double>());
 }
 
@@ -614,6 +620,13 @@ at::Tensor depth_coupling_summary(const Measurement& m, Orientation orientation,
   return m.depth_mean_offdiag.select(2, static_cast<int64_t>(orientation))
       .select(2, static_cast<int64_t>(normalisation))
       .mean(at::IntArrayRef{0, 1});
+}
+
+at::Tensor depth_coupling_per_probe(const Measurement& m, Orientation orientation, Normalisation normalisation) {
+  return m.depth_mean_offdiag.select(2, static_cast<int64_t>(orientation))
+      .select(2, static_cast<int64_t>(normalisation))
+      .mean(1)
+      .to(at::kDouble);
 }
 
 }  // namespace coupling

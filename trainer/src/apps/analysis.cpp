@@ -1,5 +1,7 @@
 #include "trainer/apps/analysis.h"
 
+#include "coupling/dist/distributed_measurement.h"
+#include "coupling/engine/probe_bootstrap.h"
 #include "coupling/engine/progress.h"
 #include "coupling/error.h"
 #include "coupling/log/coupling_log.h"
@@ -12,6 +14,7 @@
 #include "trainer/loop/checkpoint.h"
 #include "trainer/loop/gpt_trainer.h"
 #include "trainer/loop/vit_trainer.h"
+#include "trainer/parallel/data_parallel.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -19,12 +22,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <regex>
 #include <set>
 #include <utility>
@@ -45,57 +50,6 @@ coupling::LogMetadata analysis_metadata(std::string model, std::string model_con
   metadata.seed = seed;
   metadata.probes = std::move(probes);
   return metadata;
-}
-
-/// One saved model of the sequence: its step and how to make it the adapter's current model.
-struct SavedModel {
-  int64_t step;
-  std::string path;
-  std::function<coupling::ModelAdapter&()> load;
-};
-
-/// The measuring loop shared by both analyses: opens (or continues) the log, then measures every
-/// model whose step the log does not hold yet, in step order.
-AnalysisResult measure_into_log(const std::string& log_path, const coupling::LogMetadata& metadata,
-                                const std::vector<SavedModel>& models, const coupling::MeasurementOptions& options,
-                                int64_t items_per_step, c10::Device device) {
-  const auto probes = metadata.probes.to(device);
-  auto log = fs::exists(log_path)
-                 ? coupling::CouplingLog::resume(log_path, metadata, std::numeric_limits<int64_t>::max())
-                 : coupling::CouplingLog::create(log_path, metadata);
-  const auto done_steps = log.measured_steps();
-  const std::set<int64_t> done(done_steps.begin(), done_steps.end());
-  const int64_t last_done = done_steps.empty() ? -1 : done_steps.back();
-  AnalysisResult result{log_path, 0, 0};
-  const auto to_measure = static_cast<int64_t>(
-      std::count_if(models.begin(), models.end(), [&](const SavedModel& m) { return done.count(m.step) == 0; }));
-  // Only its ETA is used: the analysis prints one line per model anyway.
-  const coupling::ProgressMeter progress("analysis", to_measure, /*interval_seconds=*/0);
-  for (const auto& model : models) {
-    if (done.count(model.step) > 0) {
-      ++result.skipped;
-      continue;
-    }
-    if (model.step < last_done) {
-      throw coupling::ConfigError(fmt::format(
-          "{} (step {}) is older than the last step ({}) in {}: the log's steps must increase; delete the log to "
-          "analyse every model again",
-          model.path, model.step, last_done, log_path));
-    }
-    coupling::ModelAdapter& adapter = model.load();
-    const auto start = std::chrono::steady_clock::now();
-    const auto m = coupling::measure(adapter, probes, options);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    log.append({model.step, model.step, model.step * items_per_step, 0.0, seconds, 0.0}, m);
-    ++result.measured;
-    const auto& t = m.timings;
-    // The ETA counts loading too: the average model so far, times the models left.
-    spdlog::info(
-        "step {:>6} ({}/{}): {}, {:.1f} s (forward {:.1f}, Jacobians {:.1f}, spectra {:.1f}, coupling {:.1f}) | ETA {}",
-        model.step, result.measured + result.skipped, models.size(), coupling::headline(m), seconds, t.forward,
-        t.jacobians, t.spectra, t.coupling, coupling::format_duration(progress.eta_seconds(result.measured)));
-  }
-  return result;
 }
 
 std::string config_path(const std::string& checkpoint) { return (fs::path(checkpoint) / "config.toml").string(); }
@@ -129,30 +83,32 @@ void require_same_model(const RunConfig& first, const RunConfig& other, const st
 }
 
 template <class RunConfig>
-AnalysisResult analyze_run(const std::map<int64_t, std::string>& found, const std::string& log_path,
-                           std::unique_ptr<TrainingTask> (*make_task)(const RunConfig&), c10::Device device) {
+AnalysisPlan plan_run(const std::map<int64_t, std::string>& found, const std::string& log_path,
+                      std::unique_ptr<TrainingTask> (*make_task)(const RunConfig&), c10::Device device) {
   const std::string& first_dir = found.begin()->second;
   const auto config = read_config_file<RunConfig>(config_path(first_dir));
   for (const auto& [step, dir] : found) {
     require_same_model(config, read_config_file<RunConfig>(config_path(dir)), first_dir, dir);
   }
   at::manual_seed(static_cast<uint64_t>(config.train.seed));
-  const auto task = make_task(config);
-  const auto options = measurement_options(config.coupling, task->token_names());
-  auto metadata = analysis_metadata(RunConfig::kModel, task->model_config_text(config.coupling.probes), options.str(),
-                                    config.train.seed,
+  const std::shared_ptr<TrainingTask> task = make_task(config);
+  AnalysisPlan plan;
+  plan.log_path = log_path;
+  plan.options = measurement_options(config.coupling, task->token_names());
+  plan.metadata = analysis_metadata(RunConfig::kModel, task->model_config_text(config.coupling.probes),
+                                    plan.options.str(), config.train.seed,
                                     task->probes(config.coupling.probes, static_cast<uint64_t>(config.train.seed) + 1));
-  metadata.training_precision = config.train.precision;
+  plan.metadata.training_precision = config.train.precision;
+  plan.items_per_step = task->items_per_step(config.train.batch);
   task->to(device);  // checkpoints then load straight onto the device
-  const auto adapter = task->adapter();
-  std::vector<SavedModel> models;
+  const std::shared_ptr<coupling::ModelAdapter> adapter = task->adapter();
   for (const auto& [step, dir] : found) {
-    models.push_back({step, dir, [&task, &adapter, dir = dir]() -> coupling::ModelAdapter& {
-                        load_model(dir, task->model());
-                        return *adapter;
-                      }});
+    plan.models.push_back({step, dir, [task, adapter, dir = dir]() -> coupling::ModelAdapter& {
+                             load_model(dir, task->model());
+                             return *adapter;
+                           }});
   }
-  return measure_into_log(log_path, metadata, models, options, task->items_per_step(config.train.batch), device);
+  return plan;
 }
 
 /// The training step a Hugging Face directory's name gives (step143000, step_1000, checkpoint-500).
@@ -183,9 +139,61 @@ std::optional<int64_t> step_in_name(const fs::path& file) {
   return step;
 }
 
+/// Throws coupling::ConfigError on every rank unless every rank planned the same analysis: the
+/// same models at the same steps, model, options, probes and log.
+void check_same_plan(const AnalysisPlan& plan, coupling::Communicator& communicator) {
+  std::string models;
+  for (const auto& model : plan.models) models += fmt::format("{}={};", model.step, model.path);
+  const auto probes = plan.metadata.probes.contiguous().cpu();
+  const std::string probe_bytes(static_cast<const char*>(probes.data_ptr()), static_cast<size_t>(probes.nbytes()));
+  check_same_config({{"the models and their steps", models},
+                     {"the model", plan.metadata.model + " " + plan.metadata.model_config},
+                     {"the measurement options", plan.metadata.engine_config},
+                     {"the probes", c10::str(probes.sizes()) + probe_bytes},
+                     {"--log", plan.log_path}},
+                    communicator);
+}
+
+/// The end-of-run summary: each measured step's depth m_K (ujv/norm) with its 95% interval over
+/// probes, and the paired change from the first to the last step measured.
+void print_summary(const std::vector<std::pair<int64_t, at::Tensor>>& per_probe, const std::vector<int64_t>& k_grid) {
+  if (per_probe.empty()) return;
+  const int64_t probes = per_probe.front().second.size(0);
+  const coupling::ProbeBootstrap bootstrap(probes);
+  auto column = [](const at::Tensor& values, size_t k) {
+    const auto c = values.select(1, static_cast<int64_t>(k)).contiguous();
+    return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+  };
+  auto text = [](const coupling::Interval& interval) {
+    return std::isnan(interval.low)
+               ? fmt::format("{:.4f}", interval.mean)
+               : fmt::format("{:.4f} [{:.4f}, {:.4f}]", interval.mean, interval.low, interval.high);
+  };
+  spdlog::info("summary: depth m_K (ujv/norm, lower = more coupled), mean over {} probe(s){}", probes,
+               probes < 2 ? " (one probe: no interval)"
+                          : ", 95% bootstrap interval over probes, paired across steps (coupling-log --differ)");
+  for (const auto& [step, values] : per_probe) {
+    std::string line = fmt::format("  step {:>6}:", step);
+    for (size_t k = 0; k < k_grid.size(); ++k) {
+      line += fmt::format(" K={} {}", k_grid[k], text(bootstrap.interval(column(values, k))));
+    }
+    spdlog::info("{}", line);
+  }
+  if (per_probe.size() < 2 || probes < 2) return;
+  const auto& [first_step, first] = per_probe.front();
+  const auto& [last_step, last] = per_probe.back();
+  std::string line = fmt::format("  change from step {} to step {}:", first_step, last_step);
+  for (size_t k = 0; k < k_grid.size(); ++k) {
+    const auto change = bootstrap.difference(column(first, k), column(last, k));
+    line += fmt::format(" K={} {:+.4f} [{:+.4f}, {:+.4f}] ({})", k_grid[k], change.mean, change.low, change.high,
+                        change.excludes(0.0) ? "differ" : "cannot tell apart");
+  }
+  spdlog::info("{}", line);
+}
+
 }  // namespace
 
-AnalysisResult analyze_checkpoints(const std::string& run_dir, const std::string& log_path, c10::Device device) {
+AnalysisPlan plan_checkpoints(const std::string& run_dir, const std::string& log_path, c10::Device device) {
   const auto found = checkpoints(run_dir);
   if (found.empty()) {
     throw coupling::CheckpointError("no checkpoints under " + run_dir +
@@ -197,9 +205,9 @@ AnalysisResult analyze_checkpoints(const std::string& run_dir, const std::string
   // Before anything in them is read (config.toml included) and before the log is created.
   for (const auto& [step, dir] : found) verify_checkpoint(dir);
   if (model_kind(found.begin()->second) == GptRunConfig::kModel) {
-    return analyze_run<GptRunConfig>(found, log, make_gpt_task, device);
+    return plan_run<GptRunConfig>(found, log, make_gpt_task, device);
   }
-  return analyze_run<VitRunConfig>(found, log, make_vit_task, device);
+  return plan_run<VitRunConfig>(found, log, make_vit_task, device);
 }
 
 at::Tensor load_probes(const ProbeSource& source) {
@@ -220,8 +228,8 @@ at::Tensor load_probes(const ProbeSource& source) {
   return (seeded_choice(images, source.count, source.seed, source.idx).to(at::kFloat) / 255.0).unsqueeze(1);
 }
 
-AnalysisResult analyze_torchscript(const std::vector<std::string>& paths, const ProbeSource& probe_source,
-                                   const CouplingConfig& coupling, const std::string& log_path, c10::Device device) {
+AnalysisPlan plan_torchscript(const std::vector<std::string>& paths, const ProbeSource& probe_source,
+                              const CouplingConfig& coupling, const std::string& log_path, c10::Device device) {
   std::vector<fs::path> files;
   for (const auto& path : paths) {
     if (fs::is_directory(path)) {
@@ -248,33 +256,36 @@ AnalysisResult analyze_torchscript(const std::vector<std::string>& paths, const 
                                               it->second.string(), file.string(), it->first));
     }
   }
-  auto first = coupling::load_torchscript_model(by_step.begin()->second.string(), device);
+  const std::shared_ptr<coupling::ModelAdapter> first =
+      coupling::load_torchscript_model(by_step.begin()->second.string(), device);
+  AnalysisPlan plan;
+  plan.log_path = log_path;
   const auto probes = load_probes(probe_source);
-  const auto options = measurement_options(coupling, {});
-  const auto metadata = analysis_metadata(
+  plan.options = measurement_options(coupling, {});
+  plan.metadata = analysis_metadata(
       "torchscript", fmt::format("blocks={} causal={} probes={}", first->num_blocks(), first->causal(), probes.size(0)),
-      options.str(), static_cast<int64_t>(probe_source.seed), probes);
-  std::shared_ptr<coupling::ModelAdapter> current;
-  std::vector<SavedModel> models;
+      plan.options.str(), static_cast<int64_t>(probe_source.seed), probes);
+  auto current = std::make_shared<std::shared_ptr<coupling::ModelAdapter>>();
   for (const auto& [step, file] : by_step) {
-    models.push_back({step, file.string(), [&current, &first, device, file = file]() -> coupling::ModelAdapter& {
-                        current = coupling::load_torchscript_model(file.string(), device);
-                        if (current->num_blocks() != first->num_blocks() || current->causal() != first->causal()) {
-                          throw coupling::ConfigError(file.string() +
-                                                      " has another structure (blocks, causal) than "
-                                                      "the first model: analyse one model family at a time");
-                        }
-                        return *current;
-                      }});
+    plan.models.push_back({step, file.string(), [current, first, device, file = file]() -> coupling::ModelAdapter& {
+                             *current = coupling::load_torchscript_model(file.string(), device);
+                             if ((*current)->num_blocks() != first->num_blocks() ||
+                                 (*current)->causal() != first->causal()) {
+                               throw coupling::ConfigError(file.string() +
+                                                           " has another structure (blocks, causal) than "
+                                                           "the first model: analyse one model family at a time");
+                             }
+                             return **current;
+                           }});
   }
-  spdlog::info("analysing {} TorchScript model(s) (steps {}..{}) on {} probes into {}", models.size(),
+  spdlog::info("analysing {} TorchScript model(s) (steps {}..{}) on {} probes into {}", plan.models.size(),
                by_step.begin()->first, by_step.rbegin()->first, probes.size(0), log_path);
-  return measure_into_log(log_path, metadata, models, options, 0, device);
+  return plan;
 }
 
-AnalysisResult analyze_hf(const std::vector<std::string>& dirs, const std::string& probe_ids_path,
-                          const CouplingConfig& coupling, const std::string& log_path, std::optional<int64_t> step,
-                          c10::Device device) {
+AnalysisPlan plan_hf(const std::vector<std::string>& dirs, const std::string& probe_ids_path,
+                     const CouplingConfig& coupling, const std::string& log_path, std::optional<int64_t> step,
+                     c10::Device device) {
   if (dirs.empty()) throw coupling::ConfigError("--hf needs at least one model directory");
   if (step && *step < 0) throw coupling::ConfigError(fmt::format("--step {} is negative: steps count from 0", *step));
   if (step && dirs.size() > 1) {
@@ -313,34 +324,119 @@ AnalysisResult analyze_hf(const std::vector<std::string>& dirs, const std::strin
   const auto [smallest, largest] = std::minmax_element(ids.ids.begin(), ids.ids.end());
   config.check_probes(ids.tokens, *smallest, *largest);
   const auto probes = at::tensor(ids.ids, at::kLong).view({ids.probes, ids.tokens});
-  const auto options = measurement_options(coupling, {});
-  coupling::resolve_layout(ids.probes, ids.tokens, config.layers, config.d_model, config.causal, options);
-  auto metadata = analysis_metadata("hf/" + config.model_type, config.summary(), options.str(), 0, probes);
+  AnalysisPlan plan;
+  plan.log_path = log_path;
+  plan.options = measurement_options(coupling, {});
+  coupling::resolve_layout(ids.probes, ids.tokens, config.layers, config.d_model, config.causal, plan.options);
+  plan.metadata = analysis_metadata("hf/" + config.model_type, config.summary(), plan.options.str(), 0, probes);
   for (const auto& [model_step, checked] : by_step) {
-    metadata.sources += fmt::format("{}step {}: {}", metadata.sources.empty() ? "" : "\n", model_step,
-                                    fs::absolute(checked.dir).lexically_normal().string());
+    plan.metadata.sources += fmt::format("{}step {}: {}", plan.metadata.sources.empty() ? "" : "\n", model_step,
+                                         fs::absolute(checked.dir).lexically_normal().string());
   }
-  std::unique_ptr<hf::HfAdapter> current;
-  std::vector<SavedModel> models;
+  auto current = std::make_shared<std::unique_ptr<hf::HfAdapter>>();
   for (const auto& [model_step, checked] : by_step) {
-    models.push_back({model_step, checked.dir, [&current, &checked = checked, device]() -> coupling::ModelAdapter& {
-                        current.reset();  // one model at a time, streamed: one block of it in memory
-                        const auto directory = open_checked_hf_directory(checked.dir);
-                        if (directory->config().summary() != checked.config.summary()) {
-                          throw coupling::ConfigError("--hf " + checked.dir +
-                                                      ": its config.json changed while the "
-                                                      "series was analysed; run the analysis again");
-                        }
-                        current = std::make_unique<hf::HfAdapter>(hf::HfTransformer(directory, device));
-                        return *current;
-                      }});
+    plan.models.push_back({model_step, checked.dir, [current, checked = checked, device]() -> coupling::ModelAdapter& {
+                             current->reset();  // one model at a time, streamed: one block of it in memory
+                             const auto directory = open_checked_hf_directory(checked.dir);
+                             if (directory->config().summary() != checked.config.summary()) {
+                               throw coupling::ConfigError("--hf " + checked.dir +
+                                                           ": its config.json changed while the "
+                                                           "series was analysed; run the analysis again");
+                             }
+                             *current = std::make_unique<hf::HfAdapter>(hf::HfTransformer(directory, device));
+                             return **current;
+                           }});
   }
   spdlog::info(
       "analysing {} Hugging Face {} model(s) (steps {}..{}; {} blocks, d={}) on {} probes of {} tokens "
       "into {}",
-      models.size(), config.model_type, by_step.begin()->first, by_step.rbegin()->first, config.layers, config.d_model,
-      ids.probes, ids.tokens, log_path);
-  return measure_into_log(log_path, metadata, models, options, 0, device);
+      plan.models.size(), config.model_type, by_step.begin()->first, by_step.rbegin()->first, config.layers,
+      config.d_model, ids.probes, ids.tokens, log_path);
+  return plan;
+}
+
+AnalysisResult run_analysis(const AnalysisPlan& plan, c10::Device device, coupling::Communicator* communicator) {
+  const bool writes_log = communicator == nullptr || communicator->rank() == 0;
+  if (communicator) check_same_plan(plan, *communicator);
+  // Rank 0 opens (or continues) the log and decides which models are left; every rank learns
+  // the outcome before anything is measured.
+  std::optional<coupling::CouplingLog> log;
+  auto to_measure = at::zeros({static_cast<int64_t>(plan.models.size())}, at::kLong);
+  std::exception_ptr failure;
+  if (writes_log) {
+    try {
+      auto metadata = plan.metadata;
+      metadata.world_size = communicator ? communicator->world_size() : 1;
+      log.emplace(fs::exists(plan.log_path)
+                      ? coupling::CouplingLog::resume(plan.log_path, metadata, std::numeric_limits<int64_t>::max())
+                      : coupling::CouplingLog::create(plan.log_path, metadata));
+      const auto done_steps = log->measured_steps();
+      const std::set<int64_t> done(done_steps.begin(), done_steps.end());
+      const int64_t last_done = done_steps.empty() ? -1 : done_steps.back();
+      for (size_t i = 0; i < plan.models.size(); ++i) {
+        const auto& model = plan.models[i];
+        if (done.count(model.step) > 0) continue;
+        if (model.step < last_done) {
+          throw coupling::ConfigError(fmt::format(
+              "{} (step {}) is older than the last step ({}) in {}: the log's steps must increase; delete the log "
+              "to analyse every model again",
+              model.path, model.step, last_done, plan.log_path));
+        }
+        to_measure[static_cast<int64_t>(i)] = 1;
+      }
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  }
+  rethrow_if_any_rank_failed(failure, "opening the log", communicator);
+  if (communicator) {
+    std::vector<at::Tensor> decision{to_measure};
+    communicator->broadcast(decision, 0, "the steps left to measure");
+  }
+  const auto probes = plan.metadata.probes.to(device);
+  AnalysisResult result{plan.log_path, 0, 0};
+  const auto count = to_measure.sum().item<int64_t>();
+  // Only its ETA is used: the analysis prints one line per model anyway.
+  const coupling::ProgressMeter progress("analysis", count, /*interval_seconds=*/0);
+  std::vector<std::pair<int64_t, at::Tensor>> per_probe;  // each measured step's [P, nK] depth m_K
+  std::vector<int64_t> k_grid;
+  for (size_t i = 0; i < plan.models.size(); ++i) {
+    const auto& model = plan.models[i];
+    if (to_measure[static_cast<int64_t>(i)].item<int64_t>() == 0) {
+      ++result.skipped;
+      continue;
+    }
+    coupling::ModelAdapter* adapter = nullptr;
+    try {
+      adapter = &model.load();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    rethrow_if_any_rank_failed(failure, fmt::format("loading step {}", model.step), communicator);
+    const auto start = std::chrono::steady_clock::now();
+    const auto m = communicator ? coupling::measure(*adapter, probes, plan.options, *communicator)
+                                : coupling::measure(*adapter, probes, plan.options);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (log) {
+      try {
+        log->append({model.step, model.step, model.step * plan.items_per_step, 0.0, seconds, 0.0}, m);
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    }
+    rethrow_if_any_rank_failed(failure, fmt::format("writing step {}", model.step), communicator);
+    ++result.measured;
+    per_probe.emplace_back(model.step, coupling::depth_coupling_per_probe(m));
+    k_grid = m.k_grid;
+    const auto& t = m.timings;
+    // The ETA counts loading too: the average model so far, times the models left.
+    spdlog::info(
+        "step {:>6} ({}/{}): {}, {:.1f} s (forward {:.1f}, Jacobians {:.1f}, spectra {:.1f}, coupling {:.1f}) | ETA {}",
+        model.step, result.measured + result.skipped, plan.models.size(), coupling::headline(m), seconds, t.forward,
+        t.jacobians, t.spectra, t.coupling, coupling::format_duration(progress.eta_seconds(result.measured)));
+  }
+  print_summary(per_probe, k_grid);
+  return result;
 }
 
 }  // namespace trainer

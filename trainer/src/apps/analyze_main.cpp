@@ -9,7 +9,9 @@
 //       [--probes 8] [--length 64] [--seed 1] [--k 10,30,50] [--tokens last] [--spectrum auto]
 //       models exported from PyTorch (coupling/models/torchscript_model.h), step = last number in the name
 // The log has the standard schema (scripts/plot_coupling.py reads it); re-running skips the
-// steps it holds. Errors: one line, exit status 2.
+// steps it holds. Under a launcher (scripts/launch.sh N analyze ..., torchrun, srun, mpirun) the
+// ranks share each model's probes and rank 0 writes the log. Errors: one line, exit status 2
+// (bad input, on every rank), 3 (a rank died or a collective timed out).
 #include "coupling/engine/device.h"
 #include "coupling/engine/peak_memory.h"
 #include "coupling/error.h"
@@ -17,9 +19,17 @@
 #include "trainer/apps/command_line.h"
 #include "trainer/apps/exit_status.h"
 #include "trainer/loop/runtime.h"
+#include "trainer/parallel/data_parallel.h"
+#include "trainer/parallel/rendezvous.h"
 
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <optional>
+#include <thread>
 
 int main(int argc, char** argv) {
   trainer::reexec_with_tuned_openblas(argv);
@@ -33,6 +43,8 @@ int main(int argc, char** argv) {
   trainer::CouplingConfig coupling;
   int64_t threads = 0;
   std::string device_spec = "auto";
+  std::string backend = "auto";
+  int64_t dist_timeout = 300;
   auto* checkpoints =
       app.add_option("--checkpoints", run_dir, "A coupling-train run directory: measure its checkpoints");
   auto* scripts = app.add_option("--torchscript", torchscript,
@@ -81,39 +93,74 @@ int main(int argc, char** argv) {
          "--device", device_spec,
          std::string("Where to measure: ") + coupling::kDeviceChoices + " (auto: CUDA when a device is visible)")
       ->capture_default_str();
+  app.add_option("--backend", backend, "Data-parallel backend: auto (nccl on CUDA, else gloo), gloo or nccl")
+      ->capture_default_str();
+  app.add_option("--dist-timeout", dist_timeout,
+                 "Seconds a data-parallel rendezvous or collective waits for the other ranks; more than one "
+                 "probe's measurement")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   trainer::add_standard_flags(app);
   if (const auto exit_status = trainer::parse_command_line(app, argc, argv)) return *exit_status;
   try {
-    if (run_dir.empty() && torchscript.empty() && hf_dirs.empty()) {
-      throw coupling::ConfigError("say what to analyse: --checkpoints RUN_DIR, --hf DIR or --torchscript FILE|DIR");
+    // Launched with several processes: one data-parallel job. The ranks meet before any input is
+    // checked, so that a bad input stops every rank at once (exit 2) instead of leaving the others
+    // waiting.
+    const auto job = trainer::resolve_dist_env();
+    std::optional<coupling::Communicator> communicator;
+    std::optional<c10::Device> device;
+    if (job.distributed()) {
+      spdlog::set_pattern("[%H:%M:%S] [rank " + std::to_string(job.rank) + "] [%^%l%$] %v");
+      if (job.rank > 0) spdlog::set_level(spdlog::level::warn);  // rank 0 reports progress
+      device = coupling::resolve_rank_device(device_spec, job.local_rank);
+      trainer::RendezvousOptions options;
+      options.backend = trainer::resolve_backend(backend, *device);
+      options.device = *device;
+      options.timeout = std::chrono::seconds(dist_timeout);
+      communicator.emplace(trainer::connect(job, options));
     }
-    const std::string route = !run_dir.empty() ? "--checkpoints" : !hf_dirs.empty() ? "--hf" : "--torchscript";
-    if (run_dir.empty() && log_path.empty()) throw coupling::ConfigError(route + " needs --log LOG");
-    if (!hf_dirs.empty() && probe_ids.empty()) {
-      throw coupling::ConfigError(
-          "--hf needs --probe-ids FILE (token ids; scripts/tokenize_probes.py MODEL_DIR "
-          "PROMPTS > FILE makes one with the model's tokenizer)");
-    }
-    auto refuse = [&](const std::vector<CLI::Option*>& options, bool applies, const std::string& why) {
-      for (const auto* option : options) {
-        if (!applies && option->count() > 0) {
-          throw coupling::ConfigError(option->get_name() + " does not apply to " + route + why + "; drop " +
-                                      option->get_name());
-        }
+    coupling::Communicator* comm = communicator ? &*communicator : nullptr;
+    std::optional<trainer::AnalysisPlan> plan;
+    std::exception_ptr failure;
+    try {
+      if (run_dir.empty() && torchscript.empty() && hf_dirs.empty()) {
+        throw coupling::ConfigError("say what to analyse: --checkpoints RUN_DIR, --hf DIR or --torchscript FILE|DIR");
       }
-    };
-    refuse(measurement_options, run_dir.empty(),
-           ": a run's checkpoints are measured with the run's own probes and "
-           "options (its config.toml)");
-    refuse(torchscript_only, !torchscript.empty(), "");
-    refuse(hf_only, !hf_dirs.empty(), "");
-    const c10::Device device = coupling::resolve_device(device_spec);
-    trainer::setup_compute(threads);
-    const auto hf_step = app.get_option("--step")->count() > 0 ? std::optional<int64_t>(step) : std::nullopt;
-    const auto result = !run_dir.empty() ? trainer::analyze_checkpoints(run_dir, log_path, device)
-                        : !hf_dirs.empty()
-                            ? trainer::analyze_hf(hf_dirs, probe_ids, coupling, log_path, hf_step, device)
-                            : trainer::analyze_torchscript(torchscript, probes, coupling, log_path, device);
+      const std::string route = !run_dir.empty() ? "--checkpoints" : !hf_dirs.empty() ? "--hf" : "--torchscript";
+      if (run_dir.empty() && log_path.empty()) throw coupling::ConfigError(route + " needs --log LOG");
+      if (!hf_dirs.empty() && probe_ids.empty()) {
+        throw coupling::ConfigError(
+            "--hf needs --probe-ids FILE (token ids; scripts/tokenize_probes.py MODEL_DIR "
+            "PROMPTS > FILE makes one with the model's tokenizer)");
+      }
+      auto refuse = [&](const std::vector<CLI::Option*>& options, bool applies, const std::string& why) {
+        for (const auto* option : options) {
+          if (!applies && option->count() > 0) {
+            throw coupling::ConfigError(option->get_name() + " does not apply to " + route + why + "; drop " +
+                                        option->get_name());
+          }
+        }
+      };
+      refuse(measurement_options, run_dir.empty(),
+             ": a run's checkpoints are measured with the run's own probes and "
+             "options (its config.toml)");
+      refuse(torchscript_only, !torchscript.empty(), "");
+      refuse(hf_only, !hf_dirs.empty(), "");
+      if (!device) device = coupling::resolve_device(device_spec);
+      if (threads == 0 && job.distributed()) {  // the node's cores, shared by its ranks
+        const auto cores = static_cast<int64_t>(std::max(1U, std::thread::hardware_concurrency()));
+        threads = std::max<int64_t>(1, cores / job.local_world_size);
+      }
+      trainer::setup_compute(threads);
+      const auto hf_step = app.get_option("--step")->count() > 0 ? std::optional<int64_t>(step) : std::nullopt;
+      plan = !run_dir.empty()   ? trainer::plan_checkpoints(run_dir, log_path, *device)
+             : !hf_dirs.empty() ? trainer::plan_hf(hf_dirs, probe_ids, coupling, log_path, hf_step, *device)
+                                : trainer::plan_torchscript(torchscript, probes, coupling, log_path, *device);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    trainer::rethrow_if_any_rank_failed(failure, "checking the inputs", comm);
+    const auto result = trainer::run_analysis(*plan, *device, comm);
     spdlog::info("{}: {} model(s) measured, {} already in the log | peak RSS {:.0f} MiB", result.log_path,
                  result.measured, result.skipped, coupling::process_peak_memory_mib());
     return 0;

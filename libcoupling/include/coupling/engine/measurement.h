@@ -148,12 +148,16 @@ Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const
 Measurement measure_probe_slice(ModelAdapter& adapter, const at::Tensor& probe_inputs,
                                 const MeasurementOptions& options, int64_t first_probe, int64_t total_probes);
 
-/// One-line summary for progress logs: "depth m_K=10 0.9719 (ujv/norm), LSS 2.003, norm growth
-/// x1.037/block" (smallest K; means over probes and tokens).
+/// One-line summary for progress logs: "depth m_K=10 0.9719 [0.9702, 0.9735] (ujv/norm), LSS
+/// 2.003, norm growth x1.037/block" (smallest K; means over probes and tokens; the bracket is the
+/// 95% interval over probes of probe_bootstrap.h, shown from two probes on).
 std::string headline(const Measurement& m);
 
 /// Mean over probes and tokens of depth_mean_offdiag for one variant: [nK] float64.
 at::Tensor depth_coupling_summary(const Measurement& m, Orientation orientation = Orientation::kUJV,
                                   Normalisation normalisation = Normalisation::kNorm);
+/// The same per probe (mean over tokens): [P, nK] float64, what probe intervals resample.
+at::Tensor depth_coupling_per_probe(const Measurement& m, Orientation orientation = Orientation::kUJV,
+                                    Normalisation normalisation = Normalisation::kNorm);
 
 }  // namespace coupling

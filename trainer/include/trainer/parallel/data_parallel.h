@@ -66,8 +66,10 @@ void check_same_config(const std::vector<std::pair<std::string, std::string>>& f
 
 /// Ends a stage that may fail on some ranks only (setup, file checks) without leaving the others
 /// waiting in a later collective: every rank calls it with its own failure (or nullptr). A rank
-/// that failed rethrows its own exception; the others throw coupling::CommunicationError naming the ranks
-/// that failed in `stage`. A null communicator (one process) just rethrows a local failure.
+/// that failed rethrows its own exception; the others throw, naming the ranks that failed in
+/// `stage`, coupling::ConfigError when every failure was the user's input (a coupling::Error), so
+/// that all ranks exit as for bad input, else coupling::CommunicationError. A null communicator
+/// (one process) just rethrows a local failure.
 void rethrow_if_any_rank_failed(const std::exception_ptr& local_failure, const std::string& stage,
                                 Communicator* communicator);
 
