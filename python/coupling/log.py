@@ -542,7 +542,8 @@ def _table(df, headers, attrs, path):
         lines += [""] + [line.rstrip() for line in text.splitlines()]
     if len(blocks) > 1:
         lines += ["", "m_offdiag, m_adjacent: mean depth coupling m_K (lower = more coupled) per K, orientation and",
-                  "normalisation; CSV columns m_offdiag_k10_ujv_norm, ...; --help describes every column"]
+                  "normalisation; CSV columns m_offdiag_k10_ujv_norm, ..., with 95% probe intervals in ..._lo and",
+                  "..._hi (--differ A B compares two steps); --help describes every column"]
     return "\n".join(lines) + "\n"
 
 
