@@ -210,11 +210,12 @@ def variant_lines(ax, d, name, normalisations=(NORM, TRACE)):
     """One line per K and normalisation (ujv) of a [step, orientation, normalisation, k] summary; the norm lines
     get their 95% probe intervals as bands (coupling.intervals) when the log holds the per-probe field."""
     steps = d["step"]
-    per_probe = d.get(name.removesuffix("_avg"))  # [step, probe, token, orientation, normalisation, k]
+    per_probe = d.get(name.removesuffix("_avg"))  # [step, probe, (token or layer,) orientation, normalisation, k]
     for r in range(len(d["k"])):
         for n in normalisations:
             if n == NORM and per_probe is not None:
-                _, low, high = intervals.probe_intervals(np.moveaxis(per_probe[:, :, :, UJV, n, r].mean(axis=2), 1, -1))
+                values = per_probe[..., UJV, n, r]
+                _, low, high = intervals.probe_intervals(values.reshape(values.shape[0], values.shape[1], -1).mean(-1))
                 ax.fill_between(steps, low, high, color=k_colour(r), alpha=0.18, linewidth=0)
             ax.plot(steps, d[name][:, UJV, n, r], color=k_colour(r), linestyle=LINESTYLES[n],
                     marker="o" if n == NORM else ".", markersize=4 if n == NORM else 3, linewidth=1.2)
