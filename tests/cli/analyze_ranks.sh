@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # coupling-analyze on several ranks (docs/analysis.md), with real processes on 127.0.0.1:
-#  1. 2 ranks (scripts/launch.sh) write the log of 1 rank, to 1e-5 of each field's scale; only
+#  1. 2 ranks write the log of 1 rank with their thread count, to 1e-5 of each field's scale (another
+#     thread count rounds float32 otherwise: 1.1e-5 with MKL, so the reference runs on 1 thread); only
 #     rank 0 writes (rank 1 runs in another directory with the same relative --log, which must
 #     stay empty); each rank takes its share of the cores (LOCAL_WORLD_SIZE).
 #  2. SIGKILL of rank 1 mid-series: rank 0 exits 3 within --dist-timeout + 30 s; the log keeps
@@ -38,14 +39,15 @@ rank() {
 }
 
 # 1. Equivalence, rank-0-only writing, threads per rank.
+threads=$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))
 short=(--hf "${series[@]:0:4}" "${options[@]}")
-WORLD_SIZE=1 LOCAL_WORLD_SIZE=1 timeout 120 "$bin" "${short[@]}" --log "$work/one.h5" > "$work/one.log" 2>&1 ||
+WORLD_SIZE=1 LOCAL_WORLD_SIZE=1 timeout 120 "$bin" "${short[@]}" --threads $threads --log "$work/one.h5" \
+  > "$work/one.log" 2>&1 ||
   fail "1 rank" "$work/one.log"
 mkdir "$work/r0" "$work/r1"
 rank 0 "$work/r0" "$work/eq0.log" "${short[@]}" --log two.h5; p0=$!
 rank 1 "$work/r1" "$work/eq1.log" "${short[@]}" --log two.h5; p1=$!
 wait $p0; s0=$?; wait $p1; s1=$?
-threads=$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))
 if [[ $s0 -ne 0 || $s1 -ne 0 ]]; then
   fail "2-rank analysis (statuses $s0 $s1)" "$work/eq0.log" "$work/eq1.log"
 elif result=$($python "$here/python/compare_logs.py" "$work/one.h5" "$work/r0/two.h5" 0,10,20,30 \
@@ -86,7 +88,8 @@ fi
 port=$((port + 1))
 MASTER_PORT=$port timeout 300 "$launch" 2 analyze "${full[@]}" > "$work/again.log" 2>&1
 s=$?
-WORLD_SIZE=1 LOCAL_WORLD_SIZE=1 timeout 300 "$bin" "${full[@]/killed.h5/whole.h5}" > "$work/whole.log" 2>&1
+WORLD_SIZE=1 LOCAL_WORLD_SIZE=1 timeout 300 "$bin" "${full[@]/killed.h5/whole.h5}" --threads $threads \
+  > "$work/whole.log" 2>&1
 if [[ $s -eq 0 ]] && grep -q "$((31 - kept)) model(s) measured, $kept already in the log" "$work/again.log" &&
    result=$($python "$here/python/compare_logs.py" "$work/whole.h5" "$work/killed.h5" "$(seq -s, 0 10 300)" \
               --every-field-scale 1e-5 2>&1); then
