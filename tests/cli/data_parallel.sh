@@ -21,17 +21,7 @@ trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 for i in $(seq 600); do echo "Blessed are the meek: for they shall inherit the earth."; done > "$work/tiny.txt"
 tiny=(gpt --data "$work/tiny.txt" --d-model 16 --layers 2 --heads 2 --context 16 --batch 8 --eval-windows 8
       --probes 3 --k 4,8 --threads 1 --dist-timeout 10)
-export MASTER_ADDR=127.0.0.1 WORLD_SIZE=2 LOCAL_WORLD_SIZE=2
-port=$(( 20000 + RANDOM % 20000 ))
-failures=0
-fail() { echo "FAIL $1"; shift; for f in "$@"; do echo "--- $f"; tail -20 "$f"; done; failures=$((failures + 1)); }
-
-# rank R DIR LOG ARGS...: rank R of 2 in working directory DIR, in the background.
-rank() {
-  local r=$1 dir=$2 log=$3
-  shift 3
-  (cd "$dir" && MASTER_PORT=$port RANK=$r LOCAL_RANK=$r exec "$bin" "$@") > "$log" 2>&1 &
-}
+source "$here/cli/two_ranks.sh"
 
 # 1. Equivalence and rank-0-only writing.
 mkdir -p "$work/one" "$work/r0" "$work/r1"
@@ -59,15 +49,7 @@ long=("${tiny[@]}" --steps 3000 --ckpt-every 100 --eval-every 500 --measure-sche
 rank 0 "$work" "$work/k0.log" "${long[@]}"; p0=$!
 rank 1 "$work" "$work/k1.log" "${long[@]}"; p1=$!
 for _ in $(seq 600); do [[ -d $work/killed/checkpoints/step_300 ]] && break; sleep 0.1; done
-kill -9 $p1
-killed_at=$(date +%s)
-wait $p0; s0=$?
-elapsed=$(( $(date +%s) - killed_at ))
-if [[ $s0 -eq 3 ]] && grep -q "failed on rank 0 of 2 (gloo)" "$work/k0.log" && (( elapsed <= 15 )); then
-  echo "ok   rank 1 killed: rank 0 exited 3 after ${elapsed} s: $(grep -o '[a-z-]* of [a-z ()0-9-]* failed on rank 0 of 2' "$work/k0.log" | head -1)"
-else
-  fail "rank 0 after rank 1 was killed (status $s0, ${elapsed} s)" "$work/k0.log"
-fi
+kill_rank1 $p0 $p1 "$work/k0.log" 15
 measured=$($python -c "
 import h5py; f = h5py.File('$work/killed/coupling.h5', 'r', swmr=True); s = f['measurement/step'][:]
 assert list(s) == list(range(0, 100 * len(s), 100)) and len(s) >= 4, s; print(len(s))" 2>&1)

@@ -25,11 +25,9 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
-#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <optional>
-#include <thread>
 
 int main(int argc, char** argv) {
   trainer::reexec_with_tuned_openblas(argv);
@@ -110,14 +108,8 @@ int main(int argc, char** argv) {
     std::optional<coupling::Communicator> communicator;
     std::optional<c10::Device> device;
     if (job.distributed()) {
-      spdlog::set_pattern("[%H:%M:%S] [rank " + std::to_string(job.rank) + "] [%^%l%$] %v");
-      if (job.rank > 0) spdlog::set_level(spdlog::level::warn);  // rank 0 reports progress
       device = coupling::resolve_rank_device(device_spec, job.local_rank);
-      trainer::RendezvousOptions options;
-      options.backend = trainer::resolve_backend(backend, *device);
-      options.device = *device;
-      options.timeout = std::chrono::seconds(dist_timeout);
-      communicator.emplace(trainer::connect(job, options));
+      communicator.emplace(trainer::join_job(job, backend, *device, std::chrono::seconds(dist_timeout)));
     }
     coupling::Communicator* comm = communicator ? &*communicator : nullptr;
     std::optional<trainer::AnalysisPlan> plan;
@@ -147,10 +139,7 @@ int main(int argc, char** argv) {
       refuse(torchscript_only, !torchscript.empty(), "");
       refuse(hf_only, !hf_dirs.empty(), "");
       if (!device) device = coupling::resolve_device(device_spec);
-      if (threads == 0 && job.distributed()) {  // the node's cores, shared by its ranks
-        const auto cores = static_cast<int64_t>(std::max(1U, std::thread::hardware_concurrency()));
-        threads = std::max<int64_t>(1, cores / job.local_world_size);
-      }
+      if (job.distributed()) threads = trainer::rank_threads(threads, job);
       trainer::setup_compute(threads);
       const auto hf_step = app.get_option("--step")->count() > 0 ? std::optional<int64_t>(step) : std::nullopt;
       plan = !run_dir.empty()   ? trainer::plan_checkpoints(run_dir, log_path, *device)

@@ -21,12 +21,10 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
-#include <algorithm>
 #include <cstdio>
 #include <optional>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace {
@@ -84,13 +82,8 @@ class Subcommand {
     const c10::Device device = coupling::resolve_rank_device(config_.train.device, job.local_rank);
     std::optional<coupling::Communicator> communicator;
     if (job.distributed()) {
-      spdlog::set_pattern("[%H:%M:%S] [rank " + std::to_string(job.rank) + "] [%^%l%$] %v");
-      if (job.rank > 0) spdlog::set_level(spdlog::level::warn);  // rank 0 reports progress
-      trainer::RendezvousOptions options;
-      options.backend = trainer::resolve_backend(config_.train.backend, device);
-      options.device = device;
-      options.timeout = std::chrono::seconds(config_.train.dist_timeout);
-      communicator.emplace(trainer::connect(job, options));
+      communicator.emplace(
+          trainer::join_job(job, config_.train.backend, device, std::chrono::seconds(config_.train.dist_timeout)));
     }
     coupling::Communicator* comm = communicator ? &*communicator : nullptr;
     const bool resume = !resume_dir_.empty();
@@ -104,11 +97,8 @@ class Subcommand {
       failure = std::current_exception();
     }
     trainer::rethrow_if_any_rank_failed(failure, "reading the configuration", comm);
-    config.train.device = config_.train.device;            // where this launch runs, not where the run began
-    if (config.train.threads == 0 && job.distributed()) {  // the node's cores, shared by its ranks
-      const auto cores = static_cast<int64_t>(std::max(1U, std::thread::hardware_concurrency()));
-      config.train.threads = std::max<int64_t>(1, cores / job.local_world_size);
-    }
+    config.train.device = config_.train.device;  // where this launch runs, not where the run began
+    if (job.distributed()) config.train.threads = trainer::rank_threads(config.train.threads, job);
     train(config, resume, comm);
   }
 

@@ -3,6 +3,7 @@
 #include "parallel/local_rendezvous.h"
 
 #include <c10/util/Exception.h>
+#include <spdlog/spdlog.h>
 #include <torch/version.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -11,8 +12,10 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
+#include <thread>
 #include <utility>
 
 namespace trainer {
@@ -143,6 +146,23 @@ coupling::Communicator connect(const DistEnv& env, const RendezvousOptions& opti
   } catch (const std::exception& e) {
     throw rendezvous_error(e);
   }
+}
+
+coupling::Communicator join_job(const DistEnv& env, const std::string& backend, c10::Device device,
+                                std::chrono::seconds timeout) {
+  spdlog::set_pattern("[%H:%M:%S] [rank " + std::to_string(env.rank) + "] [%^%l%$] %v");
+  if (env.rank > 0) spdlog::set_level(spdlog::level::warn);  // rank 0 reports progress
+  RendezvousOptions options;
+  options.backend = resolve_backend(backend, device);
+  options.device = device;
+  options.timeout = timeout;
+  return connect(env, options);
+}
+
+int64_t rank_threads(int64_t requested, const DistEnv& env) {
+  if (requested > 0) return requested;
+  const auto cores = static_cast<int64_t>(std::max(1U, std::thread::hardware_concurrency()));
+  return std::max<int64_t>(1, cores / env.local_world_size);
 }
 
 }  // namespace trainer

@@ -10,6 +10,7 @@
 #include <c10/core/Device.h>
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 
 namespace trainer {
@@ -32,5 +33,15 @@ std::string resolve_backend(const std::string& choice, c10::Device device);
 /// coupling::CommunicationError on a timeout (a rank that never arrives) or a port in use, and
 /// coupling::ConfigError for a backend this build lacks.
 coupling::Communicator connect(const DistEnv& env, const RendezvousOptions& options = {});
+
+/// How the bundled tools join the job a launcher started them in: log lines tagged with the
+/// rank (ranks other than 0 log warnings and errors only), then connect() with `backend` (a
+/// --backend choice, resolve_backend) on `device`, every collective bounded by `timeout`.
+coupling::Communicator join_job(const DistEnv& env, const std::string& backend, c10::Device device,
+                                std::chrono::seconds timeout);
+
+/// The intra-op threads of one rank: `requested`, or for 0 this node's cores shared by its
+/// LOCAL_WORLD_SIZE ranks (at least 1), so that the ranks of a node do not oversubscribe it.
+int64_t rank_threads(int64_t requested, const DistEnv& env);
 
 }  // namespace trainer
