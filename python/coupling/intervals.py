@@ -26,6 +26,7 @@ LEVEL = 0.95
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
+_CHUNK_ELEMENTS = 1 << 22  # float64 resample values held at once (32 MiB)
 
 
 def splitmix64(seed, count):
@@ -55,9 +56,15 @@ def probe_intervals(per_probe, level=LEVEL, resamples=RESAMPLES, seed=SEED):
     if probes < 2:
         nan = np.full(mean.shape, np.nan)
         return mean, nan, nan.copy()
-    means = values[..., resample_indices(probes, resamples, seed)].mean(axis=-1)  # [..., resamples]
+    indices = resample_indices(probes, resamples, seed)
     tail = (1 - level) / 2
-    low, high = np.quantile(means, [tail, 1 - tail], axis=-1)
+    rows = values.reshape(-1, probes)
+    bounds = np.empty((2, len(rows)))
+    chunk = max(1, _CHUNK_ELEMENTS // (resamples * probes))  # rows at a time: bounded memory for long logs
+    for start in range(0, len(rows), chunk):
+        means = rows[start:start + chunk][:, indices].mean(axis=-1)  # [rows, resamples]
+        bounds[:, start:start + chunk] = np.quantile(means, [tail, 1 - tail], axis=-1)
+    low, high = bounds.reshape((2,) + mean.shape)
     bad = ~np.isfinite(mean)
     return mean, np.where(bad, np.nan, low), np.where(bad, np.nan, high)
 

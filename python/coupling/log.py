@@ -492,7 +492,8 @@ def _differ_text(path, step_a, step_b, result):
         return f"{mean:.4f}" if np.isnan(low) else f"{mean:.4f} [{low:.4f}, {high:.4f}]"
 
     change, low, high = result["change"]
-    verdict = ("cannot tell (one probe: no interval)" if np.isnan(low) else
+    verdict = ("cannot tell (one probe: no interval)" if result["probes"] < 2 else
+               "cannot tell (non-finite values at a step)" if np.isnan(low) else
                "the steps differ" if result["differ"] else "the steps cannot be told apart")
     return (f"{path}: {result['column']} at step {step_a}: {interval(result['a'])}, at step {step_b}: "
             f"{interval(result['b'])}\nchange {step_b} - {step_a}: {change:+.4f}"

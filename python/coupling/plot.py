@@ -23,7 +23,8 @@ Figures, written into DIR:
                        with bands: the 95% interval of the probe mean, a bootstrap over probes paired across
                        steps (coupling.intervals: where two steps' bands overlap, coupling-log --differ says
                        whether they differ)
-  lss_vs_step          line-shape score against step, with its 95% interval over probes
+  lss_vs_step          line-shape score against step, with its 95% interval over probes (a step with a
+                       non-finite value is left out, as in coupling-log's table)
   norms_vs_depth       ||x^l|| against residual state l (log axis) at several steps, with log-linear fits
   sigma_vs_depth       s_1(J^l) against block l at several steps
   loss_vs_step         training (batch) and held-out loss against step; only when the log holds losses

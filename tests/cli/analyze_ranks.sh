@@ -105,8 +105,8 @@ for r in 0 1; do
 done
 expect_both shard "model-00002-of-00003.safetensors"
 
-# 4. The summary's intervals = coupling-log's, on the 2-probe fixture.
-"$bin" --hf "${series[@]:0:2}" --probe-ids "$fixture/ids.txt" --k 4,16 --threads 1 --log "$work/pair.h5" \
+# 4. The summary's intervals = coupling-log's, on 40 probes (2 would give [min, max] whatever the resamples).
+"$bin" --hf "${series[@]:0:2}" --probe-ids "$work/ids40.txt" --k 4,16 --threads 1 --log "$work/pair.h5" \
   > "$work/pair.log" 2>&1 || fail "2-probe analysis" "$work/pair.log"
 summary=$(grep -o "step      0: K=4 .*" "$work/pair.log")
 table=$($python "$here/../scripts/coupling_log.py" "$work/pair.h5" --csv 2>&1)
@@ -116,7 +116,7 @@ import pandas as pd
 printed = [float(x) for x in re.findall(r"-?\d+\.\d+", sys.argv[1])]  # K=4 mean lo hi, K=16 mean lo hi
 row = pd.read_csv(io.StringIO(sys.argv[2])).iloc[0]
 read = [row[f"m_offdiag_k{k}_ujv_norm{suffix}"] for k in (4, 16) for suffix in ("", "_lo", "_hi")]
-assert all(abs(a - b) <= 5e-5 for a, b in zip(printed, read)), (printed, read)
+assert len(printed) == len(read) == 6 and all(abs(a - b) <= 5e-5 for a, b in zip(printed, read)), (printed, read)
 print(" ".join(f"{x:.4f}" for x in read))
 PY
 ); then

@@ -14,6 +14,7 @@ from coupling import intervals
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "..", "fixtures", "hf-bf16-log", "coupling.h5")  # 2 probes, step 0
+TRAINING = os.path.join(HERE, "..", "fixtures", "schema-1-log", "run", "coupling.h5")  # 2 probes, steps 0, 2, 4
 MASK = (1 << 64) - 1
 
 
@@ -98,3 +99,34 @@ def test_differ_on_a_log():
         differ(FIXTURE, 0, 5)
     with pytest.raises(LogError, match="no column m_offdiag_k10_ujv_norm"):
         differ(FIXTURE, 0, 0, column="m_offdiag_k10_ujv_norm")
+
+
+def test_differ_between_two_steps():
+    """The change between two steps of a training log, against the per-probe values read with h5py."""
+    pytest.importorskip("xarray")
+    pytest.importorskip("pandas")
+    import h5py
+    from coupling.log import differ
+
+    with h5py.File(TRAINING, "r") as f:
+        m = f["measurement"]
+        k = int(m["k"][0])
+        per_probe = m["depth_mean_adjacent"][:, :, :, 0, 0, 0].mean(axis=2)  # [step, probe]: ujv, norm, first K
+    result = differ(TRAINING, 0, 4, column=f"m_adjacent_k{k}_ujv_norm")
+    np.testing.assert_allclose(result["change"], intervals.difference(per_probe[0], per_probe[2]), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(result["a"], intervals.probe_intervals(per_probe[0]), rtol=0, atol=1e-15)
+    assert result["change"][0] == pytest.approx(per_probe[2].mean() - per_probe[0].mean(), abs=1e-15)
+    assert result["differ"] == (result["change"][1] > 0 or result["change"][2] < 0)
+
+
+def test_bounded_memory_chunks_agree():
+    """Many rows go through in chunks: the same bounds as row by row (to the summation order)."""
+    values = np.random.default_rng(5).normal(size=(300, 9))
+    saved = intervals._CHUNK_ELEMENTS
+    try:
+        intervals._CHUNK_ELEMENTS = 7 * 2000 * 9  # 7 rows a chunk, the last one short
+        chunked = intervals.probe_intervals(values)
+    finally:
+        intervals._CHUNK_ELEMENTS = saved
+    single = [intervals.probe_intervals(row) for row in values[:20]]
+    np.testing.assert_allclose(np.array(chunked)[:, :20], np.array(single).T, rtol=0, atol=1e-15)  # summation order

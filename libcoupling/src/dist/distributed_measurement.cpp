@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <exception>
+#include <string>
 
 namespace coupling {
 namespace {
@@ -26,8 +28,27 @@ Measurement measure_split_by_probe(ModelAdapter& adapter, const at::Tensor& prob
   // Rank 0 alone shows progress (of its own slice, which is the largest).
   MeasurementOptions slice_options = options;
   if (communicator.rank() != 0) slice_options.progress_seconds = 0;
-  Measurement m = measure_probe_slice(adapter, probe_inputs.narrow(0, own_first, std::max<int64_t>(own.size(), 1)),
-                                      slice_options, own_first, P);
+  Measurement m;
+  std::exception_ptr failure;
+  try {
+    m = measure_probe_slice(adapter, probe_inputs.narrow(0, own_first, std::max<int64_t>(own.size(), 1)), slice_options,
+                            own_first, P);
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  // A rank whose slice failed (out of memory, a refusal on its device) stops the others at once,
+  // instead of leaving them in the all-gather until the timeout.
+  const auto outcomes = communicator.all_gather(at::full({1}, failure ? 1 : 0, at::kLong), "the measurement's outcome");
+  if (failure) std::rethrow_exception(failure);
+  std::string failed;
+  for (size_t r = 0; r < outcomes.size(); ++r) {
+    if (outcomes[r].item<int64_t>() != 0) failed += (failed.empty() ? "" : ", ") + std::to_string(r);
+  }
+  if (!failed.empty()) {
+    throw CommunicationError(
+        "rank(s) " + failed +
+        " failed while measuring their probes; this rank stops too: see the failing rank's message");
+  }
 
   std::vector<at::Tensor> parts;
   for (const auto& field : measurement_fields()) {

@@ -172,7 +172,7 @@ void rethrow_if_any_rank_failed(const std::exception_ptr& local_failure, const s
   }
   if (ranks.empty()) return;
   if (input_only) {  // the same bad input on every rank is the usual case: exit as they do
-    throw ConfigError("rank(s) " + rank_list(ranks) + " refused their input during " + stage +
+    throw ConfigError("rank(s) " + rank_list(ranks) + " stopped on an error of the input or files during " + stage +
                       "; this rank stops too: see the failing rank's message");
   }
   throw CommunicationError("rank(s) " + rank_list(ranks) + " failed during " + stage +
