@@ -186,7 +186,9 @@ void print_summary(const std::vector<std::pair<int64_t, at::Tensor>>& per_probe,
   for (size_t k = 0; k < k_grid.size(); ++k) {
     const auto change = bootstrap.difference(column(first, k), column(last, k));
     line += fmt::format(" K={} {:+.4f} [{:+.4f}, {:+.4f}] ({})", k_grid[k], change.mean, change.low, change.high,
-                        change.excludes(0.0) ? "differ" : "cannot tell apart");
+                        std::isnan(change.low) ? "non-finite values"
+                        : change.excludes(0.0) ? "differ"
+                                               : "cannot tell apart");
   }
   spdlog::info("{}", line);
 }
