@@ -5,7 +5,8 @@
 #     rank 0 writes (rank 1 runs in another directory with the same relative --log, which must
 #     stay empty); each rank takes its share of the cores (LOCAL_WORLD_SIZE).
 #  2. SIGKILL of rank 1 mid-series: rank 0 exits 3 within --dist-timeout + 30 s; the log keeps
-#     whole steps; the same command continues the series, and the result equals 1 rank's.
+#     whole steps; the same command continues the series, and the result equals 1 rank's. A
+#     stopped rank 1 (SIGSTOP) ends rank 0 with exit 3 within --dist-timeout + 30 s too.
 #  3. Bad input on every rank, exit 2 in one line on both and no log: ranks given different
 #     directory lists, a shard missing from one checkpoint of the series.
 #  4. The end-of-run summary's intervals equal coupling-log's (coupling.intervals: the same
@@ -80,6 +81,13 @@ if [[ $s -eq 0 ]] && grep -q "$((31 - kept)) model(s) measured, $kept already in
 else
   fail "continuing the series (status $s): ${result:-}" "$work/again.log" "$work/whole.log"
 fi
+
+port=$((port + 1))
+stopped=(--hf "${series[@]}" "${options[@]/#10/5}" --log "$work/stopped.h5")  # --dist-timeout 5
+rank 0 "$work" "$work/s0.log" "${stopped[@]}"; p0=$!
+rank 1 "$work" "$work/s1.log" "${stopped[@]}"; p1=$!
+for _ in $(seq 600); do grep -q "step     30 " "$work/s0.log" && break; sleep 0.1; done
+kill_rank1 $p0 $p1 "$work/s0.log" 35 STOP
 
 # 3. Bad input: one line and exit 2 on every rank, no log.
 expect_both() {

@@ -13,17 +13,19 @@ rank() {
   (cd "$dir" && MASTER_PORT=$port RANK=$r LOCAL_RANK=$r exec "$bin" "$@") > "$log" 2>&1 &
 }
 
-# kill_rank1 P0 P1 LOG LIMIT: SIGKILLs rank 1 (process P1); rank 0 (process P0, output LOG) must
-# exit 3 within LIMIT seconds, naming the collective that failed.
+# kill_rank1 P0 P1 LOG LIMIT [SIGNAL]: sends rank 1 (process P1) SIGNAL (default KILL; STOP
+# stops it); rank 0 (process P0, output LOG) must exit 3 within LIMIT seconds, naming the
+# collective that failed. Rank 1 is SIGKILLed afterwards (a stopped one would linger).
 kill_rank1() {
-  local p0=$1 p1=$2 log=$3 limit=$4 s0 killed_at elapsed
-  kill -9 "$p1"
+  local p0=$1 p1=$2 log=$3 limit=$4 signal=${5:-KILL} s0 killed_at elapsed
+  kill -"$signal" "$p1"
   killed_at=$(date +%s)
   wait "$p0"; s0=$?
   elapsed=$(( $(date +%s) - killed_at ))
+  kill -9 "$p1" 2>/dev/null
   if [[ $s0 -eq 3 ]] && grep -q "failed on rank 0 of 2 (gloo)" "$log" && (( elapsed <= limit )); then
-    echo "ok   rank 1 killed: rank 0 exited 3 after ${elapsed} s: $(grep -o '\[error\] .* failed on rank 0 of 2' "$log" | cut -c9-)"
+    echo "ok   rank 1 got SIG$signal: rank 0 exited 3 after ${elapsed} s: $(grep -o '\[error\] .* failed on rank 0 of 2' "$log" | cut -c9-)"
   else
-    fail "rank 0 after rank 1 was killed (status $s0, ${elapsed} s)" "$log"
+    fail "rank 0 after rank 1 got SIG$signal (status $s0, ${elapsed} s)" "$log"
   fi
 }
