@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # coupling-train on bad input: each case must exit with status 2, print exactly one error line
-# naming the problem, and leave no config.toml/summary.json/checkpoint behind.
+# naming the problem, and leave no config.toml/summary.json/checkpoint behind; an --out that did
+# not exist before is not created at all.
 # Usage: cli_errors.sh path/to/coupling-train
 set -uo pipefail
 bin=$1
@@ -19,7 +20,8 @@ tiny=(--data "$work/tiny.txt" --d-model 16 --layers 1 --heads 2 --context 16 --b
 expect_error() {
   local name=$1 regex=$2 out=$3
   shift 3
-  local log="$work/$name.log"
+  local log="$work/$name.log" existed=0
+  [[ -n $out && -e $out ]] && existed=1
   "$bin" gpt "$@" > "$log" 2>&1
   local status=$?
   local errors
@@ -32,6 +34,9 @@ expect_error() {
   fi
   if [[ -n $out ]] && { [[ -e $out/summary.json ]] || [[ -e $out/config.toml && $name != resume_* ]]; }; then
     echo "FAIL $name: files left in $out"; ls -la "$out"; failures=$((failures + 1)); return
+  fi
+  if [[ -n $out && $existed -eq 0 && -e $out ]]; then
+    echo "FAIL $name: created $out"; ls -la "$out"; failures=$((failures + 1)); return
   fi
   echo "ok   $name: $(grep '\[error\]' "$log" | sed 's/.*\[error\] //')"
   passed=$((passed + 1))

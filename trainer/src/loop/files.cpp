@@ -85,6 +85,23 @@ void ensure_writable_directory(const std::string& dir, const std::string& flag) 
   }
 }
 
+std::vector<std::string> missing_directories(const std::string& dir) {
+  std::vector<std::string> missing;
+  std::error_code ec;
+  for (fs::path p = fs::absolute(dir).lexically_normal(); !p.empty() && !fs::exists(p, ec); p = p.parent_path()) {
+    missing.push_back(p.string());
+    if (p == p.parent_path()) break;
+  }
+  return missing;
+}
+
+void remove_empty_directories(const std::vector<std::string>& dirs) {
+  std::error_code ec;
+  for (const auto& dir : dirs) {
+    if (fs::is_directory(dir, ec) && fs::is_empty(dir, ec)) fs::remove(dir, ec);
+  }
+}
+
 void truncate_csv_log(const std::string& path, long long step_limit) {
   std::ifstream in(path);
   if (!in) return;

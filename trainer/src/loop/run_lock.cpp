@@ -31,7 +31,7 @@ std::string this_process() {
 }  // namespace
 
 RunLock RunLock::acquire(const std::string& dir) {
-  const std::string path = (std::filesystem::path(dir) / ".coupling-train.lock").string();
+  const std::string path = (std::filesystem::path(dir) / kFileName).string();
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) throw coupling::IoError("cannot create the run's lock file " + path + ": " + std::strerror(errno));
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {

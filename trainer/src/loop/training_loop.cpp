@@ -27,6 +27,7 @@
 #include <torch/optim/adamw.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -218,6 +219,7 @@ class TrainingRun {
 
  private:
   void validate(const TaskFactory& make_task, bool resume);
+  void take_back_directories();
   void restore_or_seed();
   void open_run_files();
   void save_checkpoint_now();
@@ -234,6 +236,9 @@ class TrainingRun {
   const LrSchedule schedule_;
 
   std::optional<RunLock> lock_;  ///< rank 0's, for the run's life
+  /// The directories rank 0 created for --out and --log, deepest first: taken back when the run
+  /// is refused before it writes a file.
+  std::vector<std::string> created_;
   std::unique_ptr<TrainingTask> task_;
   Instrumentation instrumentation_;
   std::optional<std::string> resume_from_;
@@ -257,6 +262,7 @@ class TrainingRun {
 /// rank goes on unless every rank passed.
 void TrainingRun::validate(const TaskFactory& make_task, bool resume) {
   std::exception_ptr failure;
+  if (writer_) created_ = missing_directories(train_.out);
   try {
     device_ = training_device(train_.device, communicator_);
     trainer::AutocastScope::validate(train_.precision, device_);
@@ -286,13 +292,35 @@ void TrainingRun::validate(const TaskFactory& make_task, bool resume) {
                                     " already exists: resume its run with --resume, or choose another --log");
       }
       if (run_.coupling.enabled()) {
-        ensure_writable_directory(fs::absolute(instrumentation_.options.log_path).parent_path().string(), "--log");
+        const auto log_dir = fs::absolute(instrumentation_.options.log_path).parent_path().string();
+        const auto missing = missing_directories(log_dir);
+        created_.insert(created_.begin(), missing.begin(), missing.end());
+        ensure_writable_directory(log_dir, "--log");
       }
     }
   } catch (const std::exception&) {
     failure = std::current_exception();
   }
-  trainer::rethrow_if_any_rank_failed(failure, "the run's setup", communicator_);
+  try {
+    trainer::rethrow_if_any_rank_failed(failure, "the run's setup", communicator_);
+  } catch (...) {
+    take_back_directories();
+    throw;
+  }
+}
+
+/// A new run refused before its first file leaves nothing behind: its lock, and the directories
+/// it created (those that are still empty).
+void TrainingRun::take_back_directories() {
+  if (created_.empty()) return;
+  lock_.reset();
+  std::error_code ec;
+  if (std::find(created_.begin(), created_.end(), fs::absolute(train_.out).lexically_normal().string()) !=
+      created_.end()) {
+    fs::remove(fs::path(train_.out) / RunLock::kFileName, ec);
+  }
+  remove_empty_directories(created_);
+  created_.clear();
 }
 
 /// The checkpoint's model, optimizer, sampler and generators, or a fresh model's rank seeds.
@@ -395,7 +423,13 @@ void TrainingRun::setup(const TaskFactory& make_task, bool resume) {
   } catch (const std::exception&) {
     setup_failure = std::current_exception();
   }
-  trainer::rethrow_if_any_rank_failed(setup_failure, "the start of the instrumentation", communicator_);
+  try {
+    trainer::rethrow_if_any_rank_failed(setup_failure, "the start of the instrumentation", communicator_);
+  } catch (...) {
+    take_back_directories();
+    throw;
+  }
+  created_.clear();  // from here on the run writes files: its directories stay
   open_run_files();
   if (resume_from_) spdlog::info("resumed from {} at step {}", *resume_from_, state_.step);
   if (!train_.resume_overrides.empty()) {

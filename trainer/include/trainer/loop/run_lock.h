@@ -12,6 +12,8 @@ namespace trainer {
 
 class RunLock {
  public:
+  static constexpr const char* kFileName = ".coupling-train.lock";  ///< inside the locked directory
+
   /// Locks `dir` (which must exist). Throws coupling::ConfigError naming the holder when
   /// another process holds it, coupling::IoError when the lock file cannot be made.
   static RunLock acquire(const std::string& dir);
