@@ -1,5 +1,6 @@
 #include "coupling/dist/distributed_measurement.h"
 
+#include "coupling/dist/outcome.h"
 #include "coupling/dist/share.h"
 #include "coupling/engine/fields.h"
 
@@ -8,7 +9,6 @@
 #include <algorithm>
 #include <chrono>
 #include <exception>
-#include <string>
 
 namespace coupling {
 namespace {
@@ -38,17 +38,7 @@ Measurement measure_split_by_probe(ModelAdapter& adapter, const at::Tensor& prob
   }
   // A rank whose slice failed (out of memory, a refusal on its device) stops the others at once,
   // instead of leaving them in the all-gather until the timeout.
-  const auto outcomes = communicator.all_gather(at::full({1}, failure ? 1 : 0, at::kLong), "the measurement's outcome");
-  if (failure) std::rethrow_exception(failure);
-  std::string failed;
-  for (size_t r = 0; r < outcomes.size(); ++r) {
-    if (outcomes[r].item<int64_t>() != 0) failed += (failed.empty() ? "" : ", ") + std::to_string(r);
-  }
-  if (!failed.empty()) {
-    throw CommunicationError(
-        "rank(s) " + failed +
-        " failed while measuring their probes; this rank stops too: see the failing rank's message");
-  }
+  rethrow_if_any_rank_failed(failure, "the measurement of their probes", &communicator);
 
   std::vector<at::Tensor> parts;
   for (const auto& field : measurement_fields()) {

@@ -11,7 +11,6 @@
 namespace trainer {
 namespace {
 
-using coupling::CommunicationError;
 using coupling::ConfigError;
 
 /// FNV-1a, 64 bit.
@@ -141,42 +140,6 @@ void check_same_config(const std::vector<std::pair<std::string, std::string>>& f
     throw ConfigError("the ranks were given different configurations (" + differences +
                       " differ from rank 0): launch every rank with the same flags and config file");
   }
-}
-
-void rethrow_if_any_rank_failed(const std::exception_ptr& local_failure, const std::string& stage,
-                                Communicator* communicator) {
-  if (!communicator) {
-    if (local_failure) std::rethrow_exception(local_failure);
-    return;
-  }
-  // 0: no failure; 1: the user's input (a coupling::Error other than a communication one); 2: else.
-  int64_t outcome = 0;
-  if (local_failure) {
-    try {
-      std::rethrow_exception(local_failure);
-    } catch (const CommunicationError&) {
-      outcome = 2;
-    } catch (const coupling::Error&) {
-      outcome = 1;
-    } catch (...) {
-      outcome = 2;
-    }
-  }
-  const auto outcomes = gather_values({outcome}, *communicator, "the outcome of " + stage);
-  if (local_failure) std::rethrow_exception(local_failure);
-  std::vector<int64_t> ranks;
-  bool input_only = true;
-  for (size_t r = 0; r < outcomes.size(); ++r) {
-    if (outcomes[r][0] != 0) ranks.push_back(static_cast<int64_t>(r));
-    if (outcomes[r][0] == 2) input_only = false;
-  }
-  if (ranks.empty()) return;
-  if (input_only) {  // the same bad input on every rank is the usual case: exit as they do
-    throw ConfigError("rank(s) " + rank_list(ranks) + " stopped on an error of the input or files during " + stage +
-                      "; this rank stops too: see the failing rank's message");
-  }
-  throw CommunicationError("rank(s) " + rank_list(ranks) + " failed during " + stage +
-                           "; this rank stops too: see the failing rank's message");
 }
 
 }  // namespace trainer

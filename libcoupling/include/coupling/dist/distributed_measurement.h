@@ -12,7 +12,7 @@ namespace coupling {
 /// the probes (Jacobians, spectra, coupling matrices, trajectory metrics), and one all-gather
 /// gives every rank the single-process result. The randomized spectra are seeded per probe, so
 /// the numbers do not depend on the split. The speed-up needs at least as many probes as ranks.
-/// A rank whose slice fails rethrows its error; the others throw CommunicationError naming it.
+/// A rank whose slice fails rethrows its error; the others throw, naming it (outcome.h).
 Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options,
                     Communicator& communicator);
 

@@ -9,12 +9,12 @@
 #pragma once
 
 #include "coupling/dist/communicator.h"
+#include "coupling/dist/outcome.h"
 #include "coupling/dist/share.h"
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
-#include <exception>
 #include <string>
 #include <utility>
 #include <vector>
@@ -64,13 +64,7 @@ void check_ranks_agree(const std::vector<at::Tensor>& tensors, Communicator& com
 /// that differs from rank 0.
 void check_same_config(const std::vector<std::pair<std::string, std::string>>& fields, Communicator& communicator);
 
-/// Ends a stage that may fail on some ranks only (setup, file checks) without leaving the others
-/// waiting in a later collective: every rank calls it with its own failure (or nullptr). A rank
-/// that failed rethrows its own exception; the others throw, naming the ranks that failed in
-/// `stage`, coupling::ConfigError when every failure was the user's input (a coupling::Error), so
-/// that all ranks exit as for bad input, else coupling::CommunicationError. A null communicator
-/// (one process) just rethrows a local failure.
-void rethrow_if_any_rank_failed(const std::exception_ptr& local_failure, const std::string& stage,
-                                Communicator* communicator);
+/// Ends a stage that may fail on some ranks only (coupling/dist/outcome.h).
+using coupling::rethrow_if_any_rank_failed;
 
 }  // namespace trainer
