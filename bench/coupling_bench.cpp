@@ -14,7 +14,8 @@
 //    Each method runs in its own child process, whose peak RSS is reported. The generic methods
 //    are timed on their first 64 rows and scaled by d / 64 (their cost is linear in the rows;
 //    marked "x").
-// 2. One full measurement of a 12-layer d=768 T=128 GPT on 8 probes, K {10, 30, 50}.
+// 2. One full measurement of a 12-layer d=768 T=128 GPT on 8 probes, K {10, 30, 50}, and first of
+//    the trainer's default 4-layer d=128 GPT, with the shares of the null and layer linearity.
 // 3. Training overhead: the default GPT for N steps with and without the coupling log.
 // 4. C++ trainer step vs the same model and batch in PyTorch eager (bench/pytorch_reference.py).
 // 5. Randomized vs exact top-K on the Jacobians of case 2.
@@ -156,8 +157,11 @@ void bench_jacobians(Report& report, bool quick, int repeats, double gflops, c10
 }
 
 // ---- 2 + 5. Full measurement and spectra -----------------------------------------------------------
-void bench_measurement(Report& report, bool quick, int repeats, c10::Device device) {
-  const int64_t d = quick ? 256 : 768, layers = quick ? 4 : 12, tokens = 128, probes = 8;
+/// One full measurement of a GPT of the given shape, exact and randomized; returns the exact one
+/// with its Jacobians kept.
+coupling::Measurement bench_measurement_shape(Report& report, bool quick, int repeats, c10::Device device, int64_t d,
+                                              int64_t layers) {
+  const int64_t tokens = 128, probes = 8;
   std::printf("\n2. Full measurement: %lld-layer GPT, d=%lld, T=%lld, %lld probes, K {10,30,50}, last token\n",
               static_cast<long long>(layers), static_cast<long long>(d), static_cast<long long>(tokens),
               static_cast<long long>(probes));
@@ -171,8 +175,8 @@ void bench_measurement(Report& report, bool quick, int repeats, c10::Device devi
   model->to(device);
   trainer::GptAdapter adapter(model);
   const auto inputs = at::randint(256, {probes, tokens}, at::kLong).to(device);
-  std::printf("   %-11s %8s %8s %9s %8s %8s %8s\n", "spectrum", "total s", "forward", "jacobians", "spectra",
-              "coupling", "traject.");
+  std::printf("   %-11s %8s %8s %9s %8s %8s %8s %8s %8s\n", "spectrum", "total s", "forward", "jacobians", "spectra",
+              "coupling", "nulls", "traject.", "linear.");
   coupling::Measurement kept;
   for (const auto spectrum : {coupling::SpectrumMethod::kExact, coupling::SpectrumMethod::kRandomized}) {
     coupling::MeasurementOptions options;
@@ -185,8 +189,8 @@ void bench_measurement(Report& report, bool quick, int repeats, c10::Device devi
                           /*warm_up=*/false);
     const auto& t = m.timings;
     const std::string name = spectrum == coupling::SpectrumMethod::kExact ? "exact" : "randomized";
-    std::printf("   %-11s %8.2f %8.2f %9.2f %8.2f %8.2f %8.2f\n", name.c_str(), t.total, t.forward, t.jacobians,
-                t.spectra, t.coupling, t.trajectories);
+    std::printf("   %-11s %8.2f %8.2f %9.2f %8.2f %8.2f %8.3f %8.2f %8.3f\n", name.c_str(), t.total, t.forward,
+                t.jacobians, t.spectra, t.coupling, t.nulls, t.trajectories, t.linearity);
     report.add({{"case", std::string("measurement")},
                 {"spectrum", name},
                 {"layers", layers},
@@ -198,9 +202,21 @@ void bench_measurement(Report& report, bool quick, int repeats, c10::Device devi
                 {"jacobian_seconds", t.jacobians},
                 {"spectra_seconds", t.spectra},
                 {"coupling_seconds", t.coupling},
-                {"trajectory_seconds", t.trajectories}});
+                {"null_seconds", t.nulls},
+                {"trajectory_seconds", t.trajectories},
+                {"linearity_seconds", t.linearity}});
+    std::printf("   %-11s null %.1f%%, linearity %.1f%% of the total\n", "", 100 * t.nulls / t.total,
+                100 * t.linearity / t.total);
     if (options.keep_jacobians) kept = std::move(m);
   }
+  return kept;
+}
+
+void bench_measurement(Report& report, bool quick, int repeats, c10::Device device) {
+  // The trainer's default GPT (4 x 128), then case 2 proper, whose Jacobians case 5 reuses.
+  bench_measurement_shape(report, quick, repeats, device, 128, 4);
+  const int64_t d = quick ? 256 : 768, layers = quick ? 4 : 12, probes = 8;
+  const coupling::Measurement kept = bench_measurement_shape(report, quick, repeats, device, d, layers);
 
   std::printf("\n5. Randomized vs exact top-50 on the %lld Jacobians above (d=%lld)\n",
               static_cast<long long>(probes * layers), static_cast<long long>(d));

@@ -19,6 +19,8 @@ The file:
   [grid]                      # the product of these lists, one member per combination
   layers = [2, 4, 8]
   seed = [1, 2, 3]
+A grid that is not one product is a union of products: [[grid]] tables instead of one [grid], each
+a product of its own lists (studies/warmup.toml). Members are named from their own table's values.
 Values are integers, floats or strings (no booleans: coupling-train has no on/off flags a study
 needs); "{out}" in a string becomes the study directory (--out) and "{root}" the repository root.
 A member is named from its grid values in the file's order, each with a short prefix (layers l,
@@ -139,35 +141,44 @@ def load(path):
     tiny = data.get("tiny-corpus", "")
     if not isinstance(tiny, str) or "/" in tiny or tiny in (".", ".."):
         raise GridError(f"tiny-corpus = {tiny!r}: give a file name (it is written in the study directory)")
-    for table in ("fixed", "grid"):
-        if not isinstance(data.get(table, {}), dict):
-            raise GridError(f"'{table}' must be a table ([{table}])")
+    if not isinstance(data.get("fixed", {}), dict):
+        raise GridError("'fixed' must be a table ([fixed])")
     grid = data.get("grid", {})
-    if not grid:
+    if not isinstance(grid, (dict, list)) or any(not isinstance(g, dict) for g in (grid if isinstance(grid, list) else [])):
+        raise GridError("'grid' must be a table ([grid]) or tables ([[grid]])")
+    if not grid or not all(grid_tables(data)):
         raise GridError("no [grid] table, or an empty one: a study needs at least one list of values")
-    for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise GridError(f"[grid] {key} must be a non-empty list of values, e.g. {key} = [1, 2]")
-        for i, v in enumerate(values):
-            scalar(v, f"[grid] {key}[{i}]")
-        if len({text(v) for v in values}) != len(values):
-            raise GridError(f"[grid] {key} repeats a value")
+    for table in grid_tables(data):
+        for key, values in table.items():
+            if not isinstance(values, list) or not values:
+                raise GridError(f"[grid] {key} must be a non-empty list of values, e.g. {key} = [1, 2]")
+            for i, v in enumerate(values):
+                scalar(v, f"[grid] {key}[{i}]")
+            if len({text(v) for v in values}) != len(values):
+                raise GridError(f"[grid] {key} repeats a value")
     for key, value in data.get("fixed", {}).items():
         scalar(value, f"[fixed] {key}")
-        if key in grid:
+        if any(key in table for table in grid_tables(data)):
             raise GridError(f"'{key}' is both in [fixed] and in [grid]")
     return data
 
 
+def grid_tables(data):
+    """The products a grid is the union of: its one [grid] table, or each of its [[grid]] tables."""
+    grid = data.get("grid", {})
+    return grid if isinstance(grid, list) else [grid]
+
+
 def members(data, out, root, flags, steps):
-    model, fixed, grid = data["model"], dict(data.get("fixed", {})), data["grid"]
+    model, fixed, tables = data["model"], dict(data.get("fixed", {})), grid_tables(data)
     for key, value in fixed.items():
         check_flag(key, value, f"[fixed] {key}", model, flags)
-    for key, values in grid.items():
-        for i, v in enumerate(values):
-            check_flag(key, v, f"[grid] {key}[{i}]", model, flags)
+    for table in tables:
+        for key, values in table.items():
+            for i, v in enumerate(values):
+                check_flag(key, v, f"[grid] {key}[{i}]", model, flags)
     if steps is not None:
-        if "steps" in grid:
+        if any("steps" in table for table in tables):
             raise GridError("--steps conflicts with the grid's steps axis; drop one")
         fixed["steps"] = steps
     defaults = dict(FALLBACK_DEFAULTS[model])
@@ -175,7 +186,7 @@ def members(data, out, root, flags, steps):
         if kind in ("INT", "FLOAT") and default is not None:
             defaults[key] = float(default)
     result, names = [], set()
-    for combination in itertools.product(*grid.values()):
+    for grid, combination in ((g, c) for g in tables for c in itertools.product(*g.values())):
         values = dict(zip(grid, combination))
         name = "_".join(name_part(k, v) for k, v in values.items())
         if name in names:

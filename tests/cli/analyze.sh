@@ -62,7 +62,7 @@ expect_error log_is_directory "log path .*/log_dir is a directory: give a file n
   --log "$work/log_dir"
 cp -r "$here/fixtures/schema-1-log" "$work/old"
 # (its own checkpoints have format 1 and are refused first: tests/cli/checkpoint_versions.sh)
-(cd "$work/old" && expect_error schema_1_log "run/coupling.h5 has log schema version 1 and this libcoupling \(.*\) writes version 3" \
+(cd "$work/old" && expect_error schema_1_log "run/coupling.h5 has log schema version 1 and this libcoupling \(.*\) writes version 4" \
   --checkpoints "$work/run" --log run/coupling.h5)
 $python "$here/../scripts/plot_coupling.py" "$work/old/run/coupling.h5" --out "$work/old_plots" > "$work/old_plot.log"
 test -s "$work/old_plots/coupling_vs_step.png"

@@ -74,7 +74,7 @@ cp "$fixture/coupling.h5" "$work/schema2.h5"
 status=0
 "$analyze" --hf "$fixture/model" --probe-ids "$fixture/ids.txt" "${options[@]}" --log "$work/schema2.h5" \
   > "$work/schema2.log" 2>&1 || status=$?
-[[ $status -ne 0 ]] && grep -q "has log schema version 2 and this libcoupling (.*) writes version 3" "$work/schema2.log" &&
+[[ $status -ne 0 ]] && grep -q "has log schema version 2 and this libcoupling (.*) writes version 4" "$work/schema2.log" &&
   cmp -s "$fixture/coupling.h5" "$work/schema2.h5" || { echo "FAIL schema-2 log"; cat "$work/schema2.log"; exit 1; }
 echo "ok   a schema-2 log is refused for appending and left untouched"
 

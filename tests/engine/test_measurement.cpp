@@ -1,7 +1,9 @@
 // Whole measurements, engine only: analytic linear blocks (known Jacobians), the examples'
 // mixer model against row-by-row autograd Jacobians and full SVDs (token coupling), the
 // layout and its size cap, and bad options. The bundled GPT's tests are in tests/trainer.
+#include "coupling/engine/coupling_null.h"
 #include "coupling/engine/fields.h"
+#include "coupling/engine/layer_linearity.h"
 #include "coupling/engine/measurement.h"
 #include "coupling/engine/trajectory.h"
 #include "coupling/error.h"
@@ -134,6 +136,48 @@ TEST(Measurement, TokenCouplingMatchesRowByRowJacobiansAndFullSvds) {
   const auto tc = m.token_coupling;
   const auto off = (tc.sum({-1, -2}) - tc.diagonal(0, -2, -1).sum(-1)) / 6.0;
   EXPECT_TRUE(at::allclose(m.token_mean_offdiag, off, 1e-9, 1e-12));
+}
+
+// The nulls of a measurement are those of its Jacobians' spectra (coupling_null.h), pooled over
+// the pairs each summary averages; layer linearity runs over every token of every probe.
+TEST(Measurement, NullsPoolTheJacobiansNullsAndLinearityUsesEveryToken) {
+  at::manual_seed(44);
+  MixerModel model(64, 12, 3);
+  auto adapter = mixer_adapter(model);
+  const auto probes = at::randint(64, {2, 7}, at::kLong);  // N = 14 tokens >= d + 1 = 13
+  MeasurementOptions options;
+  options.k_grid = {3, 12};
+  options.tokens.mode = coupling::TokenSelection::Mode::kList;
+  options.tokens.tokens = {2, -1, 4};
+  const auto m = coupling::measure(*adapter, probes, options);
+  const int64_t L = 3, n = 3;
+  // Per Jacobian: [P, n, L, normalisation, k], the same for both orientations.
+  const auto own = coupling::coupling_null(m.singular_values, m.jacobian_frobenius, 12, m.k_grid);
+  for (int64_t o = 0; o < 2; ++o) {
+    EXPECT_TRUE(at::equal(m.depth_coupling_null.select(2, o), own.mean.permute({0, 1, 3, 4, 2})));
+    EXPECT_TRUE(at::equal(m.depth_coupling_null_sd.select(2, o), own.sd.permute({0, 1, 3, 4, 2})));
+  }
+  // Every block has L - 1 depth partners and every token n - 1: the pooled means are plain means,
+  // and the pooled sd is sqrt(sum of (partners) sd^2) / pairs.
+  const auto& mean = m.depth_coupling_null;  // [P, n, 2, 2, nK, L]
+  const auto& sd = m.depth_coupling_null_sd;
+  EXPECT_TRUE(at::allclose(m.depth_mean_offdiag_null, mean.mean(-1), 1e-12, 1e-14));
+  EXPECT_TRUE(
+      at::allclose(m.depth_mean_offdiag_null_sd, (sd.pow(2).sum(-1) * (L - 1)).sqrt() / (L * (L - 1)), 1e-12, 1e-14));
+  EXPECT_TRUE(at::allclose(m.token_mean_offdiag_null, mean.mean(1).movedim(-1, 1), 1e-12, 1e-14));
+  EXPECT_TRUE(at::allclose(m.block_token_mean_offdiag_null, mean.mean({1, -1}), 1e-12, 1e-14));
+  // Adjacent pairs: the end blocks have one partner, the middle one two.
+  const auto weights = at::tensor({1.0, 2.0, 1.0}, at::kDouble);
+  EXPECT_TRUE(at::allclose(m.depth_mean_adjacent_null, (mean * weights).sum(-1) / 4, 1e-12, 1e-14));
+  EXPECT_EQ(n, static_cast<int64_t>(m.tokens.size()));
+
+  at::NoGradGuard no_grad;
+  const auto states = at::stack(adapter->residual_states(probes), 2);  // [P, T, L + 1, d]
+  EXPECT_TRUE(at::allclose(m.layer_linearity, coupling::layer_linearity(states), 1e-9, 1e-12));
+  EXPECT_TRUE(at::isfinite(m.layer_linearity).all().item<bool>());
+  // One probe (7 tokens < 13): NaN.
+  EXPECT_TRUE(
+      at::isnan(coupling::measure(*adapter, probes.narrow(0, 0, 1), options).layer_linearity).all().item<bool>());
 }
 
 // Past jacobian_memory_bytes, a probe's Jacobians go to an unlinked temporary file and come back a

@@ -272,22 +272,31 @@ TEST(CouplingLog, LogsTokenBlockTokenAndContextCouplingWithTheirAxes) {
   EXPECT_THROW(log.append({9, 9, 9, 0.0, 0.0, 0.0}, other), coupling::ConfigError);
 }
 
-TEST(CouplingLog, RefusesTheSchemaOneFixtureNamingBothVersions) {
+/// Logs written by earlier code (tests/fixtures/schema-N-log) are refused for appending, in one
+/// line naming both versions, and left untouched.
+void expect_old_log_refused(int version) {
   TempDir dir;
-  const std::string fixture = std::string(test_paths::kTestSourceDir) + "/fixtures/schema-1-log/run/coupling.h5";
+  const std::string fixture =
+      std::string(test_paths::kTestSourceDir) + "/fixtures/schema-" + std::to_string(version) + "-log/run/coupling.h5";
   std::filesystem::copy_file(fixture, dir.file("old.h5"));
   const std::string before = test_support::read_bytes(dir.file("old.h5"));
   auto f = make_fixture();
   try {
     coupling::CouplingLog::resume(dir.file("old.h5"), f.metadata, 2);
-    FAIL() << "a schema-1 log was accepted";
+    FAIL() << "a schema-" << version << " log was accepted";
   } catch (const coupling::LogError& e) {
     const std::string message = e.what();
-    EXPECT_NE(message.find("schema version 1"), std::string::npos) << message;
-    EXPECT_NE(message.find("writes version 3"), std::string::npos) << message;
+    EXPECT_NE(message.find("schema version " + std::to_string(version)), std::string::npos) << message;
+    EXPECT_NE(message.find("writes version " + std::to_string(coupling::CouplingLog::kSchemaVersion)),
+              std::string::npos)
+        << message;
   }
   EXPECT_EQ(test_support::read_bytes(dir.file("old.h5")), before);
 }
+
+TEST(CouplingLog, RefusesTheSchemaOneFixtureNamingBothVersions) { expect_old_log_refused(1); }
+
+TEST(CouplingLog, RefusesTheSchemaThreeFixtureNamingBothVersions) { expect_old_log_refused(3); }
 
 TEST(LogSchema, DocsTablesAreTheRegistrys) {
   const std::string docs =

@@ -3,6 +3,7 @@
 #include "coupling/dist/outcome.h"
 #include "coupling/dist/share.h"
 #include "coupling/engine/fields.h"
+#include "coupling/engine/layer_linearity.h"
 
 #include <ATen/ATen.h>
 
@@ -12,6 +13,24 @@
 
 namespace coupling {
 namespace {
+
+/// layer_linearity over the probes of every rank, from each rank's residual states [own, T, L+1, d]
+/// (all-gathered, padded to `slice` probes); NaN without a gather when the probes have too few
+/// tokens for it.
+at::Tensor pooled_linearity(const at::Tensor& states, int64_t own, int64_t slice, int64_t probes,
+                            Communicator& communicator) {
+  const int64_t T = states.size(1), L = states.size(2) - 1, d = states.size(3);
+  if (probes * T < linearity_min_tokens(d)) return layer_linearity(states.narrow(0, 0, 0));
+  auto padded = at::zeros({slice, T, L + 1, d}, states.options());
+  padded.narrow(0, 0, own).copy_(states.narrow(0, 0, own));
+  const auto gathered = communicator.all_gather(padded.reshape({-1}), "the residual states for layer linearity");
+  std::vector<at::Tensor> pieces;
+  for (int64_t r = 0; r < communicator.world_size(); ++r) {
+    const int64_t rows = contiguous_share(probes, r, communicator.world_size()).size();
+    if (rows > 0) pieces.push_back(gathered[r].view({slice, T, L + 1, d}).narrow(0, 0, rows));
+  }
+  return layer_linearity(at::cat(pieces));
+}
 
 /// Every rank measures its own contiguous slice of the probes; the per-probe results travel back
 /// in one all-gather (each field flattened into one float64 buffer, padded to the largest slice,
@@ -29,10 +48,11 @@ Measurement measure_split_by_probe(ModelAdapter& adapter, const at::Tensor& prob
   MeasurementOptions slice_options = options;
   if (communicator.rank() != 0) slice_options.progress_seconds = 0;
   Measurement m;
+  at::Tensor states;  // this rank's residual states, for the fields pooled over all probes
   std::exception_ptr failure;
   try {
     m = measure_probe_slice(adapter, probe_inputs.narrow(0, own_first, std::max<int64_t>(own.size(), 1)), slice_options,
-                            own_first, P);
+                            own_first, P, &states);
   } catch (...) {
     failure = std::current_exception();
   }
@@ -43,7 +63,7 @@ Measurement measure_split_by_probe(ModelAdapter& adapter, const at::Tensor& prob
   std::vector<at::Tensor> parts;
   for (const auto& field : measurement_fields()) {
     const at::Tensor& t = m.*field.member;
-    if (!t.defined()) continue;
+    if (!t.defined() || !field.per_probe()) continue;
     auto rows = t.to(at::kDouble).reshape({t.size(0), -1});
     parts.push_back(at::cat({rows, at::zeros({slice - rows.size(0), rows.size(1)}, rows.options())}).reshape({-1}));
   }
@@ -53,7 +73,7 @@ Measurement measure_split_by_probe(ModelAdapter& adapter, const at::Tensor& prob
   int64_t offset = 0;
   for (const auto& field : measurement_fields()) {
     at::Tensor& t = m.*field.member;
-    if (!t.defined()) continue;
+    if (!t.defined() || !field.per_probe()) continue;
     const int64_t row_size = t.numel() / t.size(0);
     std::vector<at::Tensor> pieces;
     for (int64_t r = 0; r < ranks; ++r) {
@@ -65,6 +85,7 @@ Measurement measure_split_by_probe(ModelAdapter& adapter, const at::Tensor& prob
     t = at::cat(pieces).reshape(shape).to(t.scalar_type());
     offset += slice * row_size;
   }
+  m.layer_linearity = pooled_linearity(states, own.size(), slice, P, communicator);
   m.probes = P;
   m.timings.total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return m;

@@ -1,7 +1,9 @@
 #include "coupling/engine/measurement.h"
 
+#include "coupling/engine/coupling_null.h"
 #include "coupling/engine/fields.h"
 #include "coupling/engine/jacobian_products.h"
+#include "coupling/engine/layer_linearity.h"
 #include "coupling/engine/matrix_free.h"
 #include "coupling/engine/peak_memory.h"
 #include "coupling/engine/probe_bootstrap.h"
@@ -180,6 +182,40 @@ void coupling_summaries(Measurement& m, const SetPairs& pairs) {
         mean_over_pairs(m.context_coupling, inputs.unsqueeze(0).eq(inputs.unsqueeze(1)).logical_and(pairs.context));
     m.context_same_output =
         mean_over_pairs(m.context_coupling, outputs.unsqueeze(0).eq(outputs.unsqueeze(1)).logical_and(pairs.context));
+  }
+}
+
+/// The uncoupled null (coupling_null.h) of every coupling summary of `m` (one probe), from the
+/// spectra and Frobenius norms of its diagonal Jacobians.
+void coupling_nulls(Measurement& m, const SetPairs& pairs) {
+  const int64_t L = m.blocks, n = static_cast<int64_t>(m.tokens.size());
+  // Per Jacobian [1, n, L, 2 (normalisation), nK] -> the variant axes before the member axis,
+  // both orientations alike: [1, n, 2, 2, nK, L].
+  const CouplingNull per_jacobian = coupling_null(m.singular_values, m.jacobian_frobenius, m.d_model, m.k_grid);
+  const auto variants_first = [](const at::Tensor& t) {
+    return t.permute({0, 1, 3, 4, 2}).unsqueeze(2).expand({-1, -1, 2, -1, -1, -1}).contiguous();
+  };
+  const CouplingNull depth{variants_first(per_jacobian.mean), variants_first(per_jacobian.sd)};
+  m.depth_coupling_null = depth.mean;
+  m.depth_coupling_null_sd = depth.sd;
+  const auto index = at::arange(L, at::kLong);
+  const auto summary = [](const CouplingNull& members, const at::Tensor& mask, at::Tensor& mean, at::Tensor& sd) {
+    const CouplingNull pooled = null_over_pairs(members, mask);
+    mean = pooled.mean;
+    sd = pooled.sd;
+  };
+  summary(depth, pairs.depth, m.depth_mean_offdiag_null, m.depth_mean_offdiag_null_sd);
+  summary(depth, (index.unsqueeze(0) - index.unsqueeze(1)).abs().eq(1), m.depth_mean_adjacent_null,
+          m.depth_mean_adjacent_null_sd);
+  if (n < 2) return;
+  // Token coupling: members are the tokens of one block, [1, L, 2, 2, nK, n].
+  const auto by_block = [](const at::Tensor& t) { return t.movedim(1, -1).movedim(-2, 1).contiguous(); };
+  const CouplingNull tokens{by_block(depth.mean), by_block(depth.sd)};
+  summary(tokens, at::ones({n, n}, at::kBool), m.token_mean_offdiag_null, m.token_mean_offdiag_null_sd);
+  if (m.has_block_token_coupling) {  // members s = l n + i: [1, 2, 2, nK, L n]
+    const auto flat = [&](const at::Tensor& t) { return t.movedim(1, -2).reshape({1, 2, 2, -1, L * n}); };
+    summary({flat(tokens.mean), flat(tokens.sd)}, pairs.block_token, m.block_token_mean_offdiag_null,
+            m.block_token_mean_offdiag_null_sd);
   }
 }
 
@@ -392,6 +428,10 @@ Measurement measure_one_probe(ModelAdapter& adapter, const at::Tensor& states, c
     measure_materialised(adapter, states, plan, options, probe, probes, jacobian_progress, m);
   }
 
+  const auto null_start = Clock::now();
+  coupling_nulls(m, set_pairs(m));
+  m.timings.nulls = seconds_since(null_start);
+
   // 6. Trajectories of the measured tokens.
   auto t0 = Clock::now();
   m.trajectories =
@@ -428,7 +468,7 @@ Measurement measure_one_probe(ModelAdapter& adapter, const at::Tensor& states, c
 /// residual states; then each probe is measured whole before the next begins, so memory holds
 /// one probe's Jacobians (L n d^2 floats, plus context pairs) whatever the number of probes.
 Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options,
-                           int64_t first_probe, int64_t total_probes) {
+                           int64_t first_probe, int64_t total_probes, at::Tensor* slice_states) {
   if (probe_inputs.dim() < 1 || probe_inputs.size(0) < 1) {
     throw ConfigError("a measurement needs at least one probe (the probe inputs are empty)");
   }
@@ -474,11 +514,18 @@ Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs
     for (auto& part : parts) pieces.push_back(std::move(part.*field.member));
     m.*field.member = pieces.size() == 1 ? pieces.front() : at::cat(pieces);
   }
+  // Pooled over all probes: computed here when this call holds them all, else by the caller
+  // that gathers the slices' states (distributed_measurement.cpp).
+  const auto linearity_start = Clock::now();
+  if (P == total_probes) m.layer_linearity = layer_linearity(stacked);
+  m.timings.linearity = seconds_since(linearity_start);
+  if (slice_states) *slice_states = stacked.cpu();
   m.timings.forward = forward_seconds;
   for (const auto& part : parts) {
     m.timings.jacobians += part.timings.jacobians;
     m.timings.spectra += part.timings.spectra;
     m.timings.coupling += part.timings.coupling;
+    m.timings.nulls += part.timings.nulls;
     m.timings.trajectories += part.timings.trajectories;
   }
   m.timings.total = seconds_since(start);
@@ -597,12 +644,13 @@ MeasurementLayout resolve_layout(ModelAdapter& adapter, const at::Tensor& probe_
 }
 
 Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const MeasurementOptions& options) {
-  return measure_probes(adapter, probe_inputs, options, 0, probe_inputs.size(0));
+  return measure_probes(adapter, probe_inputs, options, 0, probe_inputs.size(0), nullptr);
 }
 
 Measurement measure_probe_slice(ModelAdapter& adapter, const at::Tensor& probe_inputs,
-                                const MeasurementOptions& options, int64_t first_probe, int64_t total_probes) {
-  return measure_probes(adapter, probe_inputs, options, first_probe, total_probes);
+                                const MeasurementOptions& options, int64_t first_probe, int64_t total_probes,
+                                at::Tensor* states) {
+  return measure_probes(adapter, probe_inputs, options, first_probe, total_probes, states);
 }
 
 std::string headline(const Measurement& m) {
@@ -611,8 +659,9 @@ std::string headline(const Measurement& m) {
   const auto interval = ProbeBootstrap(per_probe.numel()).interval(values);
   const std::string bracket =
       std::isnan(interval.low) ? "" : fmt::format(" [{:.4f}, {:.4f}]", interval.low, interval.high);
-  return fmt::format("depth m_K={} {:.4f}{} (ujv/norm), LSS {:.3f}, norm growth x{:.3f}/block", m.k_grid.front(),
-                     interval.mean, bracket, m.line_shape_score.mean().item<double>(),
+  const double null = m.depth_mean_offdiag_null.select(2, 0).select(2, 0).select(2, 0).mean().item<double>();
+  return fmt::format("depth m_K={} {:.4f}{} (null {:.4f}; ujv/norm), LSS {:.3f}, norm growth x{:.3f}/block",
+                     m.k_grid.front(), interval.mean, bracket, null, m.line_shape_score.mean().item<double>(),
                      m.norm_growth_factor.mean().item<double>());
 }
 

@@ -395,6 +395,7 @@ struct CouplingLog::Impl {
     if (!m.context_pairs.empty()) write_context_pairs(file.get(), m.context_pairs);
     hdf5::write_string_attribute(g, "jacobian_path", m.matrix_free ? "matrix-free" : "materialised");
     hdf5::write_int_attribute(g, "depth_band", m.depth_band);
+    hdf5::write_int_attribute(g, "linearity_tokens", m.probes * m.sequence_length);
     create_columns<MeasurementRecord>(g);
     for (const auto& d : logged_datasets()) {
       if (!d.field->present.holds(m)) continue;

@@ -42,6 +42,28 @@
         "mean of context_coupling over off-diagonal entries whose Jacobians share the output token t2 (inside "     \
         "the depth band, if any)",                                                                                  \
         kPerProbeAndMean, 1, context_pairs, nullptr)                                                                \
+  /* The uncoupled null of m_K (docs/metrics.md section 3.1): mean and sd over Haar bases. */                         \
+  FIELD(depth_coupling_null, ("probe", "token", COUPLING_VARIANT_AXES, "layer"), "1",                                 \
+        "m_K of J^layer_tt against Haar-random bases: the null of every entry of its depth_coupling row (mean)",      \
+        kPerProbe, 0, always, nullptr)                                                                                \
+  FIELD(depth_coupling_null_sd, ("probe", "token", COUPLING_VARIANT_AXES, "layer"), "1",                              \
+        "standard deviation of m_K under the null of depth_coupling_null", kPerProbe, 0, always, nullptr)             \
+  FIELD(depth_mean_offdiag_null, ("probe", "token", COUPLING_VARIANT_AXES), "1",                                      \
+        "depth_mean_offdiag under the null (mean)", kPerProbeAndMean, 2, always, nullptr)                             \
+  FIELD(depth_mean_offdiag_null_sd, ("probe", "token", COUPLING_VARIANT_AXES), "1",                                   \
+        "standard deviation of depth_mean_offdiag under the null", kPerProbe, 0, always, nullptr)                     \
+  FIELD(depth_mean_adjacent_null, ("probe", "token", COUPLING_VARIANT_AXES), "1",                                     \
+        "depth_mean_adjacent under the null (mean)", kPerProbeAndMean, 2, always, nullptr)                            \
+  FIELD(depth_mean_adjacent_null_sd, ("probe", "token", COUPLING_VARIANT_AXES), "1",                                  \
+        "standard deviation of depth_mean_adjacent under the null", kPerProbe, 0, always, nullptr)                    \
+  FIELD(token_mean_offdiag_null, ("probe", "layer", COUPLING_VARIANT_AXES), "1",                                      \
+        "token_mean_offdiag under the null (mean)", kPerProbeAndMean, 2, several_tokens, nullptr)                     \
+  FIELD(token_mean_offdiag_null_sd, ("probe", "layer", COUPLING_VARIANT_AXES), "1",                                   \
+        "standard deviation of token_mean_offdiag under the null", kPerProbe, 0, several_tokens, nullptr)             \
+  FIELD(block_token_mean_offdiag_null, ("probe", COUPLING_VARIANT_AXES), "1",                                         \
+        "block_token_mean_offdiag under the null (mean)", kPerProbeAndMean, 1, block_tokens, nullptr)                 \
+  FIELD(block_token_mean_offdiag_null_sd, ("probe", COUPLING_VARIANT_AXES), "1",                                      \
+        "standard deviation of block_token_mean_offdiag under the null", kPerProbe, 0, block_tokens, nullptr)         \
   /* Spectra. */                                                                                                    \
   FIELD(singular_values, ("probe", "token", "layer", "rank"), "1", "top singular values of J^layer_tt", kPerProbe,  \
         0, always, nullptr)                                                                                         \
@@ -72,6 +94,9 @@
         [](const TokenScalars& s) { return s.inverse_sigma.slope; })                                                \
   FIELD(inverse_sigma_r2, ("probe", "token"), "1", "R^2 of the inverse-sigma fit", kPerProbe, 0, always,            \
         [](const TokenScalars& s) { return s.inverse_sigma.r2; })                                                   \
+  FIELD(layer_linearity, ("layer"), "1",                                                                              \
+        "1 - least-squares residual of X^layer on X^(layer-1) over all probe tokens (centred, unit norm); NaN "       \
+        "when probes x tokens < d + 1", kPerProbe, 0, always, nullptr)                                                \
   /* Returned only. */                                                                                              \
   FIELD(trajectories, ("probe", "token", "state", "dim"), "residual-stream units",                                  \
         "residual states x^0..x^L of the measured tokens", kNo, 0, always, nullptr)                                 \

@@ -45,14 +45,19 @@ struct Presence {
 struct FieldSpec {
   const char* name;
   at::Tensor Measurement::*member;
-  std::vector<const char*> axes;  ///< AxisSpec names, one per tensor dimension; the first is "probe"
-  const char* units;              ///< "1" for dimensionless quantities
+  /// AxisSpec names, one per tensor dimension; the first is "probe", but for a field pooled over
+  /// all probes (layer_linearity), which has no probe axis.
+  std::vector<const char*> axes;
+  const char* units;  ///< "1" for dimensionless quantities
   const char* description;
   Logged logged;
   int mean_axes;  ///< kPerProbeAndMean: how many leading axes the NAME_avg mean runs over
   Presence present;
   /// A [probe, token] trajectory scalar: its value for one token; nullptr for other fields.
   double (*per_token)(const TokenScalars& scalars);
+
+  /// Whether the field has a probe axis (its first); else it is computed from all probes at once.
+  bool per_probe() const { return !axes.empty() && std::string(axes.front()) == "probe"; }
 };
 
 /// Every tensor field of Measurement, in a fixed order.

@@ -89,7 +89,8 @@ struct MeasurementOptions {
 };
 
 struct MeasurementTimings {
-  double forward = 0, jacobians = 0, spectra = 0, coupling = 0, trajectories = 0, total = 0;  ///< seconds
+  /// seconds; nulls: the uncoupled null of every coupling summary, linearity: layer_linearity
+  double forward = 0, jacobians = 0, spectra = 0, coupling = 0, nulls = 0, trajectories = 0, linearity = 0, total = 0;
 };
 
 /// What a measurement of given probes and options will hold: the sizes of every axis of the
@@ -144,13 +145,18 @@ Measurement measure(ModelAdapter& adapter, const at::Tensor& probe_inputs, const
 
 /// measure() of a slice of a set of `total_probes` probes whose first has global index
 /// `first_probe` (it seeds the randomized spectra, so a probe's numbers do not depend on the
-/// slicing). The size cap counts the whole set, so every slice of a set refuses alike.
+/// slicing). The size cap counts the whole set, so every slice of a set refuses alike. Fields
+/// pooled over all probes (layer_linearity) are left undefined unless the slice is the whole set;
+/// `states`, if given, receives the slice's residual states [P, T, L + 1, d] (CPU, float32), from
+/// which the caller computes them.
 Measurement measure_probe_slice(ModelAdapter& adapter, const at::Tensor& probe_inputs,
-                                const MeasurementOptions& options, int64_t first_probe, int64_t total_probes);
+                                const MeasurementOptions& options, int64_t first_probe, int64_t total_probes,
+                                at::Tensor* states = nullptr);
 
-/// One-line summary for progress logs: "depth m_K=10 0.9719 [0.9702, 0.9735] (ujv/norm), LSS
-/// 2.003, norm growth x1.037/block" (smallest K; means over probes and tokens; the bracket is the
-/// 95% interval over probes of probe_bootstrap.h, shown from two probes on).
+/// One-line summary for progress logs: "depth m_K=10 0.9719 [0.9702, 0.9735] (null 0.9751;
+/// ujv/norm), LSS 2.003, norm growth x1.037/block" (smallest K; means over probes and tokens; the
+/// bracket is the 95% interval over probes of probe_bootstrap.h, shown from two probes on; the
+/// null is depth_mean_offdiag_null's mean).
 std::string headline(const Measurement& m);
 
 /// Mean over probes and tokens of depth_mean_offdiag for one variant: [nK] float64.

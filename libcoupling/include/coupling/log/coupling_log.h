@@ -50,10 +50,9 @@ std::string schema_markdown();
 
 class CouplingLog {
  public:
-  /// 2: the field registry's fields (token, block-by-token and context coupling), units on
-  /// every dataset, pure training time in train_seconds. Older logs are read by the Python
-  /// tools; resume() refuses them, naming both versions.
-  static constexpr int64_t kSchemaVersion = 3;
+  /// docs/hdf5-schema.md "Versions"; 4 added the uncoupled null and layer linearity. Older logs
+  /// are read by the Python tools; resume() refuses them, naming both versions.
+  static constexpr int64_t kSchemaVersion = 4;
 
   /// Creates a new log. With the measurements' layout, every dataset is created at once and the
   /// file is in SWMR mode from the start (a writer killed at any point leaves a readable file);
