@@ -47,6 +47,16 @@ tidy(path_or_dataset) -> pandas.DataFrame, one row per measured step, in this co
   COLUMN_lo, COLUMN_hi     after each of lss, norm_growth_rate and the m_K columns: the 95% interval of that
                            probe mean, a bootstrap over probes paired across steps (coupling.intervals; the
                            same numbers as coupling-analyze's summary); NaN with one probe
+  COLUMN_null, COLUMN_null_sd  after each m_K column (schema 4 on): the value that mean would have if every
+                           basis were unrelated to the Jacobian it is compared with (Haar-random; docs/metrics.md
+                           section 3.1), and its standard deviation under that null (the member nulls' sds
+                           pooled as independent: sqrt(sum sd^2) / count). Below null - 2 sd is coupled, near
+                           the null uncoupled, above null + 2 sd anti-aligned
+  lss_random_walk          sqrt(L): the line-shape score of a random walk of L isotropic steps, LSS's reference
+                           (divide by it to compare depths)
+  linearity                layer linearity (Razzhigaev et al.) averaged over the blocks, and linearity_lL per
+                           block l: 1 = the block's map of the residual states is affine over the probe tokens
+                           (schema 4 on; NaN when the probes have fewer than d + 1 tokens)
   Means do not skip NaN: a measurement with non-finite values shows NaN. Logs without a field lack
   its columns. tidy(path) reads only these datasets; tidy(open_log(path, "all")) gives the same
   table, tidy(open_log(path)) the same with train_loss and val_loss NaN.
@@ -81,7 +91,7 @@ ROOT_AXES = ("probe", "position", "channel", "row", "column", "context_pair", "p
 # HDF5 bookkeeping attributes, not carried over to xarray.
 HIDDEN_ATTRIBUTES = {"CLASS", "NAME", "REFERENCE_LIST", "DIMENSION_LIST", "_Netcdf4Dimid", "_Netcdf4Coordinates",
                      "_NCProperties"}
-KNOWN_SCHEMA = 3
+KNOWN_SCHEMA = 4
 WHAT_TO_PASS = "pass the coupling.h5 that coupling-train or coupling-analyze wrote (OUT/coupling.h5 by default)"
 
 
@@ -371,7 +381,9 @@ def _open_group(f, group, wanted):
 SUMMARIES = (("offdiag", "depth_mean_offdiag_avg"), ("adjacent", "depth_mean_adjacent_avg"))
 TIDY_VARIABLES = ("step", "tokens_seen", "measure_seconds", "peak_rss_mib", "line_shape_score", "norm_growth_rate",
                   "depth_mean_offdiag_avg", "depth_mean_adjacent_avg", "depth_mean_offdiag", "depth_mean_adjacent",
-                  "train_loss", "eval_val_loss")
+                  "depth_mean_offdiag_null_avg", "depth_mean_adjacent_null_avg", "depth_mean_offdiag_null_sd",
+                  "depth_mean_adjacent_null_sd", "layer_linearity", "train_loss", "eval_val_loss")
+NULL_SUFFIXES = ("_null", "_null_sd")
 INTERVAL_SUFFIXES = ("_lo", "_hi")
 
 
@@ -431,6 +443,12 @@ def _tidy(ds):
             probes[column] = _per_probe(var)
             _with_interval(columns, column, var.mean(dim=[d for d in var.dims if d != "step"], skipna=False).values,
                            probes[column])
+    if "line_shape_score" in ds and "layer" in ds.coords:
+        columns["lss_random_walk"] = np.full(len(steps), np.sqrt(ds.sizes["layer"]))
+    if "layer_linearity" in ds:
+        columns["linearity"] = ds["layer_linearity"].mean(dim="layer", skipna=False).values
+        for layer in ds["layer"].values:
+            columns[f"linearity_l{int(layer)}"] = ds["layer_linearity"].sel(layer=layer).values
     for name in ("measure_seconds", "peak_rss_mib"):
         if name in ds:
             columns[name] = ds[name].values
@@ -442,14 +460,24 @@ def _tidy(ds):
         per_probe_name = name[:-len("_avg")]
         variants = (_per_probe(ds[per_probe_name], keep=("orientation", "normalisation", "k"))
                     if per_probe_name in ds else None)  # [step, orientation, normalisation, k, probe]
+        null, null_sd = ds.get(per_probe_name + "_null_avg"), ds.get(per_probe_name + "_null_sd")
+        if null_sd is not None:  # independent under the null: the sd of a mean of n values is sqrt(sum sd^2) / n
+            pooled = [d for d in null_sd.dims if d not in ("step", "orientation", "normalisation", "k")]
+            count = int(np.prod([null_sd.sizes[d] for d in pooled]))
+            null_sd = np.sqrt((null_sd ** 2).sum(dim=pooled, skipna=False)) / count
         for i, k in enumerate(var["k"].values):
             for j, o in enumerate(var["orientation"].values):
                 for m, n in enumerate(var["normalisation"].values):
                     column = f"m_{short}_k{int(k)}_{o}_{n}"
                     probes[column] = None if variants is None else variants[:, j, m, i]
-                    _with_interval(columns, column, var.isel(k=i, orientation=j, normalisation=m).values,
-                                   probes[column])
+                    where = dict(k=i, orientation=j, normalisation=m)
+                    _with_interval(columns, column, var.isel(**where).values, probes[column])
                     headers[column] = (f"m_{short}", f"k{int(k)}", str(o), str(n))
+                    if null is not None and null_sd is not None:
+                        columns[column + "_null"] = null.isel(**where).values
+                        columns[column + "_null_sd"] = null_sd.isel(**where).values
+                        if (o, n) == ("ujv", "norm"):  # the text table's null block (the same for vju)
+                            headers[column + "_null"] = (f"null m_{short}", f"k{int(k)}", "both", str(n))
     return pd.DataFrame(columns), headers, probes
 
 
@@ -519,13 +547,16 @@ def _table(df, headers, attrs, path):
     width = max(shutil.get_terminal_size((120, 24)).columns, 60)
     table = df.set_index("step")
     # m_K intervals go to the CSV only: the text table keeps one column per variant
-    table = table[[c for c in table.columns if not (c[-3:] in INTERVAL_SUFFIXES and c[:-3] in headers)]]
+    # and the nulls of ujv/norm only (the null is the same for both orientations); per-block linearity to the CSV
+    table = table[[c for c in table.columns if not (c[-3:] in INTERVAL_SUFFIXES and c[:-3] in headers)
+                   and not c.endswith("_null_sd") and not (c.endswith("_null") and c not in headers)
+                   and not c.startswith("linearity_l")]]
     blocks = [[c for c in table.columns if c not in headers]]
     index_width = max([len(str(s)) for s in table.index] + [4]) + 1
-    for short, _ in SUMMARIES:
+    for summary_name in [f"{prefix}m_{short}" for short, _ in SUMMARIES for prefix in ("", "null ")]:
         by_k = {}
         for column, (summary, k, _, _) in headers.items():
-            if summary == f"m_{short}":
+            if summary == summary_name:
                 by_k.setdefault(k, []).append(column)
         current = []
         for group in by_k.values():
@@ -544,7 +575,9 @@ def _table(df, headers, attrs, path):
     if len(blocks) > 1:
         lines += ["", "m_offdiag, m_adjacent: mean depth coupling m_K (lower = more coupled) per K, orientation and",
                   "normalisation; CSV columns m_offdiag_k10_ujv_norm, ..., with 95% probe intervals in ..._lo and",
-                  "..._hi (--differ A B compares two steps); --help describes every column"]
+                  "..._hi (--differ A B compares two steps); null m_*: the same mean for unrelated (Haar-random)",
+                  "bases, with its sd in the CSV's ..._null_sd: below null - 2 sd is coupled; --help describes",
+                  "every column"]
     return "\n".join(lines) + "\n"
 
 

@@ -22,9 +22,13 @@ Figures, written into DIR:
   coupling_vs_step     mean off-diagonal and depth-local (|i-j| = 1) m_K against step, every K; the norm lines
                        with bands: the 95% interval of the probe mean, a bootstrap over probes paired across
                        steps (coupling.intervals: where two steps' bands overlap, coupling-log --differ says
-                       whether they differ)
+                       whether they differ); dotted, with a hatched +-2 sd band: the uncoupled null (schema
+                       4 on; below it = coupled, inside it = uncoupled)
   lss_vs_step          line-shape score against step, with its 95% interval over probes (a step with a
-                       non-finite value is left out, as in coupling-log's table)
+                       non-finite value is left out, as in coupling-log's table) and the random-walk
+                       reference sqrt(L)
+  layer_linearity_vs_step  each block's layer linearity against step (schema 4 on; needs probes x tokens
+                       > d)
   norms_vs_depth       ||x^l|| against residual state l (log axis) at several steps, with log-linear fits
   sigma_vs_depth       s_1(J^l) against block l at several steps
   loss_vs_step         training (batch) and held-out loss against step; only when the log holds losses
@@ -94,6 +98,7 @@ def load(path):
             data["token_coupling_step"] = data["step"][row]
         data["codes"] = {name: [str(label) for label in data[name]] for name in ("orientation", "normalisation")}
         data["attrs"] = log.attributes(f)
+        data["attrs_measurement"] = dict(m.attrs)
         for group in ("train", "eval"):
             data[group] = log.arrays(f, group) if group in f else {}
         return data
@@ -204,15 +209,36 @@ def variant_legend(ax, d, normalisations):
                for r, k in enumerate(d["k"])]
     handles += [Line2D([], [], color="0.3", linestyle=LINESTYLES[n], label=variant(d, UJV, n))
                 for n in normalisations]
+    if "depth_mean_offdiag_null_avg" in d:
+        handles.append(Line2D([], [], color="0.3", linestyle=":", label="uncoupled null\n(norm, +-2 sd)"))
     legend_right(ax, handles)
+
+
+def null_band(d, name, r):
+    """(mean, sd) of the uncoupled null of the [step, orientation, normalisation, k] summary `name` (ujv, norm,
+    K index r) over steps, the sd that of the probe-and-token mean (members independent under the null: sqrt of
+    the summed variances over their count); None for a log without nulls (schema < 4)."""
+    base = name.removesuffix("_avg")
+    if base + "_null_avg" not in d or base + "_null_sd" not in d:
+        return None
+    sd = d[base + "_null_sd"][..., UJV, NORM, r]  # [step, probe, (token or layer)]
+    members = sd.reshape(sd.shape[0], -1)
+    return d[base + "_null_avg"][:, UJV, NORM, r], np.sqrt((members ** 2).sum(1)) / members.shape[1]
 
 
 def variant_lines(ax, d, name, normalisations=(NORM, TRACE)):
     """One line per K and normalisation (ujv) of a [step, orientation, normalisation, k] summary; the norm lines
-    get their 95% probe intervals as bands (coupling.intervals) when the log holds the per-probe field."""
+    get their 95% probe intervals as bands (coupling.intervals) when the log holds the per-probe field, and the
+    uncoupled null (schema 4 on) as a dotted line with its +-2 sd band in the same colour."""
     steps = d["step"]
     per_probe = d.get(name.removesuffix("_avg"))  # [step, probe, (token or layer,) orientation, normalisation, k]
     for r in range(len(d["k"])):
+        null = null_band(d, name, r) if NORM in normalisations else None
+        if null is not None:
+            mean, sd = null
+            ax.fill_between(steps, mean - 2 * sd, mean + 2 * sd, color=k_colour(r), alpha=0.10, linewidth=0,
+                            hatch="...")
+            ax.plot(steps, mean, color=k_colour(r), linestyle=":", linewidth=1.0)
         for n in normalisations:
             if n == NORM and per_probe is not None:
                 values = per_probe[..., UJV, n, r]
@@ -309,9 +335,29 @@ def plot_lss(d):
     fig, ax = plt.subplots(figsize=(5.4, 3.0), layout="constrained")
     ax.fill_between(steps, low, high, alpha=0.2, color="C0", linewidth=0, label="95% interval over probes")
     ax.plot(steps, mean, marker="o", markersize=4, color="C0", label="mean over probes")
+    layers = len(d["layer"])
+    ax.axhline(np.sqrt(layers), color="0.5", linestyle=":", linewidth=1.0,
+               label=f"random walk of {layers} steps (sqrt L)")
     step_axis(ax, steps)
     ax.set_ylabel("line-shape score (1 = straight)")
     ax.set_title(f"{d['title']}: trajectory linearity")
+    legend_right(ax)
+    return fig
+
+
+def has_layer_linearity(d):
+    return "layer_linearity" in d and np.isfinite(d["layer_linearity"]).any()
+
+
+def plot_layer_linearity(d):
+    steps = d["step"]
+    fig, ax = plt.subplots(figsize=(5.4, 3.0), layout="constrained")
+    for i, layer in enumerate(d["layer"]):
+        ax.plot(steps, d["layer_linearity"][:, i], marker="o", markersize=3, color=f"C{i % 10}", label=f"block {layer}")
+    step_axis(ax, steps)
+    ax.set_ylabel("layer linearity (1 = affine)")
+    tokens = d["attrs_measurement"].get("linearity_tokens") if "attrs_measurement" in d else None
+    ax.set_title(f"{d['title']}: linearity of each block's map" + (f" over {tokens} tokens" if tokens else ""))
     legend_right(ax)
     return fig
 
@@ -495,6 +541,7 @@ def always(d):
 FIGURES = (("depth_heatmaps", plot_depth_heatmaps, always),
            ("coupling_vs_step", plot_coupling_vs_step, always),
            ("lss_vs_step", plot_lss, always),
+           ("layer_linearity_vs_step", plot_layer_linearity, has_layer_linearity),
            ("norms_vs_depth", plot_norms, always),
            ("sigma_vs_depth", plot_sigma, always),
            ("loss_vs_step", plot_loss, has_losses),
@@ -542,18 +589,28 @@ def table(d, summary):
     ujv_norm = variant(d, UJV, NORM)
     rows = []
     for r, k in enumerate(ks):
-        rows.append((f"depth m_K {ujv_norm} mean off-diag, K={k}", d["depth_mean_offdiag_avg"][:, UJV, NORM, r]))
-        rows.append((f"depth m_K {ujv_norm} |i-j|=1, K={k}", d["depth_mean_adjacent_avg"][:, UJV, NORM, r]))
+        for name, label in (("depth_mean_offdiag_avg", "mean off-diag"), ("depth_mean_adjacent_avg", "|i-j|=1")):
+            rows.append((f"depth m_K {ujv_norm} {label}, K={k}", d[name][:, UJV, NORM, r]))
+            null = null_band(d, name, r)
+            if null is not None:
+                rows.append(("  uncoupled null (sd)", null))
     if "token_mean_offdiag_avg" in d:
         for r, k in enumerate(ks):
             rows.append((f"token m_K {ujv_norm} mean off-diag, K={k}", d["token_mean_offdiag_avg"][:, UJV, NORM, r]))
     rows.append(("line-shape score (1 = straight)", d["line_shape_score"].reshape(len(steps), -1).mean(1)))
+    rows.append(("  random walk, sqrt(L)", np.full(len(steps), np.sqrt(len(d["layer"])))))
+    if has_layer_linearity(d):
+        rows.append(("layer linearity, mean over blocks", d["layer_linearity"].mean(1)))
     rows.append(("norm growth rate b (log||x^l|| per block)", d["norm_growth_rate"].reshape(len(steps), -1).mean(1)))
     rows.append(("norm growth fit R^2", d["norm_growth_r2"].reshape(len(steps), -1).mean(1)))
     columns = [0, len(steps) - 1] if len(steps) > 1 else [0]  # step 0 (or the first) and the final step
     print(f"{'metric':46s}" + "".join(f" {'step ' + str(steps[c]):>12s}" for c in columns))
     for label, values in rows:
-        print(f"{label:46s}" + "".join(f" {values[c]:12.4f}" for c in columns))
+        if isinstance(values, tuple):  # a null: "mean (sd)"
+            cells = "".join(f" {f'{values[0][c]:.4f} ({values[1][c]:.4f})':>12s}" for c in columns)
+        else:
+            cells = "".join(f" {values[c]:12.4f}" for c in columns)
+        print(f"{label:46s}" + cells)
     span = f"steps {steps[0]} to {steps[-1]}" if len(steps) > 1 else f"step {steps[0]}"
     print(f"\nmeasurements: {len(steps)} ({span}), "
           f"{plain_number(np.nansum(d['measure_seconds']))} s in total")

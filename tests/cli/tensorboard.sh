@@ -24,7 +24,8 @@ status=0
 # 12 updates, evaluations at 4, 8, 12, measurements at 0, 5, 10, 12.
 $python "$here/python/read_tensorboard.py" "$work/tb" --expect train/loss:12 train/lr:12 eval/val_loss:3 \
   coupling/offdiag_K4_ujv_norm:4 coupling/adjacent_K8_vju_trace:4 trajectory/line_shape_score:4 \
-  trajectory/norm_growth_rate:4 measurement/seconds:4 || status=$?
+  trajectory/norm_growth_rate:4 measurement/seconds:4 coupling/offdiag_null_K4_ujv_norm:4 linearity/block_2:4 \
+  || status=$?
 ((status == 0)) || exit $status
 $python - "$work/tb" "$work/run/coupling.h5" <<'PY'
 import sys
@@ -50,9 +51,15 @@ with h5py.File(sys.argv[2], "r") as log:
                 steps, values = curve(f"coupling/offdiag_K{k}_{orientation}_{normalisation}")
                 assert (steps == m["step"][:]).all()
                 np.testing.assert_allclose(values, m["depth_mean_offdiag_avg"][:, o, n, i], rtol=1e-6)
+                _, values = curve(f"coupling/offdiag_null_K{k}_{orientation}_{normalisation}")
+                np.testing.assert_allclose(values, m["depth_mean_offdiag_null_avg"][:, o, n, i], rtol=1e-6)
     steps, lss = curve("trajectory/line_shape_score")
     np.testing.assert_allclose(lss, m["line_shape_score"][:].mean(axis=(1, 2)), rtol=1e-6)
-print("     values equal the HDF5 log's (train/loss, eval/val_loss, 12 coupling curves, LSS)")
+    for layer in (1, 2):  # 3 probes x 16 tokens >= d + 1 = 17: defined
+        _, values = curve(f"linearity/block_{layer}")
+        np.testing.assert_allclose(values, m["layer_linearity"][:, layer - 1], rtol=1e-6)
+print("     values equal the HDF5 log's (train/loss, eval/val_loss, 12 coupling curves and their nulls, LSS, "
+      "layer linearity)")
 PY
 echo "ok   coupling-train --tensorboard"
 

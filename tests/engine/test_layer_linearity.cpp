@@ -43,6 +43,19 @@ TEST(LayerLinearity, EqualsTheLeastSquaresDefinition) {
   EXPECT_NEAR(value[1].item<double>(), nonlinear, 1e-9);
 }
 
+TEST(LayerLinearity, RankDeficientStatesTakeTheSvdPathAndStillEqualTheDefinition) {
+  // X^1 repeats a coordinate of X^0's image (rank d - 1 after centring): the Gram matrix is
+  // singular, and the least squares has many solutions with one residual.
+  at::manual_seed(3);
+  const int64_t d = 12;
+  auto s = states(3, 10, d).to(at::kDouble);
+  s.select(2, 1).select(-1, d - 1).copy_(s.select(2, 1).select(-1, 0));
+  const auto value = coupling::layer_linearity(s);
+  const auto flat = [&](int64_t state) { return s.select(2, state).reshape({-1, d}); };
+  EXPECT_NEAR(value[1].item<double>(), brute_force(flat(1), flat(2)), 1e-9);
+  EXPECT_NEAR(value[0].item<double>(), brute_force(flat(0), flat(1)), 1e-9);
+}
+
 TEST(LayerLinearity, IgnoresScaleAndShift) {
   at::manual_seed(1);
   const auto s = states(3, 8, 8).to(at::kDouble);  // float64 throughout: only round-off differs

@@ -4,14 +4,16 @@ measurements (docs/metrics.md), for cross-checking the C++ numbers.
 Usage: gpt_reference.py DIR --heads H [--coupling]
 DIR holds model.safetensors (written by the C++ trainer), tokens.pt ([B, T] int64)
 and logits.pt (the C++ model's logits). With --coupling it also holds the C++ measurement of the
-last token: depth.pt ([B, L, L] m_K, ujv, norm, K = 4), sigma.pt ([B, L, K]) and lss.pt ([B]).
-Exits 0 when everything agrees (logits to 1e-4 relative, measurements to 1e-3), 1 otherwise.
-Uses only torch and torch.nn.functional: no code is shared with the C++ side.
+last token: depth.pt ([B, L, L] m_K, ujv, norm, K = 4), sigma.pt ([B, L, K]), lss.pt ([B]) and
+linearity.pt ([L], layer linearity over every token of every sequence, docs/metrics.md section 4.1).
+Exits 0 when everything agrees (logits to 1e-4 relative, measurements to 1e-3, linearity to 1e-5),
+1 otherwise. Uses only torch, torch.nn.functional and numpy: no code is shared with the C++ side.
 """
 import argparse
 import math
 import sys
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -98,7 +100,23 @@ def check_coupling(args, weights, idx):
         unit = steps / steps.norm(dim=1, keepdim=True)
         worst = max(worst, abs(L / unit.sum(0).norm().item() - lss[b].item()))
     print(f"gpt_reference: worst coupling/sigma/LSS difference {worst:.3e}")
-    return worst < 1e-3
+    linearity = torch.load(f"{args.dir}/linearity.pt").numpy()
+    expected = [layer_linearity(states[l].reshape(-1, states[l].shape[-1]).detach().numpy(),
+                                states[l + 1].reshape(-1, states[l].shape[-1]).detach().numpy()) for l in range(L)]
+    linearity_error = float(np.max(np.abs(linearity - np.array(expected))))
+    print(f"gpt_reference: worst layer-linearity difference {linearity_error:.3e} (values {np.round(expected, 5)})")
+    return worst < 1e-3 and linearity_error < 1e-5
+
+
+def layer_linearity(x, y):
+    """Razzhigaev et al.: centre, scale to unit Frobenius norm, 1 - the least-squares residual (numpy, float64)."""
+    def unit(a):
+        a = a - a.mean(axis=0)
+        return a / np.linalg.norm(a)
+
+    x, y = unit(x), unit(y)
+    a = np.linalg.lstsq(x, y, rcond=None)[0]
+    return 1 - np.linalg.norm(x @ a - y) ** 2
 
 
 def main():

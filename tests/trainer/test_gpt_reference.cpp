@@ -1,7 +1,7 @@
 // Reference check (llm.c style): an independent PyTorch re-implementation of the GPT written from
 // docs/architecture.md, and of the measurements from docs/metrics.md (tests/python/
-// gpt_reference.py), must reproduce this model's logits and its coupling, singular values and
-// LSS from the exported model.safetensors.
+// gpt_reference.py), must reproduce this model's logits and its coupling, singular values, LSS
+// and layer linearity (numpy's least squares) from the exported model.safetensors.
 #include "coupling/engine/measurement.h"
 #include "test_paths.h"
 #include "trainer/loop/checkpoint.h"
@@ -41,6 +41,8 @@ TEST(GptReference, PythonReimplementationReproducesLogitsAndMeasurements) {
   save_tensor(m.depth_coupling.select(1, 0).select(1, 0).select(1, 0).select(1, 0).contiguous(), dir.file("depth.pt"));
   save_tensor(m.singular_values.select(1, 0).contiguous(), dir.file("sigma.pt"));
   save_tensor(m.line_shape_score.select(1, 0).contiguous(), dir.file("lss.pt"));
+  ASSERT_TRUE(at::isfinite(m.layer_linearity).all().item<bool>());  // 2 x 20 tokens > d + 1
+  save_tensor(m.layer_linearity, dir.file("linearity.pt"));
   const std::string command = std::string(test_paths::kPython) + " " + test_paths::kTestSourceDir +
                               "/python/gpt_reference.py " + dir.path().string() + " --heads 4 --coupling";
   EXPECT_EQ(std::system(command.c_str()), 0) << command;

@@ -8,6 +8,9 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
+#include <mutex>
+#include <tuple>
 
 namespace coupling {
 namespace {
@@ -26,11 +29,21 @@ struct NullDraws {
   at::Tensor cross, u_top, v_top;
 };
 
+/// The draws for (d, Kmax, draws, seed), made once per process: they are a fixed part of the
+/// null's definition, small (3 x draws x Kmax^2 doubles) and slow to make at large d (QR of
+/// d x Kmax matrices), so every later measurement of the same shape reuses them.
 NullDraws null_draws(int64_t d, int64_t k_max, const NullOptions& options) {
+  static std::mutex mutex;
+  static std::map<std::tuple<int64_t, int64_t, int64_t, uint64_t>, NullDraws> made;
+  const std::lock_guard<std::mutex> lock(mutex);
+  const auto key = std::make_tuple(d, k_max, options.draws, options.seed);
+  if (const auto found = made.find(key); found != made.end()) return found->second;
   auto generator = at::detail::createCPUGenerator(options.seed);
   const auto u = haar_frames(options.draws, d, k_max, generator);
   const auto v = haar_frames(options.draws, d, k_max, generator);
-  return {at::matmul(u.transpose(-2, -1), v), u.narrow(1, 0, k_max), v.narrow(1, 0, k_max)};
+  NullDraws draws{at::matmul(u.transpose(-2, -1), v), u.narrow(1, 0, k_max).contiguous(),
+                  v.narrow(1, 0, k_max).contiguous()};
+  return made.emplace(key, std::move(draws)).first->second;
 }
 
 }  // namespace

@@ -185,12 +185,13 @@ void coupling_summaries(Measurement& m, const SetPairs& pairs) {
   }
 }
 
-/// The uncoupled null (coupling_null.h) of every coupling summary of `m` (one probe), from the
-/// spectra and Frobenius norms of its diagonal Jacobians.
+/// The uncoupled null (coupling_null.h) of every coupling summary of `m` (all its probes at once,
+/// so the null's draws are made once), from the spectra and Frobenius norms of its diagonal
+/// Jacobians.
 void coupling_nulls(Measurement& m, const SetPairs& pairs) {
-  const int64_t L = m.blocks, n = static_cast<int64_t>(m.tokens.size());
-  // Per Jacobian [1, n, L, 2 (normalisation), nK] -> the variant axes before the member axis,
-  // both orientations alike: [1, n, 2, 2, nK, L].
+  const int64_t L = m.blocks, n = static_cast<int64_t>(m.tokens.size()), P = m.singular_values.size(0);
+  // Per Jacobian [P, n, L, 2 (normalisation), nK] -> the variant axes before the member axis,
+  // both orientations alike: [P, n, 2, 2, nK, L].
   const CouplingNull per_jacobian = coupling_null(m.singular_values, m.jacobian_frobenius, m.d_model, m.k_grid);
   const auto variants_first = [](const at::Tensor& t) {
     return t.permute({0, 1, 3, 4, 2}).unsqueeze(2).expand({-1, -1, 2, -1, -1, -1}).contiguous();
@@ -208,12 +209,12 @@ void coupling_nulls(Measurement& m, const SetPairs& pairs) {
   summary(depth, (index.unsqueeze(0) - index.unsqueeze(1)).abs().eq(1), m.depth_mean_adjacent_null,
           m.depth_mean_adjacent_null_sd);
   if (n < 2) return;
-  // Token coupling: members are the tokens of one block, [1, L, 2, 2, nK, n].
+  // Token coupling: members are the tokens of one block, [P, L, 2, 2, nK, n].
   const auto by_block = [](const at::Tensor& t) { return t.movedim(1, -1).movedim(-2, 1).contiguous(); };
   const CouplingNull tokens{by_block(depth.mean), by_block(depth.sd)};
   summary(tokens, at::ones({n, n}, at::kBool), m.token_mean_offdiag_null, m.token_mean_offdiag_null_sd);
-  if (m.has_block_token_coupling) {  // members s = l n + i: [1, 2, 2, nK, L n]
-    const auto flat = [&](const at::Tensor& t) { return t.movedim(1, -2).reshape({1, 2, 2, -1, L * n}); };
+  if (m.has_block_token_coupling) {  // members s = l n + i: [P, 2, 2, nK, L n]
+    const auto flat = [&](const at::Tensor& t) { return t.movedim(1, -2).reshape({P, 2, 2, -1, L * n}); };
     summary({flat(tokens.mean), flat(tokens.sd)}, pairs.block_token, m.block_token_mean_offdiag_null,
             m.block_token_mean_offdiag_null_sd);
   }
@@ -428,10 +429,6 @@ Measurement measure_one_probe(ModelAdapter& adapter, const at::Tensor& states, c
     measure_materialised(adapter, states, plan, options, probe, probes, jacobian_progress, m);
   }
 
-  const auto null_start = Clock::now();
-  coupling_nulls(m, set_pairs(m));
-  m.timings.nulls = seconds_since(null_start);
-
   // 6. Trajectories of the measured tokens.
   auto t0 = Clock::now();
   m.trajectories =
@@ -514,6 +511,9 @@ Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs
     for (auto& part : parts) pieces.push_back(std::move(part.*field.member));
     m.*field.member = pieces.size() == 1 ? pieces.front() : at::cat(pieces);
   }
+  const auto null_start = Clock::now();
+  coupling_nulls(m, set_pairs(m));
+  m.timings.nulls = seconds_since(null_start);
   // Pooled over all probes: computed here when this call holds them all, else by the caller
   // that gathers the slices' states (distributed_measurement.cpp).
   const auto linearity_start = Clock::now();
@@ -525,7 +525,6 @@ Measurement measure_probes(ModelAdapter& adapter, const at::Tensor& probe_inputs
     m.timings.jacobians += part.timings.jacobians;
     m.timings.spectra += part.timings.spectra;
     m.timings.coupling += part.timings.coupling;
-    m.timings.nulls += part.timings.nulls;
     m.timings.trajectories += part.timings.trajectories;
   }
   m.timings.total = seconds_since(start);

@@ -6,6 +6,8 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include <unistd.h>
 
 #include <filesystem>
@@ -67,9 +69,10 @@ void TensorBoardCallback::on_eval(const EvalResult& eval) {
 void TensorBoardCallback::on_measurement(const Measurement& m, int64_t step) {
   const auto& orientations = measurement_axis("orientation").labels;
   const auto& normalisations = measurement_axis("normalisation").labels;
-  using Summary = std::pair<const char*, const at::Tensor*>;
+  using Summary = std::pair<std::string, const at::Tensor*>;
   for (const auto& [name, field] :
-       {Summary{"offdiag", &m.depth_mean_offdiag}, Summary{"adjacent", &m.depth_mean_adjacent}}) {
+       {Summary{"offdiag", &m.depth_mean_offdiag}, Summary{"adjacent", &m.depth_mean_adjacent},
+        Summary{"offdiag_null", &m.depth_mean_offdiag_null}, Summary{"adjacent_null", &m.depth_mean_adjacent_null}}) {
     if (!field->defined()) continue;
     const auto means = field->mean(at::IntArrayRef{0, 1});  // [orientation, normalisation, K]
     for (size_t o = 0; o < orientations.size(); ++o) {
@@ -84,6 +87,10 @@ void TensorBoardCallback::on_measurement(const Measurement& m, int64_t step) {
   }
   writer().add_scalar("trajectory/line_shape_score", step, m.line_shape_score.mean().item<double>());
   writer().add_scalar("trajectory/norm_growth_rate", step, m.norm_growth_rate.mean().item<double>());
+  for (int64_t l = 0; l < m.layer_linearity.size(0); ++l) {  // NaN below d + 1 probe tokens: not written
+    const double value = m.layer_linearity[l].item<double>();
+    if (std::isfinite(value)) writer().add_scalar(fmt::format("linearity/block_{}", l + 1), step, value);
+  }
   writer().add_scalar("measurement/seconds", step, m.timings.total);
   writer().flush();
 }
