@@ -5,8 +5,9 @@
 # (BERT, 6 blocks, d = 384), against 3 random inits of the same architecture made by
 # transformers' own init, all measured the same way by coupling-analyze on the same probes.
 #   scripts/minilm_study.sh [OUT_DIR]      (default: runs/minilm-study in the repository)
-# Writes OUT_DIR/ids.txt (probe token ids), OUT_DIR/<model>.h5 (one log per model) and prints the
-# comparison table (scripts/minilm_study.py). Re-running continues: models, inits and logs that
+# Writes OUT_DIR/ids.txt (probe token ids), OUT_DIR/<model>.h5 (one log per model), the layer
+# linearity logs OUT_DIR/<model>-linearity.h5 (32 probes) and prints the comparison table
+# (scripts/minilm_study.py). Re-running continues: models, inits and logs that
 # already exist are kept. COUPLING_PYTHON: a python with torch + transformers (default: the venv);
 # COUPLING_THREADS: intra-op threads of coupling-analyze (default 2).
 set -euo pipefail
@@ -86,6 +87,19 @@ for name in "${models[@]}"; do
     --k 4,10,30,50 --tokens "$tokens" --threads "$threads"
   mv "$log.part" "$log"
   echo "minilm_study: $name measured in $(( $(date +%s) - start )) s"
+done
+
+# Layer linearity needs more probe tokens than d = 384 (docs/metrics.md section 4.1): 32 KJV
+# verses (probes/verses-32.txt) cut to 15 ids give N = 480. One measured token (13) and K = 10
+# keep it to seconds; the linearity uses every token's states whatever is measured.
+"$python" "$root/scripts/tokenize_probes.py" "$pretrained" "$root/probes/verses-32.txt" --length 15 > "$out/ids-32.txt"
+for name in "${models[@]}"; do
+  log="$out/$name-linearity.h5"
+  if [[ -s $log ]]; then echo "minilm_study: $name linearity measured earlier ($log)"; continue; fi
+  rm -f "$log.part"
+  "$analyze" --hf "$root/models/$name" --step 0 --probe-ids "$out/ids-32.txt" --log "$log.part" \
+    --k 10 --tokens 13 --threads "$threads"
+  mv "$log.part" "$log"
 done
 
 "$python" "$root/scripts/minilm_study.py" "$out"

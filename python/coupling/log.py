@@ -382,7 +382,7 @@ SUMMARIES = (("offdiag", "depth_mean_offdiag_avg"), ("adjacent", "depth_mean_adj
 TIDY_VARIABLES = ("step", "tokens_seen", "measure_seconds", "peak_rss_mib", "line_shape_score", "norm_growth_rate",
                   "depth_mean_offdiag_avg", "depth_mean_adjacent_avg", "depth_mean_offdiag", "depth_mean_adjacent",
                   "depth_mean_offdiag_null_avg", "depth_mean_adjacent_null_avg", "depth_mean_offdiag_null_sd",
-                  "depth_mean_adjacent_null_sd", "layer_linearity", "train_loss", "eval_val_loss")
+                  "depth_mean_adjacent_null_sd", "layer_linearity", "step_lengths", "train_loss", "eval_val_loss")
 NULL_SUFFIXES = ("_null", "_null_sd")
 INTERVAL_SUFFIXES = ("_lo", "_hi")
 
@@ -443,7 +443,7 @@ def _tidy(ds):
             probes[column] = _per_probe(var)
             _with_interval(columns, column, var.mean(dim=[d for d in var.dims if d != "step"], skipna=False).values,
                            probes[column])
-    if "line_shape_score" in ds and "layer" in ds.coords:
+    if "line_shape_score" in ds and "layer" in ds.sizes:  # (step_lengths gives the layer axis)
         columns["lss_random_walk"] = np.full(len(steps), np.sqrt(ds.sizes["layer"]))
     if "layer_linearity" in ds:
         columns["linearity"] = ds["layer_linearity"].mean(dim="layer", skipna=False).values

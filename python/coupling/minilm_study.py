@@ -2,7 +2,8 @@
 
 Usage: minilm_study.py OUT_DIR          (coupling-minilm-study, or scripts/minilm_study.py)
 Reads OUT_DIR/all-minilm-l6-v2.h5 and OUT_DIR/all-minilm-l6-v2-init-seed{1,2,3}.h5 (coupling-analyze
-logs, one step each) and prints a markdown table: per metric, the pretrained value, the inits'
+logs, one step each; from schema 4 on with the uncoupled null of each m_K), and NAME-linearity.h5 when
+present (layer linearity over 32 probes) and prints a markdown table: per metric, the pretrained value, the inits'
 mean ± sample sd over the seeds, which is lower, and the difference in units of that sd. Every
 value is the mean over probes and measured tokens. The paper's claim is that training lowers
 m_K (more coupling) and brings LSS towards 1 (straighter trajectories). Reads through coupling.log
@@ -19,8 +20,8 @@ from coupling import log
 PRETRAINED = "all-minilm-l6-v2"
 INITS = ["all-minilm-l6-v2-init-seed%d" % s for s in (1, 2, 3)]
 # the datasets read (through coupling.log; their dimension scales come with them)
-READ = ("step", "depth_mean_offdiag", "line_shape_score", "norm_growth_rate", "residual_norms", "norm_growth_r2",
-        "singular_values", "measure_seconds")
+READ = ("step", "depth_mean_offdiag", "depth_mean_offdiag_null", "line_shape_score", "norm_growth_rate",
+        "residual_norms", "norm_growth_r2", "singular_values", "measure_seconds", "layer_linearity")
 
 
 def read_metrics(path):
@@ -39,7 +40,11 @@ def read_metrics(path):
     for oname in ("ujv", "vju"):
         for i, k in enumerate(m["k"]):
             metrics.append(("depth m_%d, %s" % (k, oname), coupling[:, :, orientation.index(oname), norm, i]))
+            if "depth_mean_offdiag_null" in m:  # schema 4 on: the same mean for Haar-random bases
+                null = m["depth_mean_offdiag_null"][0]
+                metrics.append(("  its uncoupled null", null[:, :, orientation.index(oname), norm, i]))
     metrics.append(("LSS (1 = straight)", m["line_shape_score"][0]))
+    metrics.append(("LSS / sqrt(L) (1 = random walk)", m["line_shape_score"][0] / np.sqrt(len(m["layer"]))))
     metrics.append(("norm growth rate b (nats/block)", m["norm_growth_rate"][0]))
     # A post-LN model with unit LayerNorm gains (BERT at init) has ||x^l|| = sqrt(d) at every
     # state: b is then 0 and R^2 a fit to rounding noise, so R^2 counts as undefined there.
@@ -59,6 +64,22 @@ def read_metrics(path):
     return means, info
 
 
+def read_linearity(path):
+    """(metric, mean over blocks of layer_linearity) of a linearity log (minilm_study.sh's 32-probe run), and its
+    info line; None when the log does not exist."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with log.open_file(path) as f:
+            m = log.arrays(f, "measurement", variables=("step", "layer_linearity"))
+            tokens = dict(f["measurement"].attrs).get("linearity_tokens")
+    except OSError as e:
+        sys.exit("minilm_study: %s" % e)
+    values = m["layer_linearity"][0]
+    return (("layer linearity, mean over blocks (%s tokens)" % tokens, float(values.mean())),
+            "layer linearity per block %s" % " ".join("%.4f" % v for v in values))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", metavar="OUT_DIR", help="the directory minilm_study.sh wrote its logs to")
@@ -66,6 +87,10 @@ def main(argv=None):
     runs = {}
     for name in [PRETRAINED] + INITS:
         runs[name], info = read_metrics(os.path.join(out, name + ".h5"))
+        linearity = read_linearity(os.path.join(out, name + "-linearity.h5"))
+        if linearity:
+            runs[name].append(linearity[0])
+            info += "; " + linearity[1]
         print("%s: %s" % (name, info))
     print()
     print("| metric | pretrained | init (3 seeds) mean ± sd | lower | (pretrained - init) / sd |")

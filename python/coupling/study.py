@@ -14,7 +14,7 @@ summaries alone (DIR/*.json) and writes them to OUT (default DIR). Both then wri
   study.h5                /members (one dataset per study.csv column, plus curve_column), /correlations
                           (one dataset per study_correlations.csv column), /curves (member, step, value:
                           the coupling curve of each member) and the root attributes model, heldout_metric,
-                          higher_is_better, members, configs, tested, heldout_seed_sd, heldout_family_sd
+                          higher_is_better, members, configs, tested, heldout_icc, heldout_anova_f, heldout_anova_p
 and print the correlation table, sorted by |partial r| (then R^2).
 
 Held-out metric: val_loss (nats/byte, lower is better) for a GPT family; test_accuracy (fraction of
@@ -37,6 +37,14 @@ Non-finite values are skipped (at10/at50/peak use the finite ones; auc needs ste
 step finite). A 1-block model has no block pairs, so its coupling predictors are NaN. Structural
 predictors: log_params, depth, width, lr and any of steps, weight_decay, warmup, batch, heads,
 dropout, context, patch that vary.
+Schema-4 logs add, for each m_K series, SERIES_excess_* (m minus its uncoupled null: < 0 = coupled) and the
+series lss_per_random_walk (LSS / sqrt(L), comparable across depths) and linearity (layer linearity, mean
+over blocks). The peak and peak_step of an m_K series (and of its excess) are NaN when the lowest value stays
+inside the null's band (not below null - 2 sd): a curve that never leaves the null has no dip step.
+Summaries (version 2) also keep a "trajectory" per measured step: the m_10 and m_2 curves (offdiag and
+adjacent, ujv, norm) with their nulls and null sds, lss, lss_per_random_walk, linearity, norm_growth_rate,
+train_loss_smooth (mean batch loss of the 20 updates before the step) and lr_sum (the summed learning rate
+of the updates done): what coupling.warmup_study reads.
 
 Per predictor (the members where it is defined: n):
   pearson_r, pearson_p, spearman_rho, spearman_p, r2 (= pearson_r^2, of the linear fit)
@@ -48,10 +56,13 @@ Per predictor (the members where it is defined: n):
                     [1, log_params]; its p from Student's t with n - 3 degrees of freedom (NaN for
                     log_params itself, for a predictor that log_params determines, when log_params does
                     not vary, or for n < 4); corrected like the others (partial_p_holm, partial_p_bh)
-  seed_sd, family_sd, noise_ratio  the noise floor: seed_sd is the mean, over the configurations with
-                    >= 2 seeds, of the standard deviation (ddof 1) of the predictor across that
-                    configuration's seeds; family_sd its standard deviation across all members;
-                    noise_ratio = seed_sd / family_sd (near 1: the family's spread is seed noise)
+  within_r, within_p, within_n  the seed-level analysis: Pearson r of predictor and metric after removing each
+                    configuration's mean from both (configurations with >= 2 seeds), p from t with n - a - 1 df
+                    (a = configurations). Structure (depth, lr, ...) cannot drive it: among seeds of one
+                    configuration, does a member with more of the predictor generalise better?
+  icc, anova_f, anova_p  how much of the predictor's spread lies between configurations: ICC(1) of a one-way
+                    random-effects ANOVA over configurations (seeds as replicates), its F and p. Near 1: the
+                    configurations differ beyond seed noise; near 0: the family's spread is seed noise
 """
 import argparse
 import csv
@@ -69,7 +80,7 @@ from scipy import stats
 from coupling._paths import repository
 
 SUMMARY_KIND = "libcoupling-study-member"
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2
 HELDOUT = {"gpt": ("val_loss", False), "vit": ("test_accuracy", True)}
 METRICS = ("val_loss", "bigram_val_loss", "test_accuracy", "test_loss", "train_accuracy", "train_loss",
            "parameters", "final_step", "wall_seconds", "measure_seconds", "overhead_fraction")
@@ -82,10 +93,15 @@ NOT_CONFIGURATION = {"seed", "out", "log", "tensorboard", "threads", "device", "
                      "check-every", "log-every", "ckpt-every"}
 STATS = ("final", "peak", "peak_step", "at10", "at50", "auc")
 SERIES = re.compile(r"^m_(offdiag|adjacent)_k(\d+)_(ujv|vju)_norm$")
+# tidy columns a summary keeps per measured step ("trajectory"), beside the smoothed training loss and the
+# summed learning rate: what the warm-up analysis (coupling.warmup_study) and a second reader need.
+TRAJECTORY = tuple(f"m_{s}_k{k}_ujv_norm{suffix}" for s in ("offdiag", "adjacent") for k in (2, 10)
+                   for suffix in ("", "_null", "_null_sd")) + ("lss", "lss_per_random_walk", "linearity",
+                                                              "norm_growth_rate")
 CORRELATION_COLUMNS = ("predictor", "n", "pearson_r", "pearson_p", "pearson_p_holm", "pearson_p_bh",
                        "spearman_rho", "spearman_p", "spearman_p_holm", "spearman_p_bh", "r2",
                        "partial_r", "partial_p", "partial_p_holm", "partial_p_bh",
-                       "seed_sd", "family_sd", "noise_ratio")
+                       "within_r", "within_p", "within_n", "icc", "anova_f", "anova_p")
 
 
 # The repository root: a member's data path inside it is written relative to it.
@@ -150,16 +166,56 @@ def partial_correlation(x, y, z):
     return r, float(2 * stats.t.sf(abs(t), df))
 
 
-def noise_floor(x, configs):
-    """(seed_sd, family_sd): mean over configurations with >= 2 finite values of their sd (ddof 1), and
-    the sd over all finite values. NaN where undefined."""
+def seed_anova(x, configs):
+    """(icc, F, p) of a one-way random-effects ANOVA of x with the configurations as groups (the seeds are the
+    replicates), over the finite values of the configurations with >= 2 of them: F = MS_between / MS_within on
+    (a - 1, N - a) df and ICC(1) = (MS_between - MS_within) / (MS_between + (n0 - 1) MS_within), n0 the
+    effective group size (N - sum n_i^2 / N) / (a - 1) for unequal groups. ICC near 1: the spread is between
+    configurations; near 0 (or below): it is seed noise. NaN with fewer than 2 such configurations, or no
+    variance within them."""
     x, configs = np.asarray(x, dtype=float), np.asarray(configs)
     ok = np.isfinite(x)
-    sds = [np.std(x[ok & (configs == c)], ddof=1) for c in np.unique(configs[ok])
-           if (ok & (configs == c)).sum() >= 2]
-    seed_sd = float(np.mean(sds)) if sds else math.nan
-    family_sd = float(np.std(x[ok], ddof=1)) if ok.sum() >= 2 else math.nan
-    return seed_sd, family_sd
+    groups = [x[ok & (configs == c)] for c in np.unique(configs[ok])]
+    groups = [g for g in groups if len(g) >= 2]
+    a, n = len(groups), sum(len(g) for g in groups)
+    if a < 2:
+        return math.nan, math.nan, math.nan
+    grand = np.concatenate(groups).mean()
+    ms_between = sum(len(g) * (g.mean() - grand) ** 2 for g in groups) / (a - 1)
+    ms_within = sum(((g - g.mean()) ** 2).sum() for g in groups) / (n - a)
+    if ms_within <= 0:
+        return math.nan, math.nan, math.nan
+    n0 = (n - sum(len(g) ** 2 for g in groups) / n) / (a - 1)
+    f = ms_between / ms_within
+    icc = (ms_between - ms_within) / (ms_between + (n0 - 1) * ms_within)
+    return float(icc), float(f), float(stats.f.sf(f, a - 1, n - a))
+
+
+def within_configuration(x, y, configs):
+    """(r, p, n): the seed-level analysis. Pearson r of x and y after subtracting each configuration's mean
+    from both (members of configurations with >= 2 pairs of finite values), p from t with n - a - 1 df (a
+    configuration means removed). It asks whether, among seeds of one configuration, a member with more of x
+    has more of y: structure (depth, lr, ...) cannot drive it. NaN when undefined."""
+    x, y, configs = np.asarray(x, dtype=float), np.asarray(y, dtype=float), np.asarray(configs)
+    ok = np.isfinite(x) & np.isfinite(y)
+    rx, ry, a = [], [], 0
+    for c in np.unique(configs[ok]):
+        member = ok & (configs == c)
+        if member.sum() >= 2:
+            rx.append(x[member] - x[member].mean())
+            ry.append(y[member] - y[member].mean())
+            a += 1
+    if not rx:
+        return math.nan, math.nan, 0
+    rx, ry = np.concatenate(rx), np.concatenate(ry)
+    n, df = len(rx), len(rx) - a - 1
+    if df < 1 or np.std(rx) <= 1e-12 * max(np.abs(x[ok]).max(), 1e-300) or np.std(ry) == 0:
+        return math.nan, math.nan, n
+    r = float(np.sum(rx * ry) / math.sqrt(np.sum(rx ** 2) * np.sum(ry ** 2)))
+    if abs(r) >= 1:
+        return math.copysign(1.0, r), 0.0, n
+    t = r * math.sqrt(df / (1 - r * r))
+    return r, float(2 * stats.t.sf(abs(t), df)), n
 
 
 def series_predictors(step, value, final_step, maximise=False):
@@ -193,6 +249,12 @@ def plain(value):
     return value if math.isfinite(value) else None
 
 
+def short(value):
+    """plain() to 6 significant digits: a trajectory's values, kept small enough to commit."""
+    value = plain(value)
+    return None if value is None else float(f"{value:.6g}")
+
+
 def unplain(value):
     return math.nan if value is None else float(value)
 
@@ -215,11 +277,20 @@ def summarise(directory):
     step = df["step"].to_numpy()
     series = sorted((c for c in df.columns if SERIES.match(c)),
                     key=lambda c: (SERIES.match(c)[1] != "offdiag", int(SERIES.match(c)[2]), SERIES.match(c)[3]))
+    if "lss" in df and "lss_random_walk" in df:
+        df["lss_per_random_walk"] = df["lss"] / df["lss_random_walk"]
+    for column in series:  # the excess over the uncoupled null (schema-4 logs): < 0 = coupled
+        if column + "_null" in df:
+            df[column + "_excess"] = df[column] - df[column + "_null"]
     predictors = {}
-    for column in series + ["lss", "norm_growth_rate"]:
+    columns = series + [c + "_excess" for c in series] + ["lss", "lss_per_random_walk", "linearity", "norm_growth_rate"]
+    for column in columns:
         if column not in df:
             continue
         values = series_predictors(step, df[column].to_numpy(), final_step, maximise=column == "norm_growth_rate")
+        base = column.removesuffix("_excess")
+        if base + "_null" in df and not leaves_null_band(df, base, values["peak_step"]):
+            values["peak"] = values["peak_step"] = math.nan  # no dip: the lowest value is inside the null's band
         predictors.update({f"{column}_{stat}": plain(v) for stat, v in values.items()})
     curves = [c for c in series if SERIES.match(c)[1] == "offdiag" and SERIES.match(c)[3] == "ujv"]
     curve = None  # a 1-block member's coupling is all NaN: no curve
@@ -227,6 +298,9 @@ def summarise(directory):
         column = min(curves, key=lambda c: int(SERIES.match(c)[2]))
         if np.isfinite(df[column].to_numpy()).any():
             curve = {"column": column, "step": [int(s) for s in step], "value": [plain(v) for v in df[column]]}
+    trajectory = {"step": [int(v) for v in step]}
+    trajectory.update({c: [short(v) for v in df[c]] for c in TRAJECTORY if c in df})
+    trajectory.update(training_curves(os.path.join(directory, "coupling.h5"), step))
     config.pop("out", None)
     if os.path.isabs(str(config.get("data", ""))):  # no machine's paths in a summary meant to be committed
         root = REPOSITORY
@@ -238,7 +312,39 @@ def summarise(directory):
         "heldout_metric": metric, "higher_is_better": higher, "heldout": summary[metric],
         "metrics": {k: summary[k] for k in METRICS if k in summary},
         "config": config, "measurements": len(df), "predictors": predictors, "curve": curve,
+        "trajectory": trajectory,
     }
+
+
+def leaves_null_band(df, column, peak_step):
+    """Whether m at its lowest (step `peak_step`) is below its uncoupled null by more than 2 null sd: a "dip"
+    that is not one stays inside the band, and its step is no predictor."""
+    if not math.isfinite(peak_step):
+        return False
+    row = df.index[df["step"] == peak_step][0]
+    return bool(df.at[row, column] < df.at[row, column + "_null"] - 2 * df.at[row, column + "_null_sd"])
+
+
+def training_curves(path, steps):
+    """{"train_loss_smooth": mean batch loss of the 20 updates before each measured step, "lr_sum": the sum of
+    the learning rates of the updates completed at each step}, from the log's /train group (empty without one)."""
+    from coupling.log import open_log
+
+    try:
+        train = open_log(path, group="train")
+    except OSError:
+        return {}
+    if "loss" not in train or "lr" not in train:
+        return {}
+    updates, loss, lr = (train[c].values for c in ("step", "loss", "lr"))
+    order = np.argsort(updates)
+    updates, loss, lr = updates[order], loss[order], lr[order]
+    smooth, lr_sum = [], []
+    for s in steps:  # updates 0..s-1 are complete at step s
+        done = updates < s
+        smooth.append(short(loss[done][-20:].mean()) if done.any() else None)
+        lr_sum.append(short(lr[done].sum()))
+    return {"train_loss_smooth": smooth, "lr_sum": lr_sum}
 
 
 def gather(root):
@@ -344,13 +450,14 @@ def correlate(rows, metric):
         pearson = stats.pearsonr(x, y)
         spearman = stats.spearmanr(x, y)
         partial = ((math.nan, math.nan) if name == "log_params" else partial_correlation(x, y, logp_all[ok]))
-        seed_sd, family_sd = noise_floor(x_all, configs)
+        icc, f, f_p = seed_anova(x_all, configs)
+        within = within_configuration(x_all, y_all, configs)
         table.append({"predictor": name, "n": int(ok.sum()),
                       "pearson_r": float(pearson[0]), "pearson_p": float(pearson[1]),
                       "spearman_rho": float(spearman[0]), "spearman_p": float(spearman[1]),
                       "r2": float(pearson[0]) ** 2, "partial_r": partial[0], "partial_p": partial[1],
-                      "seed_sd": seed_sd, "family_sd": family_sd,
-                      "noise_ratio": seed_sd / family_sd if family_sd > 0 else math.nan})
+                      "within_r": within[0], "within_p": within[1], "within_n": within[2],
+                      "icc": icc, "anova_f": f, "anova_p": f_p})
     for kind in ("pearson", "spearman", "partial"):
         p = [t[f"{kind}_p"] for t in table]
         for t, h, b in zip(table, holm(p), benjamini_hochberg(p)):
@@ -390,7 +497,7 @@ def write_h5(path, rows, table, summaries, info):
         c = f.create_group("correlations")
         c["predictor"] = np.array([t["predictor"] for t in table], dtype=h5py.string_dtype())
         for key in CORRELATION_COLUMNS[1:]:
-            c[key] = np.array([t[key] for t in table], dtype=int if key == "n" else float)
+            c[key] = np.array([t[key] for t in table], dtype=int if key in ("n", "within_n") else float)
         curves = f.create_group("curves")
         member, step, value = [], [], []
         for i, s in enumerate(summaries):
@@ -434,17 +541,19 @@ def report(rows, table, metric, higher, info):
     print(f"{metric} ({direction} is better) against each predictor over {len(rows)} {info['model']} members "
           f"in {info['configs']} configurations ({metric} {y.min():.4f}..{y.max():.4f}); {len(table)} predictors "
           f"tested, p corrected for {len(table)} tests (Holm; BH = Benjamini-Hochberg)")
-    print(f"noise floor of {metric}: sd across seeds of one configuration {f_text(info['heldout_seed_sd'], 1, 4)}"
-          f" (mean over configurations with >= 2 seeds) against sd across the family "
-          f"{f_text(info['heldout_family_sd'], 1, 4)}")
+    print(f"seed noise of {metric}: ICC {f_text(info['heldout_icc'], 1, 2)}, one-way ANOVA over configurations "
+          f"F {f_text(info['heldout_anova_f'], 1, 1)}, p {p_text(info['heldout_anova_p']).strip()} (ICC near 1: "
+          "configurations differ beyond seed noise)")
     print(f"sign: {'r > 0' if higher else 'r < 0'} = the predictor goes with better generalisation; partial = "
-          "controlling for log(params) (t, n - 3 df); seed/fam = predictor sd across seeds / across the family")
+          "controlling for log(params) (t, n - 3 df); within = seed-level r after removing configuration means "
+          "(t, n - a - 1 df); ICC of the predictor over configurations")
     if not table:
         print(f"no predictor to correlate: {metric} is the same for every member, or no predictor is defined "
               "for 3 members and varies")
         return
     head = (f"{'predictor':34s} {'n':>3s} {'r':>6s} {'p':>6s} {'Holm':>6s} {'BH':>6s} {'rho':>6s} {'BH':>6s} "
-            f"{'R^2':>5s} | {'partial':>7s} {'p':>6s} {'Holm':>6s} {'BH':>6s} | {'seed/fam':>8s}")
+            f"{'R^2':>5s} | {'partial':>7s} {'p':>6s} {'Holm':>6s} {'BH':>6s} | {'within':>6s} {'p':>6s} | "
+            f"{'ICC':>5s}")
     print(head)
     print("-" * len(head))
     order = sorted(table, key=lambda t: (not math.isfinite(t["partial_r"]),
@@ -454,7 +563,7 @@ def report(rows, table, metric, higher, info):
               f"{p_text(t['pearson_p_holm'])} {p_text(t['pearson_p_bh'])} {f_text(t['spearman_rho'])} "
               f"{p_text(t['spearman_p_bh'])} {f_text(t['r2'], 5, 2)} | {f_text(t['partial_r'], 7)} "
               f"{p_text(t['partial_p'])} {p_text(t['partial_p_holm'])} {p_text(t['partial_p_bh'])} | "
-              f"{f_text(t['noise_ratio'], 8, 2)}")
+              f"{f_text(t['within_r'])} {p_text(t['within_p'])} | {f_text(t['icc'], 5, 2)}")
 
 
 def tables(summaries, out):
@@ -462,10 +571,10 @@ def tables(summaries, out):
         raise StudyError(f"{len(summaries)} finished members; correlations need at least 3")
     rows, metric, higher = rows_of(summaries)
     table = correlate(rows, metric)
-    seed_sd, family_sd = noise_floor([r[metric] for r in rows], [r["config"] for r in rows])
+    icc, f, f_p = seed_anova([r[metric] for r in rows], [r["config"] for r in rows])
     info = {"model": summaries[0]["model"], "heldout_metric": metric, "higher_is_better": int(higher),
             "members": len(rows), "configs": len({r["config"] for r in rows}), "tested": len(table),
-            "heldout_seed_sd": seed_sd, "heldout_family_sd": family_sd}
+            "heldout_icc": icc, "heldout_anova_f": f, "heldout_anova_p": f_p}
     os.makedirs(out, exist_ok=True)
     write_csv(os.path.join(out, "study.csv"), rows)
     write_csv(os.path.join(out, "study_correlations.csv"), table, CORRELATION_COLUMNS)

@@ -66,7 +66,9 @@ for name in [f"{s}_{t}" for s in series + ["lss", "norm_growth_rate"] for t in s
     for r in rows:
         value = float(r[name])
         undefined = name.startswith("m_") and r["member"].startswith("l1_")  # 1 block: no block pairs
-        assert math.isnan(value) if undefined else math.isfinite(value), (r["member"], name, value)
+        # a dip that stays inside the uncoupled null's band has no peak (study.py refuses it)
+        refusable = name.startswith("m_") and name.endswith(("_peak", "_peak_step")) and "k4_ujv" not in name
+        assert math.isnan(value) if undefined else (math.isfinite(value) or refusable), (r["member"], name, value)
 for r in rows:
     assert float(r["m_offdiag_k4_ujv_norm_peak"]) <= float(r["m_offdiag_k4_ujv_norm_final"]) or r["member"].startswith("l1_")
     assert float(r["norm_growth_rate_peak"]) >= float(r["norm_growth_rate_at50"])
@@ -96,7 +98,9 @@ for t in table:
     if math.isfinite(v["partial_r"]):
         assert -1 <= v["partial_r"] <= 1
         defined += 1
-    assert v["seed_sd"] >= 0 and v["family_sd"] > 0
+    assert math.isnan(v["icc"]) or v["icc"] <= 1, (t["predictor"], v["icc"])  # ICC(1) may be below 0, not above 1
+    assert math.isnan(v["anova_p"]) or 0 <= v["anova_p"] <= 1
+    assert math.isnan(v["within_r"]) or -1 <= v["within_r"] <= 1
 m = len(table)
 smallest = min(float(t["pearson_p"]) for t in table)
 assert abs(min(float(t["pearson_p_holm"]) for t in table) - min(1, m * smallest)) < 1e-12  # corrected for m tests
@@ -106,13 +110,15 @@ with h5py.File(f"{root}/study.h5", "r") as f:
     assert f.attrs["members"] == 6 and f.attrs["configs"] == 3 and f.attrs["tested"] == m
     assert f["correlations/pearson_p_holm"].shape == (m,) and f["members/m_offdiag_k4_ujv_norm_auc"].shape == (6,)
     assert set(f["curves/member"][:]) == {i for i, n in enumerate(f["members/member"][:]) if not n.decode().startswith("l1")}
-    assert 0 < f.attrs["heldout_seed_sd"] and 0 < f.attrs["heldout_family_sd"]
+    assert 0 < f.attrs["heldout_anova_f"] and f.attrs["heldout_icc"] <= 1
 summaries = sorted(glob.glob(f"{root}/summaries/*.json"))
 assert [os.path.basename(s) for s in summaries] == [r["member"] + ".json" for r in rows], summaries
 for path in summaries:
     s = json.load(open(path))
     assert s["kind"] == "libcoupling-study-member" and s["heldout_metric"] == "val_loss" and "out" not in s["config"]
-    assert os.path.getsize(path) < 20000 and len(s["predictors"]) == len(stats) * (len(series) + 2)
+    # each m_K series, its excess over the null, lss, lss / sqrt(L), layer linearity and the norm growth rate
+    assert os.path.getsize(path) < 30000 and len(s["predictors"]) == len(stats) * (2 * len(series) + 4), path
+    assert s["version"] == 2 and {"step", "lr_sum", "train_loss_smooth", "linearity"} <= set(s["trajectory"])
 print(f"ok   6 members: {len(rows[0])} columns, {m} predictors with Holm and BH p, {defined} partial r; summaries")
 PY
 for png in study_curves study_m_offdiag_k4_ujv_norm_auc study_lss_final study_log_params; do

@@ -246,15 +246,17 @@ TEST(TensorBoardCallback, StreamsEveryHooksScalarsBesideTheCouplingLog) {
   EXPECT_EQ(steps.at("train/loss"), updates);
   EXPECT_EQ(steps.at("train/lr"), updates);
   EXPECT_EQ(steps.at("eval/val_loss"), (std::vector<int64_t>{5, 10}));
-  // 2 summaries x 2 orientations x 2 normalisations x 2 K, then LSS, norm growth and seconds.
   std::set<std::string> coupling_tags;
   for (const auto& [tag, at] : steps) {
     if (tag.rfind("train/", 0) == 0 || tag.rfind("eval/", 0) == 0) continue;
     EXPECT_EQ(at, measured) << tag;
     coupling_tags.insert(tag);
   }
-  EXPECT_EQ(coupling_tags.size(), 2u * 2 * 2 * 2 + 3);
+  // 4 summaries (offdiag, adjacent and their uncoupled nulls) x 2 orientations x 2 normalisations x 2 K, then
+  // LSS, norm growth and seconds; no linearity/ tags: these probes have fewer than d + 1 tokens.
+  EXPECT_EQ(coupling_tags.size(), 4u * 2 * 2 * 2 + 3);
   EXPECT_EQ(coupling_tags.count("coupling/offdiag_K2_ujv_norm"), 1u);
+  EXPECT_EQ(coupling_tags.count("coupling/offdiag_null_K2_ujv_norm"), 1u);
   EXPECT_EQ(coupling_tags.count("coupling/adjacent_K4_vju_trace"), 1u);
   EXPECT_EQ(coupling_tags.count("trajectory/line_shape_score"), 1u);
 }

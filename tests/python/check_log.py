@@ -27,7 +27,7 @@ def main():
     want = [int(s) for s in args.steps.split(",") if s]
     problems = []
     with h5py.File(args.log, "r", swmr=True, libver="latest") as f:
-        if f.attrs["schema_version"] != 3:
+        if f.attrs["schema_version"] != 4:
             problems.append(f"schema_version {f.attrs['schema_version']}")
         for key in ("libcoupling_version", "git_revision", "model", "model_config", "engine_config"):
             if not isinstance(f.attrs[key], str):

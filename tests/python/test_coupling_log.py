@@ -48,7 +48,8 @@ from coupling.log import open_log, tidy  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "..", "..", "scripts", "coupling_log.py")  # the wrapper: the command line as users run it
 FIXTURES = [os.path.join(HERE, "..", "fixtures", "schema-1-log", "run", "coupling.h5"),  # schema 1, GPT training
-            os.path.join(HERE, "..", "fixtures", "hf-bf16-log", "coupling.h5")]  # coupling-analyze --hf, schema 3
+            os.path.join(HERE, "..", "fixtures", "hf-bf16-log", "coupling.h5"),  # coupling-analyze --hf, schema 2
+            os.path.join(HERE, "..", "fixtures", "schema-3-log", "run", "coupling.h5")]  # schema 3, GPT training
 
 DEFAULTS = {"orientation": ["ujv", "vju"], "normalisation": ["norm", "trace"]}
 problems = []
@@ -191,6 +192,12 @@ def expected_table(f, rows):
         if name in g:  # [step, probe, token]
             out[column] = g[name][:rows].reshape(rows, -1).mean(axis=1)
             _, out[column + "_lo"], out[column + "_hi"] = probe_intervals(g[name][:rows].mean(axis=2))
+    if "line_shape_score" in g:
+        out["lss_random_walk"] = np.full(rows, np.sqrt(len(g["layer"])))  # a random walk of L steps
+    if "layer_linearity" in g:  # schema 4 on: [step, layer]
+        out["linearity"] = g["layer_linearity"][:rows].mean(axis=1)
+        for i, layer in enumerate(g["layer"][()]):
+            out[f"linearity_l{layer}"] = g["layer_linearity"][:rows, i]
     out["measure_seconds"] = g["measure_seconds"][:rows]
     if "peak_rss_mib" in g:  # schema 3 on
         out["peak_rss_mib"] = g["peak_rss_mib"][:rows]
@@ -200,12 +207,18 @@ def expected_table(f, rows):
             continue
         values = g[name][:rows]  # [step, orientation, normalisation, k]
         per_probe = g[f"depth_mean_{short}"][:rows].mean(axis=2)  # [step, probe, orientation, normalisation, k]
+        null = g.get(f"depth_mean_{short}_null_avg")  # schema 4 on
+        if null is not None:  # independent members under the null: sd of their mean = sqrt(sum sd^2) / count
+            sd = g[f"depth_mean_{short}_null_sd"][:rows]  # [step, probe, token, orientation, normalisation, k]
+            null, null_sd = null[:rows], np.sqrt((sd ** 2).sum(axis=(1, 2))) / (sd.shape[1] * sd.shape[2])
         for r, k in enumerate(g["k"][()]):
             for o, orientation in enumerate(labels(g["orientation"])):
                 for n, normalisation in enumerate(labels(g["normalisation"])):
                     column = f"m_{short}_k{k}_{orientation}_{normalisation}"
                     out[column] = values[:, o, n, r]
                     _, out[column + "_lo"], out[column + "_hi"] = probe_intervals(per_probe[:, :, o, n, r])
+                    if null is not None:
+                        out[column + "_null"], out[column + "_null_sd"] = null[:, o, n, r], null_sd[:, o, n, r]
     return out
 
 

@@ -9,7 +9,8 @@ numpy, scipy and h5py only)
   - partial_correlation: equals the textbook formula from the three pairwise correlations, and its p
     equals that of the t test of x's coefficient in the least-squares fit y ~ 1 + z + x (n - 3 df);
     NaN for n < 4, constant z, or x a linear function of z;
-  - noise_floor and series_predictors on small hand-worked inputs.
+  - seed_anova against scipy's one-way ANOVA and the ICC(1) formula; within_configuration against the OLS t
+    test of x in y ~ x + configuration dummies; series_predictors on small hand-worked inputs.
 """
 import math
 
@@ -17,7 +18,8 @@ import numpy as np
 from scipy import stats
 
 import coupling_path  # noqa: F401  (python/ on sys.path)
-from coupling.study import benjamini_hochberg, holm, noise_floor, partial_correlation, series_predictors
+from coupling.study import (benjamini_hochberg, holm, partial_correlation, seed_anova, series_predictors,
+                            within_configuration)
 
 
 def brute_holm(p, alpha):
@@ -99,10 +101,33 @@ def main():
     assert all(math.isnan(v) for v in partial_correlation([2, 4, 6, 8.5], [3, 1, 2, 5], [1, 2, 3, 4.25]))
     print("ok   partial correlation: the pairwise formula, the OLS t test with n - 3 df, undefined cases")
 
-    seed_sd, family_sd = noise_floor([1.0, 3.0, 10.0, 14.0, 7.0, np.nan], [0, 0, 1, 1, 2, 2])
-    assert abs(seed_sd - (math.sqrt(2) + math.sqrt(8)) / 2) < 1e-12, seed_sd  # configs 0 and 1; 2 has one value
-    assert abs(family_sd - np.std([1, 3, 10, 14, 7], ddof=1)) < 1e-12
-    assert math.isnan(noise_floor([1.0, 2.0, 3.0], [0, 1, 2])[0])
+    # One-way ANOVA over configurations (config 2 has one finite value: left out), unequal group sizes.
+    x, configs = [1.0, 3.0, 2.5, 10.0, 14.0, 7.0, np.nan], [0, 0, 0, 1, 1, 2, 2]
+    icc, f, p = seed_anova(x, configs)
+    reference = stats.f_oneway([1.0, 3.0, 2.5], [10.0, 14.0])
+    assert abs(f - reference.statistic) < 1e-9 * reference.statistic and abs(p - reference.pvalue) < 1e-12, (f, p)
+    groups = [np.array([1.0, 3.0, 2.5]), np.array([10.0, 14.0])]
+    grand = np.concatenate(groups).mean()
+    msb = sum(len(g) * (g.mean() - grand) ** 2 for g in groups) / 1
+    msw = sum(((g - g.mean()) ** 2).sum() for g in groups) / 3
+    n0 = (5 - (9 + 4) / 5) / 1
+    assert abs(icc - (msb - msw) / (msb + (n0 - 1) * msw)) < 1e-12, icc
+    balanced = seed_anova([1.0, 1.0, 5.0, 5.0], [0, 0, 1, 1])  # no within-configuration variance: undefined
+    assert all(math.isnan(v) for v in balanced)
+    assert all(math.isnan(v) for v in seed_anova([1.0, 2.0, 3.0], [0, 1, 2]))  # no configuration with 2 seeds
+    # Seed-level (within-configuration) r: the t test of x in y ~ x + configuration dummies.
+    rng = np.random.default_rng(3)
+    configs = np.repeat(np.arange(4), 3)
+    x = rng.normal(size=12) + configs
+    y = 0.7 * x - 2.0 * configs + rng.normal(size=12)
+    r, p, n = within_configuration(x, y, configs)
+    design = np.column_stack([x, (configs[:, None] == np.arange(4)).astype(float)])
+    beta, *_ = np.linalg.lstsq(design, y, rcond=None)
+    residual = y - design @ beta
+    df = 12 - 5
+    se = math.sqrt(residual @ residual / df * np.linalg.inv(design.T @ design)[0, 0])
+    assert n == 12 and abs(p - 2 * stats.t.sf(abs(beta[0] / se), df)) < 1e-10, (p, n)
+    assert r > 0 and all(math.isnan(v) for v in within_configuration([1.0, 2.0], [2.0, 1.0], [0, 1])[:2])
     step = [0, 1, 2, 5, 10]
     out = series_predictors(step, [1.0, 0.9, 0.5, 0.7, 0.8], 10)
     assert out["final"] == 0.8 and out["peak"] == 0.5 and out["peak_step"] == 2, out
@@ -114,7 +139,8 @@ def main():
     gap = series_predictors(step, [np.nan, 0.9, 0.5, 0.7, 0.8], 10)
     assert math.isnan(gap["auc"]) and gap["peak"] == 0.5 and gap["final"] == 0.8, gap  # auc needs step 0
     assert all(math.isnan(v) for v in series_predictors(step, [np.nan] * 5, 10).values())
-    print("ok   noise floor and the time-series predictors (final, peak, peak step, at 10%/50%, AUC)")
+    print("ok   seed ANOVA and ICC, the within-configuration r, and the time-series predictors (final, peak, peak "
+          "step, at 10%/50%, AUC)")
 
 
 def test_study_statistics():

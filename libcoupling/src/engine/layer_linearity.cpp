@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 namespace coupling {
@@ -29,6 +30,11 @@ at::Tensor layer_linearity(const at::Tensor& states) {
   for (int64_t l = 1; l <= L; ++l) {
     const auto y = centred(l);
     const double energy = y.pow(2).sum().item<double>();
+    if (!std::isfinite(energy) || !at::isfinite(gram).all().item<bool>()) {  // a diverged model: NaN, not a throw
+      x = y;
+      gram = at::matmul(y.transpose(0, 1), y);
+      continue;
+    }
     const auto [lambda, vectors] = at::linalg_eigh(gram);
     double explained = 0;
     if (lambda.min().item<double>() * kGramConditionLimit > lambda.max().item<double>()) {

@@ -1,6 +1,7 @@
 #include "coupling/log/coupling_log.h"
 
 #include "coupling/engine/fields.h"
+#include "coupling/engine/layer_linearity.h"
 #include "coupling/error.h"
 #include "coupling/version.h"
 #include "hdf5_attributes.h"
@@ -107,6 +108,13 @@ struct LoggedDataset {
     return mean ? field_mean(*field, t) : t.to(at::kDouble);
   }
 };
+
+/// Whether the dataset is NaN by definition in a measurement of this layout, so that its NaN does
+/// not flag the row as non-finite: layer linearity over fewer than d + 1 probe tokens.
+bool nan_by_definition(const LoggedDataset& d, const MeasurementLayout& m) {
+  return d.field->member == &Measurement::layer_linearity &&
+         m.probes * m.sequence_length < linearity_min_tokens(m.d_model);
+}
 
 /// Every dataset the registry can log, in registry order.
 const std::vector<LoggedDataset>& logged_datasets() {
@@ -454,7 +462,7 @@ const std::string& CouplingLog::path() const { return impl_->path; }
 
 CouplingLog CouplingLog::create(const std::string& path, const LogMetadata& metadata,
                                 const std::optional<MeasurementLayout>& layout) {
-  hdf5::silence_errors();
+  hdf5::prepare_library();
   refuse_directory(path);
   std::error_code ec;
   if (fs::exists(path, ec)) {
@@ -516,7 +524,7 @@ CouplingLog CouplingLog::create(const std::string& path, const LogMetadata& meta
 
 CouplingLog CouplingLog::resume(const std::string& path, const LogMetadata& metadata, int64_t last_step,
                                 const std::optional<MeasurementLayout>& layout) {
-  hdf5::silence_errors();
+  hdf5::prepare_library();
   refuse_directory(path);
   if (!fs::is_regular_file(path))
     throw LogError("no log at " + path + " to resume: was the run started with another log path?");
@@ -653,7 +661,7 @@ void CouplingLog::append(const MeasurementRecord& record, const Measurement& m) 
       throw ConfigError("measurement field " + d.name + " has shape " + c10::str(value.sizes()) +
                         ", unlike earlier measurements in " + impl.path + ": probes, tokens and K must stay fixed");
     }
-    if (!at::isfinite(value).all().item<bool>()) bookkeeping.nonfinite = 1;
+    if (!at::isfinite(value).all().item<bool>() && !nan_by_definition(d, m)) bookkeeping.nonfinite = 1;
     rows.emplace_back(&dataset, d.name, value);
   }
   hdf5::RowChecksum checksum;

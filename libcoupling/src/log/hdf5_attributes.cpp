@@ -14,7 +14,14 @@ Handle string_type() {
 
 }  // namespace
 
-void silence_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+void prepare_library() {
+  static const bool prepared = [] {
+    H5dont_atexit();  // first: it only takes effect before the library initialises
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    return true;
+  }();
+  (void)prepared;
+}
 
 void write_string_attribute(hid_t object, const std::string& name, const std::string& value) {
   Handle type = string_type();

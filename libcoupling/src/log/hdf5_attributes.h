@@ -13,8 +13,12 @@
 
 namespace coupling::hdf5 {
 
-/// Silences HDF5's automatic error-stack printing for this process: errors become exceptions.
-void silence_errors();
+/// Prepares HDF5 for this process, before its first HDF5 call: silences the automatic error-stack
+/// printing (errors become exceptions), and turns off HDF5's closing of still-open files at exit.
+/// Every log closes its files through its handles on every path that returns, so a file still
+/// open at exit is one whose close failed (a full disk), and HDF5 1.10 crashes closing it again
+/// (SIGSEGV in H5F__close_cb); skipping that close leaves the file as its last good flush wrote it.
+void prepare_library();
 
 void write_string_attribute(hid_t object, const std::string& name, const std::string& value);
 void write_int_attribute(hid_t object, const std::string& name, int64_t value);

@@ -16,7 +16,8 @@
 namespace coupling {
 
 /// Layer linearity of every block from the residual states `states` [P, T, L + 1, d] (all tokens
-/// of all probes): float64 [L]; NaN for every block when P T < d + 1, and for a block whose
+/// of all probes): float64 [L]; NaN for every block when P T < d + 1, for a block with a
+/// non-finite state (a diverged model), and for a block whose
 /// output does not vary across tokens.
 at::Tensor layer_linearity(const at::Tensor& states);
 

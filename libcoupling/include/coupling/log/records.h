@@ -41,7 +41,10 @@ struct MeasurementRecord {
              "peak resident memory of the process during the measurement, file-backed pages included (the maximum "
              "over ranks)"},
       r.peak_rss_mib);
-    v(Column{"nonfinite", "1", "1 when some value of this measurement is NaN or infinite"}, r.nonfinite);
+    v(Column{"nonfinite", "1",
+             "1 when some value of this measurement is NaN or infinite (but layer_linearity's NaN below d + 1 "
+             "probe tokens)"},
+      r.nonfinite);
   }
 };
 
