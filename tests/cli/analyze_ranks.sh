@@ -9,7 +9,7 @@
 #     stopped rank 1 (SIGSTOP) ends rank 0 with exit 3 within --dist-timeout + 30 s too.
 #  3. Bad input on every rank, exit 2 in one line on both and no log: ranks given different
 #     directory lists, a shard missing from one checkpoint of the series.
-#  4. The end-of-run summary's intervals equal coupling-log's (coupling.intervals: the same
+#  4. The end-of-run summary's intervals and nulls equal coupling-log's (coupling.intervals: the same
 #     seeded resamples in both languages).
 # Usage: analyze_ranks.sh path/to/coupling-analyze
 set -uo pipefail
@@ -121,10 +121,10 @@ table=$($python "$here/../scripts/coupling_log.py" "$work/pair.h5" --csv 2>&1)
 if result=$($python - "$summary" "$table" <<'PY' 2>&1
 import io, re, sys
 import pandas as pd
-printed = [float(x) for x in re.findall(r"-?\d+\.\d+", sys.argv[1])]  # K=4 mean lo hi, K=16 mean lo hi
+printed = [float(x) for x in re.findall(r"-?\d+\.\d+", sys.argv[1])]  # per K: mean lo hi (null null_sd)
 row = pd.read_csv(io.StringIO(sys.argv[2])).iloc[0]
-read = [row[f"m_offdiag_k{k}_ujv_norm{suffix}"] for k in (4, 16) for suffix in ("", "_lo", "_hi")]
-assert len(printed) == len(read) == 6 and all(abs(a - b) <= 5e-5 for a, b in zip(printed, read)), (printed, read)
+read = [row[f"m_offdiag_k{k}_ujv_norm{suffix}"] for k in (4, 16) for suffix in ("", "_lo", "_hi", "_null", "_null_sd")]
+assert len(printed) == len(read) == 10 and all(abs(a - b) <= 5e-5 for a, b in zip(printed, read)), (printed, read)
 print(" ".join(f"{x:.4f}" for x in read))
 PY
 ); then

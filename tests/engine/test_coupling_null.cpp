@@ -98,8 +98,9 @@ TEST(CouplingNull, IsTheSameForEveryCallAndBatchLayout) {
   const auto f = s.norm(2, -1) * 1.5;
   const auto together = coupling::coupling_null(s, f, 32, {4, 8});
   const auto alone = coupling::coupling_null(s.narrow(0, 1, 1), f.narrow(0, 1, 1), 32, {4, 8});
-  EXPECT_TRUE(at::equal(together.mean.narrow(0, 1, 1), alone.mean));
-  EXPECT_TRUE(at::equal(together.sd.narrow(0, 1, 1), alone.sd));
+  // The same draws and arithmetic; a BLAS may block a GEMM of another size differently (round-off).
+  EXPECT_TRUE(at::allclose(together.mean.narrow(0, 1, 1), alone.mean, 1e-12, 1e-14));
+  EXPECT_TRUE(at::allclose(together.sd.narrow(0, 1, 1), alone.sd, 1e-12, 1e-14));
 }
 
 TEST(CouplingNull, PoolsMembersOverThePairsOfAMask) {

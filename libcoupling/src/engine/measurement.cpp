@@ -658,7 +658,7 @@ std::string headline(const Measurement& m) {
   const auto interval = ProbeBootstrap(per_probe.numel()).interval(values);
   const std::string bracket =
       std::isnan(interval.low) ? "" : fmt::format(" [{:.4f}, {:.4f}]", interval.low, interval.high);
-  const double null = m.depth_mean_offdiag_null.select(2, 0).select(2, 0).select(2, 0).mean().item<double>();
+  const double null = depth_coupling_null_summary(m).mean[0].item<double>();
   return fmt::format("depth m_K={} {:.4f}{} (null {:.4f}; ujv/norm), LSS {:.3f}, norm growth x{:.3f}/block",
                      m.k_grid.front(), interval.mean, bracket, null, m.line_shape_score.mean().item<double>(),
                      m.norm_growth_factor.mean().item<double>());
@@ -668,6 +668,18 @@ at::Tensor depth_coupling_summary(const Measurement& m, Orientation orientation,
   return m.depth_mean_offdiag.select(2, static_cast<int64_t>(orientation))
       .select(2, static_cast<int64_t>(normalisation))
       .mean(at::IntArrayRef{0, 1});
+}
+
+CouplingNull depth_coupling_null_summary(const Measurement& m, Orientation orientation, Normalisation normalisation) {
+  const auto variant = [&](const at::Tensor& t) {  // [P, n, nK]
+    return t.select(2, static_cast<int64_t>(orientation))
+        .select(2, static_cast<int64_t>(normalisation))
+        .to(at::kDouble);
+  };
+  const auto sd = variant(m.depth_mean_offdiag_null_sd);
+  const double count = static_cast<double>(sd.size(0) * sd.size(1));
+  return {variant(m.depth_mean_offdiag_null).mean(at::IntArrayRef{0, 1}),
+          sd.pow(2).sum(at::IntArrayRef{0, 1}).sqrt() / count};
 }
 
 at::Tensor depth_coupling_per_probe(const Measurement& m, Orientation orientation, Normalisation normalisation) {

@@ -156,9 +156,16 @@ void check_same_plan(const AnalysisPlan& plan, coupling::Communicator& communica
 
 /// The end-of-run summary: each measured step's depth m_K (ujv/norm) with its 95% interval over
 /// probes, and the paired change from the first to the last step measured.
-void print_summary(const std::vector<std::pair<int64_t, at::Tensor>>& per_probe, const std::vector<int64_t>& k_grid) {
+/// What the end-of-run summary shows of one measured step.
+struct StepSummary {
+  int64_t step;
+  at::Tensor per_probe;         ///< [P, nK] depth m_K (ujv/norm) of each probe
+  coupling::CouplingNull null;  ///< its uncoupled null: mean and sd of the probe mean, [nK] each
+};
+
+void print_summary(const std::vector<StepSummary>& per_probe, const std::vector<int64_t>& k_grid) {
   if (per_probe.empty()) return;
-  const int64_t probes = per_probe.front().second.size(0);
+  const int64_t probes = per_probe.front().per_probe.size(0);
   const coupling::ProbeBootstrap bootstrap(probes);
   auto column = [](const at::Tensor& values, size_t k) {
     const auto c = values.select(1, static_cast<int64_t>(k)).contiguous();
@@ -169,19 +176,26 @@ void print_summary(const std::vector<std::pair<int64_t, at::Tensor>>& per_probe,
                ? fmt::format("{:.4f}", interval.mean)
                : fmt::format("{:.4f} [{:.4f}, {:.4f}]", interval.mean, interval.low, interval.high);
   };
-  spdlog::info("summary: depth m_K (ujv/norm, lower = more coupled), mean over {} probe(s){}", probes,
-               probes < 2 ? " (one probe: no interval)"
-                          : ", 95% bootstrap interval over probes, paired across steps (coupling-log --differ)");
-  for (const auto& [step, values] : per_probe) {
+  spdlog::info(
+      "summary: depth m_K (ujv/norm, lower = more coupled), mean over {} probe(s){}; (null: the same for "
+      "Haar-random bases, +- its sd: below null - 2 sd is coupled)",
+      probes,
+      probes < 2 ? " (one probe: no interval)"
+                 : ", 95% bootstrap interval over probes, paired across steps (coupling-log --differ)");
+  for (const auto& [step, values, null] : per_probe) {
     std::string line = fmt::format("  step {:>6}:", step);
     for (size_t k = 0; k < k_grid.size(); ++k) {
-      line += fmt::format(" K={} {}", k_grid[k], text(bootstrap.interval(column(values, k))));
+      const auto at = static_cast<int64_t>(k);
+      line += fmt::format(" K={} {} (null {:.4f} +- {:.4f})", k_grid[k], text(bootstrap.interval(column(values, k))),
+                          null.mean[at].item<double>(), null.sd[at].item<double>());
     }
     spdlog::info("{}", line);
   }
   if (per_probe.size() < 2 || probes < 2) return;
-  const auto& [first_step, first] = per_probe.front();
-  const auto& [last_step, last] = per_probe.back();
+  const auto& first_step = per_probe.front().step;
+  const auto& first = per_probe.front().per_probe;
+  const auto& last_step = per_probe.back().step;
+  const auto& last = per_probe.back().per_probe;
   std::string line = fmt::format("  change from step {} to step {}:", first_step, last_step);
   for (size_t k = 0; k < k_grid.size(); ++k) {
     const auto change = bootstrap.difference(column(first, k), column(last, k));
@@ -400,7 +414,7 @@ AnalysisResult run_analysis(const AnalysisPlan& plan, c10::Device device, coupli
   const auto count = to_measure.sum().item<int64_t>();
   // Only its ETA is used: the analysis prints one line per model anyway.
   const coupling::ProgressMeter progress("analysis", count, /*interval_seconds=*/0);
-  std::vector<std::pair<int64_t, at::Tensor>> per_probe;  // each measured step's [P, nK] depth m_K
+  std::vector<StepSummary> per_probe;  // each measured step's depth m_K per probe, and its null
   std::vector<int64_t> k_grid;
   for (size_t i = 0; i < plan.models.size(); ++i) {
     const auto& model = plan.models[i];
@@ -428,7 +442,7 @@ AnalysisResult run_analysis(const AnalysisPlan& plan, c10::Device device, coupli
     }
     rethrow_if_any_rank_failed(failure, fmt::format("writing step {}", model.step), communicator);
     ++result.measured;
-    per_probe.emplace_back(model.step, coupling::depth_coupling_per_probe(m));
+    per_probe.push_back({model.step, coupling::depth_coupling_per_probe(m), coupling::depth_coupling_null_summary(m)});
     k_grid = m.k_grid;
     const auto& t = m.timings;
     // The ETA counts loading too: the average model so far, times the models left.

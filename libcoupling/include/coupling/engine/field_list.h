@@ -11,6 +11,14 @@
 // clang-format off
 #define COUPLING_VARIANT_AXES "orientation", "normalisation", "k"
 
+// The uncoupled null of a coupling summary: SUMMARY_null (its mean, with SUMMARY_null_avg) and
+// SUMMARY_null_sd, on the summary's axes.
+#define COUPLING_NULL_OF(FIELD, summary, axes, mean_axes, presence)                                                \
+  FIELD(summary##_null, axes, "1", #summary " under the uncoupled null (mean)", kPerProbeAndMean, mean_axes,       \
+        presence, nullptr)                                                                                          \
+  FIELD(summary##_null_sd, axes, "1", "standard deviation of " #summary " under the uncoupled null", kPerProbe, 0, \
+        presence, nullptr)
+
 #define COUPLING_MEASUREMENT_FIELDS(FIELD)                                                                          \
   /* Coupling (docs/metrics.md section 3). Lower m = more coupled. */                                              \
   FIELD(depth_coupling, ("probe", "token", COUPLING_VARIANT_AXES, "layer", "basis_layer"), "1",                     \
@@ -42,28 +50,16 @@
         "mean of context_coupling over off-diagonal entries whose Jacobians share the output token t2 (inside "     \
         "the depth band, if any)",                                                                                  \
         kPerProbeAndMean, 1, context_pairs, nullptr)                                                                \
-  /* The uncoupled null of m_K (docs/metrics.md section 3.1): mean and sd over Haar bases. */                         \
-  FIELD(depth_coupling_null, ("probe", "token", COUPLING_VARIANT_AXES, "layer"), "1",                                 \
-        "m_K of J^layer_tt against Haar-random bases: the null of every entry of its depth_coupling row (mean)",      \
-        kPerProbe, 0, always, nullptr)                                                                                \
-  FIELD(depth_coupling_null_sd, ("probe", "token", COUPLING_VARIANT_AXES, "layer"), "1",                              \
-        "standard deviation of m_K under the null of depth_coupling_null", kPerProbe, 0, always, nullptr)             \
-  FIELD(depth_mean_offdiag_null, ("probe", "token", COUPLING_VARIANT_AXES), "1",                                      \
-        "depth_mean_offdiag under the null (mean)", kPerProbeAndMean, 2, always, nullptr)                             \
-  FIELD(depth_mean_offdiag_null_sd, ("probe", "token", COUPLING_VARIANT_AXES), "1",                                   \
-        "standard deviation of depth_mean_offdiag under the null", kPerProbe, 0, always, nullptr)                     \
-  FIELD(depth_mean_adjacent_null, ("probe", "token", COUPLING_VARIANT_AXES), "1",                                     \
-        "depth_mean_adjacent under the null (mean)", kPerProbeAndMean, 2, always, nullptr)                            \
-  FIELD(depth_mean_adjacent_null_sd, ("probe", "token", COUPLING_VARIANT_AXES), "1",                                  \
-        "standard deviation of depth_mean_adjacent under the null", kPerProbe, 0, always, nullptr)                    \
-  FIELD(token_mean_offdiag_null, ("probe", "layer", COUPLING_VARIANT_AXES), "1",                                      \
-        "token_mean_offdiag under the null (mean)", kPerProbeAndMean, 2, several_tokens, nullptr)                     \
-  FIELD(token_mean_offdiag_null_sd, ("probe", "layer", COUPLING_VARIANT_AXES), "1",                                   \
-        "standard deviation of token_mean_offdiag under the null", kPerProbe, 0, several_tokens, nullptr)             \
-  FIELD(block_token_mean_offdiag_null, ("probe", COUPLING_VARIANT_AXES), "1",                                         \
-        "block_token_mean_offdiag under the null (mean)", kPerProbeAndMean, 1, block_tokens, nullptr)                 \
-  FIELD(block_token_mean_offdiag_null_sd, ("probe", COUPLING_VARIANT_AXES), "1",                                      \
-        "standard deviation of block_token_mean_offdiag under the null", kPerProbe, 0, block_tokens, nullptr)         \
+  /* The uncoupled null of m_K (docs/metrics.md section 3.1): mean and sd over Haar bases. */                       \
+  FIELD(depth_coupling_null, ("probe", "token", COUPLING_VARIANT_AXES, "layer"), "1",                               \
+        "m_K of J^layer_tt against Haar-random bases: the null of every entry of its depth_coupling row (mean)",    \
+        kPerProbe, 0, always, nullptr)                                                                              \
+  FIELD(depth_coupling_null_sd, ("probe", "token", COUPLING_VARIANT_AXES, "layer"), "1",                            \
+        "standard deviation of m_K under the null of depth_coupling_null", kPerProbe, 0, always, nullptr)           \
+  COUPLING_NULL_OF(FIELD, depth_mean_offdiag, ("probe", "token", COUPLING_VARIANT_AXES), 2, always)                 \
+  COUPLING_NULL_OF(FIELD, depth_mean_adjacent, ("probe", "token", COUPLING_VARIANT_AXES), 2, always)                \
+  COUPLING_NULL_OF(FIELD, token_mean_offdiag, ("probe", "layer", COUPLING_VARIANT_AXES), 2, several_tokens)         \
+  COUPLING_NULL_OF(FIELD, block_token_mean_offdiag, ("probe", COUPLING_VARIANT_AXES), 1, block_tokens)              \
   /* Spectra. */                                                                                                    \
   FIELD(singular_values, ("probe", "token", "layer", "rank"), "1", "top singular values of J^layer_tt", kPerProbe,  \
         0, always, nullptr)                                                                                         \

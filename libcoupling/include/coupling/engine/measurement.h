@@ -8,6 +8,7 @@
 #pragma once
 
 #include "coupling/engine/coupling_metric.h"
+#include "coupling/engine/coupling_null.h"
 #include "coupling/engine/field_list.h"
 #include "coupling/engine/jacobian.h"
 #include "coupling/engine/model_adapter.h"
@@ -162,6 +163,10 @@ std::string headline(const Measurement& m);
 /// Mean over probes and tokens of depth_mean_offdiag for one variant: [nK] float64.
 at::Tensor depth_coupling_summary(const Measurement& m, Orientation orientation = Orientation::kUJV,
                                   Normalisation normalisation = Normalisation::kNorm);
+/// The uncoupled null of depth_coupling_summary: mean [nK] and the sd of that mean over probes and
+/// tokens (the members' sds pooled as independent: sqrt(sum sd^2) / count), float64.
+CouplingNull depth_coupling_null_summary(const Measurement& m, Orientation orientation = Orientation::kUJV,
+                                         Normalisation normalisation = Normalisation::kNorm);
 /// The same per probe (mean over tokens): [P, nK] float64, what probe intervals resample.
 at::Tensor depth_coupling_per_probe(const Measurement& m, Orientation orientation = Orientation::kUJV,
                                     Normalisation normalisation = Normalisation::kNorm);
