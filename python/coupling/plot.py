@@ -568,7 +568,8 @@ def readme_figure(d, path, dpi):
         fig, (left, right) = plt.subplots(1, 2, figsize=(7.6, 2.9), layout="constrained",
                                           gridspec_kw={"width_ratios": [1.45, 1]})
         variant_lines(left, d, "depth_mean_offdiag_avg", normalisations=(NORM,))
-        left.set_title(f"(a) mean off-diagonal depth coupling {MK}")
+        left.set_title(f"(a) mean off-diagonal depth coupling {MK}" +
+                       ("; dotted: uncoupled null" if "depth_mean_offdiag_null_avg" in d else ""))
         left.legend([Line2D([], [], color=k_colour(r), marker="o", markersize=4) for r in range(len(d["k"]))],
                     [f"K={k}" for k in d["k"]], loc="lower left", bbox_to_anchor=(0.0, 1.09), ncol=len(d["k"]),
                     borderaxespad=0.0, handlelength=1.5, columnspacing=1.0)

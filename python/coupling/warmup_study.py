@@ -88,7 +88,9 @@ def configurations(members):
     groups = {}
     for m in members:
         groups.setdefault(m["configuration"], []).append(m)
-    return dict(sorted(groups.items(), key=lambda item: tuple(str(v) for _, v in item[0])))
+    def order(item):  # numerically, by the configuration keys in CONFIG_KEYS order
+        return tuple(v if isinstance(v, (int, float)) else math.inf for _, v in item[0])
+    return dict(sorted(groups.items(), key=order))
 
 
 def relative_spread(x):
