@@ -18,7 +18,10 @@ ones) and prints, in markdown:
    configurations of m_10 - null on a common grid of that axis, averaged over the grid (window: the range every
    configuration covers up to its dip's twice-position, so that the comparison is about the dip), against the
    same sd across seeds within configurations.
-3. The within-architecture check, fixed in advance: the final m_10 - null_10 and its area under the curve
+3. The onset and the exit of the dip: where m_10 - null first falls below -0.15 (about half the dip's depth)
+   and where, after its lowest point, it first rises back above it, on each axis, with the same spreads. A
+   curve's minimum is flat-bottomed and its position noisy; its flanks are sharp.
+4. The within-architecture check, fixed in advance: the final m_10 - null_10 and its area under the curve
    (against the fraction of training) against val_loss, over the configuration means (Pearson r, p with n - 2
    df), with each configuration's seed-level half-range. With 6 configurations only |r| >= 0.81 reaches p <
    0.05, and learning rate and warm-up move val_loss directly: this is no test of the paper's claim.
@@ -40,6 +43,7 @@ M10, M10_NULL, M10_SD = "m_offdiag_k10_ujv_norm", "m_offdiag_k10_ujv_norm_null",
 ADJ2, ADJ2_NULL = "m_adjacent_k2_ujv_norm", "m_adjacent_k2_ujv_norm_null"
 AXES = (("step", "step"), ("lr_sum", "summed learning rate"), ("train_loss_smooth", "training loss (nats/byte)"))
 CONFIG_KEYS = ("warmup", "lr")
+CROSSING = -0.15  # about half the dip's depth in m_10 - null for these models
 
 
 class WarmupError(Exception):
@@ -78,6 +82,22 @@ def dip(member):
     excess = t[M10] - t[M10_NULL]
     i = int(np.nanargmin(excess))
     return i, bool(t[M10][i] < t[M10_NULL][i] - 2 * t[M10_SD][i])
+
+
+def crossing(member, axis, which):
+    """Where on `axis` m_10 - null first falls below CROSSING ("onset") or, after its lowest point, first
+    rises back above it ("exit"), linear between the measured steps; NaN when it does not."""
+    t = member["t"]
+    y, x = t[M10] - t[M10_NULL], t[axis]
+    low = int(np.nanargmin(y))
+    indices = range(1, low + 1) if which == "onset" else range(low + 1, len(y))
+    for i in indices:
+        before, after = y[i - 1], y[i]
+        if (which == "onset" and before >= CROSSING > after) or (which == "exit" and before <= CROSSING < after):
+            if not (np.isfinite(x[i - 1]) and np.isfinite(x[i])):
+                return math.nan
+            return float(x[i - 1] + (CROSSING - before) / (after - before) * (x[i] - x[i - 1]))
+    return math.nan
 
 
 def label(configuration):
@@ -147,6 +167,17 @@ def report(members):
         between, within = collapse_score(groups, axis, window) if window[1] > window[0] else (math.nan, math.nan)
         print(f"| {name} | " + " | ".join(f"{v:.4g}" for v in means) +
               f" | {relative_spread(means):.3f} | {np.mean(seed_level):.3f} | {between:.4f} | {within:.4f} |")
+    print(f"\n## Onset and exit: where m_10 - null crosses {CROSSING} on the way down and back up\n")
+    print("| axis | crossing | " + " | ".join(label(c) for c in groups) + " | relative spread across "
+          "configurations | seed-level spread |")
+    print("|---|---|" + "---|" * (len(groups) + 2))
+    for axis, name in AXES:
+        for which in ("onset", "exit"):
+            positions = {c: [crossing(m, axis, which) for m in ms] for c, ms in groups.items()}
+            means = [float(np.mean(p)) for p in positions.values()]
+            seed_level = [abs(p[0] - p[1]) / np.mean(p) for p in positions.values() if len(p) >= 2]
+            print(f"| {name} | {which} | " + " | ".join(f"{v:.4g}" for v in means) +
+                  f" | {relative_spread(means):.3f} | {np.mean(seed_level):.3f} |")
     print("\n## Within the architecture: fixed predictors against val_loss, configuration means\n")
     print("| predictor | " + " | ".join(label(c) for c in groups) + " | Pearson r | p (n - 2 df) |")
     print("|---|" + "---|" * (len(groups) + 2))
