@@ -132,11 +132,11 @@ at::Tensor mean_off_diagonal(const at::Tensor& m) {
   return mean_over_pairs(m, at::ones({n, n}, at::TensorOptions().dtype(at::kBool).device(m.device())));
 }
 
-at::Tensor mean_adjacent(const at::Tensor& m) {
-  const int64_t n = m.size(-1);
-  const auto index = at::arange(n, at::TensorOptions().dtype(at::kLong).device(m.device()));
-  const auto distance = (index.unsqueeze(0) - index.unsqueeze(1)).abs();
-  return mean_over_pairs(m, distance.eq(1));
+at::Tensor adjacent_pairs(int64_t n) {
+  const auto index = at::arange(n, at::kLong);
+  return (index.unsqueeze(0) - index.unsqueeze(1)).abs().eq(1);
 }
+
+at::Tensor mean_adjacent(const at::Tensor& m) { return mean_over_pairs(m, adjacent_pairs(m.size(-1))); }
 
 }  // namespace coupling

@@ -199,15 +199,13 @@ void coupling_nulls(Measurement& m, const SetPairs& pairs) {
   const CouplingNull depth{variants_first(per_jacobian.mean), variants_first(per_jacobian.sd)};
   m.depth_coupling_null = depth.mean;
   m.depth_coupling_null_sd = depth.sd;
-  const auto index = at::arange(L, at::kLong);
   const auto summary = [](const CouplingNull& members, const at::Tensor& mask, at::Tensor& mean, at::Tensor& sd) {
     const CouplingNull pooled = null_over_pairs(members, mask);
     mean = pooled.mean;
     sd = pooled.sd;
   };
   summary(depth, pairs.depth, m.depth_mean_offdiag_null, m.depth_mean_offdiag_null_sd);
-  summary(depth, (index.unsqueeze(0) - index.unsqueeze(1)).abs().eq(1), m.depth_mean_adjacent_null,
-          m.depth_mean_adjacent_null_sd);
+  summary(depth, adjacent_pairs(L), m.depth_mean_adjacent_null, m.depth_mean_adjacent_null_sd);
   if (n < 2) return;
   // Token coupling: members are the tokens of one block, [P, L, 2, 2, nK, n].
   const auto by_block = [](const at::Tensor& t) { return t.movedim(1, -1).movedim(-2, 1).contiguous(); };

@@ -54,6 +54,8 @@ at::Tensor coupling_values(const at::Tensor& projected, const at::Tensor& s, con
 
 /// Mean of m[..., i, j] over ordered pairs i != j (the model-level summary). [..., N, N] -> [...].
 at::Tensor mean_off_diagonal(const at::Tensor& m);
+/// The pairs |i - j| == 1 of a set of N (depth-local coupling): [N, N] bool.
+at::Tensor adjacent_pairs(int64_t n);
 /// Mean over |i - j| == 1 (depth-local coupling). [..., N, N] -> [...]; NaN when N < 2.
 at::Tensor mean_adjacent(const at::Tensor& m);
 /// Mean over ordered pairs i != j with mask[i][j] true; mask [N, N] bool. NaN where no pair.
