@@ -40,6 +40,32 @@ $python "$here/python/make_images.py" "$work/images"
 $python "$here/python/check_log.py" "$work/vit.h5" 0,10,20
 echo "ok   a ViT run's checkpoints"
 
+# A diverged run's checkpoint (one NaN weight, its manifest consistent, as the trainer writes it):
+# measured with its nonfinite flag set and a warning naming the step; the series goes on.
+cp -r "$work/run" "$work/diverged" && rm "$work/diverged/analysis.h5"
+$python - "$work/diverged/checkpoints/step_4" <<'PY'
+import hashlib, json, os, struct, sys
+model = os.path.join(sys.argv[1], "model.safetensors")
+data = bytearray(open(model, "rb").read())
+length = struct.unpack("<Q", data[:8])[0]
+at = 8 + length + json.loads(data[8:8 + length])["blocks.0.attn.proj.weight"]["data_offsets"][0] + 8
+data[at:at + 4] = struct.pack("<f", float("nan"))
+open(model, "wb").write(bytes(data))
+manifest_path = os.path.join(sys.argv[1], "manifest.json")
+manifest = json.load(open(manifest_path))
+manifest["files"]["model.safetensors"] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+json.dump(manifest, open(manifest_path, "w"))
+PY
+"$analyze" --checkpoints "$work/diverged" --threads 1 > "$work/diverged.log" 2>&1 || { cat "$work/diverged.log"; exit 1; }
+grep -q "\[warning\] step 4: the model's values are not finite" "$work/diverged.log" || { cat "$work/diverged.log"; exit 1; }
+$python - "$work/diverged/analysis.h5" <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    assert f["measurement/step"][:].tolist() == [0, 4, 8, 12], f["measurement/step"][:]
+    assert f["measurement/nonfinite"][:].tolist() == [0, 1, 0, 0], f["measurement/nonfinite"][:]
+PY
+echo "ok   a checkpoint with a NaN weight: measured with nonfinite = 1 and a warning, the series goes on"
+
 expect_error() {
   local name=$1 message=$2
   shift 2

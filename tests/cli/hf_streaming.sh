@@ -100,6 +100,7 @@ open(sys.argv[1], "wb").write(bytes(data))
 PY
 "$analyze" --hf "$work/series/step0" --hf "$work/series/step1" --probe-ids "$fixture/ids.txt" --threads 1 \
   --log "$work/series.h5" > "$work/series.log" 2>&1 || { cat "$work/series.log"; exit 1; }
+grep -q "\[warning\] step 0: the model's values are not finite" "$work/series.log" || { cat "$work/series.log"; exit 1; }
 /usr/bin/python3 - "$work/series.h5" <<'PY'
 import sys, h5py, numpy as np
 with h5py.File(sys.argv[1], "r") as f:

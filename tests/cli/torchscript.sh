@@ -31,6 +31,25 @@ with h5py.File(sys.argv[1], "r") as f:
 PY
 echo "ok   exported PyTorch checkpoints measured (text probes: steps 0, 10, 20, plotted; saved-tensor probes: 8 x 16)"
 
+# A diverged model (one NaN weight) is measured with its nonfinite flag set; the series goes on.
+cp -r "$work/ts/models" "$work/diverged"
+$python - "$work/diverged/step_10.pt" <<'PY'
+import sys, torch
+model = torch.jit.load(sys.argv[1])
+with torch.no_grad():
+    dict(model.named_parameters())["blocks.0.ln1.weight"].view(-1)[3] = float("nan")
+model.save(sys.argv[1])
+PY
+"$analyze" --torchscript "$work/diverged" --probe-tensor "$work/ts/probes.pt" "${common[@]}" --log "$work/diverged.h5" \
+  > "$work/diverged.log" 2>&1 || { cat "$work/diverged.log"; exit 1; }
+grep -q "\[warning\] step 10: the model's values are not finite" "$work/diverged.log" || { cat "$work/diverged.log"; exit 1; }
+$python - "$work/diverged.h5" <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    assert f["measurement/nonfinite"][:].tolist() == [0, 1, 0], f["measurement/nonfinite"][:]
+PY
+echo "ok   a model with a NaN weight: measured with nonfinite = 1 and a warning, the series goes on"
+
 expect_error() {
   local name=$1 message=$2
   shift 2

@@ -42,6 +42,16 @@ std::string error_of(const std::string& bytes) {
   return "";
 }
 
+/// The same for `bytes` read from memory (as a verified checkpoint file is), named x.safetensors.
+std::string error_in_memory(const std::string& bytes) {
+  try {
+    st::SafetensorsFile("x.safetensors", std::make_shared<const std::string>(bytes)).tensors();
+  } catch (const coupling::DataError& e) {
+    return e.what();
+  }
+  return "";
+}
+
 TEST(Safetensors, ReadsTheReferenceImplementationsFile) {
   const st::SafetensorsFile file(std::string(test_paths::kTestSourceDir) +
                                  "/fixtures/safetensors/reference.safetensors");
@@ -91,6 +101,9 @@ TEST(Safetensors, EveryDtypeRoundTripsAligned) {
     EXPECT_TRUE(at::equal(read, tensor)) << name;
     EXPECT_EQ(reinterpret_cast<uintptr_t>(read.data_ptr()) % read.element_size(), 0u) << name;
   }
+  const st::SafetensorsFile in_memory(
+      "all.safetensors", std::make_shared<const std::string>(test_support::read_bytes(dir.file("all.safetensors"))));
+  for (const auto& [name, tensor] : tensors) EXPECT_TRUE(at::equal(in_memory.tensor(name), tensor)) << name;
   EXPECT_THROW(st::serialize({{"a", at::zeros({1})}, {"a", at::zeros({1})}}), coupling::DataError);
   EXPECT_THROW(st::serialize({{"c", at::zeros({1}, at::kComplexFloat)}}), coupling::DataError);
 }
@@ -172,6 +185,8 @@ TEST(Safetensors, MalformedFilesAreRefusedNamingTheFault) {
     const std::string error = error_of(bytes);
     EXPECT_NE(error.find(message), std::string::npos) << "expected '" << message << "', got '" << error << "'";
     EXPECT_NE(error.find("x.safetensors"), std::string::npos) << error;
+    const std::string from_memory = error_in_memory(bytes);  // the same fault, named the same way
+    EXPECT_EQ(from_memory, error.substr(error.find("x.safetensors")));
   }
 }
 

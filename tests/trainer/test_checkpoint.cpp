@@ -12,7 +12,11 @@
 #include <gtest/gtest.h>
 #include <torch/optim/adamw.h>
 
+#include <sys/inotify.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <functional>
 #include <map>
 
 namespace {
@@ -110,6 +114,47 @@ void forge(const std::string& dir, const std::string& file, const std::string& b
   const auto sha_at = manifest.find("\"sha256\": \"", entry) + 11;
   manifest.replace(sha_at, 64, coupling::sha256_hex(bytes));
   test_support::write_text(dir + "/manifest.json", manifest);
+}
+
+/// How often each file in `dir` was opened while `action` ran (inotify's IN_OPEN events).
+std::map<std::string, int> opens_during(const std::string& dir, const std::function<void()>& action) {
+  const int watcher = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  EXPECT_GE(watcher, 0);
+  EXPECT_GE(::inotify_add_watch(watcher, dir.c_str(), IN_OPEN), 0);
+  action();
+  std::map<std::string, int> opens;
+  alignas(inotify_event) char buffer[1 << 16];
+  for (ssize_t got; (got = ::read(watcher, buffer, sizeof buffer)) > 0;) {
+    for (ssize_t at = 0; at < got;) {
+      const auto* event = reinterpret_cast<const inotify_event*>(buffer + at);
+      if (event->len > 0) ++opens[event->name];
+      at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+    }
+  }
+  ::close(watcher);
+  return opens;
+}
+
+// Hash and load the same bytes: each file is opened once, hashed and parsed from memory, so a file
+// swapped between the check and the load cannot be loaded (a loader that verified by path and
+// opened the file again to load it had that window).
+TEST(Checkpoint, EachFileIsOpenedOnceSoWhatIsLoadedIsWhatWasHashed) {
+  TempDir dir;
+  trainer::Gpt model(tiny_model());
+  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(1e-2));
+  take_step(model, optimizer);
+  trainer::save_checkpoint(dir.path().string(), trainer::TrainerState{}, *model, optimizer, "steps = 1\n");
+  const auto checkpoint = trainer::checkpoint_dir(dir.path().string(), 0);
+  const auto loaded = opens_during(checkpoint, [&] { trainer::load_checkpoint(checkpoint, *model, optimizer); });
+  for (const char* name :
+       {"manifest.json", "model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"}) {
+    EXPECT_EQ(loaded.count(name) ? loaded.at(name) : 0, 1) << name;
+  }
+  const auto model_only = opens_during(checkpoint, [&] { trainer::load_model(checkpoint, *model); });
+  EXPECT_EQ(model_only.count("model.safetensors") ? model_only.at("model.safetensors") : 0, 1);
+  const auto config =
+      opens_during(checkpoint, [&] { EXPECT_EQ(trainer::read_checkpoint_config(checkpoint), "steps = 1\n"); });
+  EXPECT_EQ(config.count("config.toml") ? config.at("config.toml") : 0, 1);
 }
 
 TEST(Checkpoint, CorruptIncompleteOrForeignCheckpointsAreRefusedByName) {

@@ -15,12 +15,16 @@
 
 namespace coupling::safetensors {
 
-/// The open file, for the object's lifetime: every tensor comes from the file that was checked.
+/// The open file (or the bytes read from one), for the object's lifetime: every tensor comes from
+/// the file that was checked.
 struct SafetensorsFile::Descriptor {
   int fd = -1;
   uint64_t size = 0;
+  std::shared_ptr<const std::string> bytes;  ///< set when the file was read into memory
   Descriptor(const Descriptor&) = delete;
   Descriptor& operator=(const Descriptor&) = delete;
+  explicit Descriptor(std::shared_ptr<const std::string> in_memory)
+      : size(in_memory->size()), bytes(std::move(in_memory)) {}
   explicit Descriptor(const std::string& path) {
     fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block
     if (fd < 0) throw DataError("cannot open " + path + ": " + std::strerror(errno));
@@ -31,9 +35,16 @@ struct SafetensorsFile::Descriptor {
     }
     size = static_cast<uint64_t>(info.st_size);
   }
-  ~Descriptor() { ::close(fd); }
+  ~Descriptor() {
+    if (fd >= 0) ::close(fd);
+  }
   /// Reads up to `count` bytes at `offset`; returns how many it read (fewer only at the end of the file).
   uint64_t read(uint64_t offset, uint64_t count, unsigned char* into, const std::string& path) const {
+    if (bytes) {
+      const uint64_t got = offset >= size ? 0 : std::min(count, size - offset);
+      std::memcpy(into, bytes->data() + offset, got);
+      return got;
+    }
     const int64_t got = detail::pread_fully(fd, into, count, offset);
     if (got < 0) throw DataError("cannot read " + path + ": " + std::strerror(errno));
     return static_cast<uint64_t>(got);
@@ -115,7 +126,13 @@ std::vector<unsigned char> header_bytes(const SafetensorsFile::Descriptor& file,
 }  // namespace
 
 SafetensorsFile::SafetensorsFile(const std::string& path)
-    : path_(path), descriptor_(std::make_shared<const Descriptor>(path)) {
+    : SafetensorsFile(path, std::make_shared<const Descriptor>(path)) {}
+
+SafetensorsFile::SafetensorsFile(const std::string& path, std::shared_ptr<const std::string> bytes)
+    : SafetensorsFile(path, std::make_shared<const Descriptor>(std::move(bytes))) {}
+
+SafetensorsFile::SafetensorsFile(const std::string& path, std::shared_ptr<const Descriptor> descriptor)
+    : path_(path), descriptor_(std::move(descriptor)) {
   const auto bytes = header_bytes(*descriptor_, path);
   header_ = parse_header(bytes.data(), bytes.size() < 8 ? bytes.size() : descriptor_->size, path);
   for (size_t i = 0; i < header_.tensors.size(); ++i) index_[header_.tensors[i].name] = i;

@@ -24,7 +24,6 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
@@ -32,6 +31,7 @@
 #include <optional>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <utility>
 
 namespace fs = std::filesystem;
@@ -56,7 +56,7 @@ std::string config_path(const std::string& checkpoint) { return (fs::path(checkp
 
 /// "gpt" or "vit", from the first line to_toml writes ("# coupling-train gpt configuration ...").
 std::string model_kind(const std::string& checkpoint) {
-  std::ifstream in(config_path(checkpoint));
+  std::istringstream in(read_checkpoint_config(checkpoint));
   std::string first_line;
   std::getline(in, first_line);
   for (const char* kind : {GptRunConfig::kModel, VitRunConfig::kModel}) {
@@ -86,10 +86,11 @@ template <class RunConfig>
 AnalysisPlan plan_run(const std::map<int64_t, std::string>& found, const std::string& log_path,
                       std::unique_ptr<TrainingTask> (*make_task)(const RunConfig&), c10::Device device) {
   const std::string& first_dir = found.begin()->second;
-  const auto config = read_config_file<RunConfig>(config_path(first_dir));
-  for (const auto& [step, dir] : found) {
-    require_same_model(config, read_config_file<RunConfig>(config_path(dir)), first_dir, dir);
-  }
+  auto config_of = [](const std::string& dir) {
+    return parse_config_text<RunConfig>(read_checkpoint_config(dir), config_path(dir));
+  };
+  const auto config = config_of(first_dir);
+  for (const auto& [step, dir] : found) require_same_model(config, config_of(dir), first_dir, dir);
   at::manual_seed(static_cast<uint64_t>(config.train.seed));
   const std::shared_ptr<TrainingTask> task = make_task(config);
   AnalysisPlan plan;
@@ -443,6 +444,12 @@ AnalysisResult run_analysis(const AnalysisPlan& plan, c10::Device device, coupli
     rethrow_if_any_rank_failed(failure, fmt::format("writing step {}", model.step), communicator);
     ++result.measured;
     per_probe.push_back({model.step, coupling::depth_coupling_per_probe(m), coupling::depth_coupling_null_summary(m)});
+    if (!at::isfinite(per_probe.back().per_probe).all().item<bool>()) {
+      spdlog::warn(
+          "step {}: the model's values are not finite (a NaN or infinite weight: a diverged run?); its row "
+          "is logged with nonfinite = 1 and the series goes on",
+          model.step);
+    }
     k_grid = m.k_grid;
     const auto& t = m.timings;
     // The ETA counts loading too: the average model so far, times the models left.

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -124,9 +125,8 @@ void commit(const StagedCopies& copies) {
   for (const auto& [target, source] : copies) target.copy_(source);
 }
 
-/// The copies that load model.safetensors into `model` (the sources view its mapping).
-StagedCopies stage_model(const std::string& dir, torch::nn::Module& model) {
-  const st::SafetensorsFile file((fs::path(dir) / "model.safetensors").string());
+/// The copies that load `file`, checkpoint `dir`'s model.safetensors, into `model`.
+StagedCopies stage_model(const std::string& dir, const st::SafetensorsFile& file, torch::nn::Module& model) {
   StagedCopies copies;
   auto stage = [&](const std::string& name, const at::Tensor& target) {
     if (!file.contains(name))
@@ -145,10 +145,11 @@ StagedCopies stage_model(const std::string& dir, torch::nn::Module& model) {
 
 using StagedOptimizerState = std::vector<std::pair<at::Tensor, std::unique_ptr<torch::optim::AdamWParamState>>>;
 
-/// AdamW's state from optimizer.safetensors, by parameter, checked whole before any is used.
-StagedOptimizerState stage_optimizer(const std::string& dir, const torch::nn::Module& model) {
-  const std::string path = (fs::path(dir) / "optimizer.safetensors").string();
-  const st::SafetensorsFile file(path);
+/// AdamW's state from `file`, checkpoint `dir`'s optimizer.safetensors, by parameter, checked
+/// whole before any is used.
+StagedOptimizerState stage_optimizer(const std::string& dir, const st::SafetensorsFile& file,
+                                     const torch::nn::Module& model) {
+  const std::string& path = file.path();
   const auto format = file.header().metadata.find(kOptimizerFormatKey);
   if (format == file.header().metadata.end() || format->second != kOptimizerFormat) {
     throw coupling::CheckpointError(path + " holds optimizer state in another format than '" + kOptimizerFormat + "'");
@@ -182,23 +183,44 @@ void commit_optimizer(StagedOptimizerState& states, torch::optim::Optimizer& opt
     optimizer.state()[optimizer_state_key(optimizer, parameter)] = std::move(state);
 }
 
-json read_json(const std::string& path, const std::string& dir) {
-  std::error_code ec;
-  const auto size = fs::file_size(path, ec);
-  if (ec || size > kMaxJsonBytes) throw broken(dir, "has no readable " + fs::path(path).filename().string());
-  std::ifstream in(path, std::ios::binary);
-  const json value = json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded() || !value.is_object()) {
-    throw broken(dir, "has a " + fs::path(path).filename().string() + " that is not a JSON object");
-  }
+/// The JSON object in `text`, file `name` of checkpoint `dir`.
+json parse_json_object(const std::string& text, const std::string& dir, const std::string& name) {
+  const json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded() || !value.is_object()) throw broken(dir, "has a " + name + " that is not a JSON object");
   return value;
 }
 
-}  // namespace
+/// manifest.json of checkpoint `dir`, checked: its kind, a format this code reads, and an entry
+/// for every checkpoint file.
+struct Manifest {
+  int version = 0;
+  std::map<std::string, std::pair<std::uintmax_t, std::string>> files;  ///< name -> (bytes, SHA-256)
+};
 
-/// Checks `dir` against its manifest before anything is read from it: the format, and that every
-/// file is there with its recorded size and SHA-256.
-int verify_checkpoint(const std::string& dir) {
+/// The bytes of regular file `path` if it has `size` of them, read through one descriptor (a FIFO
+/// or device is refused without blocking); nullopt if it is absent, not a regular file, of another
+/// size or cannot be read.
+std::optional<std::string> read_file_of_size(const fs::path& path, std::uintmax_t size) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return std::nullopt;
+  std::optional<std::string> bytes;
+  struct stat info {};
+  if (::fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && static_cast<std::uintmax_t>(info.st_size) == size) {
+    bytes.emplace(size, '\0');
+    for (std::uintmax_t done = 0; bytes && done < size;) {
+      const ssize_t got = ::read(fd, bytes->data() + done, size - done);
+      if (got > 0) {
+        done += static_cast<std::uintmax_t>(got);
+      } else if (got == 0 || errno != EINTR) {
+        bytes.reset();  // shrunk meanwhile, or unreadable
+      }
+    }
+  }
+  ::close(fd);
+  return bytes;
+}
+
+Manifest read_manifest(const std::string& dir) {
   const fs::path manifest_path = fs::path(dir) / kManifest;
   if (!fs::exists(manifest_path)) {
     if (fs::exists(fs::path(dir) / "model.pt")) {
@@ -210,12 +232,17 @@ int verify_checkpoint(const std::string& dir) {
     }
     throw broken(dir, "is incomplete (no manifest.json)");
   }
-  const json manifest = read_json(manifest_path.string(), dir);
+  std::error_code ec;
+  const auto size = fs::file_size(manifest_path, ec);
+  const auto text = ec || size > kMaxJsonBytes ? std::nullopt : read_file_of_size(manifest_path, size);
+  if (!text) throw broken(dir, std::string("has no readable ") + kManifest);
+  const json manifest = parse_json_object(*text, dir, kManifest);
   try {
     if (manifest.at("format").get<std::string>() != kManifestKind) throw broken(dir, "has a foreign manifest.json");
-    const int version = manifest.at("version").get<int>();
-    if (version < kOldestCheckpointFormat || version > kCheckpointFormat) {
-      throw coupling::CheckpointError("checkpoint " + dir + " has format " + std::to_string(version) +
+    Manifest checked;
+    checked.version = manifest.at("version").get<int>();
+    if (checked.version < kOldestCheckpointFormat || checked.version > kCheckpointFormat) {
+      throw coupling::CheckpointError("checkpoint " + dir + " has format " + std::to_string(checked.version) +
                                       " and this libcoupling reads formats " + std::to_string(kOldestCheckpointFormat) +
                                       " to " + std::to_string(kCheckpointFormat) +
                                       ": use the libcoupling that wrote it");
@@ -224,18 +251,51 @@ int verify_checkpoint(const std::string& dir) {
     if (files.size() != kCheckpointFiles.size()) throw broken(dir, "has a manifest.json that lists other files");
     for (const auto& name : kCheckpointFiles) {
       const json& entry = files.at(name);
-      const fs::path path = fs::path(dir) / name;
-      std::error_code ec;
-      if (!fs::is_regular_file(path, ec)) throw broken(dir, "is incomplete (no " + name + ")");
-      if (fs::file_size(path, ec) != entry.at("bytes").get<std::uintmax_t>() ||
-          coupling::sha256_file_hex(path.string()) != entry.at("sha256").get<std::string>()) {
-        throw broken(dir, "is corrupt: " + name + " does not match its size and SHA-256 in manifest.json");
-      }
+      checked.files[name] = {entry.at("bytes").get<std::uintmax_t>(), entry.at("sha256").get<std::string>()};
     }
-    return version;
+    return checked;
   } catch (const json::exception&) {
     throw broken(dir, "has a malformed manifest.json");
   }
+}
+
+/// File `name` of checkpoint `dir`, read once into memory and checked against its size and SHA-256
+/// in the manifest. What is loaded is these bytes, the ones hashed: a file swapped or rewritten
+/// after the check is never read.
+std::shared_ptr<const std::string> read_verified(const std::string& dir, const Manifest& manifest,
+                                                 const std::string& name) {
+  const fs::path path = fs::path(dir) / name;
+  const auto& [size, sha256] = manifest.files.at(name);
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw broken(dir, "is incomplete (no " + name + ")");
+  auto bytes = read_file_of_size(path, size);
+  if (!bytes || coupling::sha256_hex(*bytes) != sha256) {
+    throw broken(dir, "is corrupt: " + name + " does not match its size and SHA-256 in manifest.json");
+  }
+  return std::make_shared<const std::string>(std::move(*bytes));
+}
+
+/// Every file of checkpoint `dir`, verified (read_verified), by name: nothing is loaded until all
+/// have passed.
+std::map<std::string, std::shared_ptr<const std::string>> read_verified_checkpoint(const std::string& dir,
+                                                                                   int* format = nullptr) {
+  const Manifest manifest = read_manifest(dir);
+  if (format != nullptr) *format = manifest.version;
+  std::map<std::string, std::shared_ptr<const std::string>> files;
+  for (const auto& name : kCheckpointFiles) files[name] = read_verified(dir, manifest, name);
+  return files;
+}
+
+}  // namespace
+
+int verify_checkpoint(const std::string& dir) {
+  const Manifest manifest = read_manifest(dir);
+  for (const auto& name : kCheckpointFiles) read_verified(dir, manifest, name);
+  return manifest.version;
+}
+
+std::string read_checkpoint_config(const std::string& dir) {
+  return *read_verified(dir, read_manifest(dir), "config.toml");
 }
 
 void save_model_safetensors(const torch::nn::Module& model, const std::string& path) {
@@ -320,9 +380,10 @@ void save_checkpoint(const std::string& out, const TrainerState& state, const to
 }
 
 void load_model(const std::string& dir, torch::nn::Module& model) {
-  verify_checkpoint(dir);
+  const Manifest manifest = read_manifest(dir);
+  const auto bytes = read_verified(dir, manifest, "model.safetensors");
   try {
-    commit(stage_model(dir, model));
+    commit(stage_model(dir, st::SafetensorsFile((fs::path(dir) / "model.safetensors").string(), bytes), model));
   } catch (const coupling::DataError& e) {
     throw broken(dir, std::string("is malformed (") + e.what() + ")");
   }
@@ -331,16 +392,19 @@ void load_model(const std::string& dir, torch::nn::Module& model) {
 TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
                              int64_t rank, int64_t world_size) {
   TrainerState state;
-  state.format = verify_checkpoint(dir);
+  const auto files = read_verified_checkpoint(dir, &state.format);
+  auto safetensors = [&](const std::string& name) {
+    return st::SafetensorsFile((fs::path(dir) / name).string(), files.at(name));
+  };
   try {
-    const json saved = read_json((fs::path(dir) / "state.json").string(), dir);
+    const json saved = parse_json_object(*files.at("state.json"), dir, "state.json");
     state.step = saved.at("step").get<int64_t>();
     state.sampler_rng = saved.at("sampler_rng").get<std::string>();
     state.tokens_seen = saved.at("tokens_seen").get<int64_t>();
     state.data_sha256 = saved.at("data_sha256").get<std::string>();
     state.train_seconds = saved.at("train_seconds").get<double>();
     state.callback_state = saved.at("callback_state").get<std::map<std::string, std::string>>();
-    state.torch_rng = st::SafetensorsFile((fs::path(dir) / "rng.safetensors").string()).tensor("torch_rng").clone();
+    state.torch_rng = safetensors("rng.safetensors").tensor("torch_rng").clone();
   } catch (const json::exception& e) {
     throw broken(dir, std::string("has a malformed state.json (") + e.what() + ")");
   } catch (const coupling::DataError& e) {
@@ -362,8 +426,8 @@ TrainerState load_checkpoint(const std::string& dir, torch::nn::Module& model, t
   }
   try {
     // Everything is read and checked before the model, the optimizer or the generator changes.
-    const StagedCopies model_copies = stage_model(dir, model);
-    StagedOptimizerState optimizer_state = stage_optimizer(dir, model);
+    const StagedCopies model_copies = stage_model(dir, safetensors("model.safetensors"), model);
+    StagedOptimizerState optimizer_state = stage_optimizer(dir, safetensors("optimizer.safetensors"), model);
     commit(model_copies);
     commit_optimizer(optimizer_state, optimizer);
     // A fresh tensor: LibTorch 2.x reads a generator state from the start of its storage.

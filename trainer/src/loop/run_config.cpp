@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <sstream>
 #include <type_traits>
@@ -161,9 +162,18 @@ RunConfig read_config_file(const std::string& path) {
   if (!std::filesystem::is_regular_file(path)) {
     throw coupling::ConfigError("config file " + path + " does not exist");
   }
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in) throw coupling::ConfigError("config file " + path + " cannot be read");
+  return parse_config_text<RunConfig>(text.str(), path);
+}
+
+template <class RunConfig>
+RunConfig parse_config_text(const std::string& text, const std::string& path) {
   toml::table table;
   try {
-    table = toml::parse_file(path);
+    table = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
     throw coupling::ConfigError(
         fmt::format("config file {} line {}: {}", path, e.source().begin.line, e.description()));
@@ -216,6 +226,7 @@ RunConfig merge_for_resume(const RunConfig& saved, const RunConfig& requested,
   template std::vector<std::pair<std::string, std::string>> config_fields(const RunConfig&); \
   template std::string to_toml(const RunConfig&);                                            \
   template RunConfig read_config_file<RunConfig>(const std::string&);                        \
+  template RunConfig parse_config_text<RunConfig>(const std::string&, const std::string&);   \
   template RunConfig merge_for_resume(const RunConfig&, const RunConfig&, const std::set<std::string>&, bool);
 TRAINER_RUN_CONFIG_FUNCTIONS(GptRunConfig)
 TRAINER_RUN_CONFIG_FUNCTIONS(VitRunConfig)

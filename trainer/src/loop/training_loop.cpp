@@ -175,7 +175,8 @@ RunConfig config_for_resume(const std::string& run_dir, const RunConfig& request
                                     "/checkpoints; start a new run with --out instead");
   }
   verify_checkpoint(*checkpoint);  // its config.toml is read only once the manifest vouches for it
-  RunConfig config = merge_for_resume(read_config_file<RunConfig>((fs::path(*checkpoint) / "config.toml").string()),
+  const auto config_file = (fs::path(*checkpoint) / "config.toml").string();
+  RunConfig config = merge_for_resume(parse_config_text<RunConfig>(read_checkpoint_config(*checkpoint), config_file),
                                       requested, explicit_flags, allow_override);
   config.train.out = run_dir;
   return config;

@@ -24,6 +24,9 @@ class SafetensorsFile {
   /// Opens `path` and checks its header. Throws coupling::DataError naming the file (missing,
   /// unreadable, truncated, a header that lies about offsets or sizes, an unknown dtype).
   explicit SafetensorsFile(const std::string& path);
+  /// The safetensors file whose bytes are `bytes` (a checkpoint file read once and verified
+  /// against its manifest, so what is parsed is what was hashed); `path` names it in errors.
+  SafetensorsFile(const std::string& path, std::shared_ptr<const std::string> bytes);
 
   const std::string& path() const { return path_; }
   const Header& header() const { return header_; }
@@ -44,6 +47,7 @@ class SafetensorsFile {
   struct Descriptor;
 
  private:
+  SafetensorsFile(const std::string& path, std::shared_ptr<const Descriptor> descriptor);
   /// Reads `count` bytes at data offset `offset` into `into`; a short read is a DataError.
   void read_data(uint64_t offset, uint64_t count, void* into) const;
 

@@ -70,9 +70,14 @@ void save_checkpoint(const std::string& out, const TrainerState& state, const to
                      const torch::optim::Optimizer& optimizer, const std::string& config_toml);
 
 /// Checks checkpoint directory `dir` against its manifest (format 2 or 3, every file present with
-/// its size and SHA-256) and returns the format. Throws coupling::CheckpointError naming the file
-/// or the format.
+/// its size and SHA-256) and returns the format. Every loader below verifies the bytes it loads
+/// itself (each file is read once, hashed and parsed from memory); this is the early check. Throws
+/// coupling::CheckpointError naming the file or the format.
 int verify_checkpoint(const std::string& dir);
+
+/// The config.toml of checkpoint `dir`, read once and checked against its manifest: the text
+/// returned is the text hashed. Throws coupling::CheckpointError as verify_checkpoint does.
+std::string read_checkpoint_config(const std::string& dir);
 
 /// Restores only the model's parameters and buffers from checkpoint directory `dir` (for
 /// analysis). Throws coupling::CheckpointError if the checkpoint fails its manifest, has another

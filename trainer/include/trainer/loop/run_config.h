@@ -223,6 +223,11 @@ std::string to_toml(const RunConfig& config);
 template <class RunConfig = GptRunConfig>
 RunConfig read_config_file(const std::string& path);
 
+/// As read_config_file, from the text of a config file (`path` names it in errors): a
+/// checkpoint's config.toml is parsed from the bytes its manifest verified.
+template <class RunConfig = GptRunConfig>
+RunConfig parse_config_text(const std::string& text, const std::string& path);
+
 /// For a resumed run: the checkpoint's config, with every field named in `explicit_flags` taken
 /// from `requested` when its policy allows a change (kOverridable ones only with
 /// `allow_override`; the result's train.resume_overrides then says what changed). Throws
