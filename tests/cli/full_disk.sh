@@ -2,8 +2,10 @@
 # A run whose disk fills up (its run directory, or only its log's disk): it stops with exit
 # status 2 and one line that says so, its last checkpoint and every completed log row intact;
 # after space is freed, --resume completes the run with a log whose steps increase without gaps
-# or duplicates. Uses a small tmpfs (needs mount rights, as root in a VM or a container with
-# CAP_SYS_ADMIN); skipped (status 77) with the reason where it cannot mount.
+# or duplicates. A 2-rank run whose rank 0 cannot create its log (a full disk, after every
+# up-front check passed) stops on both ranks at once, naming it. Uses a small tmpfs (needs mount
+# rights, as root in a VM or a container with CAP_SYS_ADMIN); skipped (status 77) with the reason
+# where it cannot mount.
 # Usage: full_disk.sh path/to/coupling-train
 set -uo pipefail
 train=$(realpath "$1")
@@ -72,3 +74,27 @@ for case in "log_disk 2500k" "log_disk_first_row 1500k"; do
   log="$disk/coupling.h5"
   fill_and_resume "$name" "${args[@]}" --out "$out" --log "$log"
 done
+
+# 3. A fresh 2-rank run whose log's disk is already full: every up-front check passes (an empty
+# file still fits), then rank 0 cannot create the log. Rank 1 learns it at once and exits naming
+# rank 0's failure, instead of waiting in the step-0 measurement until --dist-timeout (60 s here).
+umount "$disk"
+mount -t tmpfs -o size=1m tmpfs "$disk"
+head -c 2m /dev/zero > "$disk/filler" 2> /dev/null
+bin=$train
+source "$here/cli/two_ranks.sh"
+out="$work/full_rank0"
+for r in 0 1; do rank "$r" "$work" "$work/rank$r.log" "${args[@]}" --steps 20 --out "$out" --log "$disk/coupling.h5" \
+  --dist-timeout 60; done
+pids=($(jobs -p))
+start=$SECONDS
+wait "${pids[0]}"; s0=$?
+wait "${pids[1]}"; s1=$?
+took=$((SECONDS - start))
+if [[ $s0 -eq 2 && $s1 -ne 0 && $took -le 20 ]] && grep -Eiq "\[error\] .*(disk full|no space)" "$work/rank0.log" &&
+  grep -q "\[error\] rank(s) 0 stopped .* during the creation of the coupling log" "$work/rank1.log" && [[ ! -e $disk/coupling.h5 && ! -e $disk/coupling.h5.creating ]]; then
+  echo "ok   rank 0 cannot create the log: both ranks exit within ${took} s (rank 0: $s0, rank 1: $s1): $(grep -o '\[error\] .*' "$work/rank1.log" | cut -c9-150)"
+else
+  fail "rank 0 cannot create the log (statuses $s0 $s1, ${took} s)" "$work/rank0.log" "$work/rank1.log"
+fi
+exit $((failures > 0))

@@ -479,7 +479,16 @@ CouplingLog CouplingLog::create(const std::string& path, const LogMetadata& meta
   const std::string creating = path + ".creating";
   fs::remove(creating, ec);
   const hid_t file = H5Fcreate(creating.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get());
-  if (file < 0) throw IoError("cannot create log " + path + ": check that its directory exists and is writable");
+  if (file < 0) {
+    const int error = errno;  // what the failing create left (HDF5's own stack is silenced)
+    fs::remove(creating, ec);
+    if (error == ENOSPC || error == EDQUOT) {
+      throw IoError("cannot create log " + path +
+                    ": no space left on its disk (disk full); free space or give a log "
+                    "path on another disk");
+    }
+    throw IoError("cannot create log " + path + ": check that its directory exists and is writable");
+  }
   impl->file = Handle(file, H5Fclose);
 
   hdf5::write_int_attribute(file, "schema_version", kSchemaVersion);

@@ -1,5 +1,6 @@
 #include "coupling/training/coupling_callback.h"
 
+#include "coupling/dist/outcome.h"
 #include "coupling/engine/fields.h"
 #include "coupling/error.h"
 
@@ -67,12 +68,18 @@ void CouplingCallback::on_setup(const TrainBegin& begin) {
 
 void CouplingCallback::on_train_begin(const TrainBegin& begin) {
   if (!set_up_) on_setup(begin);
+  std::exception_ptr failure;   // rank 0's alone, but every rank learns of it before the first measurement
   if (writes_log() && !log_) {  // created only now, after the trainer's step-0 checkpoint
-    log_.emplace(CouplingLog::create(options_.log_path, log_metadata(), *layout_));
-    spdlog::info("coupling: log {} | schedule '{}' + step 0 + final | {} | {} probes x {} tokens, {:.1f} MiB a row",
-                 options_.log_path, options_.schedule.str(), options_.measurement.str(), layout_->probes,
-                 layout_->tokens.size(), static_cast<double>(logged_bytes(*layout_)) / (1 << 20));
+    try {
+      log_.emplace(CouplingLog::create(options_.log_path, log_metadata(), *layout_));
+      spdlog::info("coupling: log {} | schedule '{}' + step 0 + final | {} | {} probes x {} tokens, {:.1f} MiB a row",
+                   options_.log_path, options_.schedule.str(), options_.measurement.str(), layout_->probes,
+                   layout_->tokens.size(), static_cast<double>(logged_bytes(*layout_)) / (1 << 20));
+    } catch (...) {
+      failure = std::current_exception();
+    }
   }
+  rethrow_if_any_rank_failed(failure, "the creation of the coupling log", options_.communicator);
   if (begin.start_step == 0) measure_now(0, 0, 0, begin.wall_seconds);
 }
 
