@@ -18,6 +18,7 @@ packages=(
   python3-torch python3-h5py python3-matplotlib python3-scipy python3-venv
   python3-pandas python3-xarray python3-h5netcdf python3-pytest
   bible-kjv bible-kjv-text dataset-fashion-mnist
+  iproute2 util-linux
 )
 
 SUDO=""

@@ -36,6 +36,12 @@ class TorchScriptAdapter : public ModelAdapter {
     module_.eval();
   }
   void end_measurement() override { module_.train(was_training_); }
+  int64_t tensor_bytes() const override {
+    int64_t bytes = 0;
+    for (const auto& tensor : module_.parameters()) bytes += static_cast<int64_t>(tensor.nbytes());
+    for (const auto& tensor : module_.buffers()) bytes += static_cast<int64_t>(tensor.nbytes());
+    return bytes;
+  }
 
  private:
   torch::jit::Module module_;

@@ -2,6 +2,7 @@
 
 #include "coupling/dist/outcome.h"
 #include "coupling/engine/fields.h"
+#include "coupling/engine/memory_estimate.h"
 #include "coupling/error.h"
 
 #include <ATen/ATen.h>
@@ -43,6 +44,10 @@ LogMetadata CouplingCallback::log_metadata() const {
 void CouplingCallback::on_setup(const TrainBegin& begin) {
   set_up_ = true;
   layout_ = resolve_layout(*adapter_, probes_, options_.measurement);  // every rank: the same verdict
+  memory_ =
+      estimate_measurement_memory(*layout_, options_.measurement, {adapter_->tensor_bytes(), options_.training_bytes},
+                                  probes_.device(), adapter_->supports_token_local());
+  check_memory(*memory_, probes_.device(), options_.ranks_on_host, options_.max_memory_bytes, kMeasurementMemoryAdvice);
   if (writes_log()) {
     // A run resumed from its step-0 checkpoint may have been stopped before its log existed.
     if (begin.resumed && (begin.start_step > 0 || std::filesystem::exists(options_.log_path))) {
@@ -72,9 +77,11 @@ void CouplingCallback::on_train_begin(const TrainBegin& begin) {
   if (writes_log() && !log_) {  // created only now, after the trainer's step-0 checkpoint
     try {
       log_.emplace(CouplingLog::create(options_.log_path, log_metadata(), *layout_));
-      spdlog::info("coupling: log {} | schedule '{}' + step 0 + final | {} | {} probes x {} tokens, {:.1f} MiB a row",
-                   options_.log_path, options_.schedule.str(), options_.measurement.str(), layout_->probes,
-                   layout_->tokens.size(), static_cast<double>(logged_bytes(*layout_)) / (1 << 20));
+      spdlog::info(
+          "coupling: log {} | schedule '{}' + step 0 + final | {} | {} probes x {} tokens, {:.1f} MiB a row | peak "
+          "memory estimate {}",
+          options_.log_path, options_.schedule.str(), options_.measurement.str(), layout_->probes,
+          layout_->tokens.size(), static_cast<double>(logged_bytes(*layout_)) / (1 << 20), memory_->str());
     } catch (...) {
       failure = std::current_exception();
     }

@@ -103,6 +103,9 @@ AnalysisPlan plan_run(const std::map<int64_t, std::string>& found, const std::st
   plan.items_per_step = task->items_per_step(config.train.batch);
   task->to(device);  // checkpoints then load straight onto the device
   const std::shared_ptr<coupling::ModelAdapter> adapter = task->adapter();
+  plan.memory = coupling::estimate_measurement_memory(
+      coupling::resolve_layout(*adapter, plan.metadata.probes.to(device), plan.options), plan.options,
+      {adapter->tensor_bytes(), 0}, device, adapter->supports_token_local());
   for (const auto& [step, dir] : found) {
     plan.models.push_back({step, dir, [task, adapter, dir = dir]() -> coupling::ModelAdapter& {
                              load_model(dir, task->model());
@@ -282,6 +285,10 @@ AnalysisPlan plan_torchscript(const std::vector<std::string>& paths, const Probe
   plan.metadata = analysis_metadata(
       "torchscript", fmt::format("blocks={} causal={} probes={}", first->num_blocks(), first->causal(), probes.size(0)),
       plan.options.str(), static_cast<int64_t>(probe_source.seed), probes);
+  // A TorchScript model's shape is known only from a forward pass: the first model's, here.
+  plan.memory = coupling::estimate_measurement_memory(coupling::resolve_layout(*first, probes.to(device), plan.options),
+                                                      plan.options, {first->tensor_bytes(), 0}, device,
+                                                      first->supports_token_local());
   auto current = std::make_shared<std::shared_ptr<coupling::ModelAdapter>>();
   for (const auto& [step, file] : by_step) {
     plan.models.push_back({step, file.string(), [current, first, device, file = file]() -> coupling::ModelAdapter& {
@@ -344,7 +351,9 @@ AnalysisPlan plan_hf(const std::vector<std::string>& dirs, const std::string& pr
   AnalysisPlan plan;
   plan.log_path = log_path;
   plan.options = measurement_options(coupling, {});
-  coupling::resolve_layout(ids.probes, ids.tokens, config.layers, config.d_model, config.causal, plan.options);
+  plan.memory = coupling::estimate_measurement_memory(
+      coupling::resolve_layout(ids.probes, ids.tokens, config.layers, config.d_model, config.causal, plan.options),
+      plan.options, {config.streamed_bytes(), 0}, device, /*token_local=*/true);
   plan.metadata = analysis_metadata("hf/" + config.model_type, config.summary(), plan.options.str(), 0, probes);
   for (const auto& [model_step, checked] : by_step) {
     plan.metadata.sources += fmt::format("{}step {}: {}", plan.metadata.sources.empty() ? "" : "\n", model_step,

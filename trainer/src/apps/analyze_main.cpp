@@ -13,8 +13,10 @@
 // ranks share each model's probes and rank 0 writes the log. Errors: one line, exit status 2
 // (bad input, on every rank), 3 (a rank died or a collective timed out).
 #include "coupling/engine/device.h"
+#include "coupling/engine/memory_estimate.h"
 #include "coupling/engine/peak_memory.h"
 #include "coupling/error.h"
+#include "coupling/memory_size.h"
 #include "trainer/apps/analysis.h"
 #include "trainer/apps/command_line.h"
 #include "trainer/apps/exit_status.h"
@@ -41,6 +43,7 @@ int main(int argc, char** argv) {
   trainer::CouplingConfig coupling;
   int64_t threads = 0;
   std::string device_spec = "auto";
+  std::string max_memory_text;
   std::string backend = "auto";
   int64_t dist_timeout = 300;
   auto* checkpoints =
@@ -87,6 +90,9 @@ int main(int argc, char** argv) {
                      "(scripts/tokenize_probes.py)"),
       app.add_option("--step", step, "--hf: the step of a single directory whose name has none (default 0)")};
   app.add_option("--threads", threads, "Intra-op threads (0 = one per core)")->capture_default_str();
+  app.add_option("--max-memory", max_memory_text,
+                 "Refuse to start when the measurement's estimated peak memory exceeds this (e.g. 4G; default: what "
+                 "the host has, MemAvailable or the cgroup's limit)");
   app.add_option(
          "--device", device_spec,
          std::string("Where to measure: ") + coupling::kDeviceChoices + " (auto: CUDA when a device is visible)")
@@ -142,9 +148,16 @@ int main(int argc, char** argv) {
       if (job.distributed()) threads = trainer::rank_threads(threads, job);
       trainer::setup_compute(threads);
       const auto hf_step = app.get_option("--step")->count() > 0 ? std::optional<int64_t>(step) : std::nullopt;
+      const auto max_memory =
+          max_memory_text.empty()
+              ? std::nullopt
+              : std::optional<int64_t>(coupling::parse_memory_size(max_memory_text, "--max-memory"));
       plan = !run_dir.empty()   ? trainer::plan_checkpoints(run_dir, log_path, *device)
              : !hf_dirs.empty() ? trainer::plan_hf(hf_dirs, probe_ids, coupling, log_path, hf_step, *device)
                                 : trainer::plan_torchscript(torchscript, probes, coupling, log_path, *device);
+      coupling::check_memory(plan->memory, *device, job.distributed() ? job.local_world_size : 1, max_memory,
+                             coupling::kMeasurementMemoryAdvice);
+      spdlog::info("peak memory estimate: {}", plan->memory.str());
     } catch (...) {
       failure = std::current_exception();
     }

@@ -3,6 +3,7 @@
 #include "coupling/error.h"
 #include "source_tree.h"
 #include "trainer/data/byte_corpus.h"
+#include "trainer/models/activation_memory.h"
 #include "trainer/models/gpt.h"
 #include "trainer/models/transformer_adapter.h"
 #include "trainer/parallel/data_parallel.h"
@@ -64,6 +65,10 @@ class GptTask : public TrainingTask {
   }
   std::string unit() const override { return "tokens"; }
   int64_t items_per_step(int64_t global_batch) const override { return global_batch * config_.model.context; }
+  int64_t training_activation_bytes(int64_t examples) const override {
+    const GptConfig& m = config_.model;
+    return transformer_activation_bytes(examples, m.context, m.layers, m.d_model, m.heads, m.context * m.vocab);
+  }
 
   at::Tensor training_loss(int64_t batch, int64_t shard, int64_t shards) override {
     // Every rank draws the same global batch from the same sampler state and keeps its shard.

@@ -2,6 +2,7 @@
 
 #include "coupling/choices.h"
 #include "coupling/error.h"
+#include "coupling/memory_size.h"
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
@@ -103,6 +104,7 @@ void CouplingConfig::validate() const {
   require(power_iterations >= 0 && power_iterations <= 64,
           fmt::format("--power-iterations must be in 0..64 (got {})", power_iterations));
   require(depth_band >= 0, fmt::format("--depth-band must be >= 0 (got {}; 0 = every pair)", depth_band));
+  if (!max_memory.empty()) coupling::parse_memory_size(max_memory, "--max-memory");
 }
 
 void GptRunConfig::validate() const {

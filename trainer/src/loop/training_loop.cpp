@@ -4,6 +4,7 @@
 #include "coupling/engine/peak_memory.h"
 #include "coupling/engine/progress.h"
 #include "coupling/error.h"
+#include "coupling/memory_size.h"
 #include "coupling/training/callback.h"
 #include "coupling/training/coupling_callback.h"
 #include "coupling/training/tensorboard_callback.h"
@@ -123,6 +124,7 @@ Instrumentation prepare_instrumentation(const RunDefinition& run, const Training
   options.data_sha256 = task.data_sha256();
   options.training_precision = run.train.precision;
   options.resume_note = run.train.resume_overrides;
+  if (!c.max_memory.empty()) options.max_memory_bytes = coupling::parse_memory_size(c.max_memory, "--max-memory");
   return result;
 }
 
@@ -135,6 +137,12 @@ int64_t count_parameters(const torch::nn::Module& model) {
   int64_t n = 0;
   for (const auto& p : model.parameters()) n += p.numel();
   return n;
+}
+
+int64_t parameter_bytes(const torch::nn::Module& model) {
+  int64_t bytes = 0;
+  for (const auto& p : model.parameters()) bytes += static_cast<int64_t>(p.nbytes());
+  return bytes;
 }
 
 std::string join_metrics(const std::vector<Metric>& metrics) {
@@ -394,6 +402,11 @@ void TrainingRun::setup(const TaskFactory& make_task, bool resume) {
   }
   parameter_count_ = count_parameters(model);
   items_per_step_ = task_->items_per_step(train_.batch);
+  // For the memory check: AdamW's gradients and two moments beside each parameter, and this
+  // rank's share of the batch's activations.
+  coupling_options.training_bytes =
+      3 * parameter_bytes(model) + task_->training_activation_bytes(train_.batch / world_size_);
+  coupling_options.ranks_on_host = communicator_ ? trainer::resolve_dist_env().local_world_size : 1;
   spdlog::info("libcoupling {} | {}, {:.2f}M parameters | LibTorch {} on {}, {}", coupling::version(),
                task_->describe(), parameter_count_ / 1e6, coupling::torch_version(), device_.str(), train_.precision);
   if (communicator_) {

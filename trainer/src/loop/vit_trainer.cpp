@@ -3,6 +3,7 @@
 #include "coupling/error.h"
 #include "source_tree.h"
 #include "trainer/data/image_dataset.h"
+#include "trainer/models/activation_memory.h"
 #include "trainer/models/transformer_adapter.h"
 #include "trainer/models/vit.h"
 #include "trainer/parallel/data_parallel.h"
@@ -44,6 +45,10 @@ class VitTask : public TrainingTask {
   }
   std::string unit() const override { return "images"; }
   int64_t items_per_step(int64_t global_batch) const override { return global_batch; }
+  int64_t training_activation_bytes(int64_t examples) const override {
+    const VitConfig& m = model_->config();
+    return transformer_activation_bytes(examples, m.tokens(), m.layers, m.d_model, m.heads, m.classes);
+  }
 
   at::Tensor training_loss(int64_t batch, int64_t shard, int64_t shards) override {
     const int64_t per_shard = batch / shards, step = next_step_++;

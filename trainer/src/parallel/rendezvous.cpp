@@ -2,6 +2,8 @@
 
 #include "parallel/local_rendezvous.h"
 
+#include "coupling/error.h"
+
 #include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>
 #include <torch/version.h>
@@ -15,8 +17,11 @@
 #include <algorithm>
 #include <cstdlib>
 #include <memory>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace trainer {
 namespace {
@@ -55,6 +60,28 @@ c10::intrusive_ptr<c10d::ProcessGroup> as_process_group([[maybe_unused]] const c
 #else
   return group;
 #endif
+}
+
+/// Gloo's devices for this rank: loopback for a job on one machine; on several, one per interface
+/// that GLOO_SOCKET_IFNAME names (comma-separated, as PyTorch reads it), else the address the host
+/// name resolves to, Gloo's default, which is loopback on many machines (docs/distributed.md).
+std::vector<std::shared_ptr<::gloo::transport::Device>> gloo_devices(bool local) {
+  if (local) return {c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")};
+  std::vector<std::shared_ptr<::gloo::transport::Device>> devices;
+  const char* names = std::getenv("GLOO_SOCKET_IFNAME");
+  std::stringstream list(names == nullptr ? "" : names);
+  for (std::string name; std::getline(list, name, ',');) {
+    if (name.empty()) continue;
+    try {
+      devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(name));
+    } catch (const std::exception& e) {
+      throw coupling::ConfigError("GLOO_SOCKET_IFNAME names interface '" + name +
+                                  "', which Gloo cannot use on this host (" + e.what() +
+                                  "): name this host's interface on the job's network (ip -brief address)");
+    }
+  }
+  if (devices.empty()) devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  return devices;
 }
 
 }  // namespace
@@ -138,8 +165,7 @@ coupling::Communicator connect(const DistEnv& env, const RendezvousOptions& opti
     }
 #endif
     auto gloo_options = c10d::ProcessGroupGloo::Options::create(options.timeout);
-    gloo_options->devices.push_back(local ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                                          : c10d::ProcessGroupGloo::createDefaultDevice());
+    gloo_options->devices = gloo_devices(local);
     auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, gloo_options);
     return coupling::Communicator::from_process_group(as_process_group(store, env, gloo, c10::kCPU, false),
                                                       c10::Device(c10::kCPU), lease);

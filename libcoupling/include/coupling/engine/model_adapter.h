@@ -31,6 +31,10 @@ class ModelAdapter {
   /// differentiable with respect to x. Must not include the skip connection.
   virtual at::Tensor residual_branch(int64_t block, const at::Tensor& x) = 0;
 
+  /// Optional: bytes of the tensors the model holds while it is measured (its parameters and
+  /// buffers; a streamed model: one block), for the memory estimate (memory_estimate.h). 0 =
+  /// unknown, counted as nothing.
+  virtual int64_t tensor_bytes() const { return 0; }
   /// Optional: called around a measurement, e.g. to switch dropout off (eval mode) and back.
   virtual void begin_measurement() {}
   virtual void end_measurement() {}

@@ -13,6 +13,7 @@
 #include "coupling/dist/communicator.h"
 #include "coupling/dist/distributed_measurement.h"
 #include "coupling/engine/measurement.h"
+#include "coupling/engine/memory_estimate.h"
 #include "coupling/engine/model_adapter.h"
 #include "coupling/log/coupling_log.h"
 #include "coupling/training/callback.h"
@@ -42,6 +43,12 @@ struct CouplingCallbackOptions {
   std::string resume_note;
   /// The data-parallel job this callback runs in (must outlive the callback); null = one process.
   Communicator* communicator = nullptr;
+  /// The memory check of on_setup (memory_estimate.h): what training holds besides the model's
+  /// tensors (gradients, optimizer state, activations; bytes), the ranks sharing this host, and
+  /// a lower limit than what the host has (bytes), if any.
+  int64_t training_bytes = 0;
+  int64_t ranks_on_host = 1;
+  std::optional<int64_t> max_memory_bytes;
 };
 
 class CouplingCallback : public TrainingCallback {
@@ -49,8 +56,9 @@ class CouplingCallback : public TrainingCallback {
   /// Throws coupling::ConfigError when probe_inputs is empty.
   CouplingCallback(std::shared_ptr<ModelAdapter> adapter, at::Tensor probe_inputs, CouplingCallbackOptions options);
 
-  /// Checks the measurement's layout (size cap, tokens, K) against the model, and resumes the
-  /// log of a resumed run (refusing one of another run, layout or schema version).
+  /// Checks the measurement's layout (size cap, tokens, K) against the model and its estimated
+  /// memory against the host's (a ConfigError naming both), and resumes the log of a resumed run
+  /// (refusing one of another run, layout or schema version).
   std::string name() const override { return options_.name; }
   void on_setup(const TrainBegin& begin) override;
   void on_train_begin(const TrainBegin& begin) override;
@@ -84,6 +92,7 @@ class CouplingCallback : public TrainingCallback {
   double training_at_last_measurement_ = 0.0;  ///< training seconds (no measurements) at the last one
   bool set_up_ = false;
   std::optional<MeasurementLayout> layout_;  ///< checked in on_setup
+  std::optional<MemoryEstimate> memory_;     ///< estimated in on_setup
   std::optional<int64_t> state_missing_at_;  ///< a checkpoint without this callback's state
   int64_t pending_since_ = -1;               ///< scheduled step of a deferred measurement, or -1
 };

@@ -304,6 +304,20 @@ const char* activation_name(Activation activation) {
 
 }  // namespace
 
+int64_t HfConfig::block_parameters() const {
+  const int64_t d = d_model, q_rows = heads * head_dim, kv_rows = kv_heads * head_dim;
+  const int64_t attention = d * (q_rows + 2 * kv_rows) + q_rows * d + (attention_bias ? q_rows + 2 * kv_rows + d : 0);
+  const int64_t mlp = (gated_mlp ? 3 : 2) * d * intermediate + (mlp_bias ? intermediate + d : 0);
+  const int64_t norms = (rms_norm ? 2 : 4) * d;
+  return attention + mlp + norms;
+}
+
+int64_t HfConfig::streamed_bytes() const {
+  // The largest stored tensor: an MLP matrix, or GPT-2's and GPT-NeoX's fused QKV.
+  const int64_t largest = std::max(d_model * intermediate, 3 * d_model * heads * head_dim);
+  return 4 * (block_parameters() + largest);
+}
+
 std::string HfConfig::summary() const {
   std::string text = fmt::format(
       "model_type={} vocab={} d_model={} layers={} heads={} kv_heads={} head_dim={} intermediate={} max_positions={} "

@@ -14,6 +14,7 @@
 
 #include "coupling/dist/communicator.h"
 #include "coupling/engine/measurement.h"
+#include "coupling/engine/memory_estimate.h"
 #include "coupling/log/coupling_log.h"
 #include "trainer/loop/run_config.h"
 
@@ -43,7 +44,8 @@ struct AnalysisPlan {
   coupling::LogMetadata metadata;
   std::vector<SavedModel> models;
   coupling::MeasurementOptions options;
-  int64_t items_per_step = 0;  ///< training items a step (the log's tokens_seen); 0 = unknown
+  int64_t items_per_step = 0;       ///< training items a step (the log's tokens_seen); 0 = unknown
+  coupling::MemoryEstimate memory;  ///< the peak of measuring one model (checked before the log is touched)
 };
 
 struct AnalysisResult {

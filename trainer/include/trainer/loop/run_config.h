@@ -66,6 +66,7 @@ struct CouplingConfig {
   int64_t depth_band = 0;                  ///< couple blocks at most this far apart (0 = all)
   double max_overhead = 0.0;               ///< measurement/training time cap (0 = none)
   int64_t max_row_mib = 256;               ///< refuse measurements whose logged row is larger
+  std::string max_memory;                  ///< refuse measurements estimated to need more ("4G"); "" = the host's
 
   bool enabled() const { return log != "none"; }
   /// Throws coupling::ConfigError naming the flag.
@@ -151,6 +152,10 @@ void visit_coupling_fields(Visitor& v, Coupling&... c) {
     "Refuse to start when one measurement would log more than this many MiB (token coupling grows "
     "as tokens^2)",
     P::kMayChange, c.max_row_mib...);
+  v("max-memory",
+    "Refuse to start when the measurement's estimated peak memory exceeds this (e.g. 4G; default: what the host has, "
+    "MemAvailable or the cgroup's limit)",
+    P::kMayChange, c.max_memory...);
 }
 
 /// A `coupling-train gpt` run.

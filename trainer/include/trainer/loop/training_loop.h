@@ -47,6 +47,9 @@ class TrainingTask {
   /// What the loop counts in "<unit>_seen" and "<unit>_per_second": "tokens" or "images".
   virtual std::string unit() const = 0;
   virtual int64_t items_per_step(int64_t global_batch) const = 0;
+  /// Bytes of the activations a training step of `examples` examples keeps for its backward pass
+  /// (the memory check's estimate: transformer_activation_bytes).
+  virtual int64_t training_activation_bytes(int64_t examples) const = 0;
 
   /// The loss of this rank's shard (shard of shards) of the next global batch of `batch`
   /// examples: train mode, graph attached. Advances the task's sampler.

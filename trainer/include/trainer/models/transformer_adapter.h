@@ -34,6 +34,12 @@ class TransformerAdapter : public coupling::ModelAdapter {
                                       const at::Tensor& replaced, int64_t output_token) override {
     return model_->block(block)->residual_branch_at_token(x, input_token, replaced, output_token);
   }
+  int64_t tensor_bytes() const override {
+    int64_t bytes = 0;
+    for (const auto& tensor : model_->parameters()) bytes += static_cast<int64_t>(tensor.nbytes());
+    for (const auto& tensor : model_->buffers()) bytes += static_cast<int64_t>(tensor.nbytes());
+    return bytes;
+  }
 
  private:
   Model model_;

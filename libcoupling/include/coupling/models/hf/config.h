@@ -62,6 +62,11 @@ struct HfConfig {
 
   /// One line naming every field, e.g. for the log's model_config (equal lines: same architecture).
   std::string summary() const;
+  /// Parameters of one block (attention, MLP, norms, biases).
+  int64_t block_parameters() const;
+  /// What a streamed model holds (bytes): one block in float32 and, while it is built, its
+  /// largest stored tensor (counted at 4 bytes an element, the widest dtype it converts from).
+  int64_t streamed_bytes() const;
   /// Throws coupling::ConfigError unless probes of `tokens` tokens with ids in
   /// [smallest_id, largest_id] fit the vocabulary and the positions the model knows.
   void check_probes(int64_t tokens, int64_t smallest_id, int64_t largest_id) const;

@@ -141,6 +141,8 @@ class HfAdapter : public coupling::ModelAdapter {
                                       const at::Tensor& replaced, int64_t output_token) override {
     return model_->block(block)->residual_branch_at_token(x, input_token, replaced, output_token);
   }
+  /// Streamed: one block, however deep the model (HfConfig::streamed_bytes).
+  int64_t tensor_bytes() const override { return model_->config().streamed_bytes(); }
   const HfTransformer& model() const { return model_; }
 
  private:
