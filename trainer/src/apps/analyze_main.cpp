@@ -167,7 +167,7 @@ int main(int argc, char** argv) {
                  result.measured, result.skipped, coupling::process_peak_memory_mib());
     return 0;
   } catch (...) {
-    return trainer::report_failure("measure fewer probes or tokens",
+    return trainer::report_failure("measure fewer probes or tokens; the same command continues the log",
                                    trainer::measurement_notes({{"MeasurementOptions::max_row_bytes",
                                                                 "coupling-analyze keeps the cap at 256 MiB"}}));
   }

@@ -7,6 +7,8 @@
 #include <spdlog/spdlog.h>
 
 #include <new>
+#include <regex>
+#include <string>
 
 namespace trainer {
 namespace {
@@ -39,9 +41,20 @@ int report_failure(const char* out_of_memory_hint, const SettingNotes& notes) {
     spdlog::error("{}", with_note(e, notes));
     return kUserErrorExit;
   } catch (const c10::Error& e) {
-    spdlog::error("LibTorch error: {}", e.what_without_backtrace());
+    const std::string what = e.what_without_backtrace();
+    static const std::regex allocation(
+        "(?:can't allocate memory|out of memory).*?allocate ([0-9]+ bytes|[0-9.]+ ?[KMG]?i?B)", std::regex::icase);
+    std::smatch match;
+    if (std::regex_search(what, match, allocation)) {
+      spdlog::error(
+          "out of memory: LibTorch could not allocate {} (the machine's memory, or an address-space limit: "
+          "ulimit -v); {}",
+          match[1].str(), out_of_memory_hint);
+    } else {
+      spdlog::error("LibTorch error: {}", what);
+    }
   } catch (const std::bad_alloc&) {
-    spdlog::error("out of memory: {}", out_of_memory_hint);
+    spdlog::error("out of memory (the machine's memory, or an address-space limit: ulimit -v); {}", out_of_memory_hint);
   } catch (const std::exception& e) {  // a bug of ours: say what it was
     spdlog::error("unexpected error: {}", e.what());
   } catch (...) {

@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
     return 0;
   } catch (...) {
     return trainer::report_failure(
-        "lower --batch, --probes or the model size",
+        "lower --batch, --probes or the model size; --resume continues from the last checkpoint",
         trainer::measurement_notes({{"MeasurementOptions::max_row_bytes", "flag --max-row-mib"},
                                     {"LogMetadata::seed", "flag --seed"},
                                     {"LogMetadata::data_sha256", "flag --data"},
