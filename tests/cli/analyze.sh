@@ -83,6 +83,9 @@ sed -i '1s/.*/# something else/' "$work/run/checkpoints/step_0/config.toml"
 expect_error tampered_config "checkpoint .*/step_0 is corrupt: config.toml does not match its size and SHA-256" \
   --checkpoints "$work/run" --log "$work/tampered.h5"
 mv "$work/config.saved" "$work/run/checkpoints/step_0/config.toml"
+expect_error max_memory "the measurement needs about .* and 0.00 GiB is available \(--max-memory\)" --checkpoints "$work/run" \
+  --log "$work/small.h5" --max-memory 1M
+test ! -e "$work/small.h5" || { echo "FAIL max_memory: a log was written"; exit 1; }
 mkdir "$work/log_dir"
 expect_error log_is_directory "log path .*/log_dir is a directory: give a file name such as" --checkpoints "$work/run" \
   --log "$work/log_dir"

@@ -84,6 +84,10 @@ expect_error too_many_probes "--probes 5000 is more than the validation split" "
   --out "$work/o9" --probes 5000
 expect_error bad_schedule "bad measurement schedule item 'often'" "$work/o10" "${tiny[@]}" --out "$work/o10" \
   --measure-schedule often
+expect_error max_memory_exceeded "the measurement needs about .* GiB \(MiB: process .*\) and 0.00 GiB is available \(--max-memory\): measure fewer probes" \
+  "$work/o13" "${tiny[@]}" --out "$work/o13" --max-memory 1M
+expect_error max_memory_unreadable "--max-memory '4X': give a memory size such as 4G" "$work/o14" "${tiny[@]}" \
+  --out "$work/o14" --max-memory 4X
 "$bin" gpt "${tiny[@]}" --steps 2 --out "$work/logrun" > "$work/logrun.log" 2>&1 || { echo "FAIL: log setup run"; cat "$work/logrun.log"; exit 1; }
 rm -f "$work/logrun/summary.json"
 expect_error log_exists "coupling log .* already exists" "$work/o11" "${tiny[@]}" --steps 2 --out "$work/o11" \
