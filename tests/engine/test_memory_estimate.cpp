@@ -41,6 +41,9 @@ TEST(MemoryEstimate, PartsFollowTheLayoutThePathAndTheDevice) {
   EXPECT_EQ(host.at("training state"), 2000);
   EXPECT_EQ(host.at("Jacobians"), one_probe);
   EXPECT_EQ(host.at("residual states"), 2 * 2 * 16 * 4 * 64 * 4);
+  // The largest coupling set is a token's 3 blocks (or the context pair's): the fetched Jacobians
+  // and a chunk of its 3 rows, [3, 3, K, K] and [3, d, 3 K].
+  EXPECT_EQ(host.at("coupling chunks"), one_probe + 3 * 3 * (64 + 3 * 8) * 8 * 4);
   EXPECT_EQ(host.at("spectra"), 4 * (8 + 20) * 64 * 4);  // auto at 4 K <= d: randomized, K + p vectors
   options.spectrum = coupling::SpectrumMethod::kExact;
   host = parts(coupling::estimate_measurement_memory(layout, options, model, c10::kCPU, true).host_parts);

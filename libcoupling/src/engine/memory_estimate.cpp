@@ -23,11 +23,13 @@ const char* const kMeasurementMemoryAdvice =
 namespace {
 
 constexpr int64_t kMiB = int64_t{1} << 20;
-/// LibTorch, HDF5 and the allocator's arenas before any tensor: measured (docs/performance.md
-/// section 13).
-constexpr int64_t kProcessBytes = 160 * kMiB;
-/// The coupling matrices' chunks: fetched Jacobians and two intermediates (coupling_metric.cpp).
-constexpr int64_t kCouplingChunkBytes = 256 * kMiB;
+/// LibTorch, HDF5, the BLAS's buffers and the allocator's arenas, besides the parts below:
+/// fitted to the peaks of docs/performance.md section 13.
+constexpr int64_t kProcessBytes = 256 * kMiB;
+/// The coupling matrices' chunks (coupling_metric.cpp): the Jacobians fetched at once, and the
+/// two intermediates of a chunk together.
+constexpr int64_t kFetchedChunkBytes = 128 * kMiB;
+constexpr int64_t kIntermediateChunkBytes = 128 * kMiB;
 
 int64_t sum(const std::vector<std::pair<std::string, int64_t>>& parts) {
   return std::accumulate(parts.begin(), parts.end(), int64_t{0},
@@ -97,7 +99,8 @@ MemoryEstimate estimate_measurement_memory(const MeasurementLayout& layout, cons
   // The forward pass of every probe keeps X^0..X^L, and the trajectories a stacked copy.
   const int64_t states = 2 * probes * tokens * (blocks + 1) * d * float_bytes;
   // One backward sweep of replicated activations, at most d rows, within the budget (jacobian.cpp).
-  const int64_t per_replica = token_local ? replica_bytes(1, d) + 64 * tokens : replica_bytes(tokens, d);
+  // A token-local replica keeps about 16 d floats (fitted, section 13) and its attention row.
+  const int64_t per_replica = token_local ? 64 * d + 64 * tokens : replica_bytes(tokens, d);
   const int64_t workspace = std::min(options.jacobian.max_bytes, d * per_replica);
   const bool cuda = device.is_cuda();
   int64_t held = 0, coupling = 0;
@@ -107,7 +110,13 @@ MemoryEstimate estimate_measurement_memory(const MeasurementLayout& layout, cons
     const int64_t one_probe = jacobians * d * d * float_bytes;
     held = cuda || layout.keeps_jacobians ? one_probe : std::min(one_probe, options.jacobian_memory_bytes);
     if (layout.keeps_jacobians) held *= probes;
-    coupling = std::min(kCouplingChunkBytes, 2 * one_probe);
+    // The largest coupling set: a token's blocks, a block's tokens, the context pairs' Jacobians,
+    // or every block and token; a chunk of N rows holds [N, N, K, K] and [N, d, N K].
+    const int64_t tokens_measured = static_cast<int64_t>(layout.tokens.size());
+    const int64_t set = std::max({blocks, tokens_measured, blocks * static_cast<int64_t>(layout.context_pairs.size()),
+                                  layout.has_block_token_coupling ? blocks * tokens_measured : int64_t{0}});
+    const int64_t intermediates = set * set * (d + set * k_max) * k_max * float_bytes;
+    coupling = std::min(kFetchedChunkBytes, one_probe) + std::min(kIntermediateChunkBytes, intermediates);
   }
   const bool exact = options.spectrum == SpectrumMethod::kExact ||
                      (options.spectrum == SpectrumMethod::kAuto && 4 * k_max > d && !layout.matrix_free);
