@@ -18,8 +18,10 @@ cd "$(dirname "$0")/.."
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
 if [[ ! -f build-sanitize/CMakeCache.txt ]]; then
-  cmake -S . -B build-sanitize "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOUPLING_SANITIZE=ON \
-    -DCOUPLING_PYTHON=/usr/bin/python3 > /dev/null
+  # -O1 and line tables only (ASan's advice, and file:line in its reports): half the compile time of
+  # -O2 -g, which keeps the tools' build within CI's budget.
+  cmake -S . -B build-sanitize "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DCOUPLING_SANITIZE=ON -DCOUPLING_PYTHON=/usr/bin/python3 > /dev/null
 fi
 cmake --build build-sanitize --parallel "${COUPLING_BUILD_JOBS:-$(nproc)}" \
   --target coupling_engine_tests coupling_library_tests coupling-train coupling-analyze
