@@ -124,8 +124,12 @@ bool CouplingCallback::defer(const StepEnd& s) {
   return decision[0].item<double>() != 0.0;
 }
 
+void CouplingCallback::record_training(const TrainingRecord& record) {
+  if (log_) log_->append_training(record);
+}
+
 void CouplingCallback::on_step_end(const StepEnd& s) {
-  if (log_) log_->append_training({s.step - 1, s.loss, s.lr, s.tokens_seen, s.wall_seconds});
+  if (s.training_row) record_training({s.step - 1, s.loss, s.lr, s.tokens_seen, s.wall_seconds});
   if (options_.schedule.due(s.step, s.total_steps, s.checkpoint) && pending_since_ < 0) pending_since_ = s.step;
   if (pending_since_ < 0) return;
   const bool must = s.step == s.total_steps;

@@ -53,6 +53,9 @@ struct StepEnd {
   StepEnd& with_tokens_seen(int64_t value) { return tokens_seen = value, *this; }
   StepEnd& with_wall_seconds(double value) { return wall_seconds = value, *this; }
   StepEnd& with_checkpoint(bool value) { return checkpoint = value, *this; }
+  /// Whether a callback that logs training scalars records this update's (loss, lr, ...): false
+  /// when the loop reports them later on its own (CouplingCallback::record_training).
+  StepEnd& with_training_row(bool value) { return training_row = value, *this; }
 
   int64_t step = 0;  ///< updates completed, including this one
   int64_t total_steps = 0;
@@ -61,6 +64,7 @@ struct StepEnd {
   int64_t tokens_seen = 0;
   double wall_seconds = 0.0;  ///< run wall time so far, measurements included (summed over resumed sessions)
   bool checkpoint = false;    ///< the trainer checkpoints at this step (after the callbacks)
+  bool training_row = true;
 };
 
 struct EvalResult {

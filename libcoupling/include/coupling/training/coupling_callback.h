@@ -67,6 +67,11 @@ class CouplingCallback : public TrainingCallback {
   void on_checkpoint_save(int64_t step, CallbackState& state) override;
   void on_checkpoint_load(int64_t step, const CallbackState& state) override;
 
+  /// Writes a /train row (step counts updates from 0) for a loop that reports its training
+  /// scalars apart from its steps (StepEnd::with_training_row(false)): Hugging Face's Trainer
+  /// knows its loss only when it logs. Rank 0 only; nothing before the log exists.
+  void record_training(const TrainingRecord& record);
+
   /// The first and the latest measurement of this session (for summaries), if any.
   const std::optional<Measurement>& first() const { return first_; }
   const std::optional<Measurement>& latest() const { return latest_; }
