@@ -15,7 +15,7 @@ packages=(
   libtorch-dev libgloo-dev libopenblas0-openmp
   libhdf5-dev hdf5-tools libcli11-dev libspdlog-dev libgtest-dev
   nlohmann-json3-dev libtomlplusplus-dev libssl-dev zlib1g-dev clang-14 libclang-rt-14-dev clang-format-14
-  python3-torch python3-h5py python3-matplotlib python3-scipy python3-venv
+  python3-torch python3-h5py python3-matplotlib python3-scipy python3-venv python3-dev
   python3-pandas python3-xarray python3-h5netcdf python3-pytest
   bible-kjv bible-kjv-text dataset-fashion-mnist
   iproute2 util-linux

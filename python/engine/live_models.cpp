@@ -20,8 +20,8 @@ std::string shape_text(at::IntArrayRef shape) { return fmt::format("[{}]", fmt::
 
 /// The model's tensors by name, as the callable gives them now; every one checked when asked for.
 hf::TensorSource live_source(const py::object& tensors) {
-  auto by_name = std::make_shared<std::map<std::string, at::Tensor>>(
-      py::cast<std::map<std::string, at::Tensor>>(tensors()));
+  auto by_name =
+      std::make_shared<std::map<std::string, at::Tensor>>(py::cast<std::map<std::string, at::Tensor>>(tensors()));
   return [by_name](const std::string& name, const std::vector<int64_t>& shape) {
     const auto found = by_name->find(name);
     if (found == by_name->end()) {
@@ -90,9 +90,10 @@ at::Tensor CallableAdapter::call_block(int64_t block, const at::Tensor& x) const
   py::gil_scoped_acquire gil;
   const py::object out = blocks_.at(static_cast<size_t>(block))(x);
   if (!THPVariable_Check(out.ptr())) {
-    throw ConfigError(fmt::format("blocks[{}] returned a {}, not a tensor: give callables that map X [B, T, d] to "
-                                  "the block's output X + f(X)",
-                                  block, std::string(py::str(py::type::of(out).attr("__name__")))));
+    throw ConfigError(
+        fmt::format("blocks[{}] returned a {}, not a tensor: give callables that map X [B, T, d] to "
+                    "the block's output X + f(X)",
+                    block, std::string(py::str(py::type::of(out).attr("__name__")))));
   }
   return py::cast<at::Tensor>(out);
 }
@@ -102,7 +103,8 @@ std::vector<at::Tensor> CallableAdapter::residual_states(const at::Tensor& input
   {
     py::gil_scoped_acquire gil;
     const py::object x0 = embed_(inputs);
-    if (!THPVariable_Check(x0.ptr())) throw ConfigError("embed returned no tensor: it must map inputs to X^0 [B, T, d]");
+    if (!THPVariable_Check(x0.ptr()))
+      throw ConfigError("embed returned no tensor: it must map inputs to X^0 [B, T, d]");
     states.push_back(py::cast<at::Tensor>(x0));
   }
   for (int64_t l = 0; l < num_blocks(); ++l) states.push_back(call_block(l, states.back()));

@@ -3,9 +3,9 @@
 #include "coupling/engine/fields.h"
 
 #include <ATen/ATen.h>
-#include <algorithm>
 #include <pybind11/stl.h>
 #include <torch/csrc/utils/pybind.h>
+#include <algorithm>
 
 #include <string>
 #include <vector>

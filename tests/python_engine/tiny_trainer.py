@@ -3,7 +3,7 @@ coupling.hf.CouplingCallback: the run the Python engine's tests check against co
 
     tiny_trainer.py OUT [--steps 60] [--kill-at N] [--resume]      (also under torchrun --nproc-per-node 2)
 
-OUT gets checkpoint-0 (save_pretrained before train(): the Trainer saves no step 0), the Trainer's checkpoints
+OUT gets tensorboard/ (report_to), checkpoint-0 (save_pretrained before train(): the Trainer saves no step 0), the Trainer's checkpoints
 at SAVE_STEPS, coupling.h5 (measured at step 0 and SCHEDULE) and probe_ids.txt. --kill-at N SIGKILLs the
 process at the end of update N; --resume continues from the latest checkpoint.
 """
@@ -80,12 +80,13 @@ def main(argv):
     parser.add_argument("--resume", action="store_true")
     a = parser.parse_args(argv)
     torch.set_num_threads(1)
+    os.environ["TENSORBOARD_LOGGING_DIR"] = os.path.join(a.out, "tensorboard")
     text = kjv_bytes()
     net = model()
     probes = probe_ids(text)
     args = transformers.TrainingArguments(
         output_dir=a.out, max_steps=a.steps, per_device_train_batch_size=8, learning_rate=2e-3,
-        lr_scheduler_type="linear", warmup_steps=5, logging_steps=1, save_strategy="no", report_to=[], seed=0,
+        lr_scheduler_type="linear", warmup_steps=5, logging_steps=1, save_strategy="no", report_to=["tensorboard"], seed=0,
         use_cpu=True, disable_tqdm=True, dataloader_num_workers=0)
     trainer = transformers.Trainer(model=net, args=args, train_dataset=Windows(text), callbacks=[SaveAt(a.kill_at)])
     CouplingCallback(os.path.join(a.out, "coupling.h5"), probes, schedule=SCHEDULE).attach(trainer)
