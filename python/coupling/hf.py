@@ -41,7 +41,7 @@ class CouplingCallback(TrainerCallback):
 
     def __init__(self, log, probe_ids, schedule=SCHEDULE, k=(10, 30, 50), tokens="last", spectrum="auto",
                  **monitor_options):
-        self.log = os.fspath(log)
+        self.log_path = os.fspath(log)
         self.probe_ids = probe_ids
         self.options = dict(schedule=schedule, k=k, tokens=tokens, spectrum=spectrum, **monitor_options)
         self.monitor = None
@@ -65,7 +65,7 @@ class CouplingCallback(TrainerCallback):
                     saved = json.load(f)
             else:
                 saved = {}  # the C++ callback refuses a checkpoint without its state, naming the step
-        self.monitor = Monitor(self.log, model, self.probe_ids, total_steps=state.max_steps, start_step=start,
+        self.monitor = Monitor(self.log_path, model, self.probe_ids, total_steps=state.max_steps, start_step=start,
                                state=saved, seed=args.seed, **self.options)
         if self.monitor.latest is not None:
             self._pending = _scalars(self.monitor.latest, 0)

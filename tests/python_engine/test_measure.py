@@ -45,12 +45,13 @@ def test_every_family_equals_coupling_analyze(case, analyze, tmp_path):
     assert measured.attrs["model"] == case[1]().model_type
 
 
-def gpt2(layers=2, d=32):
+def gpt2(layers=2, d=32, dropout=0.1):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(3)
     return GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=16, n_embd=d, n_layer=layers, n_head=4,
-                                      bos_token_id=1, eos_token_id=2))
+                                      bos_token_id=1, eos_token_id=2, resid_pdrop=dropout, embd_pdrop=dropout,
+                                      attn_pdrop=dropout))
 
 
 def gpt2_callables(model):
