@@ -57,10 +57,11 @@ def load():
 class Model:
     """A model as the engine sees it: the C++ adapter, its description for the log, and how to keep it as found."""
 
-    def __init__(self, model, embed=None, blocks=None, causal=None):
+    def __init__(self, model, embed=None, blocks=None, causal=None, device=None):
         engine = load()
         self.module = model
         self.hf_config = None
+        self.target = device  # where to measure; None: where the parameters are
         if embed is not None or blocks is not None:
             if embed is None or blocks is None or causal is None:
                 raise ValueError("the generic path needs embed=, blocks= and causal= together")
@@ -87,7 +88,10 @@ class Model:
         base = model.base_model
 
         def tensors():
-            return {name: t.detach() for name, t in [*base.named_parameters(), *base.named_buffers()]}
+            named = [*base.named_parameters(), *base.named_buffers()]
+            if self.target is None:
+                return {name: t.detach() for name, t in named}
+            return {name: t.detach().to(self.target) for name, t in named}
 
         self.adapter = engine.LiveHfModel(self.hf_config, tensors)
         self.name = family
@@ -98,7 +102,9 @@ class Model:
         return self.hf_config is None
 
     def device(self):
-        """Where the model's parameters are (the CPU for a model without any)."""
+        """Where to measure: the device asked for, else where the model's parameters are (the CPU for none)."""
+        if self.target is not None:
+            return self.target
         for p in self.module.parameters() if hasattr(self.module, "parameters") else ():
             return p.device
         import torch

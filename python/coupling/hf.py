@@ -65,15 +65,16 @@ class CouplingCallback(TrainerCallback):
                     saved = json.load(f)
             else:
                 saved = {}  # the C++ callback refuses a checkpoint without its state, naming the step
+        options = {"seed": args.seed, **self.options}
         self.monitor = Monitor(self.log_path, model, self.probe_ids, total_steps=state.max_steps, start_step=start,
-                               state=saved, seed=args.seed, **self.options)
+                               state=saved, **options)
         if self.monitor.latest is not None:
             self._pending = _scalars(self.monitor.latest, 0)
 
     def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):
         lr = lr_scheduler.get_last_lr()[0] if lr_scheduler is not None else math.nan
         scalars = self.monitor.step(state.global_step, lr=lr, tokens_seen=state.num_input_tokens_seen,
-                                    checkpoint=control.should_save, training_row=False)
+                                    checkpoint=_saves_at(args, state, control), training_row=False)
         if scalars is not None:
             self._pending = {**scalars, "coupling/step": state.global_step}
             control.should_log = True
@@ -104,6 +105,13 @@ class CouplingCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self.monitor is not None:
             self.monitor.close()
+
+
+def _saves_at(args, state, control):
+    """Whether the Trainer checkpoints at this step: attached first, this callback runs before the Trainer's
+    own flow callback sets control.should_save for its save_steps."""
+    every = state.save_steps or 0
+    return bool(control.should_save or (args.save_strategy == "steps" and every > 0 and state.global_step % every == 0))
 
 
 def _scalars(result, step):

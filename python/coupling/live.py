@@ -20,18 +20,18 @@ def measure(model, input_ids, k=(10, 30, 50), tokens="last", spectrum="auto", de
     k: K values (the default grid is capped at d; another K above d is an error); tokens: "last", "all", an
       index or a list (negative = from the end); spectrum: "auto", "exact" or "randomized"; jacobian: "auto",
       "materialised" or "matrix-free"; depth_band: couple only blocks at most this far apart (0 = all).
-    device: where to measure (default: where the model's parameters are).
+    device: where to measure (default: where the model's parameters are; a transformers model's tensors are
+      copied there, the generic path's callables must run there).
     max_memory: refuse (ValueError) when the estimated peak exceeds this (bytes or "4G"; default: what the host
       has). Bad input raises ValueError with one sentence; nothing is measured then.
     """
-    live = engine.Model(model, embed=embed, blocks=blocks, causal=causal)
+    live = engine.Model(model, embed=embed, blocks=blocks, causal=causal, device=device)
     probes = engine.probe_tensor(input_ids)
     live.check_probes(probes)
     measurement_options = engine.options(k, tokens, spectrum, context_pairs, jacobian, depth_band)
     measurement_options.progress_seconds = 0.0
-    target = live.device() if device is None else device
     with live.left_as_found():
-        result = engine.load().measure(live.adapter, probes.to(target), measurement_options,
+        result = engine.load().measure(live.adapter, probes.to(live.device()), measurement_options,
                                        engine.memory_bytes(max_memory))
     return engine.dataset(result, model=live.name, model_config=live.config_text,
                           engine_config=str(measurement_options))

@@ -69,3 +69,24 @@ def test_two_ranks_under_torchrun_equal_coupling_analyze_on_their_checkpoints(an
     reference = open_log(analyze_run(analyze, out, tmp_path / "analyze.h5"))
     differences = max_differences(log, reference)
     assert max(differences.values()) <= TOLERANCE, {k: v for k, v in differences.items() if v > TOLERANCE}
+
+
+def test_checkpoints_schedule_follows_the_trainers_save_steps(tmp_path):
+    import torch
+    import transformers
+
+    import tiny_trainer
+    from coupling.hf import CouplingCallback
+
+    text = tiny_trainer.kjv_bytes()
+    args = transformers.TrainingArguments(output_dir=str(tmp_path), max_steps=20, per_device_train_batch_size=4,
+                                          save_strategy="steps", save_steps=8, logging_steps=5, report_to=[],
+                                          use_cpu=True, disable_tqdm=True)
+    trainer = transformers.Trainer(model=tiny_trainer.model(), args=args, train_dataset=tiny_trainer.Windows(text))
+    CouplingCallback(tmp_path / "coupling.h5", tiny_trainer.probe_ids(text), schedule="checkpoints").attach(trainer)
+    trainer.train()
+    ds = open_log(tmp_path / "coupling.h5", "all")
+    assert ds.step.values.tolist() == [0, 8, 16, 20]  # step 0 and the last step always
+    # The Trainer's logged losses: every 5 updates, and at the measured steps, where the callback asks it to log.
+    assert ds.train_step.values.tolist() == [4, 7, 9, 14, 15, 19]
+    assert torch.isfinite(torch.from_numpy(ds.train_loss.values)).all()
