@@ -95,3 +95,19 @@ def test_import_errors_say_what_to_do(tmp_path, stamp, expected):
     assert p.returncode == 1
     last = p.stderr.strip().splitlines()[-1]
     assert last.startswith("coupling.engine.EngineImportError: ") and expected in last, p.stderr
+
+
+def test_pip_install_of_the_package_is_pure_python(tmp_path):
+    """`pip install ./python` builds a wheel without the compiled engine, even beside a built one."""
+    import zipfile
+
+    python = os.path.dirname(os.path.dirname(coupling.__file__))
+    assert any(name.startswith("_engine") for name in os.listdir(os.path.dirname(coupling.__file__)))
+    shutil.copytree(python, tmp_path / "python", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                        "-w", str(tmp_path / "wheel"), str(tmp_path / "python")], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    (wheel,) = (tmp_path / "wheel").iterdir()
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "coupling/engine.py" in names and not [n for n in names if "_engine" in n or n.endswith(".so")], names
