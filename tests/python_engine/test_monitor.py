@@ -47,3 +47,28 @@ def test_schedule_rows_and_resume(tmp_path):
     assert resumed.train_step.values.tolist() == list(range(STEPS))
     differences = max_differences(resumed, ds)
     assert max(differences.values()) <= 1e-5, differences
+
+
+def test_two_ranks_share_the_probes_or_rank_0_measures_alone(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import HERE
+
+    def run(log, *flags):
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                   os.path.join(HERE, "two_ranks_monitor.py"), str(log), *flags]
+        p = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""})
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+        return p.stdout + p.stderr
+
+    shared = run(tmp_path / "shared.h5")
+    alone = run(tmp_path / "alone.h5", "--refuse-group")
+    assert "measures alone" not in shared and "rank 0 measures alone" in alone
+    a, b = open_log(tmp_path / "shared.h5", "all"), open_log(tmp_path / "alone.h5", "all")
+    assert a.attrs["world_size"] == 2 and b.attrs["world_size"] == 1
+    assert a.step.values.tolist() == b.step.values.tolist() == [0, 2, 4]
+    differences = max_differences(a, b)
+    assert max(differences.values()) <= 1e-5, differences
