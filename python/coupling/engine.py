@@ -192,18 +192,8 @@ def dataset(result, **attributes):
 
 def headline(result, prefix="coupling/"):
     """The headline scalars of a measurement, for a trainer's logs: m_K at the smallest K (ujv, norm; mean over
-    probes and tokens) with its uncoupled null, LSS and the norm growth rate (means over probes and tokens)."""
-    variables, coords = result["variables"], result["coordinates"]
-    k = coords["k"][0]
-
-    def mean(name, **at):
-        axes, value, _, _ = variables[name]
-        index = tuple(coords[a].index(v) if a in at else slice(None) for a, v in
-                      ((a, at.get(a)) for a in axes))
-        return float(value[index].mean())
-
-    variant = {"orientation": 0, "normalisation": 0, "k": k}
-    return {f"{prefix}m_{k}": mean("depth_mean_offdiag_avg", **variant),
-            f"{prefix}m_{k}_null": mean("depth_mean_offdiag_null_avg", **variant),
-            f"{prefix}lss": mean("line_shape_score"),
-            f"{prefix}norm_growth_rate": mean("norm_growth_rate")}
+    probes and tokens) with its uncoupled null, LSS and the norm growth rate (means over probes and tokens), as
+    the engine's summaries compute them (the headline_* attributes)."""
+    a, k = result["attributes"], result["attributes"]["headline_k"]
+    return {f"{prefix}m_{k}": a["headline_m"], f"{prefix}m_{k}_null": a["headline_m_null"],
+            f"{prefix}lss": a["headline_lss"], f"{prefix}norm_growth_rate": a["headline_norm_growth_rate"]}

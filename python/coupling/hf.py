@@ -28,6 +28,7 @@ import os
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from coupling.engine import headline
 from coupling.monitor import SCHEDULE, Monitor
 
 STATE_FILE = "coupling_callback.json"
@@ -69,7 +70,7 @@ class CouplingCallback(TrainerCallback):
         self.monitor = Monitor(self.log_path, model, self.probe_ids, total_steps=state.max_steps, start_step=start,
                                state=saved, **options)
         if self.monitor.latest is not None:
-            self._pending = _scalars(self.monitor.latest, 0)
+            self._pending = {**headline(self.monitor.latest), "coupling/step": 0}
 
     def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):
         lr = lr_scheduler.get_last_lr()[0] if lr_scheduler is not None else math.nan
@@ -113,8 +114,3 @@ def _saves_at(args, state, control):
     every = state.save_steps or 0
     return bool(control.should_save or (args.save_strategy == "steps" and every > 0 and state.global_step % every == 0))
 
-
-def _scalars(result, step):
-    from coupling.engine import headline
-
-    return {**headline(result), "coupling/step": step}

@@ -95,14 +95,9 @@ class Monitor:
     def measure_seconds(self):
         return self._session.measure_seconds if self._session else 0.0
 
-    @property
-    def writes_log(self):
-        return self._session is not None and self._session.rank == 0
-
     def overhead_fraction(self):
-        """Measurement seconds per training second so far."""
-        training = self.wall_seconds - self.measure_seconds
-        return self.measure_seconds / training if training > 0 else 0.0
+        """Measurement seconds per training second so far (CouplingCallback::overhead_fraction)."""
+        return self._session.overhead_fraction(self.wall_seconds) if self._session else 0.0
 
     def step(self, step, loss=math.nan, lr=math.nan, tokens_seen=0, checkpoint=False, training_row=True):
         """After update `step` (updates completed): logs loss and lr, measures when due. Returns the

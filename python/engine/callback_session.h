@@ -39,8 +39,7 @@ class CallbackSession {
   void record_training(const TrainingRecord& record);
   void eval(int64_t step, double val_loss);
   double measure_seconds() const { return callback().measure_seconds(); }
-  int64_t rank() const { return communicator_ ? communicator_->rank() : 0; }
-  int64_t world_size() const { return communicator_ ? communicator_->world_size() : 1; }
+  double overhead_fraction(double wall_seconds) const { return callback().overhead_fraction(wall_seconds); }
   /// Closes the log; the session takes no further call.
   void close();
 

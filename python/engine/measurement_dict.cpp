@@ -57,6 +57,13 @@ py::dict measurement_dict(const Measurement& m) {
   attributes["seconds_linearity"] = m.timings.linearity;
   attributes["seconds_total"] = m.timings.total;
   attributes["headline"] = headline(m);
+  // The headline scalars (smallest K, ujv/norm; means over probes and tokens), from the summaries
+  // the headline line and the tools print.
+  attributes["headline_k"] = m.k_grid.front();
+  attributes["headline_m"] = depth_coupling_summary(m)[0].item<double>();
+  attributes["headline_m_null"] = depth_coupling_null_summary(m).mean[0].item<double>();
+  attributes["headline_lss"] = m.line_shape_score.mean().item<double>();
+  attributes["headline_norm_growth_rate"] = m.norm_growth_rate.mean().item<double>();
   py::dict result;
   result["variables"] = variables;
   result["coordinates"] = coordinates;

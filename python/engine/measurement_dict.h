@@ -10,7 +10,8 @@
 namespace coupling::python {
 
 /// {"variables": {name: (axes, tensor, units, description)}, "coordinates": {axis: values},
-///  "labels": {axis: [label, ...]}, "attributes": {...}}.
+///  "labels": {axis: [label, ...]}, "attributes": {...}}; the attributes include the headline line
+///  and its scalars (headline_k, headline_m, headline_m_null, headline_lss, headline_norm_growth_rate).
 pybind11::dict measurement_dict(const Measurement& m);
 
 }  // namespace coupling::python

@@ -10,11 +10,9 @@
 #include "coupling/memory_size.h"
 #include "coupling/models/hf/config.h"
 #include "coupling/training/schedule.h"
-#include "coupling/version.h"
 
 #include <pybind11/stl.h>
 #include <torch/csrc/utils/pybind.h>
-#include <torch/version.h>
 
 #include <optional>
 
@@ -42,10 +40,6 @@ py::dict measure_once(ModelAdapter& adapter, const at::Tensor& probes, const Mea
 
 PYBIND11_MODULE(_engine, m) {
   m.doc() = "libcoupling's C++ engine (internal: use coupling.measure, coupling.hf, coupling.Monitor)";
-  m.attr("torch_version") = TORCH_VERSION;
-  m.attr("version") = version();
-  m.attr("git_revision") = git_revision();
-
   // Errors in the library's own terms: a bad option or input is a ValueError, a file an OSError.
   auto base = py::register_exception<Error>(m, "CouplingError", PyExc_RuntimeError);
   py::register_exception<ConfigError>(m, "ConfigError", PyExc_ValueError);
@@ -55,17 +49,10 @@ PYBIND11_MODULE(_engine, m) {
   py::register_exception<LogError>(m, "LogError", PyExc_OSError);
   py::register_exception<CommunicationError>(m, "CommunicationError", base.ptr());
 
-  py::class_<ModelAdapter, std::shared_ptr<ModelAdapter>>(m, "ModelAdapter")
-      .def_property_readonly("num_blocks", &ModelAdapter::num_blocks)
-      .def_property_readonly("causal", &ModelAdapter::causal)
-      .def_property_readonly("token_local", &ModelAdapter::supports_token_local);
+  py::class_<ModelAdapter, std::shared_ptr<ModelAdapter>>(m, "ModelAdapter");
 
   py::class_<hf::HfConfig>(m, "HfConfig")
       .def_static("parse", &hf::parse_hf_config, py::arg("json_text"), py::arg("source"))
-      .def_readonly("model_type", &hf::HfConfig::model_type)
-      .def_readonly("d_model", &hf::HfConfig::d_model)
-      .def_readonly("layers", &hf::HfConfig::layers)
-      .def_readonly("vocab", &hf::HfConfig::vocab)
       .def("summary", &hf::HfConfig::summary)
       .def("check_probes", &hf::HfConfig::check_probes, py::arg("tokens"), py::arg("smallest_id"),
            py::arg("largest_id"));
@@ -92,7 +79,6 @@ PYBIND11_MODULE(_engine, m) {
   m.def("measure", &measure_once, py::arg("model"), py::arg("probes"), py::arg("options"),
         py::arg("max_memory_bytes") = std::nullopt);
   m.def("parse_memory_size", &parse_memory_size, py::arg("text"), py::arg("flag"));
-  m.def("parse_schedule", [](const std::string& text) { return MeasurementSchedule::parse(text).str(); });
 
   py::class_<TrainBegin>(m, "TrainBegin")
       .def(py::init([](int64_t start_step, int64_t total_steps, bool resumed, double wall_seconds) {
@@ -147,7 +133,6 @@ PYBIND11_MODULE(_engine, m) {
            })
       .def("eval", &python::CallbackSession::eval)
       .def_property_readonly("measure_seconds", &python::CallbackSession::measure_seconds)
-      .def_property_readonly("rank", &python::CallbackSession::rank)
-      .def_property_readonly("world_size", &python::CallbackSession::world_size)
+      .def("overhead_fraction", &python::CallbackSession::overhead_fraction)
       .def("close", &python::CallbackSession::close);
 }

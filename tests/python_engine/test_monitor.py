@@ -26,6 +26,7 @@ def run(log, stop=STEPS, start=0, state=None):
         if step > start:
             monitor.step(step, loss.item(), 0.05)
         if step == stop:
+            assert monitor.overhead_fraction() > 0  # measurements and training both took time
             saved = monitor.state_dict()
             monitor.close()
             return saved
