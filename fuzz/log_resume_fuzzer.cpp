@@ -14,6 +14,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
 #include <vector>
 
 namespace {
@@ -21,6 +24,8 @@ namespace {
 struct Template {
   ScratchFile file{"template.h5"};
   coupling::LogMetadata metadata;
+  std::string bytes;  // the file's contents, rewritten per input: filesystem::copy_file fails with EINTR
+                      // when libFuzzer's SIGALRM (-timeout) lands in its sendfile
 };
 
 /// A log of 6 training rows, 3 measurements and 2 evaluations, written once per process.
@@ -39,14 +44,19 @@ const Template& valid_log() {
     t.metadata.engine_config = options.str();
     t.metadata.seed = 1;
     t.metadata.probes = probes;
-    auto log = coupling::CouplingLog::create(t.file.path, t.metadata);
-    for (int64_t step = 0; step < 6; ++step) log.append_training({step, 1.0, 1e-3, step, 0.0});
-    for (int64_t step : {0, 2, 4}) {
-      const auto m = coupling::measure(*adapter, probes, options);
-      log.append({step, step, step * 10, 1.0 * step, m.timings.total, 0.5}, m);
-    }
-    log.append_eval({2, 1.5});
-    log.append_eval({4, 1.4});
+    {
+      auto log = coupling::CouplingLog::create(t.file.path, t.metadata);
+      for (int64_t step = 0; step < 6; ++step) log.append_training({step, 1.0, 1e-3, step, 0.0});
+      for (int64_t step : {0, 2, 4}) {
+        const auto m = coupling::measure(*adapter, probes, options);
+        log.append({step, step, step * 10, 1.0 * step, m.timings.total, 0.5}, m);
+      }
+      log.append_eval({2, 1.5});
+      log.append_eval({4, 1.4});
+    }  // closed: its bytes are complete
+    std::ifstream in(t.file.path, std::ios::binary);
+    t.bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (!in || t.bytes.empty()) std::abort();
     return true;
   }();
   (void)written;
@@ -82,7 +92,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size -= 9;
   static const ScratchFile copy("log.h5");
   const std::string& path = copy.path;
-  std::filesystem::copy_file(log_template.file.path, path, std::filesystem::copy_options::overwrite_existing);
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(log_template.bytes.data(), static_cast<std::streamsize>(log_template.bytes.size()));
+    if (!out.flush()) std::abort();
+  }
   {
     const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
     overwrite(file, "/measurement/step", H5T_NATIVE_INT64, 8, data, size);
