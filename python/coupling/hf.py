@@ -61,11 +61,13 @@ class CouplingCallback(TrainerCallback):
         saved = None
         if start > 0:
             path = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{start}", STATE_FILE)
-            if os.path.exists(path):
-                with open(path) as f:
-                    saved = json.load(f)
-            else:
-                saved = {}  # the C++ callback refuses a checkpoint without its state, naming the step
+            if not os.path.exists(path):  # refused before the log is opened, which stays as it is
+                raise FileNotFoundError(
+                    f"resuming at step {start}, the coupling callback finds no {path}: it reads its state from "
+                    f"output_dir's {PREFIX_CHECKPOINT_DIR}-{start} (a checkpoint elsewhere, or one saved by a run "
+                    "killed before the callback's on_save, has none): resume from a checkpoint of output_dir that has it")
+            with open(path) as f:
+                saved = json.load(f)
         options = {"seed": args.seed, **self.options}
         self.monitor = Monitor(self.log_path, model, self.probe_ids, total_steps=state.max_steps, start_step=start,
                                state=saved, **options)

@@ -1,6 +1,7 @@
 // Hugging Face families (coupling/models/hf/): config.json in both key styles, refusals by name,
 // model directories (single file, shards, pickles, lies), token-local
-// Jacobians against the generic path and row-by-row autograd for every family, and, when
+// Jacobians against the generic path and row-by-row autograd for every family, which float32
+// weights each family shares rather than copies, and, when
 // tests/python/hf_reference.py has written its cases (COUPLING_HF_REFERENCE, the pip
 // environment's ctest run), every family against transformers itself.
 #include "coupling/engine/jacobian.h"
@@ -21,10 +22,16 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <string>
+#include <vector>
 
 namespace {
 
@@ -419,6 +426,34 @@ TEST(HfModel, TokenLocalJacobiansEqualGenericAndRowByRowAutogradInEveryFamily) {
         }
       }
     }
+  }
+}
+
+TEST(HfModel, Float32WeightsAreSharedExceptTheLayoutsThatMustBeCopied) {
+  // coupling.measure builds the model on a live model's parameters at each measurement
+  // (docs/python.md): the ones it reads as they are must share their memory, not be copied.
+  const std::map<std::string, std::set<std::string>> copied_by_family = {
+      {"gpt2", {"attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight"}},  // [in, out]
+      {"gpt_neox", {"attention.query_key_value.weight", "attention.query_key_value.bias"}},            // fused per head
+      {"llama", {}},
+      {"mistral", {}},
+      {"bert", {}},
+  };
+  for (const auto& [family, copied_suffixes] : copied_by_family) {
+    RandomWeights weights(3);
+    coupling::hf::HfTransformer model(tiny(family), weights.source());
+    std::vector<at::Tensor> held = model->buffers();
+    for (int64_t block = 0; block < model->num_blocks(); ++block) {
+      for (const auto& buffer : model->block(block)->buffers()) held.push_back(buffer);
+    }
+    const std::regex block_prefix(R"(^(h|layers|encoder\.layer)\.[0-9]+\.)");
+    std::set<std::string> copied;
+    for (const auto& [name, source] : weights.tensors) {
+      const bool shared =
+          std::any_of(held.begin(), held.end(), [&](const at::Tensor& t) { return t.is_alias_of(source); });
+      if (!shared) copied.insert(std::regex_replace(name, block_prefix, ""));
+    }
+    EXPECT_EQ(copied, copied_suffixes) << family << ": the source tensors the model copied";
   }
 }
 

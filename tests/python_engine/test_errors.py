@@ -73,6 +73,23 @@ def test_a_log_of_another_run_is_refused_and_left_alone(trainer_run, tmp_path):
     assert digest(log) == before
 
 
+def test_a_trainer_checkpoint_without_the_callback_state_is_refused_by_path(trainer_run, tmp_path):
+    from types import SimpleNamespace
+
+    from coupling.hf import STATE_FILE, CouplingCallback
+
+    run = tmp_path / "run"
+    shutil.copytree(trainer_run, run)
+    (run / "checkpoint-30" / STATE_FILE).unlink()
+    before = digest(run / "coupling.h5")
+    callback = CouplingCallback(run / "coupling.h5", probe_ids(), schedule="steps:10,30,60")
+    with pytest.raises(OSError) as error:
+        callback.on_train_begin(SimpleNamespace(output_dir=str(run), seed=0),
+                                SimpleNamespace(global_step=30, max_steps=60), None, model=gpt2())
+    assert str(run / "checkpoint-30" / STATE_FILE) in one_line(error)
+    assert digest(run / "coupling.h5") == before
+
+
 def package_copy(tmp_path, stamp=None):
     """python/coupling without the compiled engine (and with `stamp` as its build record, if given)."""
     source = os.path.dirname(coupling.__file__)
